@@ -1,0 +1,48 @@
+"""Command-line entry point: ``rnnbench <command> ...``.
+
+Each command lives in ``rnnbench.commands.<name>`` and exposes ``register(subparsers)``,
+which adds its parser and sets ``func`` (called with the parsed namespace; returns an exit
+status or None). This file only wires them together and turns :class:`RnnbenchError` into
+one clear line on stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from rnnbench import __version__
+from rnnbench.errors import RnnbenchError
+
+COMMANDS = ["params", "data", "train", "reproduce", "report", "runs", "sweep"]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="rnnbench",
+        description="Train and compare recurrent units (tanh RNN, LSTM, GRU) on sequence modeling.",
+    )
+    parser.add_argument("--version", action="version", version=f"rnnbench {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name in COMMANDS:
+        importlib.import_module(f"rnnbench.commands.{name}").register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        status = args.func(args)
+    except RnnbenchError as exc:
+        print(f"rnnbench: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("rnnbench: interrupted; finished results are saved.", file=sys.stderr)
+        return 130
+    return int(status or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
