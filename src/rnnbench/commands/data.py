@@ -1,0 +1,102 @@
+"""``rnnbench data list | info NAME [--json] | fetch NAME|all``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+
+def register(subparsers) -> None:
+    """Add the ``data`` command and its sub-commands."""
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--data-dir",
+        default=None,
+        metavar="DIR",
+        help="data folder (default: $RNNBENCH_DATA, else the user cache folder)",
+    )
+    parser = subparsers.add_parser(
+        "data",
+        help="list, describe and download data sets",
+        description="List, describe and download data sets.",
+    )
+    sub = parser.add_subparsers(dest="data_command", metavar="ACTION", required=True)
+
+    p = sub.add_parser("list", parents=[common], help="the data set names and whether present")
+    p.set_defaults(func=_list)
+
+    p = sub.add_parser("info", parents=[common], help="sequences, steps and padding per split")
+    p.add_argument("name", help="a data set name, e.g. jsb, fsdd-a, midi:PATH, wav:PATH")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.add_argument(
+        "--batch-size",
+        type=int,
+        default=16,
+        help="batch size for the padding fraction (default 16)",
+    )
+    p.set_defaults(func=_info)
+
+    p = sub.add_parser("fetch", parents=[common], help="download and verify a data set")
+    p.add_argument("name", help="jsb, nottingham, musedata, pianomidi, fsdd, music or all")
+    p.add_argument("--force", action="store_true", help="download again even if verified")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=_fetch)
+
+
+def _list(args) -> int:
+    from rnnbench.data.locate import data_root, root_origin
+    from rnnbench.data.music import find_music_file
+    from rnnbench.data.registry import DESCRIPTIONS, PATTERNS, SPEECH_SETS, list_datasets
+
+    root = data_root(args.data_dir)
+    print(f"data folder: {root} ({root_origin(args.data_dir)})")
+    for name in list_datasets():
+        if name in SPEECH_SETS:
+            present = any((root / "fsdd" / "recordings").glob("*.wav"))
+        else:
+            present = find_music_file(root, name) is not None
+        mark = "present" if present else "missing"
+        print(f"  {name:<12} {mark:<8} {DESCRIPTIONS[name]}")
+    for pattern in PATTERNS:
+        print(f"  {pattern:<12} {'':<8} {DESCRIPTIONS[pattern]}")
+    return 0
+
+
+def _info(args) -> int:
+    from rnnbench.data.registry import load_dataset
+
+    info = load_dataset(args.name, args.data_dir).info(batch_size=args.batch_size)
+    if args.json:
+        print(json.dumps(info, indent=2))
+        return 0
+    print(
+        f"{info['name']}: {info['kind']}, input {info['in_dim']}, output {info['out_dim']}, "
+        f"head {info['head']}"
+    )
+    unit = "frames" if info["kind"] == "music" else "steps"
+    for split, s in info["splits"].items():
+        print(
+            f"  {split:<6} {s['sequences']:>7,} sequences {s['steps']:>10,} {unit}  "
+            f"padding {s['padding']:.1%}"
+        )
+    for key in ("longest", "keys_per_step", "sample_rate", "segment_samples"):
+        if key in info:
+            print(f"  {key}: {info[key]}")
+    if "paper" in info:
+        total = sum(s["sequences"] for s in info["splits"].values())
+        paper = info["paper"]
+        print(
+            f"  paper: {paper['sequences']:,} x {paper['segment_samples']:,} samples "
+            f"({paper['note']}); here {total:,} x {info['segment_samples']:,}"
+        )
+    return 0
+
+
+def _fetch(args) -> int:
+    from rnnbench.data.fetch import fetch
+
+    for path, status in fetch(
+        args.name, args.data_dir, force=args.force, progress=not args.no_progress
+    ):
+        print(f"{path}: {status}")
+    return 0

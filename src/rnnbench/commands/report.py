@@ -1,0 +1,48 @@
+"""``rnnbench report``: rebuild the report folder from a results store."""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+
+from rnnbench.store import DEFAULT_PATH
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "report",
+        help="build Tables 1-2, Figures 2-3, report.md and report.html from a results store",
+        description=(
+            "Read a results store and write a report folder: report.md, one self-contained "
+            "report.html, table2.csv, figure2.png (music) and figure3.png (speech)."
+        ),
+    )
+    p.add_argument(
+        "--store",
+        default=str(DEFAULT_PATH),
+        help=f"the results store to read (default: {DEFAULT_PATH})",
+    )
+    p.add_argument("--out", default="rnnbench-report", help="the report folder to write")
+    p.add_argument(
+        "--quick",
+        action="store_true",
+        help="mark every output as a quick run that does not follow the paper's "
+        "protocol (set automatically for runs stored by reproduce --quick)",
+    )
+    p.set_defaults(func=handler)
+
+
+def handler(args: argparse.Namespace) -> int:
+    from rnnbench.report import build_report
+
+    command = shlex.join(
+        ["rnnbench", "report", "--store", args.store, "--out", args.out]
+        + (["--quick"] if args.quick else [])
+    )
+    out = build_report(args.store, args.out, quick=args.quick, command=command)
+    print(
+        f"report written to {out}/report.html (also report.md, table2.csv, figures)",
+        file=sys.stdout,
+    )
+    return 0

@@ -1,0 +1,189 @@
+"""``rnnbench reproduce``: the paper's experiment (Chung et al. 2014) from one command.
+
+For each data set × unit (the paper's forms: peephole LSTM, reset-before GRU; the paper's
+sizes, Table 1):
+
+1. learning-rate search: 10 candidates with log lr ~ U(-12, -6) (natural log), drawn from a
+   generator seeded by a fixed number plus a stable hash of the data set and unit, trained as
+   one population with seed 0;
+2. seeds: seeds 1..N-1 (default N = 3) at the rate with the best validation NLL (diverged
+   runs never count), trained as one population.
+
+Then it writes the report (Table 1, Table 2 with mean ± std over seeds, Figures 2-3, Markdown
+and HTML) to OUT/report. Running the command again skips the runs already done and continues
+interrupted ones. ``--quick`` is a smoke test that finishes in minutes on 2 CPU cores: JSB and
+fsdd-a only, 3 candidates from the top of the range, 2 seeds, capped epochs; its numbers do not
+follow the paper's protocol, and every output says so.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+from pathlib import Path
+
+from rnnbench.commands.sweep import (
+    add_engine_arguments,
+    check_engine_arguments,
+    engine_kwargs,
+    summary_line,
+)
+from rnnbench.errors import RnnbenchError
+from rnnbench.train.config import UNITS
+
+PAPER_SETS = ("jsb", "nottingham", "musedata", "pianomidi", "fsdd-a", "fsdd-b")
+QUICK_SETS = ("jsb", "fsdd-a")
+# --quick: the top of the paper's range (few epochs favour large rates), and the caps below.
+QUICK_LOG_LR = (-7.5, -6.0)
+QUICK = {"candidates": 3, "seeds": 2, "max_epochs": {"music": 15, "speech": 3}, "patience": 5}
+SPEECH_SETS = ("fsdd-a", "fsdd-b")
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser(
+        "reproduce",
+        help="run the paper's experiment and write the report",
+        description=__doc__.split("\n\n", 1)[1].strip(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument(
+        "--quick",
+        action="store_true",
+        help="a few-minute smoke test (jsb and fsdd-a, 3 rates, 2 seeds, capped "
+        "epochs); does NOT follow the paper's protocol",
+    )
+    p.add_argument(
+        "--sets", nargs="+", metavar="SET", help=f"data sets (default: {' '.join(PAPER_SETS)})"
+    )
+    p.add_argument(
+        "--units", nargs="+", metavar="UNIT", choices=UNITS, help="units (default: tanh lstm gru)"
+    )
+    p.add_argument(
+        "--seeds",
+        type=int,
+        metavar="N",
+        help="seeds per data set and unit, at least 3 (default 3; --quick 2)",
+    )
+    p.add_argument(
+        "--candidates",
+        type=int,
+        metavar="N",
+        help="learning-rate candidates (default 10; --quick 3)",
+    )
+    p.add_argument(
+        "--max-epochs",
+        type=int,
+        metavar="N",
+        help="at most this many epochs per run (default 500; --quick 15 music, 3 speech)",
+    )
+    p.add_argument(
+        "--out",
+        metavar="DIR",
+        help="results folder: DIR/runs, DIR/results.db, DIR/report "
+        "(default ./rnnbench-results, --quick ./rnnbench-quick)",
+    )
+    add_engine_arguments(p)
+    p.set_defaults(func=handler)
+
+
+def _task(dataset: str) -> str:
+    base = dataset.split("?")[0]
+    return "speech" if base in SPEECH_SETS or base.startswith("wav:") else "music"
+
+
+def plan(args: argparse.Namespace):
+    """The stage-1 populations and the function that chains stage 2 after each of them."""
+    from rnnbench.sweeps import common
+    from rnnbench.sweeps.grid import Population, lr_candidates, stable_seed
+    from rnnbench.train.config import RunConfig
+
+    quick = args.quick
+    sets = args.sets or list(QUICK_SETS if quick else PAPER_SETS)
+    units = args.units or list(UNITS)
+    seeds = args.seeds if args.seeds is not None else (QUICK["seeds"] if quick else 3)
+    count = (
+        args.candidates if args.candidates is not None else (QUICK["candidates"] if quick else 10)
+    )
+    if seeds < (1 if quick else 3):
+        raise RnnbenchError(
+            f"--seeds {seeds} is too few: the report's error bars need at least 3 (use --quick "
+            "for a smoke test)."
+            if not quick
+            else f"--seeds {seeds}: use 1 or more."
+        )
+    if count < 1:
+        raise RnnbenchError(f"--candidates {count}: use 1 or more.")
+    if args.max_epochs is not None and args.max_epochs < 1:
+        raise RnnbenchError(f"--max-epochs {args.max_epochs}: use 1 or more.")
+    low, high = QUICK_LOG_LR if quick else (None, None)
+    labels = {"sweep": "reproduce", "quick": quick}
+
+    def settings(dataset: str) -> dict:
+        out: dict = {}
+        if args.max_epochs is not None:
+            out["max_epochs"] = args.max_epochs
+        elif quick:
+            out["max_epochs"] = QUICK["max_epochs"][_task(dataset)]
+        if quick:
+            out["patience"] = QUICK["patience"]
+        return out
+
+    stage1 = []
+    for dataset in sets:
+        for unit in units:
+            seed = stable_seed(dataset, unit)
+            bounds = {"low": low, "high": high} if quick else {}
+            lrs = lr_candidates(count, seed=seed, **bounds)
+            configs = [
+                RunConfig(dataset=dataset, unit=unit, lr=lr, seed=0, **settings(dataset))
+                for lr in lrs
+            ]
+            stage1.append(Population(configs, {**labels, "stage": "lr"}, f"{dataset}/{unit} lr"))
+
+    def then(pop: Population, runs: list[dict]) -> list[Population]:
+        if pop.labels.get("stage") != "lr" or seeds < 2:
+            return []
+        lr = common.best_lr(runs)
+        c = pop.configs[0]
+        if lr is None:
+            print(
+                f"rnnbench: {c.dataset}/{c.unit}: every learning rate diverged or failed; "
+                "no seeds to run",
+                file=sys.stderr,
+            )
+            return []
+        configs = [
+            RunConfig.from_dict({**c.to_dict(), "lr": lr, "seed": s}) for s in range(1, seeds)
+        ]
+        return [Population(configs, {**labels, "stage": "seeds"}, f"{c.dataset}/{c.unit} seeds")]
+
+    return stage1, then
+
+
+def handler(args: argparse.Namespace) -> int:
+    from rnnbench.store import Store
+    from rnnbench.sweeps import run_sweep
+
+    check_engine_arguments(args)
+    quick = args.quick
+    out = Path(args.out or ("rnnbench-quick" if quick else "rnnbench-results"))
+    store_path = Path(args.store) if args.store else out / "results.db"
+    stage1, then = plan(args)
+    if quick:
+        print(
+            "rnnbench: --quick is a smoke test: its numbers do NOT follow the paper's protocol "
+            "(2 data sets, 3 learning rates, 2 seeds, capped epochs).",
+            file=sys.stderr,
+        )
+    with Store(store_path) as store:
+        if quick:
+            store.set_meta("quick", 1)
+        counts = run_sweep(stage1, store=store, out=out, then=then, **engine_kwargs(args))
+    print(summary_line(counts, store_path))
+    from rnnbench.report import build_report
+
+    command = shlex.join(["rnnbench", *sys.argv[1:]]) if sys.argv else None
+    report = build_report(store_path, out / "report", quick=quick, command=command)
+    print(f"report: {report}" + ("  (quick: NOT the paper's protocol)" if quick else ""))
+    return 1 if counts["failed"] else 0

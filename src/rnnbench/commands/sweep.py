@@ -1,0 +1,117 @@
+"""``rnnbench sweep CONFIG.toml``: train a user-defined grid, crash-safely, locally or on Ray.
+
+The grid file lists data sets, units, forms, parameter budgets, learning rates and seeds
+(format: :mod:`rnnbench.sweeps.grid`, example: ``examples/sweep.toml``). Every (data set,
+unit, form, size) is trained as one population. Running the same command again skips finished
+runs and continues interrupted ones from their last epoch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from rnnbench.sweeps import ENGINES
+
+
+def add_engine_arguments(p: argparse.ArgumentParser) -> None:
+    """The options ``sweep`` and ``reproduce`` share."""
+    p.add_argument(
+        "--engine",
+        choices=ENGINES,
+        default="local",
+        help="local worker processes (default) or a Ray cluster",
+    )
+    p.add_argument(
+        "--address",
+        metavar="ADDR",
+        help="Ray cluster to join: auto or ray://HOST:PORT (default: a local Ray)",
+    )
+    p.add_argument(
+        "--workers",
+        type=int,
+        metavar="N",
+        help="populations trained at once (default: the number of CPU cores)",
+    )
+    p.add_argument(
+        "--retries",
+        type=int,
+        default=2,
+        metavar="N",
+        help="times a failing population is tried again before its runs are marked "
+        "failed (default 2)",
+    )
+    p.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
+    p.add_argument(
+        "--data-dir",
+        metavar="D",
+        help="the data folder (default: $RNNBENCH_DATA or the user cache folder)",
+    )
+    p.add_argument("--store", metavar="PATH", help="results store (default OUT/results.db)")
+    p.add_argument("--no-progress", action="store_true", help="no live display on stderr")
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser(
+        "sweep",
+        help="train a user-defined grid from a TOML file",
+        description=__doc__.split("\n\n", 1)[1].strip(),
+    )
+    p.add_argument("config", metavar="CONFIG.toml", help="the grid (see examples/sweep.toml)")
+    p.add_argument(
+        "--out",
+        default="rnnbench-results",
+        metavar="DIR",
+        help="results folder: DIR/runs/<key>/ and DIR/results.db (default ./rnnbench-results)",
+    )
+    add_engine_arguments(p)
+    p.set_defaults(func=handler)
+
+
+def check_engine_arguments(args: argparse.Namespace) -> None:
+    from rnnbench.errors import RnnbenchError
+
+    if args.workers is not None and args.workers < 1:
+        raise RnnbenchError(f"--workers {args.workers} is not a worker count; use 1 or more.")
+    if args.retries < 0:
+        raise RnnbenchError(f"--retries {args.retries} is negative; use 0 or more.")
+    if args.address and args.engine != "ray":
+        raise RnnbenchError("--address only applies to --engine ray; add it or drop --address.")
+
+
+def engine_kwargs(args: argparse.Namespace) -> dict:
+    return {
+        "engine": args.engine,
+        "address": args.address,
+        "workers": args.workers,
+        "retries": args.retries,
+        "device": args.device,
+        "data_dir": args.data_dir,
+        "progress": not args.no_progress,
+    }
+
+
+def summary_line(counts: dict[str, int], store_path: Path) -> str:
+    return (
+        f"{counts['total']} runs: {counts['done']} done, {counts['diverged']} diverged, "
+        f"{counts['failed']} failed ({counts['skipped']} were already finished); "
+        f"results in {store_path} (see `rnnbench runs --store {store_path}`)"
+    )
+
+
+def handler(args: argparse.Namespace) -> int:
+    from rnnbench.store import Store
+    from rnnbench.sweeps import run_sweep
+    from rnnbench.sweeps.grid import load_sweep
+
+    check_engine_arguments(args)
+    name, populations = load_sweep(args.config)
+    out = Path(args.out)
+    store_path = Path(args.store) if args.store else out / "results.db"
+    with Store(store_path) as store:
+        n = sum(len(p.configs) for p in populations)
+        print(f"sweep {name}: {n} runs in {len(populations)} populations", file=sys.stderr)
+        counts = run_sweep(populations, store=store, out=out, **engine_kwargs(args))
+    print(summary_line(counts, store_path))
+    return 1 if counts["failed"] else 0

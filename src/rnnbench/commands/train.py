@@ -1,0 +1,158 @@
+"""``rnnbench train``: train one model (or one population) with the paper's protocol.
+
+RMSProp, weight noise 0.075, gradient norm clipped to 1, early stopping on validation NLL
+(docs/training.md). Several comma-separated ``--lr`` and ``--seed`` values train every
+combination together as one population (stacked weights, one batched model); each member is
+still its own run with its own folder, store row and result. Run folders:
+``OUT/runs/<key>/`` (config.json, metrics.jsonl, best.pt, last.pt). Running the same command
+again continues an interrupted run from its last epoch and returns a finished run at once.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from rnnbench.errors import RnnbenchError
+from rnnbench.train.config import UNITS, RunConfig
+
+DEFAULTS = RunConfig(dataset="jsb", unit="lstm")
+
+
+def _number_list(kind):
+    def parse(text: str) -> list:
+        try:
+            values = [kind(part) for part in text.split(",") if part.strip()]
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"{text!r} is not a comma-separated list of {kind.__name__} values") from None
+        if not values:
+            raise argparse.ArgumentTypeError("give at least one value")
+        return values
+    return parse
+
+
+def register(subparsers) -> None:
+    """Add the ``train`` parser to the CLI's subparsers."""
+    p = subparsers.add_parser(
+        "train",
+        help="train a unit on a data set with the paper's protocol",
+        description=__doc__.split("\n\n", 1)[1].strip(),
+    )
+    p.add_argument("--dataset", required=True, metavar="NAME",
+                   help="jsb, nottingham, musedata, pianomidi, fsdd-a, fsdd-b, midi:PATH, wav:PATH")
+    p.add_argument("--unit", required=True, choices=UNITS)
+    p.add_argument("--peephole", action=argparse.BooleanOptionalAction, default=True,
+                   help="LSTM with diagonal peepholes, the paper's form (default: on)")
+    p.add_argument("--reset", choices=["before", "after"], default="before",
+                   help="GRU reset gate before (the paper) or after (cuDNN) the recurrent product")
+    p.add_argument("--hidden", type=int, metavar="N",
+                   help="hidden units (default: the paper's size for the task and unit)")
+    p.add_argument("--lr", type=_number_list(float), default=[DEFAULTS.lr], metavar="X[,X...]",
+                   help=f"RMSProp learning rate(s) (default {DEFAULTS.lr:g})")
+    p.add_argument("--seed", type=_number_list(int), default=[DEFAULTS.seed], metavar="N[,N...]",
+                   help="seed(s) of the initial weights and the weight noise (default 0)")
+    p.add_argument("--batch-size", type=int, default=DEFAULTS.batch_size, metavar="N",
+                   help=f"sequences per minibatch (default {DEFAULTS.batch_size}; the authors "
+                   "used 1)")
+    p.add_argument("--max-epochs", type=int, default=DEFAULTS.max_epochs, metavar="N",
+                   help=f"at most this many epochs (default {DEFAULTS.max_epochs})")
+    p.add_argument("--patience", type=int, default=DEFAULTS.patience, metavar="N",
+                   help=f"early-stopping patience in epochs (default {DEFAULTS.patience})")
+    p.add_argument("--weight-noise", type=float, default=DEFAULTS.weight_noise, metavar="S",
+                   help=f"weight-noise standard deviation (default {DEFAULTS.weight_noise})")
+    p.add_argument("--clip", type=float, default=DEFAULTS.clip, metavar="X",
+                   help=f"gradient-norm clipping threshold, 0 for none (default {DEFAULTS.clip})")
+    p.add_argument("--bptt", type=int, metavar="N",
+                   help="truncated-BPTT window in steps (default: whole sequences)")
+    p.add_argument("--init", choices=["paper", "torch"], default=DEFAULTS.init,
+                   help="initialisation: paper (uniform ±0.1, orthogonal recurrent) or torch")
+    p.add_argument("--data-seed", type=int, default=DEFAULTS.data_seed, metavar="N",
+                   help="seed of the minibatch order (default 0)")
+    p.add_argument("--rms-decay", type=float, default=DEFAULTS.rms_decay, metavar="X",
+                   help=f"RMSProp decay (default {DEFAULTS.rms_decay})")
+    p.add_argument("--rms-momentum", type=float, default=DEFAULTS.rms_momentum, metavar="X",
+                   help=f"RMSProp momentum (default {DEFAULTS.rms_momentum})")
+    p.add_argument("--rms-eps", type=float, default=DEFAULTS.rms_eps, metavar="X",
+                   help=f"RMSProp epsilon (default {DEFAULTS.rms_eps:g})")
+    p.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
+    p.add_argument("--data-dir", metavar="D", help="the data folder (default: $RNNBENCH_DATA "
+                   "or the user cache folder)")
+    p.add_argument("--out", default="rnnbench-results", metavar="DIR",
+                   help="results folder; run folders go to DIR/runs/<key>/ (default "
+                   "./rnnbench-results)")
+    p.add_argument("--store", metavar="PATH",
+                   help="results store (default DIR/results.db of --out)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+    p.add_argument("--json", action="store_true",
+                   help="print one JSON object (a population: {\"runs\": [...]})")
+    p.set_defaults(func=handler)
+
+
+def build_configs(args: argparse.Namespace) -> list[RunConfig]:
+    """One RunConfig per (lr, seed) combination of the command line."""
+    configs = []
+    for lr in args.lr:
+        for seed in args.seed:
+            configs.append(RunConfig(
+                dataset=args.dataset, unit=args.unit, peephole=args.peephole, reset=args.reset,
+                hidden=args.hidden, lr=lr, seed=seed, batch_size=args.batch_size,
+                max_epochs=args.max_epochs, patience=args.patience,
+                weight_noise=args.weight_noise, clip=args.clip, init=args.init, bptt=args.bptt,
+                data_seed=args.data_seed, rms_decay=args.rms_decay,
+                rms_momentum=args.rms_momentum, rms_eps=args.rms_eps,
+            ))
+    if len({c.key() for c in configs}) != len(configs):
+        raise RnnbenchError("--lr or --seed repeats a value; give each value once.")
+    return configs
+
+
+def _line(result: dict) -> str:
+    if result["status"] != "done":
+        return (f"{result['status']} (NaN or infinite loss) after {result['epochs']} epochs; "
+                "try a smaller --lr")
+    return (f"train {result['train_nll']:.4f}  valid {result['valid_nll']:.4f}  "
+            f"test {result['test_nll']:.4f} (nats per step)")
+
+
+def handler(args: argparse.Namespace) -> int:
+    from rnnbench.store import Store
+    from rnnbench.train.population import resolve_device, train_population
+
+    configs = build_configs(args)
+    resolve_device(args.device)
+    out = Path(args.out)
+    run_dirs = [out / "runs" / c.key() for c in configs]
+    store = Store(args.store or out / "results.db")
+    keys = [c.key() for c in configs]
+    try:
+        for cfg, key, run_dir in zip(configs, keys, run_dirs, strict=True):
+            store.start_run(key, cfg.to_dict(), str(run_dir))
+        try:
+            results = train_population(
+                configs, out_dirs=run_dirs, data_dir=args.data_dir, device=args.device,
+                on_epoch=lambda k, record: store.log_epoch(keys[k], record),
+                progress=not args.no_progress,
+            )
+        except (Exception, KeyboardInterrupt) as exc:
+            if not isinstance(exc, KeyboardInterrupt):
+                for key in keys:
+                    store.finish_run(key, "failed", error=str(exc))
+            raise
+        for key, result in zip(keys, results, strict=True):
+            store.finish_run(key, result["status"], result)
+    finally:
+        store.close()
+
+    rows = [{"key": key, "run_dir": str(run_dir), **result, "config": cfg.to_dict()}
+            for cfg, key, run_dir, result in zip(configs, keys, run_dirs, results, strict=True)]
+    if args.json:
+        print(json.dumps(rows[0] if len(rows) == 1 else {"runs": rows}))
+    elif len(rows) == 1:
+        print(_line(rows[0]))
+    else:
+        for row in rows:
+            cfg = row["config"]
+            print(f"lr {cfg['lr']:g} seed {cfg['seed']}: {_line(row)}")
+    return 0

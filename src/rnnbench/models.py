@@ -1,0 +1,561 @@
+r"""Sequence models (one recurrent layer + an output head) and parameter counting.
+
+A :class:`SequenceModel` models :math:`p(x_1..x_T) = \prod_t p(x_{t+1} | x_{\le t})`: the
+recurrent layer reads the input frames, a linear output layer maps each hidden state to the
+parameters of the head's distribution over the next frame (:mod:`rnnbench.heads`). It holds a
+*population* of ``K`` independent models of the same shape: every parameter has a leading ``K``
+dimension and one call runs all members (:func:`rnnbench.nn.functional.run_unit`).
+
+Parameter counts (:func:`recurrent_params`, :func:`total_params`, :func:`count_params`,
+:func:`match_hidden`) come in two conventions, because the paper and PyTorch differ:
+
+- ``"paper"``: one bias vector per gate. This reproduces the paper's speech counts exactly
+  (20 inputs; LSTM 195 units with 3 peephole vectors 169,065; GRU 227 units 168,888; tanh 400
+  units 168,400): :math:`G H (I + H) + G H` (+ :math:`3H` peepholes).
+- ``"torch"``: what our modules (and ``torch.nn``) actually hold, two bias vectors per gate
+  (``bias_ih_l0`` and ``bias_hh_l0``): :math:`G H (I + H) + 2 G H` (+ :math:`3H`).
+
+The paper's music counts (19.8k / 20.2k / 20.1k at 36 / 46 / 100 units) are not reproduced by
+any of these conventions with 88 inputs (paper convention: 18,108 / 18,630 / 18,900; adding the
+Linear(H, 88) output layer: 21,364 / 22,766 / 27,788). The recurrent layer alone in the paper
+convention with a 100-dimensional input gives 19,836 / 20,286 / 20,100, which matches all
+three when truncated to 0.1k (GRU rounds to 20.3k): possibly the authors counted their
+93-108-dimensional rolls, near 100 inputs.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor, nn
+
+from rnnbench.errors import RnnbenchError
+from rnnbench.heads import BernoulliHead, GaussianMixtureHead, make_head
+from rnnbench.nn.functional import run_unit
+from rnnbench.nn.init import init_unit
+
+__all__ = [
+    "GATES",
+    "TASKS",
+    "UNITS",
+    "SequenceModel",
+    "count_params",
+    "match_hidden",
+    "output_params",
+    "paper_hidden",
+    "recurrent_params",
+    "task_head",
+    "total_params",
+]
+
+UNITS = ("lstm", "gru", "tanh")
+GATES = {"tanh": 1, "gru": 3, "lstm": 4}
+INITS = ("paper", "torch")
+CONVENTIONS = ("paper", "torch")
+PAPER_OUT_SCALE = 0.1
+
+#: The paper's two tasks (Table 1): sizes, heads and the parameter counts it reports.
+#: ``paper_params`` are exact for speech and rounded to 0.1k for music (``paper_exact``).
+TASKS: dict[str, dict] = {
+    "music": {
+        "in_dim": 88,
+        "out_dim": 88,
+        "head": "bernoulli",
+        "hidden": {"lstm": 36, "gru": 46, "tanh": 100},
+        "paper_params": {"lstm": 19_800, "gru": 20_200, "tanh": 20_100},
+        "paper_exact": False,
+    },
+    "speech": {
+        "in_dim": 20,
+        "out_dim": 10,
+        "head": "gmm",
+        "components": 20,
+        "hidden": {"lstm": 195, "gru": 227, "tanh": 400},
+        "paper_params": {"lstm": 169_065, "gru": 168_888, "tanh": 168_400},
+        "paper_exact": True,
+    },
+}
+
+
+def _check_unit(unit: str) -> None:
+    if unit not in GATES:
+        raise RnnbenchError(f"unknown unit {unit!r}; choose one of {', '.join(UNITS)}.")
+
+
+def _check_task(task: str) -> dict:
+    if task not in TASKS:
+        raise RnnbenchError(f"unknown task {task!r}; choose one of {', '.join(TASKS)}.")
+    return TASKS[task]
+
+
+# --------------------------------------------------------------------------- counting
+
+
+def paper_hidden(task: str, unit: str) -> int:
+    """The paper's hidden size (Table 1): music 36 / 46 / 100, speech 195 / 227 / 400 for
+    lstm / gru / tanh."""
+    _check_unit(unit)
+    return _check_task(task)["hidden"][unit]
+
+
+def task_head(task: str) -> BernoulliHead | GaussianMixtureHead:
+    """The paper's head for a task: Bernoulli over 88 notes (music), or a 20-component
+    Gaussian mixture over 10 samples (speech)."""
+    spec = _check_task(task)
+    if spec["head"] == "gmm":
+        return GaussianMixtureHead(spec["out_dim"], components=spec["components"])
+    return BernoulliHead(spec["out_dim"])
+
+
+def recurrent_params(
+    unit: str,
+    in_dim: int,
+    hidden: int,
+    peephole: bool = True,
+    bias: bool = True,
+    *,
+    convention: str = "torch",
+) -> int:
+    """Parameters of one recurrent layer.
+
+    ``G H (I + H)`` weights, plus ``G H`` biases per bias vector (``convention="torch"``: two,
+    ``bias_ih`` and ``bias_hh``, as our modules hold them; ``"paper"``: one, as the paper
+    counts), plus ``3 H`` peephole diagonals for an LSTM with ``peephole`` (ignored for the
+    other units). ``G`` = 4 (LSTM), 3 (GRU), 1 (tanh).
+    """
+    _check_unit(unit)
+    if convention not in CONVENTIONS:
+        raise RnnbenchError(f"unknown counting convention {convention!r}; use 'paper' or 'torch'.")
+    g, h = GATES[unit], int(hidden)
+    n = g * h * (int(in_dim) + h)
+    if bias:
+        n += (2 if convention == "torch" else 1) * g * h
+    if peephole and unit == "lstm":
+        n += 3 * h
+    return n
+
+
+def output_params(hidden: int, n_outputs: int) -> int:
+    """The output layer ``Linear(hidden, n_outputs)``: weights and bias."""
+    return int(hidden) * int(n_outputs) + int(n_outputs)
+
+
+def _resolve_head(head, out_dim: int):
+    if isinstance(head, str):
+        return make_head(head, out_dim)
+    if not hasattr(head, "n_outputs") or not hasattr(head, "nll"):
+        raise RnnbenchError(
+            f"head must be 'bernoulli', 'gmm' or a head object, got {head!r}; see rnnbench.heads."
+        )
+    if head.out_dim != out_dim:
+        raise RnnbenchError(
+            f"the head models {head.out_dim}-dimensional frames but out_dim is {out_dim}; "
+            "build the head with the same out_dim."
+        )
+    return head
+
+
+def total_params(
+    unit: str,
+    in_dim: int,
+    out_dim: int,
+    hidden: int,
+    *,
+    head,
+    peephole: bool = True,
+    bias: bool = True,
+) -> int:
+    """Parameters of one whole :class:`SequenceModel` member, as our modules hold them: the
+    recurrent layer (``"torch"`` convention) plus ``Linear(hidden, head.n_outputs)``
+    (music: ``Linear(H, 88)``; speech: ``Linear(H, 20 * (1 + 2 * 10))``)."""
+    head = _resolve_head(head, out_dim)
+    rec = recurrent_params(unit, in_dim, hidden, peephole, bias, convention="torch")
+    return rec + output_params(hidden, head.n_outputs)
+
+
+def count_params(task: str, unit: str, hidden: int | None = None, *, peephole: bool = True) -> dict:
+    """All counts for one unit on one of the paper's tasks (``hidden`` None: the paper's size).
+
+    Returns ``{"hidden", "recurrent_params"`` (the paper's convention, one bias per gate),
+    ``"recurrent_params_torch"`` (our modules, two bias vectors), ``"total_params"`` (the whole
+    model as our modules hold it), ``"paper_params"`` (Table 1's number for the paper's size,
+    else None) and ``"paper_exact"`` (False: Table 1 rounds it)}.
+    """
+    spec = _check_task(task)
+    _check_unit(unit)
+    h = spec["hidden"][unit] if hidden is None else int(hidden)
+    if h < 1:
+        raise RnnbenchError(f"hidden size must be at least 1, got {h}; pass a positive size.")
+    in_dim = spec["in_dim"]
+    paper_size = h == spec["hidden"][unit] and (peephole or unit != "lstm")
+    return {
+        "hidden": h,
+        "recurrent_params": recurrent_params(unit, in_dim, h, peephole, convention="paper"),
+        "recurrent_params_torch": recurrent_params(unit, in_dim, h, peephole, convention="torch"),
+        "total_params": total_params(
+            unit, in_dim, spec["out_dim"], h, head=task_head(task), peephole=peephole
+        ),
+        "paper_params": spec["paper_params"][unit] if paper_size else None,
+        "paper_exact": spec["paper_exact"],
+    }
+
+
+def match_hidden(
+    task: str, unit: str, budget: int, *, peephole: bool = True, count: str = "paper"
+) -> int:
+    """The hidden size whose parameter count is closest to ``budget`` (ties: the smaller).
+
+    ``count`` picks what is matched: ``"paper"`` (the recurrent layer, one bias per gate: the
+    paper's convention, so the paper's budgets give back its sizes), ``"torch"`` (the recurrent
+    layer as our modules hold it) or ``"total"`` (the whole model).
+    """
+    keys = {"paper": "recurrent_params", "torch": "recurrent_params_torch", "total": "total_params"}
+    if count not in keys:
+        raise RnnbenchError(f"unknown count {count!r}; use one of {', '.join(keys)}.")
+    budget = int(budget)
+    if budget < 1:
+        raise RnnbenchError(f"the parameter budget must be positive, got {budget}.")
+    _check_task(task)
+    _check_unit(unit)
+
+    def n(h: int) -> int:
+        return count_params(task, unit, h, peephole=peephole)[keys[count]]
+
+    # Counts grow strictly with h (quadratically): bracket the budget, then bisect.
+    lo, hi = 1, 2
+    while n(hi) < budget:
+        lo, hi = hi, hi * 2
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if n(mid) < budget:
+            lo = mid
+        else:
+            hi = mid
+    # Now n(lo) < budget <= n(hi), or budget <= n(1) with lo = 1.
+    if n(lo) >= budget:
+        return lo
+    return lo if budget - n(lo) <= n(hi) - budget else hi
+
+
+# --------------------------------------------------------------------------- the model
+
+
+def _uniform(shape: tuple[int, ...], bound: float, generator: torch.Generator) -> Tensor:
+    """U(-bound, bound), drawn in float64 so the values do not depend on the model's dtype."""
+    u = torch.rand(shape, generator=generator, dtype=torch.float64)
+    return ((2 * u - 1) * bound).to(torch.float32)
+
+
+State = tuple[Tensor, Tensor | None]
+
+
+class SequenceModel(nn.Module):
+    r"""One recurrent layer and a linear output layer feeding a head, for K models at once.
+
+    For each member ``k``, with inputs :math:`x_t` and the unit's hidden state :math:`h_t`:
+
+    .. math::
+        h_t = \mathrm{unit}(x_t, h_{t-1}), \qquad a_t = W_{out} h_t + b_{out}, \qquad
+        x_{t+1} \sim \mathrm{head}(a_t),
+
+    and the loss of a step is the head's negative log-likelihood of the next frame, in nats.
+
+    Args:
+        unit: ``"tanh"``, ``"lstm"`` or ``"gru"``.
+        in_dim: ``I``, values per input frame (music 88, speech 20).
+        out_dim: ``D``, values per predicted frame (music 88, speech 10).
+        hidden: ``H``, units of the recurrent layer.
+        head: ``"bernoulli"``, ``"gmm"`` (20 components) or a head object from
+            :mod:`rnnbench.heads` with ``out_dim`` ``D``.
+        population: ``K``, the number of independent members.
+        peephole: LSTM only: the paper's diagonal peepholes (``weight_ch_l0``).
+        reset: GRU only: ``"before"`` (the paper) or ``"after"`` (torch/cuDNN).
+        init: ``"paper"`` or ``"torch"``, the scheme of :func:`rnnbench.nn.init.init_unit`
+            for the recurrent layer. The output layer follows the same choice: ``"paper"``
+            draws ``weight_out`` from U(-0.1, 0.1) with ``bias_out`` zero (the authors' uniform
+            ±0.1); ``"torch"`` draws both from U(-1/√H, 1/√H), as ``nn.Linear`` does.
+        seeds: one integer per member (default ``0 .. K-1``). Member ``k`` is initialised from
+            ``torch.Generator().manual_seed(seeds[k])`` (the recurrent layer first, then the
+            output layer), so its weights do not depend on ``K`` or on the other members.
+        backend: passed to :func:`rnnbench.nn.functional.run_unit` (``"auto"``, ``"torch"``,
+            ``"numba"``).
+
+    Parameters (each with the leading ``K`` dimension; ``G`` = 4, 3, 1 for LSTM, GRU, tanh;
+    ``P = head.n_outputs``):
+        ``weight_ih_l0 (K, G*H, I)``, ``weight_hh_l0 (K, G*H, H)``, ``bias_ih_l0``,
+        ``bias_hh_l0 (K, G*H)`` named, ordered and gate-ordered as ``torch.nn`` names them
+        (LSTM i, f, g, o; GRU r, z, n); ``weight_ch_l0 (K, 3, H)`` (peephole LSTM: i, f, o);
+        ``weight_out (K, P, H)`` and ``bias_out (K, P)`` (the output layer).
+
+    State: ``(h (K, B, H), c (K, B, H))`` for an LSTM, ``(h, None)`` otherwise.
+
+    Example::
+
+        >>> model = SequenceModel("gru", 88, 88, 46, head="bernoulli", population=3)
+        >>> x = torch.zeros(50, 8, 88); mask = torch.ones(50, 8)
+        >>> params, state = model(x, mask)              # params (3, 50, 8, 88)
+        >>> nll_sum, n_steps, _ = model.nll(x, x, mask)  # nll_sum (3,), n_steps 400
+    """
+
+    def __init__(
+        self,
+        unit: str,
+        in_dim: int,
+        out_dim: int,
+        hidden: int,
+        *,
+        head,
+        population: int = 1,
+        peephole: bool = True,
+        reset: str = "before",
+        init: str = "paper",
+        seeds: Sequence[int] | None = None,
+        backend: str = "auto",
+    ) -> None:
+        super().__init__()
+        _check_unit(unit)
+        if init not in INITS:
+            raise RnnbenchError(f"init must be 'paper' or 'torch', not {init!r}.")
+        if reset not in ("before", "after"):
+            raise RnnbenchError(f"reset must be 'before' or 'after', not {reset!r}.")
+        if min(int(in_dim), int(out_dim), int(hidden), int(population)) < 1:
+            raise RnnbenchError(
+                "in_dim, out_dim, hidden and population must all be at least 1; "
+                f"got {in_dim}, {out_dim}, {hidden}, {population}."
+            )
+        seeds = list(range(population)) if seeds is None else [int(s) for s in seeds]
+        if len(seeds) != population:
+            raise RnnbenchError(
+                f"got {len(seeds)} seeds for a population of {population}; pass one per member."
+            )
+        self.unit = unit
+        self.in_dim, self.out_dim, self.hidden = int(in_dim), int(out_dim), int(hidden)
+        self.population = int(population)
+        self.peephole = bool(peephole) and unit == "lstm"
+        self.reset = reset
+        self.init = init
+        self.seeds = seeds
+        self.backend = backend
+        self.head = _resolve_head(head, self.out_dim)
+
+        n_out = self.head.n_outputs
+        members = []
+        for seed in seeds:
+            gen = torch.Generator().manual_seed(seed)
+            p = init_unit(
+                unit,
+                self.in_dim,
+                self.hidden,
+                bias=True,
+                peephole=self.peephole,
+                scheme=init,
+                generator=gen,
+            )
+            if init == "paper":
+                p["weight_out"] = _uniform((n_out, self.hidden), PAPER_OUT_SCALE, gen)
+                p["bias_out"] = torch.zeros(n_out)
+            else:
+                bound = 1.0 / math.sqrt(self.hidden)
+                p["weight_out"] = _uniform((n_out, self.hidden), bound, gen)
+                p["bias_out"] = _uniform((n_out,), bound, gen)
+            members.append(p)
+        for name in members[0]:
+            stacked = torch.stack([m[name].to(torch.float32) for m in members])
+            self.register_parameter(name, nn.Parameter(stacked))
+
+    def extra_repr(self) -> str:
+        form = ""
+        if self.unit == "lstm":
+            form = f", peephole={self.peephole}"
+        elif self.unit == "gru":
+            form = f", reset={self.reset!r}"
+        return (
+            f"unit={self.unit!r}, in_dim={self.in_dim}, out_dim={self.out_dim}, "
+            f"hidden={self.hidden}{form}, head={self.head!r}, population={self.population}"
+        )
+
+    # -- running
+
+    def forward(
+        self, x: Tensor, mask: Tensor | None = None, state: State | None = None
+    ) -> tuple[Tensor, State]:
+        """Head parameters for every step.
+
+        Args:
+            x: ``(T, B, I)`` shared by all members, or ``(K, T, B, I)``.
+            mask: ``(T, B)``, 1 on real steps and 0 on padding at the end (None: all real).
+            state: the state a previous call returned (truncated BPTT), or None for zeros.
+
+        Returns:
+            ``head_params (K, T, B, P)`` (padded steps: the output layer's bias) and the final
+            state ``(h, c)`` (``c`` None for tanh and GRU), taken at each row's last real step.
+        """
+        if x.shape[-1] != self.in_dim:
+            raise RnnbenchError(
+                f"the model reads {self.in_dim} values per step but x has {x.shape[-1]}; "
+                "build the model with the data set's in_dim."
+            )
+        h0, c0 = (None, None) if state is None else state
+        out, h_n, c_n = run_unit(
+            self.unit,
+            x,
+            self.weight_ih_l0,
+            self.weight_hh_l0,
+            self.bias_ih_l0,
+            self.bias_hh_l0,
+            w_ch=self.weight_ch_l0 if self.peephole else None,
+            reset=self.reset,
+            mask=mask,
+            h0=h0,
+            c0=c0,
+            backend=self.backend,
+        )
+        k, t, b, h = out.shape
+        flat = torch.baddbmm(
+            self.bias_out.unsqueeze(1), out.reshape(k, t * b, h), self.weight_out.transpose(1, 2)
+        )
+        return flat.reshape(k, t, b, -1), (h_n, c_n)
+
+    def nll(
+        self, x: Tensor, y: Tensor, mask: Tensor | None = None, state: State | None = None
+    ) -> tuple[Tensor, int, State]:
+        """Summed negative log-likelihood of the targets over the real steps, per member.
+
+        Args:
+            x: inputs ``(T, B, I)``; ``y``: targets ``(T, B, D)`` (the frames to predict);
+            mask: ``(T, B)`` (None: every step is real). Padded steps contribute nothing, even
+                when their targets hold garbage (NaN included).
+            state: as in :meth:`forward`.
+
+        Returns:
+            ``nll_sum (K,)`` in nats, ``n_steps`` (the number of real steps, one int shared by
+            all members: divide to get the paper's NLL per time step) and the final state.
+        """
+        params, state = self.forward(x, mask, state)
+        if mask is None:
+            per = self.head.nll(params, y)
+            n_steps = per.shape[1] * per.shape[2]
+        else:
+            real = mask > 0
+            y = torch.where(real.unsqueeze(-1), y, y.new_zeros(()))
+            per = self.head.nll(params, y)
+            per = torch.where(real, per, per.new_zeros(()))
+            n_steps = int(real.sum())
+        return per.sum((1, 2)), n_steps, state
+
+    @staticmethod
+    def detach_state(state: State | None) -> State | None:
+        """The state cut from the graph, to carry across truncated-BPTT windows."""
+        if state is None:
+            return None
+        h, c = state
+        return h.detach(), (None if c is None else c.detach())
+
+    # -- parameters
+
+    def weight_matrices(self) -> list[nn.Parameter]:
+        """The tensors that get weight noise: ``weight_ih_l0``, ``weight_hh_l0``, the peephole
+        diagonals ``weight_ch_l0`` (when present) and the output layer's ``weight_out``. Biases
+        are left out."""
+        mats = [self.weight_ih_l0, self.weight_hh_l0]
+        if self.peephole:
+            mats.append(self.weight_ch_l0)
+        mats.append(self.weight_out)
+        return mats
+
+    def member_state(self, k: int) -> dict[str, Tensor]:
+        """Member ``k``'s parameters without the K dimension (detached copies), by name."""
+        self._check_member(k)
+        return {name: p.detach()[k].clone() for name, p in self.named_parameters()}
+
+    def load_member_state(self, k: int, state: dict[str, Tensor]) -> None:
+        """Overwrite member ``k``'s parameters with ``state`` (as :meth:`member_state` gives)."""
+        self._check_member(k)
+        params = dict(self.named_parameters())
+        if set(state) != set(params):
+            missing = sorted(set(params) - set(state))
+            extra = sorted(set(state) - set(params))
+            raise RnnbenchError(
+                f"member state does not fit this model (missing {missing}, unexpected {extra}); "
+                "load a checkpoint saved from a model of the same unit and form."
+            )
+        for name, p in params.items():
+            value = torch.as_tensor(state[name])
+            if value.shape != p.shape[1:]:
+                raise RnnbenchError(
+                    f"{name} has shape {tuple(value.shape)} in the member state but "
+                    f"{tuple(p.shape[1:])} in the model; build the model with the same sizes."
+                )
+        with torch.no_grad():
+            for name, p in params.items():
+                p[k].copy_(state[name])
+
+    def _check_member(self, k: int) -> None:
+        if not 0 <= int(k) < self.population:
+            raise RnnbenchError(
+                f"member {k} does not exist in a population of {self.population}; "
+                f"use 0 .. {self.population - 1}."
+            )
+
+    def param_count(self, per_member: bool = True) -> int:
+        """Parameters of one member (``per_member``) or of the whole population."""
+        total = sum(p.numel() for p in self.parameters())
+        return total // self.population if per_member else total
+
+    # -- sampling
+
+    @torch.no_grad()
+    def sample(
+        self,
+        steps: int,
+        *,
+        prime: Tensor | None = None,
+        generator: torch.Generator | None = None,
+    ) -> Tensor:
+        """Generate ``steps`` frames from every member, feeding each sample back in.
+
+        The next input is the previous input with the sampled frame appended, cut to its last
+        ``I`` values. For music (``I = D = 88``) that is the sampled frame itself; for speech
+        (``I = 20``, ``D = 10``) the 10 new samples are appended to the waveform and its last 20
+        samples are the next input. Concatenate the frames of a speech sample for the waveform:
+        ``model.sample(n).reshape(K, -1)``.
+
+        Args:
+            steps: the number of frames to generate.
+            prime: ``(T0, I)`` input frames to read first (the same layout as a data set's
+                inputs); the first generated frame continues them. None: start from one
+                all-zero input frame (silence).
+            generator: the random stream of the head's draws, on the model's device (None:
+                PyTorch's global one).
+
+        Returns:
+            ``(K, steps, D)``.
+        """
+        if int(steps) < 0:
+            raise RnnbenchError(f"steps must be at least 0, got {steps}.")
+        ref = self.weight_ih_l0
+        if prime is None:
+            prime = torch.zeros(1, self.in_dim)
+        prime = torch.as_tensor(prime).to(dtype=ref.dtype, device=ref.device)
+        if prime.dim() != 2 or prime.shape[0] < 1 or prime.shape[1] != self.in_dim:
+            raise RnnbenchError(
+                f"prime must have shape (T0, {self.in_dim}) with T0 >= 1, got "
+                f"{tuple(prime.shape)}; pass input frames as the data set gives them."
+            )
+        params, state = self.forward(prime.unsqueeze(1), None, None)
+        last = params[:, -1]  # (K, 1, P)
+        inp = prime[-1].expand(self.population, 1, self.in_dim)  # (K, B=1, I)
+        frames = []
+        for s in range(int(steps)):
+            y = self.head.sample(last, generator)  # (K, 1, D)
+            frames.append(y[:, 0])
+            if s + 1 == steps:
+                break
+            inp = torch.cat([inp, y], dim=-1)[..., -self.in_dim :]
+            params, state = self.forward(inp.unsqueeze(1), None, state)  # x (K, 1, 1, I)
+            last = params[:, 0]
+        if not frames:
+            return ref.new_zeros(self.population, 0, self.out_dim)
+        return torch.stack(frames, dim=1)

@@ -1,0 +1,135 @@
+"""What :class:`~rnnbench.nn.RNN`, :class:`~rnnbench.nn.LSTM` and :class:`~rnnbench.nn.GRU`
+share: parameters named as torch, input layouts (batch_first, unbatched, PackedSequence) and
+the call into :func:`rnnbench.nn.functional.run_unit` with a population of one."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
+
+from rnnbench.errors import RnnbenchError
+from rnnbench.nn.functional import BACKENDS, run_unit
+from rnnbench.nn.init import SCHEMES, init_unit
+
+
+class RecurrentUnit(nn.Module):
+    """One recurrent layer; subclasses fix ``cell`` and the form (peephole, reset)."""
+
+    cell: str
+
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        bias: bool = True,
+        batch_first: bool = False,
+        *,
+        init: str = "torch",
+        backend: str = "auto",
+        peephole: bool = False,
+        reset: str = "before",
+        device=None,
+        dtype=None,
+    ) -> None:
+        super().__init__()
+        if init not in SCHEMES:
+            raise RnnbenchError(f"init must be 'torch' or 'paper', not {init!r}.")
+        if backend not in BACKENDS:
+            raise RnnbenchError(f"backend must be one of {BACKENDS}, not {backend!r}.")
+        self.input_size = input_size
+        self.hidden_size = hidden_size
+        self.bias = bias
+        self.batch_first = batch_first
+        self.init = init
+        self.backend = backend
+        self.peephole = peephole
+        self.reset = reset
+        shapes = init_unit(self.cell, input_size, hidden_size, bias=bias, peephole=peephole)
+        for name, value in shapes.items():
+            empty = torch.empty(value.shape, device=device, dtype=dtype)
+            self.register_parameter(name, nn.Parameter(empty))
+        self.reset_parameters()
+
+    def reset_parameters(self, generator: torch.Generator | None = None) -> None:
+        """Redraw the weights with the module's ``init`` scheme (torch's global RNG by default)."""
+        fresh = init_unit(
+            self.cell,
+            self.input_size,
+            self.hidden_size,
+            bias=self.bias,
+            peephole=self.peephole,
+            scheme=self.init,
+            generator=generator,
+        )
+        with torch.no_grad():
+            for name, value in fresh.items():
+                getattr(self, name).copy_(value)
+
+    def extra_repr(self) -> str:
+        text = f"{self.input_size}, {self.hidden_size}"
+        if not self.bias:
+            text += ", bias=False"
+        if self.batch_first:
+            text += ", batch_first=True"
+        return text + f", init={self.init!r}, backend={self.backend!r}"
+
+    def _run(self, input, hx: Tensor | tuple[Tensor, Tensor] | None):
+        """Shared forward: returns ``output`` and the final ``(h_n, c_n)`` (c_n None if no cell)."""
+        packed = isinstance(input, PackedSequence)
+        mask = None
+        if packed:
+            x, lengths = pad_packed_sequence(input)
+            steps = torch.arange(x.shape[0]).unsqueeze(1)
+            mask = (steps < lengths.unsqueeze(0)).to(device=x.device, dtype=x.dtype)
+            unbatched = False
+        else:
+            if input.dim() not in (2, 3):
+                raise ValueError(f"{type(self).__name__}: expected 2-D or 3-D input, "
+                                 f"got {input.dim()}-D")
+            unbatched = input.dim() == 2
+            x = input.unsqueeze(1) if unbatched else input
+            if self.batch_first and not unbatched:
+                x = x.transpose(0, 1)
+        if x.shape[-1] != self.input_size:
+            raise ValueError(f"input.size(-1) must be {self.input_size}, got {x.shape[-1]}")
+
+        h0, c0 = hx if isinstance(hx, tuple) else (hx, None)
+        if unbatched:
+            h0 = h0.unsqueeze(1) if h0 is not None else None
+            c0 = c0.unsqueeze(1) if c0 is not None else None
+        weights = {name: p.unsqueeze(0) for name, p in self.named_parameters()}
+        out, h_n, c_n = run_unit(
+            self.cell,
+            x,
+            weights["weight_ih_l0"],
+            weights["weight_hh_l0"],
+            weights.get("bias_ih_l0"),
+            weights.get("bias_hh_l0"),
+            w_ch=weights.get("weight_ch_l0"),
+            reset=self.reset,
+            mask=mask,
+            h0=h0,
+            c0=c0,
+            backend=self.backend,
+        )
+        out = out[0]
+        if packed:
+            out = _pack_like(input, out, lengths)
+        elif unbatched:
+            out = out[:, 0]
+            h_n = h_n[:, 0]
+            c_n = c_n[:, 0] if c_n is not None else None
+        elif self.batch_first:
+            out = out.transpose(0, 1)
+        return out, h_n, c_n
+
+
+def _pack_like(like: PackedSequence, out: Tensor, lengths: Tensor) -> PackedSequence:
+    """Pack ``out (T, B, H)``, in the caller's batch order, as ``like`` is packed."""
+    order = like.sorted_indices
+    if order is not None:
+        out = out.index_select(1, order)
+        lengths = lengths.index_select(0, order.cpu())
+    data = pack_padded_sequence(out, lengths).data
+    return PackedSequence(data, like.batch_sizes, like.sorted_indices, like.unsorted_indices)

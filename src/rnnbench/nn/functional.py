@@ -1,0 +1,202 @@
+"""One recurrent layer over a whole sequence, for a population of K models at once.
+
+:func:`run_unit` is the single entry point the modules (:mod:`rnnbench.nn.rnn`, ``lstm``,
+``gru``) and the population models share. Every weight carries a leading population
+dimension ``K``; ``K = 1`` is the ordinary single model.
+
+The input projection ``W x + b_ih`` of every step is hoisted out of the time loop as one
+batched matmul; the loop then only adds the recurrent part. Two backends run the loop:
+
+- ``"torch"``: a per-step autograd loop; any device, any dtype, double backward. The reference.
+- ``"numba"``: a fused CPU loop compiled with numba that saves what backward needs, and a
+  hand-written backward through time (see :mod:`rnnbench.nn.numba_backend`).
+
+``"auto"`` picks numba for CPU tensors when numba is installed, torch otherwise.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from rnnbench.errors import RnnbenchError
+
+GATES = {"tanh": 1, "gru": 3, "lstm": 4}
+RESETS = ("before", "after")
+BACKENDS = ("auto", "torch", "numba")
+
+
+def run_unit(
+    cell: str,
+    x: Tensor,
+    w_ih: Tensor,
+    w_hh: Tensor,
+    b_ih: Tensor | None = None,
+    b_hh: Tensor | None = None,
+    *,
+    w_ch: Tensor | None = None,
+    reset: str = "before",
+    mask: Tensor | None = None,
+    h0: Tensor | None = None,
+    c0: Tensor | None = None,
+    backend: str = "auto",
+) -> tuple[Tensor, Tensor, Tensor | None]:
+    """Run ``cell`` over the sequence ``x`` for K population members.
+
+    Args:
+        cell: ``"tanh"``, ``"lstm"`` or ``"gru"``.
+        x: ``(T, B, I)`` shared by all members, or ``(K, T, B, I)``.
+        w_ih: ``(K, G*H, I)``; ``w_hh``: ``(K, G*H, H)``; ``b_ih``, ``b_hh``: ``(K, G*H)`` or
+            None. Gate blocks in torch's order: LSTM i, f, g, o; GRU r, z, n.
+        w_ch: LSTM peepholes ``(K, 3, H)``: diagonals for i and f (reading c_{t-1}) and for o
+            (reading the new c_t); None for no peepholes.
+        reset: GRU only: ``"before"`` (the paper, ``n = tanh(W_in x + b_in + W_hn (r*h) + b_hn)``)
+            or ``"after"`` (torch/cuDNN, ``n = tanh(W_in x + b_in + r*(W_hn h + b_hn))``).
+        mask: ``(T, B)``, 1 on real steps and 0 on padding (padding only at the end of a
+            sequence). Padded steps leave the state unchanged and output 0.
+        h0, c0: ``(K, B, H)`` initial states, or None for zeros (``c0`` for LSTM only).
+        backend: ``"auto"``, ``"torch"`` or ``"numba"``.
+
+    Returns:
+        ``out (K, T, B, H)``, ``h_n (K, B, H)`` and ``c_n (K, B, H)`` for LSTM, else None.
+    """
+    _check(cell, x, w_ih, w_hh, w_ch, reset, backend)
+    xw = project_input(x, w_ih, b_ih)
+    K, T, B, GH = xw.shape
+    H = w_hh.shape[-1]
+    if h0 is None:
+        h0 = xw.new_zeros(K, B, H)
+    if cell == "lstm" and c0 is None:
+        c0 = xw.new_zeros(K, B, H)
+    if _use_numba(backend, xw):
+        from rnnbench.nn import numba_backend
+
+        return numba_backend.run(cell, xw, w_hh, b_hh, w_ch, reset, mask, h0, c0)
+    return _torch_loop(cell, xw, w_hh, b_hh, w_ch, reset, mask, h0, c0)
+
+
+def project_input(x: Tensor, w_ih: Tensor, b_ih: Tensor | None) -> Tensor:
+    """``W x + b_ih`` for every step and member in one batched matmul: ``(K, T, B, G*H)``."""
+    K = w_ih.shape[0]
+    T, B, I = x.shape[-3:]
+    flat = x.reshape(1 if x.dim() == 3 else K, T * B, I)
+    xw = torch.matmul(flat, w_ih.transpose(1, 2))
+    if b_ih is not None:
+        xw = xw + b_ih.unsqueeze(1)
+    return xw.reshape(K, T, B, -1)
+
+
+def numba_available() -> bool:
+    try:
+        import numba  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def _use_numba(backend: str, xw: Tensor) -> bool:
+    if backend == "torch":
+        return False
+    if backend == "numba":
+        if xw.device.type != "cpu" or not numba_available():
+            raise RnnbenchError(
+                "backend='numba' needs numba installed and CPU tensors; use backend='auto'."
+            )
+        if xw.dtype not in (torch.float32, torch.float64):
+            raise RnnbenchError("backend='numba' runs float32 and float64 only; use 'torch'.")
+        return True
+    return (
+        xw.device.type == "cpu"
+        and xw.dtype in (torch.float32, torch.float64)
+        and numba_available()
+    )
+
+
+def _check(cell, x, w_ih, w_hh, w_ch, reset, backend) -> None:
+    if cell not in GATES:
+        raise RnnbenchError(f"unknown cell {cell!r}; choose one of {sorted(GATES)}.")
+    if reset not in RESETS:
+        raise RnnbenchError(f"reset must be 'before' or 'after', not {reset!r}.")
+    if backend not in BACKENDS:
+        raise RnnbenchError(f"backend must be one of {BACKENDS}, not {backend!r}.")
+    if x.dim() not in (3, 4):
+        raise RnnbenchError(f"x must be (T, B, I) or (K, T, B, I), got shape {tuple(x.shape)}.")
+    if w_ih.dim() != 3 or w_hh.dim() != 3:
+        raise RnnbenchError("w_ih and w_hh need a leading population dimension K.")
+    H = w_hh.shape[-1]
+    if w_hh.shape[1] != GATES[cell] * H:
+        raise RnnbenchError(
+            f"w_hh has {w_hh.shape[1]} rows; a {cell} unit of {H} units needs {GATES[cell] * H}."
+        )
+    if w_ch is not None and cell != "lstm":
+        raise RnnbenchError("peepholes (w_ch) exist for the LSTM only.")
+
+
+def _torch_loop(cell, xw, w_hh, b_hh, w_ch, reset, mask, h, c):
+    """The reference: one autograd step per time step."""
+    w_hh_t = w_hh.transpose(1, 2)
+    b_rec = b_hh.unsqueeze(1) if b_hh is not None else None
+    if cell == "gru" and reset == "before":
+        H = w_hh.shape[-1]
+        w_rz_t, w_n_t = w_hh_t[:, :, : 2 * H], w_hh_t[:, :, 2 * H :]
+        b_rz = b_rec[..., : 2 * H] if b_rec is not None else None
+        b_n = b_rec[..., 2 * H :] if b_rec is not None else None
+    steps = mask.unbind(0) if mask is not None else [None] * xw.shape[1]
+    outs = []
+    for xw_t, m in zip(xw.unbind(1), steps, strict=True):
+        if cell == "gru" and reset == "before":
+            h_new = _gru_before_step(xw_t, h, w_rz_t, w_n_t, b_rz, b_n)
+        else:
+            gh = _affine(h, w_hh_t, b_rec)
+            if cell == "tanh":
+                h_new = torch.tanh(xw_t + gh)
+            elif cell == "gru":
+                h_new = _gru_after_step(xw_t, gh, h)
+            else:
+                h_new, c_new = _lstm_step(xw_t + gh, c, w_ch)
+        if m is None:
+            h = h_new
+            outs.append(h_new)
+            if cell == "lstm":
+                c = c_new
+        else:
+            m = m.to(h.dtype)[None, :, None]
+            h = m * h_new + (1 - m) * h
+            outs.append(m * h_new)
+            if cell == "lstm":
+                c = m * c_new + (1 - m) * c
+    return torch.stack(outs, 1), h, (c if cell == "lstm" else None)
+
+
+def _affine(h, w_t, b):
+    return torch.bmm(h, w_t) if b is None else torch.baddbmm(b, h, w_t)
+
+
+def _lstm_step(gates, c, w_ch):
+    i, f, g, o = gates.chunk(4, -1)
+    if w_ch is not None:
+        v_i, v_f, v_o = w_ch.unsqueeze(2).unbind(1)
+        i = i + v_i * c
+        f = f + v_f * c
+    c_new = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
+    if w_ch is not None:
+        o = o + v_o * c_new
+    return torch.sigmoid(o) * torch.tanh(c_new), c_new
+
+
+def _gru_after_step(xw_t, gh, h):
+    x_r, x_z, x_n = xw_t.chunk(3, -1)
+    h_r, h_z, h_n = gh.chunk(3, -1)
+    r = torch.sigmoid(x_r + h_r)
+    z = torch.sigmoid(x_z + h_z)
+    n = torch.tanh(x_n + r * h_n)
+    return (1 - z) * n + z * h
+
+
+def _gru_before_step(xw_t, h, w_rz_t, w_n_t, b_rz, b_n):
+    x_r, x_z, x_n = xw_t.chunk(3, -1)
+    h_r, h_z = _affine(h, w_rz_t, b_rz).chunk(2, -1)
+    r = torch.sigmoid(x_r + h_r)
+    z = torch.sigmoid(x_z + h_z)
+    n = torch.tanh(x_n + _affine(r * h, w_n_t, b_n))
+    return (1 - z) * n + z * h

@@ -1,0 +1,152 @@
+"""Figures 2 and 3: learning curves of the best run of each unit, as in the paper.
+
+One column per data set; top row against epochs, bottom row against wall-clock seconds; train
+NLL dashed, validation NLL solid, one colour per unit, log-scale NLL. Figure 2 holds the music
+sets, Figure 3 the speech sets. Drawn with matplotlib's Agg canvas (no display, no pyplot state).
+"""
+
+from __future__ import annotations
+
+import math
+import textwrap
+from pathlib import Path
+
+import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+from matplotlib.ticker import LogFormatter
+
+from rnnbench.report import paper
+from rnnbench.report.results import Cell
+
+COLORS = {"tanh": "#7f7f7f", "gru": "#d62728", "lstm": "#1f77b4"}
+
+
+def wall_clock(epochs: list[dict], total: float | None) -> np.ndarray:
+    """Cumulative seconds at the end of each epoch.
+
+    The store's per-epoch ``seconds`` may be the time of that epoch or the time so far; the
+    reading whose end is closer to the run's total ``seconds`` wins (time so far when the
+    values never decrease and no total is known).
+    """
+    secs = np.array([e.get("seconds") or 0.0 for e in epochs], dtype=float)
+    cumsum = np.cumsum(secs)
+    if secs.size == 0:
+        return secs
+    monotone = bool(np.all(np.diff(secs) >= 0))
+    if total is not None and math.isfinite(total) and total > 0:
+        if abs(cumsum[-1] - total) < abs(secs[-1] - total) or not monotone:
+            return cumsum
+        return secs
+    return secs if monotone else cumsum
+
+
+def best_per_unit(cells: list[Cell], dataset: str) -> dict[str, tuple[Cell, dict]]:
+    """For each unit of ``dataset``, the best run (lowest valid NLL) over its forms' chosen lrs."""
+    best: dict[str, tuple[Cell, dict]] = {}
+    for cell in cells:
+        run = cell.best_run
+        if cell.dataset != dataset or run is None:
+            continue
+        if cell.unit not in best or run["valid_nll"] < best[cell.unit][1]["valid_nll"]:
+            best[cell.unit] = (cell, run)
+    return best
+
+
+def learning_curves(
+    path: Path,
+    title: str,
+    datasets: list[str],
+    cells: list[Cell],
+    curves: dict[str, list[dict]],
+    *,
+    banner: str = "",
+    footer: str = "",
+) -> bool:
+    """Draw one figure (a column per data set) to ``path``; False when there is nothing to draw.
+
+    ``curves`` maps a run key to its per-epoch records (``Store.epochs``).
+    """
+    panels = []
+    for name in datasets:
+        best = best_per_unit(cells, name)
+        lines = {u: (c, r) for u, (c, r) in best.items() if curves.get(r["key"])}
+        if lines:
+            panels.append((name, lines))
+    if not panels:
+        return False
+    ncols = len(panels)
+    fig = Figure(figsize=(4.6 * ncols + 0.6, 8.2), layout="constrained")
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(2, ncols, squeeze=False)
+    for col, (name, lines) in enumerate(panels):
+        ys = [
+            v
+            for _, r in lines.values()
+            for e in curves[r["key"]]
+            for v in (e.get("train_nll"), e.get("valid_nll"))
+            if v is not None
+        ]
+        log = bool(ys) and min(ys) > 0
+        for row, xlabel in enumerate(("epoch", "wall-clock seconds")):
+            ax = axes[row][col]
+            for unit in paper.UNITS:
+                if unit not in lines:
+                    continue
+                cell, run = lines[unit]
+                recs = curves[run["key"]]
+                x = (
+                    np.array([e["epoch"] for e in recs], dtype=float)
+                    if row == 0
+                    else wall_clock(recs, run.get("seconds"))
+                )
+                for split, style in (("train", "--"), ("valid", "-")):
+                    y = np.array(
+                        [
+                            np.nan if e.get(f"{split}_nll") is None else e[f"{split}_nll"]
+                            for e in recs
+                        ],
+                        dtype=float,
+                    )
+                    label = None
+                    if split == "valid":
+                        label = (
+                            f"{cell.label}, lr {run['config']['lr']:.2g}, "
+                            f"seed {run['config'].get('seed', 0)}"
+                        )
+                    ax.plot(x, y, style, color=COLORS.get(unit), lw=1.6, label=label)
+            if log:
+                ax.set_yscale("log")
+                ax.yaxis.set_major_formatter(LogFormatter())
+                ax.yaxis.set_minor_formatter(LogFormatter(labelOnlyBase=False))
+            ax.set_xlabel(xlabel)
+            ax.set_ylabel(
+                "NLL per step (nats" + (", log scale)" if log else "; linear: some values ≤ 0)")
+            )
+            ax.grid(True, which="both", alpha=0.3)
+            info = paper.dataset_info(name)
+            ax.set_title(f"{info.label}: NLL vs {xlabel}", fontsize=11)
+            if row == 0:
+                handles, _ = ax.get_legend_handles_labels()
+                handles += [
+                    Line2D([], [], color="k", ls="-", label="validation"),
+                    Line2D([], [], color="k", ls="--", label="train"),
+                ]
+                ax.legend(handles=handles, fontsize=8, loc="upper right")
+    width = 60 * ncols
+    heading = title + (f"\n{textwrap.fill(banner, width)}" if banner else "")
+    footer = "\n".join(textwrap.fill(line, int(width * 1.4)) for line in footer.splitlines())
+    fig.suptitle(
+        heading,
+        fontsize=12,
+        color="#b00000" if banner else "black",
+        fontweight="bold" if banner else "normal",
+    )
+    if footer:
+        fig.text(0.5, -0.01, footer, ha="center", va="top", fontsize=7, color="#555")
+    metadata = {"Title": f"{title}. {banner}".strip(), "Source": footer}
+    if banner:
+        metadata["Warning"] = banner
+    fig.savefig(path, dpi=110, bbox_inches="tight", metadata=metadata)
+    return True

@@ -1,0 +1,242 @@
+"""From a store's runs to the cells of Table 2: grouping, learning-rate choice, statistics.
+
+A *cell* is one (data set, unit, form): the runs that differ only by learning rate and seed.
+Its learning rate is the candidate with the best mean validation NLL over completed runs
+(status ``done``; diverged and failed runs never count), compared on the seeds that completed at
+every candidate rate when there are any (so a rate that also ran extra seeds is not judged on
+other seeds than its rivals), else on all completed runs. Table 2 then reports every completed
+seed at that rate.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy import stats
+
+from rnnbench.report import paper
+
+# Config keys that do not define a cell: the search dimensions and bookkeeping.
+_NOT_CELL_KEYS = {"lr", "seed", "data_seed", "dataset", "unit", "peephole", "reset"}
+
+
+def _lr_key(lr: float) -> float:
+    """Learning rates as stored, rounded so that 1e-3 and 0.0010000000001 are one candidate."""
+    return float(f"{float(lr):.10g}")
+
+
+def form_label(config: dict) -> str:
+    """The unit's form as the report prints it: LSTM peephole or not, GRU reset before/after."""
+    unit = config.get("unit")
+    if unit == "lstm":
+        return "peephole" if config.get("peephole", True) else "no peephole"
+    if unit == "gru":
+        return f"reset {config.get('reset', 'before')}"
+    return ""
+
+
+@dataclass
+class Summary:
+    """Mean, sample standard deviation (ddof 1) and 95% t-interval of one split over seeds."""
+
+    values: list[float]
+
+    @property
+    def n(self) -> int:
+        return len(self.values)
+
+    @property
+    def mean(self) -> float:
+        return float(np.mean(self.values)) if self.values else math.nan
+
+    @property
+    def std(self) -> float:
+        return float(np.std(self.values, ddof=1)) if self.n >= 2 else math.nan
+
+    @property
+    def ci95(self) -> tuple[float, float]:
+        if self.n < 2:
+            return (math.nan, math.nan)
+        half = stats.t.ppf(0.975, self.n - 1) * self.std / math.sqrt(self.n)
+        return (self.mean - half, self.mean + half)
+
+
+@dataclass
+class Cell:
+    """All runs of one (data set, unit, form) and what the report concludes from them."""
+
+    dataset: str
+    unit: str
+    form: str
+    runs: list[dict] = field(default_factory=list)
+    lr_scores: dict[float, tuple[float, int]] = field(default_factory=dict)  # lr -> (mean, n)
+    compared_seeds: list[int] = field(default_factory=list)  # seeds the lr choice compared on
+    chosen_lr: float | None = None
+
+    @property
+    def label(self) -> str:
+        unit = paper.UNIT_LABELS.get(self.unit, self.unit)
+        return f"{unit} ({self.form})" if self.form else unit
+
+    @property
+    def is_paper_form(self) -> bool:
+        return self.form == paper.PAPER_FORMS.get(self.unit, "")
+
+    def count(self, status: str, lr: float | None = None) -> int:
+        return sum(
+            1
+            for r in self.runs
+            if r["status"] == status and (lr is None or _lr_key(r["config"]["lr"]) == lr)
+        )
+
+    @property
+    def chosen(self) -> list[dict]:
+        """Completed runs at the chosen learning rate, by seed."""
+        if self.chosen_lr is None:
+            return []
+        runs = [
+            r
+            for r in self.runs
+            if r["status"] == "done" and _lr_key(r["config"]["lr"]) == self.chosen_lr
+        ]
+        return sorted(runs, key=lambda r: r["config"].get("seed", 0))
+
+    def summary(self, split: str) -> Summary:
+        return Summary([float(r[f"{split}_nll"]) for r in self.chosen])
+
+    @property
+    def seeds(self) -> list[int]:
+        return [r["config"].get("seed", 0) for r in self.chosen]
+
+    @property
+    def best_run(self) -> dict | None:
+        """The best seed at the chosen learning rate (lowest validation NLL)."""
+        runs = self.chosen
+        return min(runs, key=lambda r: r["valid_nll"]) if runs else None
+
+
+def _is_number(x) -> bool:
+    return isinstance(x, int | float) and math.isfinite(x)
+
+
+def completed(run: dict) -> bool:
+    """A run that finished with usable numbers for every split."""
+    return run.get("status") == "done" and all(
+        _is_number(run.get(f"{s}_nll")) for s in ("train", "valid", "test")
+    )
+
+
+def choose_lr(cell: Cell) -> None:
+    """Fill ``cell.lr_scores``, ``compared_seeds`` and ``chosen_lr`` (see the module docstring)."""
+    by_lr: dict[float, dict[int, float]] = defaultdict(dict)
+    for r in cell.runs:
+        if completed(r):
+            by_lr[_lr_key(r["config"]["lr"])][r["config"].get("seed", 0)] = float(r["valid_nll"])
+    if not by_lr:
+        return
+    shared = set.intersection(*(set(seeds) for seeds in by_lr.values()))
+    cell.compared_seeds = sorted(shared)
+    for lr, seeds in by_lr.items():
+        values = [seeds[s] for s in shared] if shared else list(seeds.values())
+        cell.lr_scores[lr] = (float(np.mean(values)), len(values))
+    cell.chosen_lr = min(cell.lr_scores, key=lambda lr: (cell.lr_scores[lr][0], lr))
+
+
+def build_cells(runs: list[dict]) -> list[Cell]:
+    """Group runs into cells and choose each cell's learning rate.
+
+    Runs whose configs differ in anything but learning rate and seed (hidden size, batch size,
+    epochs, ablations, ...) belong to different cells: the differing settings are added to the
+    form label, so no mean ever mixes two setups.
+    """
+    base: dict[tuple[str, str, str], list[dict]] = defaultdict(list)
+    for r in runs:
+        cfg = r["config"]
+        base[(cfg["dataset"], cfg["unit"], form_label(cfg))].append(r)
+    cells = []
+    for (dataset, unit, form), group in base.items():
+        keys = sorted({k for r in group for k in r["config"]} - _NOT_CELL_KEYS)
+        varying = [k for k in keys if len({repr(r["config"].get(k)) for r in group}) > 1]
+        split: dict[tuple, list[dict]] = defaultdict(list)
+        for r in group:
+            split[tuple(r["config"].get(k) for k in varying)].append(r)
+        for values, members in sorted(split.items(), key=lambda kv: repr(kv[0])):
+            extra = ", ".join(f"{k}={v}" for k, v in zip(varying, values, strict=True))
+            label = ", ".join(x for x in (form, extra) if x)
+            cell = Cell(dataset, unit, label, members)
+            choose_lr(cell)
+            cells.append(cell)
+    return sorted(cells, key=_cell_order)
+
+
+def _cell_order(cell: Cell) -> tuple:
+    names = list(paper.DATASETS)
+    d = names.index(cell.dataset) if cell.dataset in names else len(names)
+    u = paper.UNITS.index(cell.unit) if cell.unit in paper.UNITS else len(paper.UNITS)
+    return (d, cell.dataset, u, cell.unit, not cell.is_paper_form, cell.form)
+
+
+@dataclass
+class PairedTest:
+    """GRU against LSTM on the test NLL of matching seeds (paired t-test)."""
+
+    dataset: str
+    gru: Cell
+    lstm: Cell
+    seeds: list[int]
+    diffs: list[float]  # GRU minus LSTM, per seed
+    t: float
+    p: float
+    p_holm: float = math.nan  # Holm-adjusted over all the report's GRU/LSTM tests
+
+    @property
+    def mean_diff(self) -> float:
+        return float(np.mean(self.diffs)) if self.diffs else math.nan
+
+    @property
+    def verdict(self) -> str:
+        if len(self.seeds) < 2:
+            return "fewer than 2 matching seeds: no test"
+        if not math.isfinite(self.p_holm):
+            return "no test possible (identical differences)"
+        if self.p_holm < 0.05:
+            better = "GRU" if self.mean_diff < 0 else "LSTM"
+            return f"{better} lower (Holm p < 0.05)"
+        return "no significant difference (Holm p ≥ 0.05)"
+
+
+def paired_tests(cells: list[Cell]) -> list[PairedTest]:
+    """Every GRU form against every LSTM form of the same data set (and same extra settings)."""
+    tests = []
+    for g in cells:
+        if g.unit != "gru":
+            continue
+        for lstm in cells:
+            if lstm.unit != "lstm" or lstm.dataset != g.dataset:
+                continue
+            a = {r["config"].get("seed", 0): float(r["test_nll"]) for r in g.chosen}
+            b = {r["config"].get("seed", 0): float(r["test_nll"]) for r in lstm.chosen}
+            seeds = sorted(set(a) & set(b))
+            diffs = [a[s] - b[s] for s in seeds]
+            t = p = math.nan
+            if len(seeds) >= 2:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    res = stats.ttest_rel([a[s] for s in seeds], [b[s] for s in seeds])
+                t, p = float(res.statistic), float(res.pvalue)
+            tests.append(PairedTest(g.dataset, g, lstm, seeds, diffs, t, p))
+    holm([t for t in tests if math.isfinite(t.p)])
+    return tests
+
+
+def holm(tests: list[PairedTest]) -> None:
+    """Set ``p_holm``: Holm's step-down correction for testing several pairs at once."""
+    m = len(tests)
+    running = 0.0
+    for i, t in enumerate(sorted(tests, key=lambda t: t.p)):
+        running = max(running, min(1.0, (m - i) * t.p))
+        t.p_holm = running

@@ -1,0 +1,386 @@
+"""Tables 1 and 2 of the report, the learning-rate choice, the paired tests, and table2.csv."""
+
+from __future__ import annotations
+
+import csv
+import math
+from pathlib import Path
+
+from rnnbench.errors import RnnbenchError
+from rnnbench.report import paper
+from rnnbench.report.document import Table
+from rnnbench.report.results import Cell, PairedTest
+
+CSV_COLUMNS = ["dataset", "unit", "split", "nll_mean", "nll_std", "seeds", "paper_nll"]
+CSV_EXTRA = [
+    "form",
+    "lr",
+    "seed_list",
+    "ci95_low",
+    "ci95_high",
+    "diff_vs_paper",
+    "diverged",
+    "failed",
+    "note",
+    "protocol",
+    "provenance",
+]
+
+
+def fmt(x: float | None, digits: int = 3) -> str:
+    """A number for a table, or an em dash when there is none."""
+    if x is None or (isinstance(x, float) and not math.isfinite(x)):
+        return "—"
+    return f"{x:.{digits}f}"
+
+
+def fmt_lr(lr: float | None) -> str:
+    return "—" if lr is None else f"{lr:.3g}"
+
+
+def _signed(x: float | None) -> str:
+    if x is None or not math.isfinite(x):
+        return "—"
+    return f"{x:+.2f}"
+
+
+# -- Table 1 ---------------------------------------------------------------------------------
+
+
+def _our_counts(task: str, unit: str, hidden: int | None, peephole: bool) -> dict | None:
+    """``rnnbench.models.count_params`` for one model, or None when it cannot say."""
+    try:
+        from rnnbench.models import count_params
+
+        return count_params(task, unit, hidden, peephole=peephole)
+    except (ImportError, RnnbenchError):
+        return None
+
+
+def table1(runs: list[dict]) -> Table:
+    """Our parameter counts beside the paper's: the paper's sizes, and any other stored size."""
+    rows = []
+    for task in ("music", "speech"):
+        for unit in ("lstm", "gru", "tanh"):
+            models = {(None, True)}
+            for r in runs:
+                cfg = r["config"]
+                if cfg.get("unit") == unit and paper.dataset_info(cfg["dataset"]).task == task:
+                    models.add(
+                        (cfg.get("hidden"), bool(cfg.get("peephole", True)) or unit != "lstm")
+                    )
+            paper_units = paper.TABLE1_UNITS[task][unit]
+            paper_params = paper.TABLE1_PARAMS[task][unit]
+            exact = paper.TABLE1_EXACT[task]
+            seen = set()
+            for hidden, peephole in sorted(models, key=lambda m: (m[0] or 0, not m[1])):
+                counts = _our_counts(task, unit, hidden, peephole or unit != "lstm")
+                size = counts["hidden"] if counts else hidden
+                if (size, peephole) in seen:
+                    continue
+                seen.add((size, peephole))
+                rec = counts["recurrent_params"] if counts else None
+                label = paper.UNIT_LABELS[unit]
+                if unit == "lstm" and not peephole:
+                    label += " (no peephole)"
+                comparable = size == paper_units and (peephole or unit != "lstm")
+                diff = "—"
+                if rec is not None and comparable:
+                    diff = f"{rec - paper_params:+,}" + ("" if exact else " (paper rounded)")
+                rows.append(
+                    [
+                        task,
+                        label,
+                        str(paper_units),
+                        "—" if size is None else str(size),
+                        f"{paper_params:,}" if exact else f"≈{paper_params / 1000:.1f}k",
+                        "—" if rec is None else f"{rec:,}",
+                        diff,
+                        "—" if counts is None else f"{counts['total_params']:,}",
+                    ]
+                )
+    return Table(
+        [
+            "task",
+            "unit",
+            "paper units",
+            "our units",
+            "paper params",
+            "our recurrent params",
+            "ours − paper",
+            "our whole model",
+        ],
+        rows,
+        caption=(
+            "Recurrent params count the recurrent layer as the paper does: input and recurrent "
+            "weights, one bias per gate, the LSTM's 3 peephole vectors. The whole model is one "
+            "member as our modules hold it: two bias vectors per gate (PyTorch's layout) and the "
+            "output layer. Music: 88 notes in and out; speech: 20 samples in, a 20-component "
+            "Gaussian mixture over 10 samples out. The paper's music counts are rounded and its "
+            "music inputs had 93–108 dims (ours 88), so they are not exactly comparable."
+        ),
+        numeric=[False, False, True, True, True, True, True, True],
+    )
+
+
+# -- Table 2 ---------------------------------------------------------------------------------
+
+
+def _divergence_text(cell: Cell) -> str:
+    parts = []
+    for status in ("diverged", "failed"):
+        n_all = cell.count(status)
+        if n_all:
+            n_at = cell.count(status, cell.chosen_lr) if cell.chosen_lr is not None else 0
+            parts.append(f"{n_all} {status} ({n_at} at chosen lr)")
+    unfinished = sum(1 for r in cell.runs if r["status"] in ("queued", "running"))
+    if unfinished:
+        parts.append(f"{unfinished} unfinished")
+    return "; ".join(parts) or "0"
+
+
+def table2(cells: list[Cell]) -> Table:
+    """Train and test NLL per cell (mean ± std over seeds at the chosen lr) beside the paper."""
+    rows = []
+    run_datasets = []
+    for cell in cells:
+        if cell.dataset not in run_datasets:
+            run_datasets.append(cell.dataset)
+        ref = paper.paper_nll(cell.dataset, cell.unit)
+        tr, te = cell.summary("train"), cell.summary("test")
+        if cell.chosen_lr is None:
+            ours = ["—", "not run to completion", "—", "—", "—", "—", "—", "—", "—"]
+        else:
+            lo, hi = te.ci95
+            ours = [
+                fmt_lr(cell.chosen_lr),
+                str(tr.n),
+                f"{fmt(tr.mean)} ± {fmt(tr.std)}",
+                fmt(ref[0], 2) if ref else "—",
+                _signed(tr.mean - ref[0]) if ref else "—",
+                f"{fmt(te.mean)} ± {fmt(te.std)}",
+                f"[{fmt(lo)}, {fmt(hi)}]" if tr.n >= 2 else "—",
+                fmt(ref[1], 2) if ref else "—",
+                _signed(te.mean - ref[1]) if ref else "—",
+            ]
+        if cell.chosen_lr is None and ref:
+            ours[3], ours[7] = fmt(ref[0], 2), fmt(ref[1], 2)
+        rows.append(
+            [paper.dataset_info(cell.dataset).label, cell.label, *ours, _divergence_text(cell)]
+        )
+    # paper rows we have no runs for: music sets not run, and the private Ubisoft sets
+    for name, info in paper.DATASETS.items():
+        if info.paper_row and name not in run_datasets:
+            for unit in paper.UNITS:
+                tr_p, te_p = paper.TABLE2[info.paper_row][unit]
+                rows.append(
+                    [
+                        info.label,
+                        paper.UNIT_LABELS[unit],
+                        "—",
+                        "not run",
+                        "—",
+                        fmt(tr_p, 2),
+                        "—",
+                        "—",
+                        "—",
+                        fmt(te_p, 2),
+                        "—",
+                        "—",
+                    ]
+                )
+    for label in paper.PAPER_ONLY.values():
+        for unit in paper.UNITS:
+            tr_p, te_p = paper.TABLE2[label][unit]
+            rows.append(
+                [
+                    label,
+                    paper.UNIT_LABELS[unit],
+                    "—",
+                    "paper only",
+                    "—",
+                    fmt(tr_p, 2),
+                    "—",
+                    "—",
+                    "—",
+                    fmt(te_p, 2),
+                    "—",
+                    "—",
+                ]
+            )
+    return Table(
+        [
+            "data set",
+            "unit",
+            "lr",
+            "seeds",
+            "train NLL (ours)",
+            "train (paper)",
+            "Δ train",
+            "test NLL (ours)",
+            "test 95% CI",
+            "test (paper)",
+            "Δ test",
+            "diverged / failed",
+        ],
+        rows,
+        caption=(
+            "NLL per time step in nats: mean ± sample standard deviation over the seeds at the "
+            "chosen learning rate; 95% CI from the t-distribution; Δ = ours − paper (negative "
+            "is better than the paper). The paper's numbers are single runs. FSDD stands in for "
+            "the private Ubisoft sets, so its rows have no paper value; the Ubisoft rows are "
+            "the paper's, for reference."
+        ),
+        numeric=[False, False, True, True, True, True, True, True, True, True, True, False],
+    )
+
+
+def lr_table(cells: list[Cell]) -> Table:
+    """How each cell's learning rate was chosen."""
+    rows = []
+    for cell in cells:
+        lrs = sorted(cell.lr_scores)
+        tried = sorted({float(r["config"]["lr"]) for r in cell.runs})
+        score = cell.lr_scores.get(cell.chosen_lr, (math.nan, 0))
+        seeds = ", ".join(str(s) for s in cell.compared_seeds) or "all completed runs"
+        rows.append(
+            [
+                paper.dataset_info(cell.dataset).label,
+                cell.label,
+                f"{len(tried)} ({fmt_lr(min(tried))} – {fmt_lr(max(tried))})" if tried else "0",
+                str(len(lrs)),
+                fmt_lr(cell.chosen_lr),
+                fmt(score[0]),
+                seeds,
+                ", ".join(str(s) for s in cell.seeds) or "—",
+            ]
+        )
+    return Table(
+        [
+            "data set",
+            "unit",
+            "candidate lrs (range)",
+            "lrs with a completed run",
+            "chosen lr",
+            "mean valid NLL",
+            "compared on seeds",
+            "seeds reported",
+        ],
+        rows,
+        caption=(
+            "Each cell's learning rate is the candidate with the lowest mean validation NLL "
+            "over completed runs (diverged and failed runs never count), compared on the seeds "
+            "that completed at every candidate rate. Table 2 reports every completed seed at "
+            "that rate."
+        ),
+        numeric=[False, False, True, True, True, True, False, False],
+    )
+
+
+def paired_table(tests: list[PairedTest]) -> Table:
+    rows = []
+    for t in tests:
+        rows.append(
+            [
+                paper.dataset_info(t.dataset).label,
+                t.gru.label,
+                t.lstm.label,
+                ", ".join(str(s) for s in t.seeds) or "none",
+                fmt(t.mean_diff),
+                fmt(t.t, 2),
+                fmt(t.p, 3),
+                fmt(t.p_holm, 3),
+                t.verdict,
+            ]
+        )
+    return Table(
+        [
+            "data set",
+            "GRU",
+            "LSTM",
+            "paired seeds",
+            "mean test NLL diff (GRU − LSTM)",
+            "t",
+            "p",
+            "Holm p",
+            "verdict",
+        ],
+        rows,
+        caption=(
+            "Paired t-test (scipy.stats.ttest_rel, two-sided) on the test NLL of runs with the "
+            "same seed, each unit at its own chosen learning rate (the seed sets the initial "
+            "weights and the weight-noise stream). Needs at least 2 matching seeds. The verdict "
+            "uses Holm's correction over all the tests in this table, since every GRU form is "
+            "tested against every LSTM form."
+        ),
+        numeric=[False, False, False, False, True, True, True, True, False],
+    )
+
+
+# -- table2.csv ------------------------------------------------------------------------------
+
+
+def _csv_num(x: float | None) -> str:
+    if x is None or not math.isfinite(x):
+        return ""
+    return f"{float(x):.10g}"
+
+
+def write_table2_csv(path: Path, cells: list[Cell], protocol: str, provenance: str) -> None:
+    """One row per (data set, unit form, split): ours beside the paper's; paper-only rows too."""
+    rows = []
+    seen = set()
+    for cell in cells:
+        seen.add(cell.dataset)
+        ref = paper.paper_nll(cell.dataset, cell.unit)
+        for split in ("train", "valid", "test"):
+            s = cell.summary(split)
+            ref_v = {"train": ref[0], "test": ref[1]}.get(split) if ref else None
+            lo, hi = s.ci95
+            note = "" if cell.chosen_lr is not None else "no completed run"
+            rows.append(
+                {
+                    "dataset": cell.dataset,
+                    "unit": cell.unit,
+                    "split": split,
+                    "nll_mean": _csv_num(s.mean),
+                    "nll_std": _csv_num(s.std),
+                    "seeds": s.n,
+                    "paper_nll": _csv_num(ref_v),
+                    "form": cell.form,
+                    "lr": _csv_num(cell.chosen_lr),
+                    "seed_list": " ".join(str(x) for x in cell.seeds),
+                    "ci95_low": _csv_num(lo),
+                    "ci95_high": _csv_num(hi),
+                    "diff_vs_paper": _csv_num(s.mean - ref_v) if ref_v is not None else "",
+                    "diverged": cell.count("diverged"),
+                    "failed": cell.count("failed"),
+                    "note": note,
+                }
+            )
+    extra = [
+        (name, info.paper_row, "not run")
+        for name, info in paper.DATASETS.items()
+        if info.paper_row and name not in seen
+    ]
+    extra += [(name, label, "paper only") for name, label in paper.PAPER_ONLY.items()]
+    for name, row, note in extra:
+        for unit in paper.UNITS:
+            for split, value in zip(("train", "test"), paper.TABLE2[row][unit], strict=True):
+                rows.append(
+                    {
+                        "dataset": name,
+                        "unit": unit,
+                        "split": split,
+                        "nll_mean": "",
+                        "nll_std": "",
+                        "seeds": 0,
+                        "paper_nll": _csv_num(value),
+                        "note": note,
+                    }
+                )
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        writer = csv.DictWriter(f, fieldnames=CSV_COLUMNS + CSV_EXTRA, restval="")
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({**row, "protocol": protocol, "provenance": provenance})

@@ -1,0 +1,457 @@
+"""The SQLite results store: the single source of truth for every run of every engine.
+
+One file (default ``./rnnbench-results/results.db``), standard library ``sqlite3`` only, in WAL
+mode with a busy timeout, so several processes can read and write it at once without losing a
+row. Every write is one short ``BEGIN IMMEDIATE`` transaction; a process killed at any moment
+leaves the file consistent (SQLite's journal rolls back the unfinished transaction).
+
+Tables
+------
+``runs``: one row per run (one population member), keyed by ``RunConfig.key()``:
+
+- ``key`` (primary key), ``config`` (the full config as JSON);
+- config fields as columns, for filtering: ``dataset``, ``unit``, ``form``
+  (``"plain"`` for tanh, ``"peephole"`` / ``"no-peephole"`` for LSTM, ``"reset-before"`` /
+  ``"reset-after"`` for GRU), ``peephole``, ``reset``, ``hidden``, ``lr``, ``seed``,
+  ``batch_size``, ``max_epochs``, ``group_key`` (``RunConfig.group_key()``: members of one
+  population share it);
+- labels set by the caller: ``sweep`` (a sweep's name, or ``"reproduce"``), ``stage``
+  (``"lr"`` for the learning-rate search, ``"seeds"`` for the extra seeds of ``reproduce``),
+  ``quick`` (1 for ``reproduce --quick`` runs, whose numbers do not follow the paper's protocol);
+- ``status``: queued, running, done, failed, diverged;
+- ``run_dir``, ``checkpoint`` (the best checkpoint's path), final ``train_nll``, ``valid_nll``,
+  ``test_nll``, ``best_epoch``, ``epochs``, ``updates``, ``seconds``, ``params``;
+- ``error`` (the last failure's message), ``attempts`` (how many times the run was started);
+- software versions ``python``, ``torch``, ``numpy``, ``rnnbench`` and ``host`` of the last start;
+- timestamps (ISO 8601, UTC): ``created``, ``started``, ``finished``, ``updated``.
+
+``epochs``: one row per (``key``, ``epoch``) with ``train_nll``, ``valid_nll``, ``updates``,
+``seconds``; written by upsert, so a resumed run that writes an epoch again is harmless.
+
+``meta``: store-wide ``name -> value`` strings (e.g. ``quick = "1"``).
+
+NaN is stored as NULL by SQLite; a diverged run's NLLs may therefore read back as None.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import platform
+import socket
+import sqlite3
+from collections.abc import Iterable, Iterator
+from datetime import UTC, datetime
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from rnnbench.errors import RnnbenchError
+
+DEFAULT_PATH = Path("rnnbench-results") / "results.db"
+STATUSES = ("queued", "running", "done", "failed", "diverged")
+FINISHED = ("done", "diverged")
+SCHEMA_VERSION = 1
+BUSY_TIMEOUT_MS = 120_000
+
+# Columns filled from the config dict at start/queue time.
+CONFIG_COLUMNS = (
+    "dataset",
+    "unit",
+    "form",
+    "peephole",
+    "reset",
+    "hidden",
+    "lr",
+    "seed",
+    "batch_size",
+    "max_epochs",
+)
+# Columns filled from train_population's result dict at finish time.
+RESULT_COLUMNS = (
+    "train_nll",
+    "valid_nll",
+    "test_nll",
+    "best_epoch",
+    "epochs",
+    "updates",
+    "seconds",
+    "params",
+    "checkpoint",
+)
+LABEL_COLUMNS = ("sweep", "stage", "quick")
+EPOCH_COLUMNS = ("train_nll", "valid_nll", "updates", "seconds")
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS runs (
+    key TEXT PRIMARY KEY,
+    config TEXT NOT NULL,
+    dataset TEXT, unit TEXT, form TEXT, peephole INTEGER, reset TEXT, hidden INTEGER,
+    lr REAL, seed INTEGER, batch_size INTEGER, max_epochs INTEGER, group_key TEXT,
+    sweep TEXT, stage TEXT, quick INTEGER NOT NULL DEFAULT 0,
+    status TEXT NOT NULL DEFAULT 'queued',
+    run_dir TEXT, checkpoint TEXT,
+    train_nll REAL, valid_nll REAL, test_nll REAL,
+    best_epoch INTEGER, epochs INTEGER, updates INTEGER, seconds REAL, params INTEGER,
+    error TEXT, attempts INTEGER NOT NULL DEFAULT 0,
+    python TEXT, torch TEXT, numpy TEXT, rnnbench TEXT, host TEXT,
+    created TEXT, started TEXT, finished TEXT, updated TEXT
+);
+CREATE INDEX IF NOT EXISTS runs_filter ON runs (dataset, unit, status);
+CREATE INDEX IF NOT EXISTS runs_group ON runs (group_key);
+CREATE TABLE IF NOT EXISTS epochs (
+    key TEXT NOT NULL,
+    epoch INTEGER NOT NULL,
+    train_nll REAL, valid_nll REAL, updates INTEGER, seconds REAL,
+    PRIMARY KEY (key, epoch)
+);
+CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT);
+"""
+
+
+def now() -> str:
+    """The current UTC time as ISO 8601 text, to the second."""
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def form_of(config: dict) -> str:
+    """The unit's form as one word: plain (tanh), peephole/no-peephole, reset-before/after."""
+    unit = config.get("unit")
+    if unit == "lstm":
+        return "peephole" if config.get("peephole", True) else "no-peephole"
+    if unit == "gru":
+        return f"reset-{config.get('reset', 'before')}"
+    return "plain"
+
+
+def software_versions() -> dict[str, str | None]:
+    """Versions of Python, torch, numpy and rnnbench, read without importing the packages."""
+    versions: dict[str, str | None] = {"python": platform.python_version()}
+    for name in ("torch", "numpy", "rnnbench"):
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = None
+    return versions
+
+
+def _group_key(config: dict) -> str | None:
+    """``RunConfig.group_key()`` when the config is a full RunConfig dict, else None."""
+    try:
+        from rnnbench.train.config import RunConfig
+
+        return RunConfig.from_dict(config).group_key()
+    except Exception:  # a partial config (tests, foreign tools) simply has no group
+        return None
+
+
+def _explain(exc: sqlite3.Error, path: Path) -> RnnbenchError:
+    text = str(exc).lower()
+    if "full" in text:
+        return RnnbenchError(
+            f"The disk holding the results store {path} is full: free some space and run the "
+            "command again (finished runs are kept)."
+        )
+    if "readonly" in text or "unable to open" in text or "permission" in text:
+        return RnnbenchError(
+            f"Cannot write the results store {path}: make its folder writable or choose "
+            "another file with --store."
+        )
+    if "not a database" in text or "malformed" in text:
+        return RnnbenchError(
+            f"{path} is not a readable rnnbench results store: point --store at another file."
+        )
+    return RnnbenchError(f"The results store {path} failed ({exc}): check the file and retry.")
+
+
+class Store:
+    """The SQLite results store at ``path``; safe to use from several processes at once.
+
+    Each process (and each forked child) opens its own connection on first use. Every public
+    method is one transaction. Use as a context manager, or call :meth:`close`.
+    """
+
+    def __init__(self, path: str | os.PathLike | None = None) -> None:
+        self.path = Path(path) if path is not None else DEFAULT_PATH
+        self._conn: sqlite3.Connection | None = None
+        self._pid: int | None = None
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise RnnbenchError(
+                f"Cannot create the folder {self.path.parent} for the results store "
+                f"({exc.strerror}): choose a writable place with --store."
+            ) from exc
+        with self._write() as conn:
+            for statement in _SCHEMA.split(";"):
+                if statement.strip():
+                    conn.execute(statement)
+            conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+    # -- connection -------------------------------------------------------------------------
+
+    def _connect(self) -> sqlite3.Connection:
+        if self._conn is not None and self._pid == os.getpid():
+            return self._conn
+        try:
+            conn = sqlite3.connect(
+                self.path,
+                timeout=BUSY_TIMEOUT_MS / 1000,
+                isolation_level=None,
+                check_same_thread=False,
+            )
+            conn.row_factory = sqlite3.Row
+            conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+            if str(mode).lower() != "wal":
+                raise sqlite3.OperationalError(f"could not switch to WAL mode (got {mode})")
+            conn.execute("PRAGMA synchronous = NORMAL")
+        except sqlite3.Error as exc:
+            raise _explain(exc, self.path) from exc
+        self._conn, self._pid = conn, os.getpid()
+        return conn
+
+    @contextlib.contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction, taken with BEGIN IMMEDIATE so writers queue, never deadlock."""
+        conn = self._connect()
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield conn
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            raise _explain(exc, self.path) from exc
+
+    def _read(self, sql: str, params: Iterable[Any] = ()) -> list[sqlite3.Row]:
+        try:
+            return self._connect().execute(sql, tuple(params)).fetchall()
+        except sqlite3.Error as exc:
+            raise _explain(exc, self.path) from exc
+
+    def close(self) -> None:
+        if self._conn is not None and self._pid == os.getpid():
+            self._conn.close()
+        self._conn = None
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- writes -----------------------------------------------------------------------------
+
+    @staticmethod
+    def _config_values(config: dict) -> dict[str, Any]:
+        values = {name: config.get(name) for name in CONFIG_COLUMNS if name != "form"}
+        values["form"] = form_of(config)
+        if values["peephole"] is not None:
+            values["peephole"] = int(bool(values["peephole"]))
+        values["group_key"] = _group_key(config)
+        values["config"] = json.dumps(config, sort_keys=True)
+        return values
+
+    @staticmethod
+    def _labels(labels: dict | None) -> dict[str, Any]:
+        labels = dict(labels or {})
+        unknown = set(labels) - set(LABEL_COLUMNS)
+        if unknown:
+            raise ValueError(f"unknown store labels {sorted(unknown)}; known: {LABEL_COLUMNS}")
+        if "quick" in labels:
+            labels["quick"] = int(bool(labels["quick"]))
+        return labels
+
+    def queue_run(
+        self, key: str, config: dict, run_dir: str, *, labels: dict | None = None
+    ) -> None:
+        """Record a planned run as ``queued``; a run already in the store is left as it is."""
+        values = self._config_values(config)
+        values.update(self._labels(labels))
+        values.update(key=key, run_dir=str(run_dir), status="queued", created=now(), updated=now())
+        columns = ", ".join(values)
+        marks = ", ".join("?" for _ in values)
+        with self._write() as conn:
+            conn.execute(
+                f"INSERT INTO runs ({columns}) VALUES ({marks}) ON CONFLICT(key) DO NOTHING",
+                tuple(values.values()),
+            )
+
+    def start_run(
+        self, key: str, config: dict, run_dir: str, *, labels: dict | None = None
+    ) -> None:
+        """Mark a run ``running`` (creating it if new): attempts + 1, versions, host, time."""
+        values = self._config_values(config)
+        values.update(self._labels(labels))
+        values.update(software_versions())
+        stamp = now()
+        values.update(
+            key=key,
+            run_dir=str(run_dir),
+            status="running",
+            host=socket.gethostname(),
+            started=stamp,
+            updated=stamp,
+            error=None,
+        )
+        columns = ", ".join([*values, "created", "attempts"])
+        marks = ", ".join(["?"] * len(values) + ["?", "1"])
+        updates = ", ".join(f"{name} = excluded.{name}" for name in values if name != "key")
+        with self._write() as conn:
+            conn.execute(
+                f"INSERT INTO runs ({columns}) VALUES ({marks}) ON CONFLICT(key) DO UPDATE SET "
+                f"{updates}, attempts = runs.attempts + 1",
+                (*values.values(), stamp),
+            )
+
+    def log_epoch(self, key: str, record: dict) -> None:
+        """Upsert one epoch's metrics (``record["epoch"]`` and the EPOCH_COLUMNS present)."""
+        self.log_epochs(key, [record])
+
+    def log_epochs(self, key: str, records: Iterable[dict]) -> None:
+        """Upsert several epochs of one run in one transaction."""
+        rows = [(key, int(r["epoch"]), *(r.get(name) for name in EPOCH_COLUMNS)) for r in records]
+        if not rows:
+            return
+        columns = ", ".join(EPOCH_COLUMNS)
+        updates = ", ".join(f"{name} = excluded.{name}" for name in EPOCH_COLUMNS)
+        with self._write() as conn:
+            conn.executemany(
+                f"INSERT INTO epochs (key, epoch, {columns}) VALUES (?, ?, ?, ?, ?, ?) "
+                f"ON CONFLICT(key, epoch) DO UPDATE SET {updates}",
+                rows,
+            )
+            conn.execute("UPDATE runs SET updated = ? WHERE key = ?", (now(), key))
+
+    def finish_run(
+        self, key: str, status: str, result: dict | None = None, error: str | None = None
+    ) -> None:
+        """Record a run's end: its status, the result columns present in ``result``, the error."""
+        if status not in STATUSES:
+            raise ValueError(f"unknown status {status!r}; known: {STATUSES}")
+        values: dict[str, Any] = {
+            name: result[name] for name in RESULT_COLUMNS if result and name in result
+        }
+        if result and result.get("hidden") is not None:
+            values["hidden"] = int(result["hidden"])
+        if "checkpoint" in values and values["checkpoint"] is not None:
+            values["checkpoint"] = str(values["checkpoint"])
+        stamp = now()
+        values.update(status=status, error=error, updated=stamp)
+        if status in FINISHED or status == "failed":
+            values["finished"] = stamp
+        assignments = ", ".join(f"{name} = ?" for name in values)
+        with self._write() as conn:
+            cursor = conn.execute(
+                f"UPDATE runs SET {assignments} WHERE key = ?", (*values.values(), key)
+            )
+            if cursor.rowcount == 0:
+                raise KeyError(f"run {key} is not in the store {self.path}")
+
+    def set_status(self, keys: Iterable[str], status: str, *, only: Iterable[str] = ()) -> None:
+        """Set the status of several runs; with ``only``, just those whose status is in it."""
+        if status not in STATUSES:
+            raise ValueError(f"unknown status {status!r}; known: {STATUSES}")
+        only = tuple(only)
+        where = f" AND status IN ({', '.join('?' * len(only))})" if only else ""
+        with self._write() as conn:
+            conn.executemany(
+                f"UPDATE runs SET status = ?, updated = ? WHERE key = ?{where}",
+                [(status, now(), key, *only) for key in keys],
+            )
+
+    def set_meta(self, name: str, value: Any) -> None:
+        with self._write() as conn:
+            conn.execute(
+                "INSERT INTO meta (name, value) VALUES (?, ?) "
+                "ON CONFLICT(name) DO UPDATE SET value = excluded.value",
+                (name, str(value)),
+            )
+
+    # -- reads ------------------------------------------------------------------------------
+
+    @staticmethod
+    def _row(row: sqlite3.Row) -> dict:
+        run = dict(row)
+        run["config"] = json.loads(run["config"])
+        if run.get("peephole") is not None:
+            run["peephole"] = bool(run["peephole"])
+        run["quick"] = bool(run.get("quick"))
+        return run
+
+    def get_run(self, key: str) -> dict | None:
+        """One run as a dict of its columns (``config`` parsed), or None."""
+        rows = self._read("SELECT * FROM runs WHERE key = ?", (key,))
+        return self._row(rows[0]) if rows else None
+
+    def runs(
+        self,
+        dataset: str | None = None,
+        unit: str | None = None,
+        status: str | Iterable[str] | None = None,
+        **where: Any,
+    ) -> list[dict]:
+        """Runs matching the filters (any column by name via ``where``), oldest first.
+
+        ``status`` may be one status or several.
+        """
+        clauses: list[str] = []
+        params: list[Any] = []
+        filters = {"dataset": dataset, "unit": unit, **where}
+        for name, value in filters.items():
+            if value is None:
+                continue
+            if name not in _COLUMNS:
+                raise ValueError(f"unknown run column {name!r}")
+            clauses.append(f"{name} = ?")
+            params.append(value)
+        if status is not None:
+            statuses = [status] if isinstance(status, str) else list(status)
+            clauses.append(f"status IN ({', '.join('?' * len(statuses))})")
+            params.extend(statuses)
+        sql = "SELECT * FROM runs"
+        if clauses:
+            sql += " WHERE " + " AND ".join(clauses)
+        sql += " ORDER BY created, dataset, unit, form, hidden, lr, seed, key"
+        return [self._row(row) for row in self._read(sql, params)]
+
+    def epochs(self, key: str) -> list[dict]:
+        """Per-epoch metrics of one run, in epoch order."""
+        rows = self._read("SELECT * FROM epochs WHERE key = ? ORDER BY epoch", (key,))
+        return [dict(row) for row in rows]
+
+    def meta(self) -> dict[str, str]:
+        return {row["name"]: row["value"] for row in self._read("SELECT * FROM meta")}
+
+    def integrity_check(self) -> str:
+        """SQLite's own check: ``"ok"`` when the file is sound."""
+        return self._read("PRAGMA integrity_check")[0][0]
+
+
+_COLUMNS = frozenset(
+    {
+        "key",
+        "config",
+        *CONFIG_COLUMNS,
+        "group_key",
+        *LABEL_COLUMNS,
+        "status",
+        "run_dir",
+        *RESULT_COLUMNS,
+        "error",
+        "attempts",
+        "python",
+        "torch",
+        "numpy",
+        "rnnbench",
+        "host",
+        "created",
+        "started",
+        "finished",
+        "updated",
+    }
+)

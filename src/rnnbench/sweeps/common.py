@@ -1,0 +1,179 @@
+"""What every sweep engine shares: run folders, skipping finished runs, writing results.
+
+Only the process that runs the sweep (the local engine's parent, the Ray driver) writes the
+results store; workers send their per-epoch records and results back to it. A run's folder is
+``OUT/runs/<RunConfig.key()>``; the trainer keeps ``config.json``, ``metrics.jsonl``,
+``best.pt`` and ``last.pt`` there.
+
+A run is *finished* when the store says ``done`` or ``diverged`` and its best checkpoint
+exists; a finished run is never trained again. Any other run is trained (again), and the
+trainer resumes it from ``last.pt`` when that exists.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import math
+import os
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from rnnbench.errors import RnnbenchError
+from rnnbench.store import FINISHED, Store
+from rnnbench.sweeps.grid import Population
+from rnnbench.train.config import RunConfig
+
+# OSError numbers that retrying cannot fix: the sweep stops with one clear sentence.
+FATAL_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM}
+
+# then(population, runs) -> more populations: how reproduce chains stage 2 after stage 1.
+Then = Callable[[Population, list[dict]], list[Population]]
+
+
+def run_dir(out: Path, config: RunConfig) -> Path:
+    return Path(out) / "runs" / config.key()
+
+
+def check_writable(folder: Path, what: str = "--out") -> None:
+    """Create ``folder`` and prove it writable, or raise one clear sentence."""
+    folder = Path(folder)
+    probe = folder / f".rnnbench-write-test-{os.getpid()}"
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe.write_bytes(b"ok")
+        probe.unlink()
+    except OSError as exc:
+        raise fatal_error(exc, folder, what) from exc
+
+
+def fatal_error(exc: OSError, where: Path | str, what: str = "--out") -> RnnbenchError:
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return RnnbenchError(
+            f"The disk is full while writing {where}: free some space (or choose another {what} "
+            "folder) and run the same command again; finished runs are kept."
+        )
+    return RnnbenchError(
+        f"Cannot write to {where} ({exc.strerror or exc}): make it writable or choose another "
+        f"{what} folder."
+    )
+
+
+def is_fatal(exc: BaseException) -> bool:
+    return isinstance(exc, OSError) and exc.errno in FATAL_ERRNOS
+
+
+def describe(exc: BaseException) -> str:
+    """``Type: message`` first, then the traceback's last lines: what the store keeps."""
+    head = "".join(traceback.format_exception_only(type(exc), exc)).strip()
+    tail = "".join(traceback.format_tb(exc.__traceback__)[-3:]).rstrip()
+    return f"{head}\n{tail}" if tail else head
+
+
+def is_finished(store: Store, config: RunConfig, out: Path) -> bool:
+    run = store.get_run(config.key())
+    if run is None or run["status"] not in FINISHED:
+        return False
+    folder = run_dir(out, config)
+    checkpoint = run.get("checkpoint")
+    return (folder / "best.pt").exists() or bool(checkpoint and Path(checkpoint).exists())
+
+
+def plan(store: Store, population: Population, out: Path) -> Population | None:
+    """The population's unfinished members (queued in the store), or None when all are done."""
+    todo = [c for c in population.configs if not is_finished(store, c, out)]
+    for c in todo:
+        store.queue_run(c.key(), c.to_dict(), str(run_dir(out, c)), labels=population.labels)
+    if not todo:
+        return None
+    return Population(todo, dict(population.labels), population.name)
+
+
+def start(store: Store, population: Population, out: Path) -> None:
+    for c in population.configs:
+        store.start_run(c.key(), c.to_dict(), str(run_dir(out, c)), labels=population.labels)
+
+
+def plain(value: Any) -> Any:
+    """Results as plain Python (paths to str, numpy/tensor scalars to float/int)."""
+    if isinstance(value, dict):
+        return {k: plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [plain(v) for v in value]
+    if isinstance(value, Path):
+        return str(value)
+    if hasattr(value, "item") and callable(value.item):
+        return value.item()
+    return value
+
+
+def read_metrics(folder: Path) -> list[dict]:
+    """The epoch records of a run folder's ``metrics.jsonl`` (torn last lines skipped)."""
+    records = []
+    try:
+        lines = (Path(folder) / "metrics.jsonl").read_text(encoding="utf-8").splitlines()
+    except OSError:
+        return records
+    for line in lines:
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(record, dict) and "epoch" in record:
+            records.append(record)
+    return records
+
+
+def record_epoch(store: Store, config: RunConfig, record: dict) -> None:
+    store.log_epoch(config.key(), record)
+
+
+def record_results(store: Store, population: Population, out: Path, results: list[dict]) -> None:
+    """Write train_population's per-member results (and every epoch of metrics.jsonl)."""
+    for config, result in zip(population.configs, results, strict=True):
+        key, folder = config.key(), run_dir(out, config)
+        # The records sent live can miss an epoch when the sweep was killed; the run folder
+        # has them all, and the upsert makes rewriting the others harmless.
+        store.log_epochs(key, read_metrics(folder))
+        status = result.get("status", "done")
+        if status not in FINISHED:
+            status = "diverged"
+        if status == "done" and not _finite(result.get("valid_nll")):
+            status = "diverged"
+        result = dict(result)
+        if config.hidden is not None:
+            result.setdefault("hidden", config.hidden)
+        store.finish_run(key, status, result)
+
+
+def record_failure(store: Store, population: Population, error: str) -> None:
+    for c in population.configs:
+        store.finish_run(c.key(), "failed", error=error)
+
+
+def requeue(store: Store, population: Population) -> None:
+    """Interrupted members go back to ``queued`` (their last.pt is kept for the resume)."""
+    store.set_status([c.key() for c in population.configs], "queued", only=["running"])
+
+
+def _finite(x: Any) -> bool:
+    return isinstance(x, int | float) and math.isfinite(x)
+
+
+def best_lr(runs: list[dict]) -> float | None:
+    """The learning rate of the run with the lowest validation NLL among ``done`` runs.
+
+    Diverged and failed runs (and any without a finite validation NLL) never count.
+    Ties go to the smaller rate. None when no run qualifies.
+    """
+    usable = [r for r in runs if r["status"] == "done" and _finite(r.get("valid_nll"))]
+    if not usable:
+        return None
+    best = min(usable, key=lambda r: (r["valid_nll"], r["config"]["lr"]))
+    return float(best["config"]["lr"])
+
+
+def member_runs(store: Store, population: Population) -> list[dict]:
+    return [store.get_run(c.key()) for c in population.configs]

@@ -1,0 +1,355 @@
+"""The local engine: N worker processes on this machine, each training one population at a time.
+
+Design:
+
+- Workers are ``spawn``-ed processes (no fork after torch has started its thread pools), each
+  with ``torch.set_num_threads(max(1, cores // workers))``. The parent hands each worker one
+  population at a time through the worker's own queue, so it always knows which population a
+  worker holds; a worker that dies (segfault, out of memory, ``kill -9``) costs that population
+  one attempt, and a fresh worker takes its place.
+- Only the parent writes the results store: workers send ``(epoch record)`` and
+  ``(results)`` messages back over one queue. When a population finishes, the parent also
+  upserts every epoch from the run folders' ``metrics.jsonl``, so the store has every finished
+  epoch even when a message was lost to a kill.
+- A population that raises is retried ``retries`` times (the trainer resumes from
+  ``last.pt``), then its members are marked ``failed`` with the error; the sweep goes on.
+  An ``RnnbenchError`` (a user problem, e.g. a missing data set) is not retried. A full disk or
+  an unwritable folder stops the sweep with one sentence.
+- Ctrl-C: workers ignore SIGINT; the parent terminates them, puts their runs back to
+  ``queued`` (their ``last.pt`` stays) and re-raises ``KeyboardInterrupt`` (the CLI exits 130).
+  Workers also die with the parent (Linux ``PR_SET_PDEATHSIG``, and a parent check after every
+  epoch), so a ``kill -9`` of the sweep never leaves orphans writing run folders.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import multiprocessing as mp
+import os
+import queue
+import signal
+import sys
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rnnbench.errors import RnnbenchError
+from rnnbench.store import Store
+from rnnbench.sweeps import common
+from rnnbench.sweeps.grid import Population
+
+
+def default_workers() -> int:
+    return max(
+        1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    )
+
+
+def _die_with_parent() -> None:
+    """Ask Linux to SIGKILL this process when its parent dies (no-op elsewhere)."""
+    if not sys.platform.startswith("linux"):
+        return
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+
+
+def _default_train(configs, **kwargs):
+    from rnnbench.train.population import train_population
+
+    return train_population(configs, **kwargs)
+
+
+def _worker(wid: int, tasks, results, train_fn, threads: int, parent: int) -> None:
+    _die_with_parent()
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if os.getppid() != parent:
+        return
+    import torch
+
+    torch.set_num_threads(threads)
+    train = train_fn or _default_train
+    while True:
+        task = tasks.get()
+        if task is None:
+            return
+        tid, configs, out_dirs, data_dir, device = task
+
+        def on_epoch(k: int, record: dict, tid=tid) -> None:
+            if os.getppid() != parent:  # the sweep was killed: stop, last.pt is saved
+                os._exit(1)
+            results.put(("epoch", wid, tid, k, common.plain(record)))
+
+        try:
+            out = train(
+                configs,
+                out_dirs=out_dirs,
+                data_dir=data_dir,
+                device=device,
+                on_epoch=on_epoch,
+                progress=False,
+            )
+            results.put(("done", wid, tid, common.plain(list(out))))
+        except BaseException as exc:  # noqa: BLE001 - everything goes back to the parent
+            kind = (
+                "fatal"
+                if common.is_fatal(exc)
+                else ("user" if isinstance(exc, RnnbenchError) else "error")
+            )
+            where = getattr(exc, "filename", None) or ""
+            code = getattr(exc, "errno", None)
+            results.put(("error", wid, tid, common.describe(exc), kind, str(where), code))
+            if not isinstance(exc, Exception):
+                return
+
+
+@dataclass
+class _Task:
+    tid: int
+    population: Population
+    attempt: int = 0
+
+
+@dataclass
+class _Worker:
+    wid: int
+    process: Any
+    tasks: Any
+    task: _Task | None = None
+
+
+@dataclass
+class _Tally:
+    total: int = 0
+    done: int = 0
+    diverged: int = 0
+    failed: int = 0
+    skipped: int = 0
+    epochs: dict[int, int] = field(default_factory=dict)
+
+
+class _Display:
+    """One tqdm bar over all runs of the sweep, on stderr: finished / total, ETA, states."""
+
+    def __init__(self, enabled: bool, tally: _Tally) -> None:
+        self.tally = tally
+        self.bar = None
+        if enabled:
+            from tqdm import tqdm
+
+            self.bar = tqdm(
+                total=tally.total,
+                unit="run",
+                file=sys.stderr,
+                dynamic_ncols=True,
+                desc="sweep",
+                smoothing=0.1,
+            )
+
+    def update(self, running: int, finished_now: int = 0) -> None:
+        if self.bar is None:
+            return
+        t = self.tally
+        if self.bar.total != t.total:
+            self.bar.total = t.total
+        if finished_now:
+            self.bar.update(finished_now)
+        epochs = ",".join(str(e) for e in sorted(t.epochs.values()))
+        self.bar.set_postfix_str(
+            f"running {running}"
+            + (f" (epoch {epochs})" if epochs else "")
+            + f" · diverged {t.diverged} · failed {t.failed}",
+            refresh=True,
+        )
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def run_local(
+    populations: list[Population],
+    *,
+    store: Store,
+    out: Path,
+    workers: int | None = None,
+    retries: int = 2,
+    device: str = "cpu",
+    data_dir: str | None = None,
+    then: common.Then | None = None,
+    progress: bool = True,
+    train_fn=None,
+) -> dict[str, int]:
+    """Train every population with a pool of worker processes; results go to ``store``.
+
+    ``train_fn`` replaces ``train_population`` (tests inject fakes; it must be importable by
+    name, as workers are spawned). ``then(population, runs)`` is called when a population is
+    finished (or found finished) with its members' store rows; the populations it returns are
+    queued too. Returns counts of runs: total, done, diverged, failed, skipped (found finished).
+    """
+    out = Path(out)
+    common.check_writable(out / "runs")
+    n_workers = max(1, workers or default_workers())
+    threads = max(1, default_workers() // n_workers)
+    ctx = mp.get_context("spawn")
+    results = ctx.Queue()
+    tally = _Tally()
+    pending: deque[_Task] = deque()
+    pool: list[_Worker] = []
+    next_id = iter(range(1 << 62))
+    display = _Display(progress, tally)
+
+    def add(pops: list[Population]) -> None:
+        for pop in pops:
+            tally.total += len(pop.configs)
+            todo = common.plan(store, pop, out)
+            if todo is None:
+                tally.skipped += len(pop.configs)
+                _count(store, pop, tally)
+                display.update(_busy(), len(pop.configs))
+                if then is not None:
+                    add(then(pop, common.member_runs(store, pop)))
+                continue
+            tally.skipped += len(pop.configs) - len(todo.configs)
+            display.update(_busy(), len(pop.configs) - len(todo.configs))
+            pending.append(_Task(next(next_id), todo))
+
+    def _busy() -> int:
+        return sum(1 for w in pool if w.task is not None)
+
+    def spawn() -> _Worker:
+        tasks = ctx.Queue()
+        wid = next(next_id)
+        proc = ctx.Process(
+            target=_worker,
+            name=f"rnnbench-worker-{wid}",
+            daemon=True,
+            args=(wid, tasks, results, train_fn, threads, os.getpid()),
+        )
+        proc.start()
+        worker = _Worker(wid, proc, tasks)
+        pool.append(worker)
+        return worker
+
+    def assign() -> None:
+        while pending:
+            idle = [w for w in pool if w.task is None and w.process.is_alive()]
+            if not idle and len(pool) < n_workers:
+                idle = [spawn()]
+            if not idle:
+                return
+            task = pending.popleft()
+            worker = idle[0]
+            worker.task = task
+            pop = task.population
+            common.start(store, pop, out)
+            dirs = [str(common.run_dir(out, c)) for c in pop.configs]
+            worker.tasks.put((task.tid, pop.configs, dirs, data_dir, device))
+            display.update(_busy())
+
+    def finish(worker: _Worker) -> _Task:
+        task = worker.task
+        worker.task = None
+        tally.epochs.pop(task.tid, None)
+        return task
+
+    def failed(task: _Task, error: str, kind: str) -> None:
+        if kind != "user" and task.attempt < retries:
+            task.attempt += 1
+            common.requeue(store, task.population)
+            pending.append(task)
+            return
+        common.record_failure(store, task.population, error)
+        tally.failed += len(task.population.configs)
+        display.update(_busy(), len(task.population.configs))
+        if then is not None:
+            add(then(task.population, common.member_runs(store, task.population)))
+
+    def handle(message: tuple) -> None:
+        kind, wid = message[0], message[1]
+        worker = next((w for w in pool if w.wid == wid), None)
+        if worker is None or worker.task is None or worker.task.tid != message[2]:
+            return  # a message from a task that was already given up on
+        task = worker.task
+        if kind == "epoch":
+            _, _, _, k, record = message
+            common.record_epoch(store, task.population.configs[k], record)
+            tally.epochs[task.tid] = max(tally.epochs.get(task.tid, 0), int(record["epoch"]))
+            display.update(_busy())
+        elif kind == "done":
+            finish(worker)
+            common.record_results(store, task.population, out, message[3])
+            _count(store, task.population, tally)
+            display.update(_busy(), len(task.population.configs))
+            if then is not None:
+                add(then(task.population, common.member_runs(store, task.population)))
+        elif kind == "error":
+            _, _, _, error, why, where, code = message
+            finish(worker)
+            if why == "fatal":
+                common.requeue(store, task.population)
+                raise common.fatal_error(OSError(code, error.splitlines()[0]), where or out)
+            failed(task, error, why)
+
+    def reap() -> None:
+        for worker in list(pool):
+            if worker.process.is_alive():
+                continue
+            pool.remove(worker)
+            if worker.task is not None:
+                task = finish(worker)
+                code = worker.process.exitcode
+                failed(task, f"WorkerDied: the worker process ended with exit code {code}", "error")
+
+    try:
+        add(populations)
+        while pending or any(w.task is not None for w in pool):
+            assign()
+            try:
+                handle(results.get(timeout=0.5))
+                continue
+            except queue.Empty:
+                pass
+            reap()
+        for worker in pool:
+            worker.tasks.put(None)
+        for worker in pool:
+            worker.process.join(timeout=30)
+        return {
+            "total": tally.total,
+            "done": tally.done,
+            "diverged": tally.diverged,
+            "failed": tally.failed,
+            "skipped": tally.skipped,
+        }
+    finally:
+        _shutdown(pool, store)
+        display.close()
+
+
+def _count(store: Store, pop: Population, tally: _Tally) -> None:
+    for run in common.member_runs(store, pop):
+        if run and run["status"] == "done":
+            tally.done += 1
+        elif run and run["status"] == "diverged":
+            tally.diverged += 1
+
+
+def _shutdown(pool: list[_Worker], store: Store) -> None:
+    """Stop every worker still alive; their runs go back to queued."""
+    for worker in pool:
+        if worker.process.is_alive():
+            worker.process.terminate()
+    deadline = time.monotonic() + 10
+    for worker in pool:
+        worker.process.join(timeout=max(0.1, deadline - time.monotonic()))
+        if worker.process.is_alive():
+            worker.process.kill()
+            worker.process.join(timeout=5)
+        worker.tasks.cancel_join_thread()
+        if worker.task is not None:
+            with contextlib.suppress(RnnbenchError):
+                common.requeue(store, worker.task.population)

@@ -1,0 +1,310 @@
+"""The Ray engine: one Ray Tune trial per population, on a local Ray or a cluster.
+
+Design:
+
+- Each population is one trial of a function trainable. The trial trains in its own trial
+  folder on whatever node runs it, and after every epoch reports the members' epoch records
+  with a checkpoint of its run folders (``tune.report(metrics, checkpoint=
+  Checkpoint.from_directory(...))``); Tune keeps the latest. A trial that fails is restarted from
+  that checkpoint up to ``retries`` times (``FailureConfig(max_failures=retries)``), and the
+  trainer resumes from the ``last.pt`` inside it.
+- The driver alone writes the SQLite store: a Tune callback (which runs in the driver) logs the
+  epoch records as they arrive; when the grid ends, the driver copies each finished trial's run
+  folders from its last checkpoint into ``OUT/runs/<key>`` and records the results. Workers on
+  other hosts never touch the store or ``OUT``.
+- Experiments live in ``OUT/ray/<name>``, the name a hash of the populations, so running the
+  same command again finds the experiment and continues it with ``Tuner.restore`` (errored
+  trials resumed from their checkpoints). Runs the store already has as finished are skipped
+  before anything starts, as in the local engine.
+- Chained populations (``then``, how ``reproduce`` runs its seeds after its learning-rate
+  search) run as a next phase, one experiment per phase.
+
+On a multi-node cluster, Tune needs a ``storage_path`` every node can reach; set
+``RNNBENCH_RAY_STORAGE`` to a shared folder or a cloud URI (default ``OUT/ray``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+from rnnbench.errors import RnnbenchError
+from rnnbench.store import Store
+from rnnbench.sweeps import common
+from rnnbench.sweeps.grid import Population
+from rnnbench.train.config import RunConfig
+
+try:  # Ray is optional: rnnbench[ray]
+    import ray
+    from ray import tune
+except ImportError:  # pragma: no cover - exercised where Ray is missing
+    ray = tune = None
+
+INSTALL = "pip install 'rnnbench[ray]'"
+
+
+def _require_ray() -> None:
+    if ray is None:
+        raise RnnbenchError(
+            f"The Ray engine needs Ray Tune, which is not installed: run {INSTALL}."
+        )
+
+
+def _trainable(config: dict, train_fn=None, data_dir=None, device="cpu") -> None:
+    """One population, run inside a Ray worker; reports epoch records and checkpoints."""
+    trial = config["trial"]
+    import torch
+
+    torch.set_num_threads(max(1, int(trial.get("threads", 1))))
+    configs = [RunConfig.from_dict(d) for d in trial["configs"]]
+    work = Path(tune.get_context().get_trial_dir()) / "runs"
+    work.mkdir(parents=True, exist_ok=True)
+    checkpoint = tune.get_checkpoint()
+    if checkpoint is not None:
+        with checkpoint.as_directory() as saved:
+            shutil.copytree(saved, work, dirs_exist_ok=True)
+    out_dirs = [work / c.key() for c in configs]
+    pending: list[tuple[int, dict]] = []
+
+    def flush(extra: dict | None = None) -> None:
+        with tempfile.TemporaryDirectory() as tmp:
+            snapshot = Path(tmp) / "runs"
+            shutil.copytree(work, snapshot)
+            metrics = {"records": json.dumps(pending), **(extra or {})}
+            tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(str(snapshot)))
+        pending.clear()
+
+    def on_epoch(k: int, record: dict) -> None:
+        if pending and pending[-1][1]["epoch"] != record["epoch"]:
+            flush()
+        pending.append((k, common.plain(record)))
+
+    if train_fn is None:
+        from rnnbench.train.population import train_population as train_fn
+    results = train_fn(
+        configs,
+        out_dirs=out_dirs,
+        data_dir=data_dir,
+        device=device,
+        on_epoch=on_epoch,
+        progress=False,
+    )
+    flush({"results": json.dumps(common.plain(list(results)))})
+
+
+class DriverCallback(tune.Callback if tune is not None else object):
+    """Runs in the driver: logs each trial's epoch records to the store as they arrive.
+
+    Picklable (Tune saves it with the experiment): it keeps the store's path and each trial's
+    member keys, not the open store.
+    """
+
+    def __init__(self, store_path: str, members: dict[str, list[str]]) -> None:
+        self.store_path, self.members = str(store_path), members
+        self.display = None
+        self._store: Store | None = None
+
+    def __getstate__(self) -> dict:
+        return {"store_path": self.store_path, "members": self.members}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__init__(**state)
+
+    def on_trial_result(self, iteration, trials, trial, result, **info) -> None:
+        keys = self.members.get(str(trial.config.get("trial", {}).get("id")))
+        if keys is None:
+            return
+        if self._store is None:
+            self._store = Store(self.store_path)
+        records = json.loads(result.get("records") or "[]")
+        for k, record in records:
+            self._store.log_epoch(keys[k], record)
+        if self.display is not None:
+            if records:
+                self.display.tally.epochs[trial.trial_id] = records[-1][1]["epoch"]
+            self.display.update(sum(1 for t in trials if t.status == "RUNNING"))
+
+    def on_trial_complete(self, iteration, trials, trial, **info) -> None:
+        if self.display is not None:
+            self.display.tally.epochs.pop(trial.trial_id, None)
+
+
+def run_ray(
+    populations: list[Population],
+    *,
+    store: Store,
+    out: Path,
+    workers: int | None = None,
+    retries: int = 2,
+    device: str = "cpu",
+    data_dir: str | None = None,
+    then: common.Then | None = None,
+    progress: bool = True,
+    address: str | None = None,
+    train_fn=None,
+    cpus_per_trial: float = 1,
+) -> dict[str, int]:
+    """Train every population as a Ray Tune trial; the driver writes ``store``.
+
+    ``address``: ``None`` starts (or reuses) a local Ray; ``"auto"`` or ``"ray://HOST:PORT"``
+    joins a cluster. ``workers`` caps concurrent trials. Returns run counts as
+    :func:`rnnbench.sweeps.local.run_local`.
+    """
+    _require_ray()
+    from rnnbench.sweeps.local import _count, _Display, _Tally
+
+    out = Path(out).resolve()
+    common.check_writable(out / "runs")
+    if not ray.is_initialized():
+        try:
+            if address:
+                ray.init(address=address, include_dashboard=False, log_to_driver=False)
+            else:
+                ray.init(include_dashboard=False, log_to_driver=False)
+        except (ConnectionError, RuntimeError, ValueError) as exc:
+            raise RnnbenchError(
+                f"Cannot connect to Ray at {address or 'a new local instance'} ({exc}): start "
+                "the cluster (ray start --head) or check --address."
+            ) from exc
+    storage = os.environ.get("RNNBENCH_RAY_STORAGE") or str(out / "ray")
+    tally = _Tally()
+    display = _Display(progress, tally)
+    phase = list(populations)
+    try:
+        while phase:
+            chained: list[Population] = []
+            todo: list[Population] = []
+            for pop in phase:
+                tally.total += len(pop.configs)
+                left = common.plan(store, pop, out)
+                skipped = len(pop.configs) - (len(left.configs) if left else 0)
+                tally.skipped += skipped
+                display.update(0, skipped)
+                if left is None:
+                    _count(store, pop, tally)
+                    if then is not None:
+                        chained += then(pop, common.member_runs(store, pop))
+                else:
+                    todo.append(left)
+            if todo:
+                done = _run_phase(
+                    todo,
+                    store=store,
+                    out=out,
+                    storage=storage,
+                    workers=workers,
+                    retries=retries,
+                    device=device,
+                    data_dir=data_dir,
+                    train_fn=train_fn,
+                    display=display,
+                    cpus=cpus_per_trial,
+                )
+                for pop in done:
+                    _count(store, pop, tally)
+                    tally.failed += sum(
+                        1 for r in common.member_runs(store, pop) if r["status"] == "failed"
+                    )
+                    display.update(0, len(pop.configs))
+                    if then is not None:
+                        chained += then(pop, common.member_runs(store, pop))
+            phase = chained
+    finally:
+        display.close()
+    return {
+        "total": tally.total,
+        "done": tally.done,
+        "diverged": tally.diverged,
+        "failed": tally.failed,
+        "skipped": tally.skipped,
+    }
+
+
+def _trial_dirname(trial) -> str:
+    return f"trial_{trial.trial_id}"
+
+
+def _experiment_name(todo: list[Population]) -> str:
+    keys = sorted(c.key() for pop in todo for c in pop.configs)
+    return "rnnbench-" + hashlib.sha256(" ".join(keys).encode()).hexdigest()[:12]
+
+
+def _run_phase(
+    todo, *, store, out, storage, workers, retries, device, data_dir, train_fn, display, cpus
+) -> list[Population]:
+    """One Tuner over the populations ``todo``; returns them once recorded in the store."""
+    by_id = {str(i): pop for i, pop in enumerate(todo)}
+    for pop in todo:
+        common.start(store, pop, out)
+    trials = [
+        {
+            "id": i,
+            "name": pop.name,
+            "threads": max(1, int(cpus)),
+            "configs": [c.to_dict() for c in pop.configs],
+        }
+        for i, pop in by_id.items()
+    ]
+    trainable = tune.with_resources(
+        tune.with_parameters(_trainable, train_fn=train_fn, data_dir=data_dir, device=device),
+        {"cpu": cpus, "gpu": 1 if str(device).startswith("cuda") else 0},
+    )
+
+    callback = DriverCallback(
+        store.path, {i: [c.key() for c in p.configs] for i, p in by_id.items()}
+    )
+    callback.display = display
+    name = _experiment_name(todo)
+    path = f"{storage.rstrip('/')}/{name}"
+    try:
+        if tune.Tuner.can_restore(path):
+            tuner = tune.Tuner.restore(path, trainable=trainable, resume_errored=True)
+            # The restored callback (unpickled) has no display; hand it this run's.
+            run_config = getattr(getattr(tuner, "_local_tuner", None), "_run_config", None)
+            for cb in getattr(run_config, "callbacks", None) or []:
+                if isinstance(cb, DriverCallback):
+                    cb.display = display
+        else:
+            tuner = tune.Tuner(
+                trainable,
+                param_space={"trial": tune.grid_search(trials)},
+                tune_config=tune.TuneConfig(
+                    max_concurrent_trials=workers or None,
+                    trial_dirname_creator=_trial_dirname,
+                ),
+                run_config=tune.RunConfig(
+                    name=name,
+                    storage_path=storage,
+                    failure_config=tune.FailureConfig(max_failures=retries),
+                    checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
+                    callbacks=[callback],
+                    verbose=0,
+                ),
+            )
+        grid = tuner.fit()
+    except KeyboardInterrupt:
+        for pop in todo:
+            common.requeue(store, pop)
+        raise
+    for result in grid:
+        pop = by_id.get(str(result.config["trial"]["id"]))
+        if pop is None:
+            continue
+        if result.error is not None or "results" not in (result.metrics or {}):
+            error = common.describe(result.error) if result.error else "RayTrialError: no result"
+            common.record_failure(store, pop, error)
+            continue
+        with result.checkpoint.as_directory() as saved:
+            for c in pop.configs:
+                target = common.run_dir(out, c)
+                shutil.copytree(Path(saved) / c.key(), target, dirs_exist_ok=True)
+        results = json.loads(result.metrics["results"])
+        for r, c in zip(results, pop.configs, strict=True):
+            if r.get("checkpoint"):
+                r["checkpoint"] = str(common.run_dir(out, c) / Path(r["checkpoint"]).name)
+        common.record_results(store, pop, out, results)
+    return todo

@@ -1,0 +1,138 @@
+"""Atomic checkpoints of one run folder.
+
+A run folder holds ``config.json``, ``metrics.jsonl`` (one JSON line per epoch), ``best.pt``
+(the best epoch's member state and config) and ``last.pt`` (everything needed to resume
+bitwise), plus ``prev.pt``, the ``last.pt`` of the epoch before. Every file is written to a
+temporary file in the same folder and moved into place with ``os.replace``, so a crash leaves
+either the old or the new file, never a torn one. Checkpoints are plain dicts of tensors,
+numbers, strings and lists, loadable with ``torch.load(path, weights_only=True)``.
+
+Why ``prev.pt``: a population writes its members' ``last.pt`` one after another; a crash in
+between leaves some members one epoch ahead. Every member still has the older epoch (in
+``last.pt`` or ``prev.pt``), so the population resumes from it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from rnnbench.errors import RnnbenchError
+
+__all__ = [
+    "CONFIG", "METRICS", "BEST", "LAST", "PREV",
+    "atomic_write_bytes", "atomic_save", "load", "save_last", "checkpoints",
+    "read_metrics", "append_metrics", "truncate_metrics", "numpy_rng_state", "set_numpy_rng_state",
+]
+
+CONFIG, METRICS, BEST, LAST, PREV = "config.json", "metrics.jsonl", "best.pt", "last.pt", "prev.pt"
+
+
+def _tmp_then_replace(path: Path, write) -> None:
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as exc:
+        raise RnnbenchError(
+            f"Cannot write to {path.parent} ({exc.strerror}); choose a writable folder with --out."
+        ) from exc
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except OSError as exc:
+        Path(tmp).unlink(missing_ok=True)
+        raise RnnbenchError(
+            f"Writing {path} failed ({exc.strerror}); free disk space or choose another folder."
+        ) from exc
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    _tmp_then_replace(path, lambda f: f.write(data))
+
+
+def atomic_save(obj: dict, path: Path) -> None:
+    """``torch.save`` to ``path`` atomically."""
+    _tmp_then_replace(path, lambda f: torch.save(obj, f))
+
+
+def load(path: Path) -> dict:
+    """``torch.load(path, weights_only=True, map_location="cpu")`` with a clear error."""
+    try:
+        return torch.load(path, weights_only=True, map_location="cpu")
+    except Exception as exc:  # a damaged or foreign file
+        raise RnnbenchError(
+            f"Cannot read checkpoint {path} ({exc.__class__.__name__}); delete it to start the "
+            "run afresh."
+        ) from exc
+
+
+def save_last(obj: dict, run_dir: Path) -> None:
+    """Move ``last.pt`` to ``prev.pt``, then write ``obj`` as the new ``last.pt``."""
+    run_dir = Path(run_dir)
+    last = run_dir / LAST
+    if last.exists():
+        os.replace(last, run_dir / PREV)
+    atomic_save(obj, last)
+
+
+def checkpoints(run_dir: Path) -> list[dict]:
+    """The readable resume checkpoints of a folder (``last.pt`` first, then ``prev.pt``)."""
+    found = []
+    for name in (LAST, PREV):
+        path = Path(run_dir) / name
+        if path.exists():
+            try:
+                found.append(load(path))
+            except RnnbenchError:
+                if name == LAST and not (Path(run_dir) / PREV).exists():
+                    raise
+    return found
+
+
+def read_metrics(run_dir: Path) -> list[dict]:
+    path = Path(run_dir) / METRICS
+    if not path.exists():
+        return []
+    lines = []
+    for line in path.read_text().splitlines():
+        try:
+            lines.append(json.loads(line))
+        except json.JSONDecodeError:
+            break  # a torn last line from a crash; the epoch is redone
+    return lines
+
+
+def append_metrics(run_dir: Path, record: dict) -> None:
+    with open(Path(run_dir) / METRICS, "a") as f:
+        f.write(json.dumps(record) + "\n")
+        f.flush()
+
+
+def truncate_metrics(run_dir: Path, epoch: int) -> None:
+    """Keep the lines of epochs ``<= epoch`` (those covered by the checkpoint resumed from)."""
+    keep = [r for r in read_metrics(run_dir) if r.get("epoch", 0) <= epoch]
+    text = "".join(json.dumps(r) + "\n" for r in keep)
+    atomic_write_bytes(Path(run_dir) / METRICS, text.encode())
+
+
+def numpy_rng_state() -> dict:
+    name, keys, pos, has_gauss, cached = np.random.get_state()
+    return {"name": name, "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
+            "has_gauss": int(has_gauss), "cached_gaussian": float(cached)}
+
+
+def set_numpy_rng_state(state: dict) -> None:
+    np.random.set_state((state["name"], state["keys"].numpy().astype(np.uint32), state["pos"],
+                         state["has_gauss"], state["cached_gaussian"]))

@@ -1,0 +1,154 @@
+"""One training run's full configuration: :class:`RunConfig`.
+
+A run is fully described by its config: the data set, the unit and its form, the model size,
+the learning rate and seed, and every constant of the training protocol. The config is saved
+with the run (``config.json``, every checkpoint) and hashed into the run's key, so two runs
+with the same key are the same experiment. The defaults and why we chose them are in
+``docs/training.md``.
+
+Example::
+
+    >>> cfg = RunConfig(dataset="jsb", unit="gru", lr=1e-3, seed=1)
+    >>> cfg.key() != cfg.group_key()
+    True
+    >>> RunConfig.from_dict(cfg.to_dict()) == cfg
+    True
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+from dataclasses import dataclass
+
+from rnnbench.errors import RnnbenchError
+
+__all__ = ["UNITS", "RunConfig"]
+
+UNITS = ("tanh", "lstm", "gru")
+INITS = ("paper", "torch")
+RESETS = ("before", "after")
+# Fields that may differ between the members of one population.
+MEMBER_FIELDS = ("lr", "seed")
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """One member's configuration (a frozen, hashable dataclass).
+
+    Fields:
+        dataset: a data set name of :func:`rnnbench.data.registry.load_dataset`.
+        unit: ``"tanh"``, ``"lstm"`` or ``"gru"``.
+        peephole: LSTM with diagonal peepholes (the paper's form); forced False for other units.
+        reset: GRU reset gate ``"before"`` (the paper's form) or ``"after"`` the recurrent
+            product (cuDNN); forced ``"before"`` for other units.
+        hidden: hidden units; None means the paper's size for the task and unit (Table 1).
+        lr: RMSProp learning rate (the paper's "scalar multiplier").
+        seed: sets the member's initial weights and its weight-noise stream.
+        batch_size: sequences per minibatch.
+        max_epochs: the most passes over the training set.
+        patience: stop after this many epochs without a lower validation NLL.
+        weight_noise: standard deviation of the Gaussian weight noise (0 turns it off).
+        clip: rescale a member's gradient to this norm when larger (0 turns it off).
+        init: ``"paper"`` (uniform ±0.1, orthogonal recurrent matrices) or ``"torch"``.
+        bptt: truncated-BPTT window in steps, or None for full sequences.
+        data_seed: sets the order of the training batches (shared by a population).
+        rms_decay, rms_momentum, rms_eps: RMSProp constants (see :mod:`rnnbench.train.protocol`).
+    """
+
+    dataset: str
+    unit: str
+    peephole: bool = True
+    reset: str = "before"
+    hidden: int | None = None
+    lr: float = 1e-3
+    seed: int = 0
+    batch_size: int = 16
+    max_epochs: int = 500
+    patience: int = 20
+    weight_noise: float = 0.075
+    clip: float = 1.0
+    init: str = "paper"
+    bptt: int | None = None
+    data_seed: int = 0
+    rms_decay: float = 0.95
+    rms_momentum: float = 0.9
+    rms_eps: float = 1e-6
+
+    def __post_init__(self) -> None:
+        def fail(field: str, value, fix: str):
+            raise RnnbenchError(f"RunConfig {field}={value!r} is invalid; {fix}.")
+
+        if not isinstance(self.dataset, str) or not self.dataset:
+            fail("dataset", self.dataset, "name a data set (see `rnnbench data list`)")
+        if self.unit not in UNITS:
+            fail("unit", self.unit, f"use one of {', '.join(UNITS)}")
+        if self.reset not in RESETS:
+            fail("reset", self.reset, "use 'before' or 'after'")
+        if self.init not in INITS:
+            fail("init", self.init, f"use one of {', '.join(INITS)}")
+        # Forms that do not apply to a unit are normalised, so equal runs get equal keys.
+        set_ = object.__setattr__
+        set_(self, "peephole", bool(self.peephole) and self.unit == "lstm")
+        if self.unit != "gru":
+            set_(self, "reset", "before")
+        for name in ("hidden", "bptt"):
+            value = getattr(self, name)
+            if value is not None:
+                if int(value) != value or int(value) < 1:
+                    fail(name, value, "use a positive integer or None")
+                set_(self, name, int(value))
+        for name in ("seed", "batch_size", "max_epochs", "patience", "data_seed"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or int(value) != value:
+                fail(name, value, "use an integer")
+            set_(self, name, int(value))
+        for name in ("batch_size", "max_epochs", "patience"):
+            if getattr(self, name) < 1:
+                fail(name, getattr(self, name), "use a positive integer")
+        for name in ("lr", "weight_noise", "clip", "rms_decay", "rms_momentum", "rms_eps"):
+            value = float(getattr(self, name))
+            if not math.isfinite(value) or value < 0:
+                fail(name, getattr(self, name), "use a finite number >= 0")
+            set_(self, name, value)
+        if self.lr <= 0:
+            fail("lr", self.lr, "use a learning rate > 0")
+        if self.rms_eps <= 0:
+            fail("rms_eps", self.rms_eps, "use an epsilon > 0")
+        if not self.rms_decay < 1 or not self.rms_momentum < 1:
+            fail("rms_decay/rms_momentum", (self.rms_decay, self.rms_momentum),
+                 "use values in [0, 1)")
+
+    def to_dict(self) -> dict:
+        """A plain JSON-ready dict of every field."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> RunConfig:
+        """The inverse of :meth:`to_dict`; missing fields take their defaults."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - names)
+        if unknown:
+            raise RnnbenchError(
+                f"Unknown run config field(s) {', '.join(unknown)}; remove them or upgrade "
+                "rnnbench."
+            )
+        return cls(**d)
+
+    def key(self) -> str:
+        """16 hex characters of the SHA-256 of the canonical JSON of :meth:`to_dict`."""
+        return _hash(self.to_dict())
+
+    def group_key(self) -> str:
+        """:meth:`key` without ``lr`` and ``seed``: the members of one population share it."""
+        d = self.to_dict()
+        for name in MEMBER_FIELDS:
+            d.pop(name)
+        return _hash(d)
+
+
+def _hash(d: dict) -> str:
+    text = json.dumps(d, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()[:16]

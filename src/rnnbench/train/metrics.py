@@ -1,0 +1,65 @@
+r"""The paper's metric: average negative log-likelihood per time step, in nats.
+
+For a split with sequences :math:`s` of :math:`T_s` predicted steps,
+
+.. math::
+    \mathrm{NLL} = \frac{\sum_s \sum_{t=1}^{T_s} \mathrm{nll}_{s,t}}{\sum_s T_s},
+
+a step-weighted (frame-weighted) average over the whole split, not a mean of per-sequence
+means: a long sequence counts for more than a short one.
+
+- Music: :math:`\mathrm{nll}_{s,t}` is the summed binary cross-entropy over the 88 notes of
+  predicted frame :math:`t+1` (the model reads frames :math:`1..T-1` and predicts
+  :math:`2..T`, so a piano roll of :math:`T` frames contributes :math:`T-1` steps).
+- Speech: :math:`\mathrm{nll}_{s,t}` is the Gaussian-mixture NLL of the 10 samples predicted
+  at step :math:`t`.
+
+Evaluation runs the noise-free weights without gradients; padding steps are masked out.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor
+
+__all__ = ["EVAL_BATCH_SIZE", "average_nll", "split_nll"]
+
+# Fixed, so that a member's score does not depend on its population or its training batch size.
+EVAL_BATCH_SIZE = 64
+
+
+def average_nll(nll_sum: Tensor, n_steps: int | float) -> Tensor:
+    """Summed NLL ``(K,)`` over ``n_steps`` real steps → NLL per step ``(K,)`` (float64)."""
+    if n_steps <= 0:
+        return torch.full_like(nll_sum, float("nan"), dtype=torch.float64)
+    return nll_sum.double() / float(n_steps)
+
+
+@torch.no_grad()
+def split_nll(model, seqs: Sequence, *, device: str | torch.device = "cpu",
+              batch_size: int = EVAL_BATCH_SIZE) -> Tensor:
+    """Average NLL per step of every member on ``seqs`` (see the module docstring).
+
+    Args:
+        model: a :class:`rnnbench.models.SequenceModel` (population of ``K``).
+        seqs: the sequences of a split (``.inputs``, ``.targets``).
+
+    Returns:
+        ``(K,)`` float64 on CPU; NaN for every member when ``seqs`` is empty.
+    """
+    from rnnbench.data.batching import iterate_batches
+
+    total = None
+    steps = 0
+    for batch in iterate_batches(seqs, batch_size, seed=0, epoch=0, shuffle=False):
+        x, y, mask = (t.to(device) for t in (batch.x, batch.y, batch.mask))
+        nll_sum, n, _ = model.nll(x, y, mask)
+        part = nll_sum.detach().double().cpu()
+        total = part if total is None else total + part
+        steps += int(n)
+    if total is None:
+        k = next(model.parameters()).shape[0]
+        return torch.full((k,), float("nan"), dtype=torch.float64)
+    return average_nll(total, steps)

@@ -1,0 +1,424 @@
+"""Train K models of the same shape together: :func:`train_population`.
+
+The members of a population share a data set, a unit and form, a model size and every
+protocol constant (their :meth:`RunConfig.group_key`); they differ in learning rate and seed.
+Their weights are stacked along a leading ``K`` dimension and run as one batched model, fed the
+same minibatches in the same order (``data_seed``). Everything else is per member: the initial
+weights and the weight-noise stream (from the member's ``seed``), the learning rate, gradient
+clipping, early stopping and divergence. A member's result does not depend on which other
+members share its population (up to float rounding, ~1e-6).
+
+Per epoch, for every member still training: one pass over the training batches (the protocol
+of :mod:`rnnbench.train.protocol`), a clean validation NLL, early stopping, a line in
+``metrics.jsonl`` and an atomic ``last.pt`` (see :mod:`rnnbench.train.checkpoint`). A member
+stops when its patience runs out (status ``done``) or when its loss or gradient turns NaN/inf
+(status ``diverged``); its parameters and optimiser state stop changing, the others go on.
+At the end each member's best state is restored and scored on train, valid and test.
+
+Per-epoch ``train_nll`` is the running average of the noisy training loss over the epoch
+(free to compute); the final ``train_nll`` of the result is a clean evaluation.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import torch
+
+from rnnbench.errors import RnnbenchError
+from rnnbench.train import checkpoint as ckpt
+from rnnbench.train.config import RunConfig
+from rnnbench.train.metrics import split_nll
+from rnnbench.train.protocol import (
+    EarlyStopping,
+    PopulationRMSProp,
+    WeightNoise,
+    clip_member_grad_norms,
+    finite_members,
+)
+
+__all__ = ["train_population", "resolve_device"]
+
+FORMAT = 1
+OnEpoch = Callable[[int, dict], None]
+
+
+def resolve_device(device: str | torch.device) -> torch.device:
+    """``"cpu"``, ``"cuda"``, ``"cuda:N"`` → a usable device, or a clear error."""
+    try:
+        dev = torch.device(device)
+    except RuntimeError as exc:
+        raise RnnbenchError(f"Unknown device {device!r}; use cpu or cuda.") from exc
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise RnnbenchError(
+            "Device cuda was asked for but PyTorch sees no CUDA GPU; use --device cpu or install "
+            "a CUDA build of PyTorch."
+        )
+    if dev.type not in ("cpu", "cuda"):
+        raise RnnbenchError(f"Device {device!r} is not supported; use cpu or cuda.")
+    return dev
+
+
+def train_population(
+    configs: Sequence[RunConfig],
+    *,
+    out_dirs: Sequence[str | Path],
+    data_dir=None,
+    device: str | torch.device = "cpu",
+    on_epoch: OnEpoch | None = None,
+    progress: bool = False,
+    dataset=None,
+) -> list[dict]:
+    """Train the members ``configs`` together; resume from their folders when possible.
+
+    Args:
+        configs: one :class:`RunConfig` per member, all with the same ``group_key()``.
+        out_dirs: one run folder per member (created when missing).
+        data_dir: where the data lives (see :func:`rnnbench.data.locate.data_root`).
+        device: ``"cpu"`` or ``"cuda"``.
+        on_epoch: called as ``on_epoch(k, record)`` after each epoch of each member that
+            trained in it, with ``record = {"epoch", "train_nll", "valid_nll", "updates",
+            "seconds", "status"}`` (the line written to ``metrics.jsonl``).
+        progress: show a tqdm bar on stderr with the live training NLL.
+        dataset: an already loaded :class:`rnnbench.data.dataset.Dataset` to use instead of
+            loading ``configs[0].dataset`` (tests, custom data).
+
+    Returns:
+        Per member: ``{"status": "done" | "diverged", "train_nll", "valid_nll", "test_nll",
+        "best_epoch", "epochs", "updates", "seconds", "checkpoint", "params", "hidden"}``. The
+        NLLs (nats per step, clean, of the restored best state) are None for a diverged member.
+        Finished runs found in their folders are returned without training.
+    """
+    configs = list(configs)
+    out_dirs = [Path(d) for d in out_dirs]
+    if not configs:
+        raise RnnbenchError("No runs to train; pass at least one RunConfig.")
+    if len(out_dirs) != len(configs):
+        raise RnnbenchError(
+            f"Got {len(configs)} configs but {len(out_dirs)} out_dirs; pass one folder per run."
+        )
+    if len({d.resolve() for d in out_dirs}) != len(out_dirs):
+        raise RnnbenchError("Two members share a run folder; give each member its own folder.")
+    groups = {c.group_key() for c in configs}
+    if len(groups) > 1:
+        raise RnnbenchError(
+            "The members of a population must differ only in lr and seed; split the runs into "
+            "one population per data set, unit, form and protocol setting."
+        )
+    dev = resolve_device(device)
+
+    results: list[dict | None] = [None] * len(configs)
+    resumable: dict[int, list[dict]] = {}
+    for i, (cfg, run_dir) in enumerate(zip(configs, out_dirs, strict=True)):
+        found = _prepare_folder(cfg, run_dir)
+        done = [c for c in found if c.get("finished")]
+        if done:
+            results[i] = done[0]["result"]
+        else:
+            resumable[i] = found
+    if not resumable:
+        return results  # type: ignore[return-value]
+
+    if dataset is None:
+        from rnnbench.data.registry import load_dataset
+
+        dataset = load_dataset(configs[0].dataset, data_dir)
+    for start_epoch, members in _resume_groups(resumable):
+        trainer = _Population(
+            [configs[i] for i in members],
+            [out_dirs[i] for i in members],
+            [_checkpoint_at(resumable[i], start_epoch) for i in members],
+            dataset=dataset,
+            device=dev,
+        )
+        for i, result in zip(members, trainer.run(on_epoch, progress, members), strict=True):
+            results[i] = result
+    return results  # type: ignore[return-value]
+
+
+def _prepare_folder(cfg: RunConfig, run_dir: Path) -> list[dict]:
+    """Create the folder and its config.json; return its resume checkpoints (newest first)."""
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise RnnbenchError(
+            f"Cannot create the run folder {run_dir} ({exc.strerror}); choose a writable --out."
+        ) from exc
+    path = run_dir / ckpt.CONFIG
+    if path.exists():
+        try:
+            stored = json.loads(path.read_text())
+        except json.JSONDecodeError:
+            stored = None
+        if stored is not None and stored != cfg.to_dict():
+            raise RnnbenchError(
+                f"{run_dir} holds a different run (its config.json differs); choose another "
+                "folder or delete it."
+            )
+    ckpt.atomic_write_bytes(path, (json.dumps(cfg.to_dict(), indent=2) + "\n").encode())
+    found = ckpt.checkpoints(run_dir)
+    for c in found:
+        if c.get("config") != cfg.to_dict() or c.get("format") != FORMAT:
+            raise RnnbenchError(
+                f"The checkpoint in {run_dir} belongs to a different run or rnnbench version; "
+                "delete the folder's last.pt and prev.pt to start afresh."
+            )
+    return found
+
+
+def _resume_groups(resumable: dict[int, list[dict]]) -> list[tuple[int, list[int]]]:
+    """Which members resume together from which epoch.
+
+    All members resume from the latest epoch every one of them has (in last.pt or prev.pt).
+    Members without a common epoch (folders filled by different populations) resume in groups
+    by their own latest epoch.
+    """
+    epochs = {i: {c["epoch"] for c in found} or {0} for i, found in resumable.items()}
+    common = set.intersection(*epochs.values())
+    if common:
+        return [(max(common), sorted(resumable))]
+    by_epoch: dict[int, list[int]] = {}
+    for i, es in epochs.items():
+        by_epoch.setdefault(max(es), []).append(i)
+    return sorted((e, sorted(m)) for e, m in by_epoch.items())
+
+
+def _checkpoint_at(found: list[dict], epoch: int) -> dict | None:
+    for c in found:
+        if c["epoch"] == epoch:
+            return c
+    return None
+
+
+def _clean(x: float | None) -> float | None:
+    return None if x is None or not math.isfinite(x) else float(x)
+
+
+class _Population:
+    """One lockstep population: the model, the protocol's state and the run folders."""
+
+    def __init__(self, configs, run_dirs, resume, *, dataset, device):
+        from rnnbench.models import SequenceModel, paper_hidden
+
+        self.configs, self.run_dirs, self.device = configs, run_dirs, device
+        self.cfg = cfg = configs[0]
+        self.k = k = len(configs)
+        self.dataset = dataset
+        self.hidden = cfg.hidden or paper_hidden(dataset.task, cfg.unit)
+        self.model = SequenceModel(
+            cfg.unit, dataset.in_dim, dataset.out_dim, self.hidden, head=dataset.head,
+            population=k, peephole=cfg.peephole, reset=cfg.reset, init=cfg.init,
+            seeds=[c.seed for c in configs],
+        ).to(device)
+        self.names = [name for name, _ in self.model.named_parameters()]
+        self.params = [p for _, p in self.model.named_parameters()]
+        self.optimizer = PopulationRMSProp(
+            self.params, [c.lr for c in configs], decay=cfg.rms_decay,
+            momentum=cfg.rms_momentum, eps=cfg.rms_eps,
+        )
+        self.noise = WeightNoise([c.seed for c in configs], cfg.weight_noise, device)
+        self.stopping = EarlyStopping(k, cfg.patience)
+        self.status = ["running"] * k
+        self.updates = [0] * k
+        self.seconds = [0.0] * k
+        self.epochs = [0] * k
+        self.best_states: list[dict | None] = [None] * k
+        self.epoch = 0
+        if any(r is not None for r in resume):
+            self._load(resume)
+        else:
+            for run_dir in run_dirs:
+                (run_dir / ckpt.METRICS).unlink(missing_ok=True)
+
+    # -- state
+
+    def _load(self, resume: list[dict | None]) -> None:
+        for k, state in enumerate(resume):
+            if state is None:
+                raise RnnbenchError(
+                    f"{self.run_dirs[k]} has no checkpoint of epoch {self.epoch}; delete the "
+                    "population's folders to start afresh."
+                )
+            self.epoch = state["epoch"]
+            self.model.load_member_state(k, state["model"])
+            self.optimizer.load_member_state(k, state["optimizer"])
+            self.noise.load_member_state(k, state["noise_rng"])
+            self.stopping.load_member_state(k, state["early_stopping"])
+            self.best_states[k] = state["best_model"]
+            self.status[k] = state["status"]
+            self.updates[k] = state["updates"]
+            self.seconds[k] = state["seconds"]
+            self.epochs[k] = state["epochs"]
+            ckpt.truncate_metrics(self.run_dirs[k], self.epoch)
+        torch.set_rng_state(resume[0]["torch_rng"])
+        ckpt.set_numpy_rng_state(resume[0]["numpy_rng"])
+
+    def _member_checkpoint(self, k: int, *, finished: bool = False, result=None) -> dict:
+        return {
+            "format": FORMAT,
+            "config": self.configs[k].to_dict(),
+            "epoch": self.epoch,
+            "finished": finished,
+            "result": result,
+            "status": self.status[k],
+            "epochs": self.epochs[k],
+            "updates": self.updates[k],
+            "seconds": self.seconds[k],
+            "model": {n: t.cpu() for n, t in self.model.member_state(k).items()},
+            "optimizer": self.optimizer.member_state(k),
+            "noise_rng": self.noise.member_state(k),
+            "early_stopping": self.stopping.member_state(k),
+            "best_model": self.best_states[k],
+            "torch_rng": torch.get_rng_state(),
+            "numpy_rng": ckpt.numpy_rng_state(),
+        }
+
+    def _save_best(self, k: int) -> None:
+        self.best_states[k] = {n: t.cpu() for n, t in self.model.member_state(k).items()}
+        ckpt.atomic_save({
+            "config": self.configs[k].to_dict(),
+            "epoch": self.stopping.best_epoch[k],
+            "valid_nll": self.stopping.best[k],
+            "hidden": self.hidden,
+            "member_state": self.best_states[k],
+        }, self.run_dirs[k] / ckpt.BEST)
+
+    # -- training
+
+    def _train_epoch(self, epoch: int, bar) -> list[float | None]:
+        from rnnbench.data.batching import iterate_batches
+
+        cfg, dev = self.cfg, self.device
+        active = torch.tensor([s == "running" for s in self.status], device=dev)
+        sums = torch.zeros(self.k, dtype=torch.float64)
+        steps = torch.zeros(self.k, dtype=torch.float64)
+        weights = self.model.weight_matrices()
+        state = None
+        last_shown = 0.0
+        batches = iterate_batches(self.dataset.split("train"), cfg.batch_size,
+                                  seed=cfg.data_seed, epoch=epoch, bptt=cfg.bptt)
+        for batch in batches:
+            if not batch.carry:
+                state = None
+            x, y, mask = (t.to(dev) for t in (batch.x, batch.y, batch.mask))
+            self.optimizer.zero_grad()
+            with self.noise.applied(weights):
+                nll_sum, n, state = self.model.nll(x, y, mask, state)
+                loss = nll_sum / n
+                loss.sum().backward()
+            state = self.model.detach_state(state)
+            norms = clip_member_grad_norms(self.params, cfg.clip)
+            ok = finite_members(loss, norms).to(dev)
+            for k in torch.nonzero(active & ~ok).flatten().tolist():
+                self.status[k] = "diverged"
+            active = active & ok
+            self.optimizer.step(active)
+            took = active.cpu()
+            for k in torch.nonzero(took).flatten().tolist():
+                self.updates[k] += 1
+            sums += torch.where(took, nll_sum.detach().double().cpu(), 0.0)
+            steps += took.double() * n
+            if bar is not None and time.monotonic() - last_shown > 0.5:
+                last_shown = time.monotonic()
+                live = (sums / steps.clamp(min=1))[steps > 0]
+                if live.numel():
+                    bar.set_postfix_str(f"epoch {epoch} train {live.min().item():.3f}")
+            if not bool(active.any()):
+                break
+        return [_clean((sums[k] / steps[k]).item()) if steps[k] > 0 else None
+                for k in range(self.k)]
+
+    def run(self, on_epoch: OnEpoch | None, progress: bool, ids: list[int]) -> list[dict]:
+        cfg = self.cfg
+        bar = None
+        if progress:
+            from tqdm import tqdm
+
+            bar = tqdm(total=cfg.max_epochs, initial=self.epoch, file=sys.stderr,
+                       unit="epoch", dynamic_ncols=True,
+                       desc=f"{cfg.dataset} {cfg.unit} x{self.k}")
+        try:
+            while self.epoch < cfg.max_epochs and "running" in self.status:
+                self._one_epoch(on_epoch, bar, ids)
+            return self._finish()
+        finally:
+            if bar is not None:
+                bar.close()
+
+    def _one_epoch(self, on_epoch, bar, ids) -> None:
+        epoch = self.epoch + 1
+        training = [s == "running" for s in self.status]
+        start = time.perf_counter()
+        self.model.train()
+        train_nll = self._train_epoch(epoch, bar)
+        self.model.eval()
+        valid = split_nll(self.model, self.dataset.split("valid"), device=self.device)
+        elapsed = time.perf_counter() - start
+        self.epoch = epoch
+        records = {}
+        for k in range(self.k):
+            if not training[k]:
+                continue
+            self.seconds[k] += elapsed
+            self.epochs[k] = epoch
+            v = float(valid[k])
+            if self.status[k] == "running" and not math.isfinite(v):
+                self.status[k] = "diverged"
+            if self.status[k] == "running":
+                improved, stop = self.stopping.update(k, epoch, v)
+                if improved:
+                    self._save_best(k)
+                if stop or epoch >= self.cfg.max_epochs:
+                    self.status[k] = "done"
+            records[k] = {"epoch": epoch, "train_nll": train_nll[k], "valid_nll": _clean(v),
+                          "updates": self.updates[k], "seconds": round(self.seconds[k], 6),
+                          "status": self.status[k]}
+            ckpt.append_metrics(self.run_dirs[k], records[k])
+        for k in range(self.k):
+            ckpt.save_last(self._member_checkpoint(k), self.run_dirs[k])
+        if bar is not None:
+            running = [float(valid[k]) for k in range(self.k) if training[k]]
+            best = min((v for v in running if math.isfinite(v)), default=float("nan"))
+            bar.set_postfix_str(f"epoch {epoch} valid {best:.3f}")
+            bar.update(1)
+        if on_epoch is not None:
+            for k, record in records.items():
+                on_epoch(ids[k], record)
+
+    def _finish(self) -> list[dict]:
+        for k in range(self.k):
+            if self.status[k] == "running":  # max_epochs reached on resume of an old run
+                self.status[k] = "done"
+            if self.best_states[k] is not None:
+                self.model.load_member_state(k, self.best_states[k])
+        self.model.eval()
+        scores = {split: split_nll(self.model, self.dataset.split(split), device=self.device)
+                  for split in ("train", "valid", "test")}
+        results = []
+        for k in range(self.k):
+            ok = self.status[k] == "done" and self.best_states[k] is not None
+            if self.status[k] == "done" and not ok:
+                self.status[k] = "diverged"  # never produced a finite validation NLL
+            best = self.run_dirs[k] / ckpt.BEST
+            result = {
+                "status": self.status[k],
+                "train_nll": _clean(float(scores["train"][k])) if ok else None,
+                "valid_nll": _clean(float(scores["valid"][k])) if ok else None,
+                "test_nll": _clean(float(scores["test"][k])) if ok else None,
+                "best_epoch": self.stopping.best_epoch[k] or None,
+                "epochs": self.epochs[k],
+                "updates": self.updates[k],
+                "seconds": round(self.seconds[k], 6),
+                "checkpoint": str(best) if best.exists() else None,
+                "params": self.model.param_count(),
+                "hidden": self.hidden,
+            }
+            ckpt.save_last(self._member_checkpoint(k, finished=True, result=result),
+                           self.run_dirs[k])
+            results.append(result)
+        return results

@@ -1,0 +1,220 @@
+r"""The paper's training protocol on population-stacked parameters.
+
+Every tensor here has a leading ``K`` dimension: slice ``k`` belongs to population member
+``k``, and nothing mixes members, so a member trained in a population follows the same path
+as the same member trained alone. One minibatch step of :func:`rnnbench.train.population`:
+
+1. :class:`WeightNoise` adds fresh Gaussian noise (σ = 0.075) to the weight matrices, drawn
+   per member from the member's own generator (Graves 2011);
+2. forward and backward at the noisy weights; the noise-free weights are then put back
+   exactly (a saved copy, not a subtraction), so the update applies to them and no noise is
+   ever stored or evaluated;
+3. :func:`clip_member_grad_norms` rescales each member's gradient to norm 1 when larger,
+   the norm taken over that member's slices of all parameters;
+4. :func:`finite_members` flags members whose loss or gradient is NaN/inf (they are frozen
+   and marked diverged);
+5. :class:`PopulationRMSProp` steps the members still training, each with its own learning
+   rate; frozen members' parameters and optimiser state do not change.
+
+After each epoch :class:`EarlyStopping` compares each member's validation NLL with its best.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator, Sequence
+
+import numpy as np
+import torch
+from torch import Tensor
+
+__all__ = [
+    "EarlyStopping",
+    "PopulationRMSProp",
+    "WeightNoise",
+    "clip_member_grad_norms",
+    "finite_members",
+    "noise_seed",
+]
+
+
+def _per_member(mask: Tensor, like: Tensor) -> Tensor:
+    """``(K,)`` → ``(K, 1, ..., 1)`` broadcastable against ``like``."""
+    return mask.view((-1,) + (1,) * (like.dim() - 1))
+
+
+class PopulationRMSProp:
+    r"""RMSProp with momentum, one learning rate per member.
+
+    Per member and element, with gradient :math:`g` (the same update as
+    ``torch.optim.RMSprop(lr, alpha=decay, eps=eps, momentum=momentum)``):
+
+    .. math::
+        v \leftarrow \rho v + (1-\rho) g^2, \quad
+        b \leftarrow \mu b + g / (\sqrt{v} + \epsilon), \quad
+        \theta \leftarrow \theta - \eta_k b.
+
+    Args:
+        params: the population's parameters, each ``(K, ...)``.
+        lrs: ``K`` learning rates :math:`\eta_k`.
+        decay: :math:`\rho`; momentum: :math:`\mu` (0: plain RMSProp); eps: :math:`\epsilon`.
+    """
+
+    def __init__(self, params: Sequence[Tensor], lrs: Sequence[float], *, decay: float,
+                 momentum: float, eps: float) -> None:
+        self.params = list(params)
+        self.decay, self.momentum, self.eps = float(decay), float(momentum), float(eps)
+        first = self.params[0]
+        if len(lrs) != first.shape[0]:
+            raise ValueError(f"{len(lrs)} learning rates for a population of {first.shape[0]}")
+        self.lr = torch.tensor(list(lrs), dtype=first.dtype, device=first.device)
+        self.square_avg = [torch.zeros_like(p) for p in self.params]
+        self.momentum_buffer = [torch.zeros_like(p) for p in self.params]
+
+    def zero_grad(self) -> None:
+        for p in self.params:
+            p.grad = None
+
+    @torch.no_grad()
+    def step(self, active: Tensor) -> None:
+        """Update the members where ``active (K,)`` is True from ``p.grad``; others stay."""
+        for p, v, b in zip(self.params, self.square_avg, self.momentum_buffer, strict=True):
+            if p.grad is None:
+                continue
+            g = p.grad
+            keep = _per_member(active, p)
+            new_v = v * self.decay + (1.0 - self.decay) * g * g
+            avg = new_v.sqrt() + self.eps
+            new_b = b * self.momentum + g / avg if self.momentum else g / avg
+            new_p = p - _per_member(self.lr, p) * new_b
+            v.copy_(torch.where(keep, new_v, v))
+            b.copy_(torch.where(keep, new_b, b))
+            p.copy_(torch.where(keep, new_p, p))
+
+    def member_state(self, k: int) -> dict:
+        """Member ``k``'s slices: ``{"square_avg": [...], "momentum_buffer": [...]}`` on CPU."""
+        return {
+            "square_avg": [v[k].detach().cpu().clone() for v in self.square_avg],
+            "momentum_buffer": [b[k].detach().cpu().clone() for b in self.momentum_buffer],
+        }
+
+    @torch.no_grad()
+    def load_member_state(self, k: int, state: dict) -> None:
+        for name in ("square_avg", "momentum_buffer"):
+            for dst, src in zip(getattr(self, name), state[name], strict=True):
+                dst[k].copy_(src)
+
+
+@torch.no_grad()
+def clip_member_grad_norms(params: Sequence[Tensor], max_norm: float) -> Tensor:
+    """Rescale each member's gradient to ``max_norm`` when its norm is larger.
+
+    The norm of member ``k`` is the L2 norm over its slices ``p.grad[k]`` of every parameter.
+    Call it after ``backward()`` and before the optimiser step. ``max_norm`` 0 or None only
+    measures. Members with a non-finite norm are left alone (they will be frozen).
+
+    Returns:
+        ``(K,)`` float64 norms before clipping.
+    """
+    grads = [p.grad for p in params if p.grad is not None]
+    if not grads:
+        return torch.zeros(params[0].shape[0], dtype=torch.float64)
+    k = grads[0].shape[0]
+    sq = sum(g.reshape(k, -1).double().pow(2).sum(1) for g in grads)
+    norms = sq.sqrt()
+    if max_norm:
+        clip = torch.isfinite(norms) & (norms > max_norm)
+        scale = torch.where(clip, max_norm / norms, torch.ones_like(norms))
+        for g in grads:
+            g.mul_(_per_member(scale.to(g.dtype), g))
+    return norms
+
+
+def finite_members(loss: Tensor, grad_norms: Tensor) -> Tensor:
+    """``(K,)`` bool: True where the member's loss and gradient norm are both finite."""
+    return torch.isfinite(loss.detach()).to(grad_norms.device) & torch.isfinite(grad_norms)
+
+
+def noise_seed(seed: int) -> int:
+    """The weight-noise seed of a member with run seed ``seed`` (a stream apart from init)."""
+    return int(np.random.SeedSequence([int(seed), 0x7E16]).generate_state(1, np.uint64)[0] >> 1)
+
+
+class WeightNoise:
+    """Gaussian weight noise, one generator per member, seeded by :func:`noise_seed`.
+
+    Args:
+        seeds: the members' run seeds.
+        sigma: the noise standard deviation (0: no noise and no random draws).
+        device: where the generators and the noise live.
+    """
+
+    def __init__(self, seeds: Sequence[int], sigma: float, device: str | torch.device = "cpu"):
+        self.sigma = float(sigma)
+        self.device = torch.device(device)
+        self.generators = []
+        for seed in seeds:
+            g = torch.Generator(device=self.device)
+            g.manual_seed(noise_seed(seed))
+            self.generators.append(g)
+
+    @contextlib.contextmanager
+    def applied(self, weights: Sequence[Tensor]) -> Iterator[None]:
+        """Inside the block the weights carry fresh noise; on exit they are exactly restored.
+
+        Run both the forward and the backward pass inside the block, the optimiser step after.
+        """
+        if not self.sigma:
+            yield
+            return
+        clean = [w.detach().clone() for w in weights]
+        try:
+            with torch.no_grad():
+                for w in weights:
+                    noise = torch.stack([
+                        torch.randn(w.shape[1:], generator=g, device=w.device, dtype=w.dtype)
+                        for g in self.generators
+                    ])
+                    w.add_(noise, alpha=self.sigma)
+            yield
+        finally:
+            with torch.no_grad():
+                for w, c in zip(weights, clean, strict=True):
+                    w.copy_(c)
+
+    def member_state(self, k: int) -> Tensor:
+        return self.generators[k].get_state()
+
+    def load_member_state(self, k: int, state: Tensor) -> None:
+        self.generators[k].set_state(state)
+
+
+class EarlyStopping:
+    """Patience on validation NLL, per member.
+
+    A member improves when its validation NLL is strictly lower than its best so far; it stops
+    after ``patience`` epochs in a row without improving.
+    """
+
+    def __init__(self, k: int, patience: int) -> None:
+        self.patience = int(patience)
+        self.best = [float("inf")] * k
+        self.best_epoch = [0] * k
+        self.bad_epochs = [0] * k
+
+    def update(self, k: int, epoch: int, valid_nll: float) -> tuple[bool, bool]:
+        """Record member ``k``'s validation NLL; returns ``(improved, stop)``."""
+        if valid_nll < self.best[k]:
+            self.best[k], self.best_epoch[k], self.bad_epochs[k] = float(valid_nll), epoch, 0
+            return True, False
+        self.bad_epochs[k] += 1
+        return False, self.bad_epochs[k] >= self.patience
+
+    def member_state(self, k: int) -> dict:
+        return {"best": self.best[k], "best_epoch": self.best_epoch[k],
+                "bad_epochs": self.bad_epochs[k]}
+
+    def load_member_state(self, k: int, state: dict) -> None:
+        self.best[k] = float(state["best"])
+        self.best_epoch[k] = int(state["best_epoch"])
+        self.bad_epochs[k] = int(state["bad_epochs"])

@@ -1,0 +1,100 @@
+"""`rnnbench train` end to end on a few short JSB sequences."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import pickle
+
+import numpy as np
+import pytest
+import torch
+
+from rnnbench.errors import RnnbenchError
+from rnnbench.store import Store
+from rnnbench.train.config import RunConfig
+
+
+def run_train(argv: list[str]) -> int:
+    """Parse ``rnnbench train ...`` with only our command registered and run it."""
+    from rnnbench.commands import train
+
+    parser = argparse.ArgumentParser(prog="rnnbench")
+    sub = parser.add_subparsers(dest="command", required=True)
+    train.register(sub)
+    args = parser.parse_args(["train", *argv])
+    return int(args.func(args) or 0)
+
+
+@pytest.fixture(scope="module")
+def jsb_file(data_root, tmp_path_factory):
+    """A Boulanger-Lewandowski pickle of the first JSB sequences, cut to 20 frames."""
+    from rnnbench.data.registry import load_dataset
+
+    jsb = load_dataset("jsb", data_root)
+    data = {}
+    for split, n in (("train", 4), ("valid", 2), ("test", 2)):
+        data[split] = []
+        for s in jsb.split(split)[:n]:
+            roll = np.concatenate([s.inputs[:1], s.targets])[:20]
+            data[split].append([[21 + int(j) for j in np.flatnonzero(f)] for f in roll])
+    path = tmp_path_factory.mktemp("music") / "jsb-tiny.pickle"
+    path.write_bytes(pickle.dumps(data))
+    return path
+
+
+def test_train_end_to_end(jsb_file, tmp_path, capsys):
+    dataset = f"music:{jsb_file}"
+    out = tmp_path / "results"
+    argv = ["--dataset", dataset, "--unit", "gru", "--hidden", "6", "--max-epochs", "2",
+            "--batch-size", "2", "--out", str(out), "--no-progress"]
+    assert run_train(argv) == 0
+    line = capsys.readouterr().out.strip().splitlines()[-1]
+    assert line.startswith("train ") and line.endswith("(nats per step)")
+    assert " valid " in line and " test " in line
+
+    cfg = RunConfig(dataset=dataset, unit="gru", hidden=6, max_epochs=2, batch_size=2)
+    run_dir = out / "runs" / cfg.key()
+    assert {"config.json", "metrics.jsonl", "best.pt", "last.pt"} <= {
+        p.name for p in run_dir.iterdir()}
+    assert RunConfig.from_dict(json.loads((run_dir / "config.json").read_text())) == cfg
+    lines = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in lines] == [1, 2]
+    best = torch.load(run_dir / "best.pt", weights_only=True)
+    assert best["config"] == cfg.to_dict() and "weight_hh_l0" in best["member_state"]
+
+    with Store(out / "results.db") as store:
+        row = store.get_run(cfg.key())
+        assert row["status"] == "done" and row["dataset"] == dataset and row["unit"] == "gru"
+        assert row["test_nll"] == pytest.approx(float(line.split()[5]), abs=1e-4)
+        assert [e["epoch"] for e in store.epochs(cfg.key())] == [1, 2]
+
+    # Again with --json: the finished run is returned from its folder, as one JSON object.
+    assert run_train([*argv, "--json"]) == 0
+    obj = json.loads(capsys.readouterr().out)
+    assert obj["key"] == cfg.key() and obj["status"] == "done" and obj["epochs"] == 2
+    assert obj["test_nll"] == pytest.approx(float(line.split()[5]), abs=1e-4)
+    assert obj["config"] == cfg.to_dict()
+
+
+def test_train_population_from_lists(jsb_file, tmp_path, capsys):
+    argv = ["--dataset", f"music:{jsb_file}", "--unit", "lstm", "--no-peephole",
+            "--hidden", "4", "--max-epochs", "1", "--lr", "1e-3,1e-2", "--seed", "0,1",
+            "--out", str(tmp_path), "--store", str(tmp_path / "s.db"), "--json",
+            "--no-progress"]
+    assert run_train(argv) == 0
+    runs = json.loads(capsys.readouterr().out)["runs"]
+    assert [(r["config"]["lr"], r["config"]["seed"]) for r in runs] == [
+        (1e-3, 0), (1e-3, 1), (1e-2, 0), (1e-2, 1)]
+    assert all(r["config"]["peephole"] is False for r in runs)
+    with Store(tmp_path / "s.db") as store:
+        assert len(store.runs(status="done")) == 4
+
+
+def test_train_clear_errors(jsb_file, tmp_path):
+    base = ["--dataset", f"music:{jsb_file}", "--unit", "tanh", "--out", str(tmp_path)]
+    with pytest.raises(RnnbenchError, match="repeats a value"):
+        run_train([*base, "--seed", "1,1"])
+    if not torch.cuda.is_available():
+        with pytest.raises(RnnbenchError, match="no CUDA GPU"):
+            run_train([*base, "--device", "cuda"])

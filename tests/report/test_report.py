@@ -1,0 +1,280 @@
+"""The report built from a synthetic store (tests/report/conftest.py): files, numbers, choices."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import math
+import re
+import statistics
+
+import pytest
+from PIL import Image as PILImage
+
+from rnnbench.commands import report as report_command
+from rnnbench.errors import RnnbenchError
+from rnnbench.report import build_report
+from rnnbench.report.build import QUICK_BANNER
+from rnnbench.report.results import build_cells, paired_tests
+from rnnbench.store import Store
+
+from .conftest import SEEDS, nll
+
+FILES = ["report.md", "report.html", "table2.csv", "figure2.png", "figure3.png"]
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def read_csv(path):
+    with open(path, newline="", encoding="utf-8") as f:
+        return list(csv.DictReader(f))
+
+
+def row(rows, dataset, unit, split):
+    [r] = [r for r in rows if (r["dataset"], r["unit"], r["split"]) == (dataset, unit, split)]
+    return r
+
+
+def test_every_file_exists(report_dir):
+    for name in FILES:
+        assert (report_dir / name).stat().st_size > 0, name
+
+
+def test_table2_csv_columns(report_dir):
+    with open(report_dir / "table2.csv", newline="", encoding="utf-8") as f:
+        header = next(csv.reader(f))
+    assert header[:7] == ["dataset", "unit", "split", "nll_mean", "nll_std", "seeds", "paper_nll"]
+
+
+def test_table2_csv_mean_and_std_by_hand(report_dir):
+    rows = read_csv(report_dir / "table2.csv")
+    # GRU on jsb at lr 3e-3: test NLLs 8.0, 8.2, 8.1 -> mean 8.1, sample std 0.1
+    gru = row(rows, "jsb", "gru", "test")
+    assert float(gru["nll_mean"]) == pytest.approx(8.1)
+    assert float(gru["nll_std"]) == pytest.approx(0.1)
+    assert gru["seeds"] == "3"
+    assert float(gru["paper_nll"]) == 8.54
+    assert float(gru["lr"]) == pytest.approx(3e-3)
+    # the same from the generator of the synthetic store, every split and unit
+    for unit in ("tanh", "gru", "lstm"):
+        for i, split in enumerate(("train", "valid", "test")):
+            values = [nll("jsb", unit, 3e-3, s)[i] for s in SEEDS["jsb"]]
+            r = row(rows, "jsb", unit, split)
+            assert float(r["nll_mean"]) == pytest.approx(statistics.mean(values))
+            assert float(r["nll_std"]) == pytest.approx(statistics.stdev(values))
+    # 95% CI with t(0.975, 2) = 4.302652729911275
+    assert float(gru["ci95_low"]) == pytest.approx(8.1 - 4.302652729911275 * 0.1 / math.sqrt(3))
+
+
+def test_table2_csv_paper_values_and_missing_cells(report_dir):
+    rows = read_csv(report_dir / "table2.csv")
+    # FSDD has no paper value; FSDD GRU was never run and is absent
+    assert row(rows, "fsdd-a", "lstm", "test")["paper_nll"] == ""
+    assert not [r for r in rows if r["dataset"] == "fsdd-a" and r["unit"] == "gru"]
+    # valid has no paper value; the paper-only Ubisoft rows carry the paper's numbers
+    assert row(rows, "jsb", "tanh", "valid")["paper_nll"] == ""
+    ubi = row(rows, "ubisoft-b", "gru", "test")
+    assert (ubi["nll_mean"], ubi["seeds"], float(ubi["paper_nll"])) == ("", "0", 0.88)
+    assert row(rows, "nottingham", "lstm", "train")["note"] == "not run"
+    assert {r["protocol"] for r in rows} == {"paper"}
+    # diverged and failed runs are counted
+    assert row(rows, "jsb", "gru", "test")["diverged"] == "1"
+    assert row(rows, "jsb", "lstm", "test")["failed"] == "1"
+
+
+def test_lr_choice_skips_diverged_runs(store_path):
+    with Store(store_path) as store:
+        cells = {(c.dataset, c.unit): c for c in build_cells(store.runs())}
+    gru = cells[("jsb", "gru")]
+    # the diverged run at 1e-2 has valid NLL 0.5, better than anything: it must not win
+    assert gru.chosen_lr == pytest.approx(3e-3)
+    assert gru.compared_seeds == [1, 2]  # seed 0 did not complete at every rate
+    assert gru.lr_scores[1e-2][0] == pytest.approx(8.0 + 0.2 + (0.2 + 0.1) / 2)
+    assert all(r["status"] == "done" for r in gru.chosen)
+
+
+def _run(key, lr, seed, valid, status="done", unit="gru"):
+    config = {"dataset": "jsb", "unit": unit, "lr": lr, "seed": seed, "reset": "before"}
+    return {
+        "key": key,
+        "config": config,
+        "status": status,
+        "train_nll": valid,
+        "valid_nll": valid,
+        "test_nll": valid,
+    }
+
+
+def test_lr_choice_is_best_mean_not_best_single_run():
+    runs = [
+        _run("a0", 1e-3, 0, 1.0),
+        _run("a1", 1e-3, 1, 3.2),
+        _run("b0", 2e-3, 0, 2.0),
+        _run("b1", 2e-3, 1, 2.0),
+        _run("c0", 4e-3, 0, 0.1, "diverged"),
+        _run("c1", 4e-3, 1, 0.1, "failed"),
+    ]
+    [cell] = build_cells(runs)
+    assert cell.chosen_lr == pytest.approx(2e-3)
+    assert set(cell.lr_scores) == {1e-3, 2e-3}
+    assert cell.count("diverged") == 1 and cell.count("failed") == 1
+
+
+def test_lr_choice_compares_rates_on_shared_seeds():
+    # reproduce: one seed at every rate, then extra seeds at the chosen rate only; the extra
+    # (worse) seeds must not move the choice to a rate that ran one seed
+    runs = [
+        _run("a0", 1e-3, 0, 1.0),
+        _run("a1", 1e-3, 1, 1.6),
+        _run("a2", 1e-3, 2, 1.7),
+        _run("b0", 2e-3, 0, 1.2),
+    ]
+    [cell] = build_cells(runs)
+    assert cell.compared_seeds == [0]
+    assert cell.chosen_lr == pytest.approx(1e-3)
+    assert cell.seeds == [0, 1, 2]
+
+
+def test_cells_split_by_other_settings():
+    runs = [_run("a", 1e-3, 0, 1.0), _run("b", 1e-3, 0, 2.0)]
+    runs[1]["config"]["hidden"] = 64
+    labels = sorted(c.form for c in build_cells(runs))
+    assert labels == ["reset before, hidden=64", "reset before, hidden=None"]
+
+
+def test_paired_test_uses_matching_seeds(store_path):
+    with Store(store_path) as store:
+        tests = paired_tests(build_cells(store.runs()))
+    [t] = tests
+    assert t.dataset == "jsb" and t.seeds == [0, 1, 2]
+    gru = [nll("jsb", "gru", 3e-3, s)[2] for s in t.seeds]
+    lstm = [nll("jsb", "lstm", 3e-3, s)[2] for s in t.seeds]
+    diffs = [g - ll for g, ll in zip(gru, lstm, strict=True)]
+    t_hand = statistics.mean(diffs) / (statistics.stdev(diffs) / math.sqrt(3))
+    assert t.t == pytest.approx(t_hand)
+    assert 0 < t.p < 1
+
+
+def test_html_is_self_contained(report_dir):
+    html = (report_dir / "report.html").read_text(encoding="utf-8")
+    assert html.startswith("<!DOCTYPE html>")
+    assert "http://" not in html and "https://" not in html
+    assert "<script" not in html and "<link" not in html
+    sources = re.findall(r'src="([^"]*)"', html)
+    assert len(sources) == 2
+    assert all(s.startswith("data:image/png;base64,") for s in sources)
+    assert "url(" not in html
+
+
+def test_markdown_and_html_show_the_tables(report_dir):
+    md = (report_dir / "report.md").read_text(encoding="utf-8")
+    html = (report_dir / "report.html").read_text(encoding="utf-8")
+    for text in (
+        "Table 1",
+        "Table 2",
+        "GRU against LSTM",
+        "How our setup differs",
+        "Provenance",
+        "Ubisoft A (speech)",
+        "paper only",
+        "not run",
+        "8.100 ± 0.100",
+        "1 diverged",
+        "1 failed",
+        "Batch size: 16",
+        "torch",
+    ):
+        assert text in md, text
+        assert text in html, text
+    assert "![Figure 2" in md and "(figure2.png)" in md
+    assert QUICK_BANNER not in md
+
+
+def test_figures_are_valid_pngs(report_dir):
+    for name in ("figure2.png", "figure3.png"):
+        path = report_dir / name
+        assert path.read_bytes()[:8] == PNG_MAGIC
+        with PILImage.open(path) as img:
+            img.verify()
+        with PILImage.open(path) as img:
+            assert img.size[0] > 300 and img.size[1] > 300
+            assert "Figure" in img.info["Title"]
+
+
+def test_quick_banner_on_every_output(quick_report_dir):
+    for name in ("report.md", "report.html"):
+        text = (quick_report_dir / name).read_text(encoding="utf-8")
+        assert (
+            text.count(
+                QUICK_BANNER.replace("'", "&#x27;") if name.endswith("html") else QUICK_BANNER
+            )
+            >= 2
+        ), name
+    rows = read_csv(quick_report_dir / "table2.csv")
+    assert {r["protocol"] for r in rows} == {"quick: not the paper's protocol"}
+    for name in ("figure2.png", "figure3.png"):
+        with PILImage.open(quick_report_dir / name) as img:
+            assert QUICK_BANNER in img.info["Title"]
+            assert img.info["Warning"] == QUICK_BANNER
+
+
+def test_quick_runs_in_the_store_set_the_banner(tmp_path):
+    store_path = tmp_path / "results.db"
+    with Store(store_path) as store:
+        for seed in (0, 1):
+            store.start_run(
+                f"k{seed}",
+                {"dataset": "jsb", "unit": "tanh", "lr": 1e-3, "seed": seed},
+                "run",
+                labels={"quick": True},
+            )
+            store.finish_run(
+                f"k{seed}", "done", {"train_nll": 9.0 + seed, "valid_nll": 9.1, "test_nll": 9.2}
+            )
+    out = build_report(store_path, tmp_path / "out")
+    assert QUICK_BANNER in (out / "report.md").read_text(encoding="utf-8")
+    # no per-epoch metrics and no speech runs: figures say so instead of crashing
+    assert not (out / "figure2.png").exists()
+    assert "not run" in (out / "report.md").read_text(encoding="utf-8")
+
+
+def test_missing_store_is_a_clear_error(tmp_path):
+    missing = tmp_path / "nope" / "results.db"
+    with pytest.raises(RnnbenchError, match="No results store"):
+        build_report(missing, tmp_path / "out")
+    assert not missing.exists()  # the report does not create a store
+
+
+def test_empty_store_is_a_clear_error(tmp_path):
+    Store(tmp_path / "results.db").close()
+    with pytest.raises(RnnbenchError, match="holds no runs"):
+        build_report(tmp_path / "results.db", tmp_path / "out")
+
+
+def test_only_failed_runs_do_not_crash(tmp_path):
+    store_path = tmp_path / "results.db"
+    with Store(store_path) as store:
+        store.start_run("k", {"dataset": "fsdd-b", "unit": "lstm", "lr": 1e-3, "seed": 0}, "r")
+        store.finish_run("k", "diverged", {"train_nll": None, "valid_nll": None})
+    out = build_report(store_path, tmp_path / "out")
+    md = (out / "report.md").read_text(encoding="utf-8")
+    assert "not run to completion" in md and "1 diverged" in md
+
+
+def test_command(store_path, tmp_path, capsys):
+    parser = argparse.ArgumentParser()
+    report_command.register(parser.add_subparsers())
+    args = parser.parse_args(
+        ["report", "--store", str(store_path), "--out", str(tmp_path / "r"), "--quick"]
+    )
+    assert args.func(args) == 0
+    assert "report.html" in capsys.readouterr().out
+    md = (tmp_path / "r" / "report.md").read_text(encoding="utf-8")
+    assert f"rnnbench report --store {store_path}" in md and "--quick" in md
+
+
+def test_holm_correction():
+    from rnnbench.report.results import PairedTest, holm
+
+    tests = [PairedTest("jsb", None, None, [0, 1], [], 0.0, p) for p in (0.01, 0.04, 0.03)]
+    holm(tests)
+    assert [t.p_holm for t in tests] == pytest.approx([0.03, 0.06, 0.06])

@@ -1,0 +1,75 @@
+"""Fake trainers with train_population's signature, for testing the engines without torch work.
+
+They live in an importable module because the local engine spawns its workers.
+The data set name picks the behaviour: ``boom`` always raises, ``flaky`` raises on its first
+call, ``die`` kills its worker process on the first call, anything else trains. A member
+diverges when its learning rate is above ``DIVERGE_ABOVE``; the validation NLL is lowest at
+lr = e^-8 otherwise. Every call appends a line to ``calls.log`` beside the run folders.
+"""
+
+import json
+import math
+import os
+from pathlib import Path
+
+DIVERGE_ABOVE = math.exp(-6.5)
+
+
+def _log_call(out_dirs, configs):
+    """Log this call; return how many calls this data set has had, this one included."""
+    log = Path(out_dirs[0]).parent / "calls.log"
+    dataset = configs[0].dataset
+    with open(log, "a") as f:
+        f.write(json.dumps({"dataset": dataset, "keys": [c.key() for c in configs]}) + "\n")
+    return sum(1 for line in open(log) if json.loads(line)["dataset"] == dataset)
+
+
+def valid_nll(lr: float) -> float:
+    return (math.log(lr) + 8.0) ** 2 + 1.0
+
+
+def fake_train(configs, *, out_dirs, data_dir=None, device="cpu", on_epoch=None, progress=False):
+    Path(out_dirs[0]).parent.mkdir(parents=True, exist_ok=True)
+    calls = _log_call(out_dirs, configs)
+    dataset = configs[0].dataset
+    if dataset == "boom":
+        raise ValueError("boom: this run always fails")
+    if dataset == "flaky" and calls == 1:
+        raise RuntimeError("flaky: first call fails")
+    if dataset == "die" and calls == 1:
+        os._exit(9)
+    results = []
+    for k, (config, folder) in enumerate(zip(configs, out_dirs, strict=True)):
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        diverged = config.lr > DIVERGE_ABOVE
+        nll = math.nan if diverged else valid_nll(config.lr) + config.seed * 0.01
+        for epoch in (1, 2):
+            record = {
+                "epoch": epoch,
+                "train_nll": nll,
+                "valid_nll": nll,
+                "updates": 5 * epoch,
+                "seconds": 0.01 * epoch,
+                "status": "diverged" if diverged else "training",
+            }
+            with open(folder / "metrics.jsonl", "a") as f:
+                f.write(json.dumps(record) + "\n")
+            if on_epoch is not None:
+                on_epoch(k, record)
+        (folder / "best.pt").write_bytes(b"fake")
+        results.append(
+            {
+                "status": "diverged" if diverged else "done",
+                "train_nll": nll,
+                "valid_nll": nll,
+                "test_nll": nll,
+                "best_epoch": 2,
+                "epochs": 2,
+                "updates": 10,
+                "seconds": 0.02,
+                "checkpoint": str(folder / "best.pt"),
+                "params": 100,
+            }
+        )
+    return results

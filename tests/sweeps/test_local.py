@@ -1,0 +1,106 @@
+"""The local engine with injected fake trainers: skipping, retries, failures, divergence."""
+
+import json
+import math
+
+from rnnbench.store import Store
+from rnnbench.sweeps import common
+from rnnbench.sweeps.grid import Population
+from rnnbench.sweeps.local import run_local
+from rnnbench.train.config import RunConfig
+from tests.sweeps.fakes import fake_train, valid_nll
+
+LRS = [math.exp(-9), math.exp(-8), math.exp(-7), math.exp(-6.2)]  # the last one diverges
+
+
+def population(dataset="jsb", unit="gru", lrs=LRS, seeds=(0,), **labels):
+    configs = [RunConfig(dataset=dataset, unit=unit, lr=lr, seed=s) for lr in lrs for s in seeds]
+    return Population(configs, labels)
+
+
+def calls(out):
+    log = out / "runs" / "calls.log"
+    lines = log.read_text().splitlines() if log.exists() else []
+    return [json.loads(line)["keys"] for line in lines]
+
+
+def sweep(tmp_path, pops, **kwargs):
+    store = Store(tmp_path / "results.db")
+    kwargs = {"workers": 2, "progress": False, "train_fn": fake_train, **kwargs}
+    summary = run_local(pops, store=store, out=tmp_path, **kwargs)
+    return store, summary
+
+
+def test_runs_everything_and_skips_finished_runs_on_rerun(tmp_path):
+    pops = [population("jsb"), population("nottingham", "lstm", stage="lr")]
+    store, summary = sweep(tmp_path, pops)
+    assert summary["done"] == 6 and summary["diverged"] == 2 and summary["failed"] == 0
+    runs = store.runs()
+    assert len(runs) == 8
+    assert {r["status"] for r in runs if r["lr"] > 1e-3} == {"diverged"}
+    assert all(r["status"] == "done" for r in runs if r["lr"] < 1e-3)
+    done = store.runs(dataset="jsb", status="done")
+    assert sorted(r["valid_nll"] for r in done) == sorted(valid_nll(lr) for lr in LRS[:3])
+    assert [e["epoch"] for e in store.epochs(done[0]["key"])] == [1, 2]
+    assert {r["stage"] for r in store.runs(dataset="nottingham")} == {"lr"}
+    assert len(calls(tmp_path)) == 2
+
+    store, summary = sweep(tmp_path, pops)
+    assert len(calls(tmp_path)) == 2  # nothing trained again
+    assert summary["skipped"] == 8
+
+    # A finished run whose best checkpoint vanished is trained again, alone.
+    victim = done[0]
+    (tmp_path / "runs" / victim["key"] / "best.pt").unlink()
+    sweep(tmp_path, pops)
+    assert calls(tmp_path)[-1] == [victim["key"]]
+
+
+def test_a_failing_population_is_retried_then_failed_and_the_sweep_goes_on(tmp_path):
+    pops = [population("boom", lrs=LRS[:2]), population("flaky", lrs=LRS[:1]), population("jsb")]
+    store, summary = sweep(tmp_path, pops, retries=2)
+    boom = store.runs(dataset="boom")
+    assert [r["status"] for r in boom] == ["failed", "failed"]
+    assert boom[0]["error"].startswith("ValueError: boom")
+    assert boom[0]["attempts"] == 3  # the first try and two retries
+    flaky = store.runs(dataset="flaky")
+    assert [r["status"] for r in flaky] == ["done"] and flaky[0]["attempts"] == 2
+    assert len(store.runs(dataset="jsb", status=["done", "diverged"])) == 4
+    assert summary["failed"] == 2
+
+
+def test_no_retries(tmp_path):
+    store, _ = sweep(tmp_path, [population("flaky", lrs=LRS[:1])], retries=0, workers=1)
+    assert store.runs()[0]["status"] == "failed"
+
+
+def test_a_worker_that_dies_costs_one_attempt(tmp_path):
+    store, summary = sweep(tmp_path, [population("die", lrs=LRS[:1])], workers=1)
+    run = store.runs()[0]
+    assert run["status"] == "done" and run["attempts"] == 2
+
+
+def test_diverged_runs_never_win_the_learning_rate(tmp_path):
+    chained = []
+
+    def then(pop, runs):
+        lr = common.best_lr(runs)
+        chained.append(lr)
+        if pop.labels.get("stage") != "lr":
+            return []
+        configs = [RunConfig(dataset="jsb", unit="gru", lr=lr, seed=s) for s in (1, 2)]
+        return [Population(configs, {"stage": "seeds"})]
+
+    # NaN validation at the largest rate; a tiny NLL sent for a diverged run must not count.
+    store, _ = sweep(tmp_path, [population(stage="lr")], then=then, workers=1)
+    assert chained[0] == LRS[1]
+    seeds = store.runs(stage="seeds")
+    assert [r["seed"] for r in seeds] == [1, 2] and {r["lr"] for r in seeds} == {LRS[1]}
+    fake = [
+        {"status": "diverged", "valid_nll": 0.0, "config": {"lr": 1.0}},
+        {"status": "done", "valid_nll": 5.0, "config": {"lr": 0.1}},
+        {"status": "failed", "valid_nll": None, "config": {"lr": 0.2}},
+        {"status": "done", "valid_nll": math.nan, "config": {"lr": 0.3}},
+    ]
+    assert common.best_lr(fake) == 0.1
+    assert common.best_lr(fake[:1]) is None

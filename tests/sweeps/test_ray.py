@@ -1,0 +1,82 @@
+"""The Ray engine on a local 2-CPU Ray that the test starts and stops."""
+
+import math
+import os
+from pathlib import Path
+
+import pytest
+
+from rnnbench.store import Store
+from rnnbench.sweeps import common
+from rnnbench.sweeps.grid import Population
+from rnnbench.train.config import RunConfig
+from tests.sweeps.fakes import fake_train, valid_nll
+
+ray = pytest.importorskip("ray")
+REPO = Path(__file__).resolve().parents[2]
+LRS = [math.exp(-9), math.exp(-8), math.exp(-6.2)]  # the last one diverges
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    ray.init(
+        num_cpus=2,
+        include_dashboard=False,
+        log_to_driver=False,
+        runtime_env={"env_vars": {"PYTHONPATH": str(REPO)}},
+    )
+    yield
+    ray.shutdown()
+
+
+def test_ray_engine_trains_records_skips_and_chains(local_ray, tmp_path):
+    from rnnbench.sweeps.ray_engine import run_ray
+
+    pops = [
+        Population([RunConfig(dataset=d, unit="gru", lr=lr) for lr in LRS], {"stage": "lr"})
+        for d in ("jsb", "boom")
+    ]
+    chained = []
+
+    def then(pop, runs):
+        lr = common.best_lr(runs)
+        if lr is None or pop.labels["stage"] != "lr":
+            return []
+        chained.append(lr)
+        return [
+            Population(
+                [RunConfig(dataset=pop.configs[0].dataset, unit="gru", lr=lr, seed=1)],
+                {"stage": "seeds"},
+            )
+        ]
+
+    store = Store(tmp_path / "results.db")
+    summary = run_ray(
+        pops,
+        store=store,
+        out=tmp_path,
+        workers=2,
+        retries=1,
+        then=then,
+        progress=False,
+        train_fn=fake_train,
+    )
+    jsb = store.runs(dataset="jsb", stage="lr")
+    assert [r["status"] for r in jsb] == ["done", "done", "diverged"]
+    assert [r["valid_nll"] for r in jsb[:2]] == [valid_nll(lr) for lr in LRS[:2]]
+    for r in jsb[:2]:  # the run folders travelled back from the workers' checkpoints
+        assert (tmp_path / "runs" / r["key"] / "best.pt").exists()
+        assert [e["epoch"] for e in store.epochs(r["key"])] == [1, 2]
+    assert chained == [LRS[1]]
+    assert [r["status"] for r in store.runs(stage="seeds")] == ["done"]
+    boom = store.runs(dataset="boom")
+    assert {r["status"] for r in boom} == {"failed"} and "boom" in boom[0]["error"]
+    assert summary["failed"] == 3
+
+    # Again: the finished runs are skipped, nothing new is trained.
+    summary = run_ray(
+        pops[:1], store=store, out=tmp_path, then=then, progress=False, train_fn=fake_train
+    )
+    assert summary["skipped"] == 4
+    assert store.integrity_check() == "ok"

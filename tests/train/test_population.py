@@ -1,0 +1,241 @@
+"""train_population on a tiny slice of JSB: equivalence, resume, divergence, the protocol."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from rnnbench.data.dataset import Dataset, Sequence
+from rnnbench.errors import RnnbenchError
+from rnnbench.models import SequenceModel
+from rnnbench.train import population as population_module
+from rnnbench.train.config import RunConfig
+from rnnbench.train.metrics import split_nll
+from rnnbench.train.population import train_population
+
+MEMBERS = [(1e-3, 0), (3e-3, 1), (1e-2, 2)]
+
+
+def cfg(**kw) -> RunConfig:
+    base = dict(dataset="jsb", unit="lstm", hidden=8, batch_size=2, max_epochs=3, patience=5)
+    base.update(kw)
+    return RunConfig(**base)
+
+
+def run(configs, root, tiny, **kw):
+    dirs = [root / c.key() for c in configs]
+    return train_population(configs, out_dirs=dirs, dataset=tiny, **kw), dirs
+
+
+def load(path):
+    return torch.load(path, weights_only=True)
+
+
+def metric_lines(run_dir):
+    return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+
+
+@pytest.mark.parametrize("unit", ["lstm", "gru"])
+def test_population_equals_separate_runs(unit, tiny, tmp_path):
+    configs = [cfg(unit=unit, lr=lr, seed=seed) for lr, seed in MEMBERS]
+    together, pop_dirs = run(configs, tmp_path / "pop", tiny)
+    for k, c in enumerate(configs):
+        (alone,), (alone_dir,) = run([c], tmp_path / f"single{k}", tiny)
+        for name in ("train_nll", "valid_nll", "test_nll"):
+            assert together[k][name] == pytest.approx(alone[name], abs=1e-6, rel=0)
+        for name in ("status", "best_epoch", "epochs", "updates", "params"):
+            assert together[k][name] == alone[name]
+        a = load(pop_dirs[k] / "best.pt")["member_state"]
+        b = load(alone_dir / "best.pt")["member_state"]
+        for name in a:
+            torch.testing.assert_close(a[name], b[name], rtol=0, atol=1e-6)
+        pop_valid = [r["valid_nll"] for r in metric_lines(pop_dirs[k])]
+        alone_valid = [r["valid_nll"] for r in metric_lines(alone_dir)]
+        np.testing.assert_allclose(pop_valid, alone_valid, rtol=0, atol=1e-6)
+
+
+def test_result_files_and_records(tiny, tmp_path):
+    records = []
+    configs = [cfg(lr=lr, seed=seed) for lr, seed in MEMBERS[:2]]
+    results, dirs = run(configs, tmp_path, tiny, on_epoch=lambda k, r: records.append((k, r)))
+    assert len(records) == 2 * 3
+    for k, (result, run_dir) in enumerate(zip(results, dirs, strict=True)):
+        assert {p.name for p in run_dir.iterdir()} >= {"config.json", "metrics.jsonl",
+                                                       "best.pt", "last.pt"}
+        assert RunConfig.from_dict(json.loads((run_dir / "config.json").read_text())) == configs[k]
+        lines = metric_lines(run_dir)
+        assert [r["epoch"] for r in lines] == [1, 2, 3]
+        assert lines == [r for j, r in records if j == k]
+        assert set(lines[0]) == {"epoch", "train_nll", "valid_nll", "updates", "seconds", "status"}
+        assert lines[-1]["updates"] == result["updates"] == 3 * 3  # 6 sequences, batch 2
+        assert result["status"] == "done" and result["epochs"] == 3
+        best = load(run_dir / "best.pt")
+        assert best["epoch"] == result["best_epoch"]
+        assert result["valid_nll"] == pytest.approx(min(r["valid_nll"] for r in lines), abs=1e-9)
+        assert all(math.isfinite(result[n]) for n in ("train_nll", "valid_nll", "test_nll"))
+
+
+def test_finished_runs_return_their_stored_result(tiny, tmp_path):
+    configs = [cfg(lr=lr, seed=seed) for lr, seed in MEMBERS[:2]]
+    first, _ = run(configs, tmp_path, tiny)
+    calls = []
+    again, _ = run(configs, tmp_path, tiny, on_epoch=lambda k, r: calls.append(k))
+    assert again == first and calls == []
+
+
+def test_resume_after_interruption_is_bitwise_identical(tiny, tmp_path):
+    configs = [cfg(lr=lr, seed=seed, max_epochs=4) for lr, seed in MEMBERS]
+    straight, straight_dirs = run(configs, tmp_path / "straight", tiny)
+
+    class Interrupt(Exception):
+        pass
+
+    def stop_at_epoch_3(k, record):
+        if record["epoch"] == 3:
+            raise Interrupt
+
+    with pytest.raises(Interrupt):
+        run(configs, tmp_path / "resumed", tiny, on_epoch=stop_at_epoch_3)
+    dirs = [tmp_path / "resumed" / c.key() for c in configs]
+    # A crash between two members' checkpoint writes: member 1 is still at epoch 2.
+    (dirs[1] / "prev.pt").replace(dirs[1] / "last.pt")
+    assert load(dirs[0] / "last.pt")["epoch"] == 3 and load(dirs[1] / "last.pt")["epoch"] == 2
+    resumed, _ = run(configs, tmp_path / "resumed", tiny)
+
+    drop = ("seconds",)
+    for a, b in zip(straight, resumed, strict=True):
+        assert {n: v for n, v in a.items() if n not in drop + ("checkpoint",)} == \
+               {n: v for n, v in b.items() if n not in drop + ("checkpoint",)}
+    for d1, d2 in zip(straight_dirs, dirs, strict=True):
+        for name in ("best.pt", "last.pt"):
+            x, y = load(d1 / name), load(d2 / name)
+            state = "member_state" if name == "best.pt" else "model"
+            for p in x[state]:
+                assert torch.equal(x[state][p], y[state][p])
+        strip = [{n: v for n, v in r.items() if n not in drop} for r in metric_lines(d1)]
+        assert strip == [{n: v for n, v in r.items() if n not in drop} for r in metric_lines(d2)]
+
+
+def test_nan_member_is_marked_diverged_while_others_finish(tiny, tmp_path):
+    configs = [cfg(lr=1e-3, seed=0), cfg(lr=1e38, seed=1), cfg(lr=3e-3, seed=2)]
+    results, dirs = run(configs, tmp_path, tiny)
+    assert [r["status"] for r in results] == ["done", "diverged", "done"]
+    assert results[1]["test_nll"] is None and results[1]["epochs"] < 3
+    assert metric_lines(dirs[1])[-1]["status"] == "diverged"
+    for r in (results[0], results[2]):
+        assert r["epochs"] == 3 and math.isfinite(r["test_nll"])
+    alone, _ = run([configs[2]], tmp_path / "alone", tiny)
+    assert alone[0]["test_nll"] == pytest.approx(results[2]["test_nll"], abs=1e-6)
+
+
+def test_early_stopping_restores_the_best_state(tiny, tmp_path, monkeypatch):
+    scripted = iter([5.0, 4.0, 4.5, 4.2])  # best at epoch 2, patience 2 stops at epoch 4
+    real = population_module.split_nll
+
+    def fake_split_nll(model, seqs, **kw):
+        if seqs is tiny.split("valid"):
+            value = next(scripted, None)
+            if value is not None:
+                return torch.tensor([value], dtype=torch.float64)
+        return real(model, seqs, **kw)
+
+    monkeypatch.setattr(population_module, "split_nll", fake_split_nll)
+    c = cfg(lr=1e-2, seed=0, max_epochs=10, patience=2)
+    (result,), (run_dir,) = run([c], tmp_path, tiny)
+    assert result["best_epoch"] == 2 and result["epochs"] == 4
+    best = load(run_dir / "best.pt")
+    final_epoch = load(run_dir / "prev.pt")  # epoch 4's checkpoint, before the restore
+    assert best["epoch"] == 2 and final_epoch["epoch"] == 4
+    assert any(not torch.equal(best["member_state"][n], final_epoch["model"][n])
+               for n in best["member_state"])
+    model = SequenceModel("lstm", tiny.in_dim, tiny.out_dim, 8, head=tiny.head)
+    model.load_member_state(0, best["member_state"])
+    assert result["test_nll"] == pytest.approx(float(real(model, tiny.split("test"))[0]),
+                                               abs=1e-9)
+
+
+def test_weight_noise_is_absent_at_evaluation_and_never_stored(tiny, tmp_path):
+    # A learning rate so small the updates move the weights by < 1e-20 (zero-initialised biases
+    # by ~1e-29, weights not at all): a larger difference could only be leaked noise.
+    c = cfg(lr=1e-30, seed=3, max_epochs=2, weight_noise=0.5)
+    (result,), (run_dir,) = run([c], tmp_path, tiny)
+    init = SequenceModel("lstm", tiny.in_dim, tiny.out_dim, 8, head=tiny.head, seeds=[3])
+    clean = init.member_state(0)
+    for name in ("best.pt", "last.pt", "prev.pt"):
+        state = load(run_dir / name)
+        stored = state["member_state"] if name == "best.pt" else state["model"]
+        for n in clean:
+            assert (stored[n] - clean[n]).abs().max() < 1e-20, (name, n)
+    valid = float(split_nll(init, tiny.split("valid"))[0])
+    assert [r["valid_nll"] for r in metric_lines(run_dir)] == [valid, valid]
+    assert result["valid_nll"] == valid
+
+
+def test_clipping_happens_after_backward_and_bounds_each_members_norm(
+        tiny, tmp_path, monkeypatch):
+    seen = {"pre": [], "at_step": []}
+    real_clip = population_module.clip_member_grad_norms
+    real_step = population_module.PopulationRMSProp.step
+
+    def clip(params, max_norm):
+        assert all(p.grad is not None for p in params)  # backward has run
+        norms = real_clip(params, max_norm)
+        seen["pre"].append(norms)
+        return norms
+
+    def step(self, active):
+        norms = sum(p.grad.reshape(p.shape[0], -1).double().pow(2).sum(1)
+                    for p in self.params).sqrt()
+        seen["at_step"].append(norms)
+        return real_step(self, active)
+
+    monkeypatch.setattr(population_module, "clip_member_grad_norms", clip)
+    monkeypatch.setattr(population_module.PopulationRMSProp, "step", step)
+    configs = [cfg(lr=lr, seed=seed, max_epochs=1, clip=5.0) for lr, seed in MEMBERS]
+    run(configs, tmp_path, tiny)
+    pre, at = torch.stack(seen["pre"]), torch.stack(seen["at_step"])
+    assert (pre > 5).any() and (pre < 5).any()  # some steps clipped, some not
+    assert (at <= 5 * (1 + 1e-6)).all()
+    torch.testing.assert_close(at[pre <= 5], pre[pre <= 5])
+
+
+def test_members_must_share_the_group_key(tiny, tmp_path):
+    with pytest.raises(RnnbenchError, match="differ only in lr and seed"):
+        run([cfg(), cfg(batch_size=3)], tmp_path, tiny)
+    with pytest.raises(RnnbenchError, match="one folder per run"):
+        train_population([cfg()], out_dirs=[], dataset=tiny)
+
+
+def test_a_folder_of_another_run_is_refused(tiny, tmp_path):
+    run([cfg(max_epochs=1)], tmp_path, tiny)
+    other = cfg(max_epochs=1, seed=9)
+    with pytest.raises(RnnbenchError, match="different run"):
+        train_population([other], out_dirs=[tmp_path / cfg(max_epochs=1).key()], dataset=tiny)
+
+
+def test_metric_is_frame_weighted_over_the_split():
+    """Two sequences of 3 and 5 frames (2 and 4 predicted frames), two notes.
+
+    With zero weights the logits are the output bias b = (0, ln 3): p = (1/2, 3/4).
+    A frame's NLL is ln 2 (note 1) plus -ln 3/4 when note 2 sounds, -ln 1/4 when silent.
+    """
+    seq_a = np.array([[0, 0], [1, 1], [0, 0]], dtype=np.float32)
+    seq_b = np.ones((5, 2), dtype=np.float32)
+    seqs = [Sequence(s[:-1], s[1:]) for s in (seq_a, seq_b)]
+    model = SequenceModel("tanh", 2, 2, 3, head="bernoulli")
+    with torch.no_grad():
+        for p in model.parameters():
+            p.zero_()
+        model.bias_out[0, 1] = math.log(3.0)
+    on, off = math.log(2) - math.log(0.75), math.log(2) - math.log(0.25)
+    expect = (on + off + 4 * on) / 6  # frames, not sequences: (on+off)/2 and on differ
+    assert float(split_nll(model, seqs)[0]) == pytest.approx(expect, abs=1e-6)
+    assert float(split_nll(model, seqs, batch_size=1)[0]) == pytest.approx(expect, abs=1e-6)
+    assert expect != pytest.approx(((on + off) / 2 + on) / 2)
+    data = Dataset(name="hand", kind="music", in_dim=2, out_dim=2, head="bernoulli",
+                   task="music", splits={"train": seqs, "valid": seqs, "test": seqs})
+    assert data.split("valid") is seqs
