@@ -59,8 +59,9 @@ def outputs_and_grads(cell, reset, inputs, mask, backend):
 
 
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
-@pytest.mark.parametrize(("K", "shared_x", "bias"), [(1, True, True), (3, False, True),
-                                                     (2, True, False)])
+@pytest.mark.parametrize(
+    ("K", "shared_x", "bias"), [(1, True, True), (3, False, True), (2, True, False)]
+)
 @pytest.mark.parametrize(("cell", "gates", "peephole", "reset"), FORMS)
 def test_numba_equals_torch(cell, gates, peephole, reset, K, shared_x, bias, dtype):
     inputs, mask = random_inputs(
@@ -110,6 +111,25 @@ def test_bad_arguments_raise_one_clear_error(bad):
     w_ch = torch.zeros(1, 3, H) if bad.get("peephole") else None
     with pytest.raises(RnnbenchError):
         run_unit(
-            cell, torch.zeros(3, 1, 2), torch.zeros(1, gates * H, 2), torch.zeros(1, gates * H, H),
-            w_ch=w_ch, reset=bad.get("reset", "before"), backend=bad.get("backend", "auto"),
+            cell,
+            torch.zeros(3, 1, 2),
+            torch.zeros(1, gates * H, 2),
+            torch.zeros(1, gates * H, H),
+            w_ch=w_ch,
+            reset=bad.get("reset", "before"),
+            backend=bad.get("backend", "auto"),
         )
+
+
+def test_double_backward_needs_the_torch_backend():
+    inputs, mask = random_inputs(
+        "tanh", 1, False, K=1, shared_x=True, bias=True, dtype=torch.float64, seed=0
+    )
+    for backend in ("torch", "numba"):
+        out = run_unit("tanh", **inputs, mask=mask, backend=backend)[0]
+        (grad,) = torch.autograd.grad(out.pow(2).sum(), inputs["w_hh"], create_graph=True)
+        if backend == "torch":
+            grad.sum().backward()
+        else:
+            with pytest.raises(RuntimeError):
+                grad.sum().backward()

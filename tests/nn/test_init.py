@@ -86,3 +86,11 @@ def test_modules_follow_the_global_seed_and_accept_a_generator(make):
     again = make()
     again.reset_parameters(generator(9))
     assert all(torch.equal(v, again.state_dict()[n]) for n, v in module.state_dict().items())
+
+
+def test_a_module_holds_what_init_unit_draws_from_the_same_seed():
+    torch.manual_seed(7)
+    expected = init_unit("lstm", 3, 4, peephole=True, scheme="paper")
+    torch.manual_seed(7)
+    unit = LSTM(3, 4, init="paper")
+    assert all(torch.equal(getattr(unit, n), expected[n]) for n in expected)

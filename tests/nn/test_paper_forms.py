@@ -39,8 +39,18 @@ def test_gradcheck(cell, gates, form, backend):
     def run(*args):
         x, w_ih, w_hh, b_ih, b_hh, h0, c0, w_ch = args
         out, h_n, c_n = run_unit(
-            cell, x, w_ih, w_hh, b_ih, b_hh, w_ch=w_ch, reset=form.get("reset", "before"),
-            mask=mask, h0=h0, c0=c0, backend=backend,
+            cell,
+            x,
+            w_ih,
+            w_hh,
+            b_ih,
+            b_hh,
+            w_ch=w_ch,
+            reset=form.get("reset", "before"),
+            mask=mask,
+            h0=h0,
+            c0=c0,
+            backend=backend,
         )
         return (out, h_n) if c_n is None else (out, h_n, c_n)
 
@@ -89,7 +99,11 @@ def test_paper_defaults():
     assert LSTM(2, 3).peephole is True
     assert GRU(2, 3).reset == "before"
     assert [n for n, _ in LSTM(2, 3).named_parameters()] == [
-        "weight_ih_l0", "weight_hh_l0", "bias_ih_l0", "bias_hh_l0", "weight_ch_l0",
+        "weight_ih_l0",
+        "weight_hh_l0",
+        "bias_ih_l0",
+        "bias_hh_l0",
+        "weight_ch_l0",
     ]
     assert LSTM(2, 3).weight_ch_l0.shape == (3, 3)
     assert RNN(2, 3, init="paper").bias_hh_l0.abs().max().item() == 0

@@ -2,14 +2,17 @@
 
 They live in an importable module because the local engine spawns its workers.
 The data set name picks the behaviour: ``boom`` always raises, ``flaky`` raises on its first
-call, ``die`` kills its worker process on the first call, anything else trains. A member
+call, ``die`` kills its worker process on the first call, ``full`` finds the disk full,
+``slow`` takes 40 epochs of 0.25 s, anything else trains 2 epochs. A member
 diverges when its learning rate is above ``DIVERGE_ABOVE``; the validation NLL is lowest at
 lr = e^-8 otherwise. Every call appends a line to ``calls.log`` beside the run folders.
 """
 
+import errno
 import json
 import math
 import os
+import time
 from pathlib import Path
 
 DIVERGE_ABOVE = math.exp(-6.5)
@@ -38,13 +41,17 @@ def fake_train(configs, *, out_dirs, data_dir=None, device="cpu", on_epoch=None,
         raise RuntimeError("flaky: first call fails")
     if dataset == "die" and calls == 1:
         os._exit(9)
+    if dataset == "full":
+        raise OSError(errno.ENOSPC, "No space left on device", str(out_dirs[0]))
+    epochs, pause = (40, 0.25) if dataset == "slow" else (2, 0.0)
     results = []
     for k, (config, folder) in enumerate(zip(configs, out_dirs, strict=True)):
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
         diverged = config.lr > DIVERGE_ABOVE
         nll = math.nan if diverged else valid_nll(config.lr) + config.seed * 0.01
-        for epoch in (1, 2):
+        for epoch in range(1, epochs + 1):
+            time.sleep(pause)
             record = {
                 "epoch": epoch,
                 "train_nll": nll,

@@ -2,7 +2,16 @@
 
 import json
 import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
 
+import pytest
+
+from rnnbench.errors import RnnbenchError
 from rnnbench.store import Store
 from rnnbench.sweeps import common
 from rnnbench.sweeps.grid import Population
@@ -10,6 +19,7 @@ from rnnbench.sweeps.local import run_local
 from rnnbench.train.config import RunConfig
 from tests.sweeps.fakes import fake_train, valid_nll
 
+REPO = Path(__file__).resolve().parents[2]
 LRS = [math.exp(-9), math.exp(-8), math.exp(-7), math.exp(-6.2)]  # the last one diverges
 
 
@@ -104,3 +114,54 @@ def test_diverged_runs_never_win_the_learning_rate(tmp_path):
     ]
     assert common.best_lr(fake) == 0.1
     assert common.best_lr(fake[:1]) is None
+
+
+def test_a_full_disk_stops_the_sweep_with_one_sentence(tmp_path):
+    with pytest.raises(RnnbenchError, match="disk is full.*finished runs are kept"):
+        sweep(tmp_path, [population("full", lrs=LRS[:1])], workers=1)
+    assert Store(tmp_path / "results.db").runs()[0]["status"] == "queued"
+
+
+CTRL_C_SCRIPT = """
+import sys
+from pathlib import Path
+from rnnbench.errors import RnnbenchError
+from rnnbench.store import Store
+from rnnbench.sweeps.grid import Population
+from rnnbench.sweeps.local import run_local
+from rnnbench.train.config import RunConfig
+from tests.sweeps.fakes import fake_train
+
+out = Path(sys.argv[1])
+pops = [Population([RunConfig(dataset="jsb", unit="gru", lr=1e-3)]),
+        Population([RunConfig(dataset="slow", unit="gru", lr=1e-3)])]
+try:
+    run_local(pops, store=Store(out / "results.db"), out=out, workers=2, progress=False,
+              train_fn=fake_train)
+except KeyboardInterrupt:
+    sys.exit(130)
+"""
+
+
+def test_ctrl_c_stops_cleanly_and_keeps_finished_runs(tmp_path):
+    proc = subprocess.Popen(
+        [sys.executable, "-c", CTRL_C_SCRIPT, str(tmp_path)],
+        cwd=REPO,
+        start_new_session=True,
+        stderr=subprocess.PIPE,
+    )
+    slow = tmp_path / "runs"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:  # wait until the slow run is half-way in training
+        lines = [p.read_text().count("\n") for p in slow.glob("*/metrics.jsonl")]
+        if any(n >= 3 for n in lines) and len(lines) == 2:
+            break
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGINT)  # what a terminal's Ctrl-C sends: the whole group
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err.decode()
+    assert b"Traceback" not in err
+    store = Store(tmp_path / "results.db")
+    assert store.runs(dataset="jsb")[0]["status"] == "done"
+    assert store.runs(dataset="slow")[0]["status"] == "queued"
+    assert store.integrity_check() == "ok"

@@ -80,3 +80,26 @@ def test_ray_engine_trains_records_skips_and_chains(local_ray, tmp_path):
     )
     assert summary["skipped"] == 4
     assert store.integrity_check() == "ok"
+
+
+def test_ray_engine_restores_its_experiment_with_tuner_restore(local_ray, tmp_path):
+    from rnnbench.sweeps import ray_engine
+
+    store = Store(tmp_path / "results.db")
+    pops = [Population([RunConfig(dataset="flaky", unit="lstm", lr=LRS[0])], {})]
+    run_ray = ray_engine.run_ray
+    summary = run_ray(
+        pops, store=store, out=tmp_path, retries=0, progress=False, train_fn=fake_train
+    )
+    assert summary["failed"] == 1 and store.runs()[0]["status"] == "failed"
+    experiments = list((tmp_path / "ray").iterdir())
+    assert len(experiments) == 1
+
+    # The same command again finds the errored experiment and resumes it (Tuner.restore).
+    summary = run_ray(
+        pops, store=store, out=tmp_path, retries=0, progress=False, train_fn=fake_train
+    )
+    assert list((tmp_path / "ray").iterdir()) == experiments
+    run = store.runs()[0]
+    assert summary["done"] == 1 and run["status"] == "done" and run["error"] is None
+    assert run["valid_nll"] == valid_nll(LRS[0])

@@ -117,11 +117,13 @@ def _line(result: dict) -> str:
 
 
 def handler(args: argparse.Namespace) -> int:
+    from rnnbench.data.registry import load_dataset
     from rnnbench.store import Store
     from rnnbench.train.population import resolve_device, train_population
 
     configs = build_configs(args)
     resolve_device(args.device)
+    load_dataset(args.dataset, args.data_dir)  # a missing data set fails before the store
     out = Path(args.out)
     run_dirs = [out / "runs" / c.key() for c in configs]
     store = Store(args.store or out / "results.db")

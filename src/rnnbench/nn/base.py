@@ -17,6 +17,8 @@ class RecurrentUnit(nn.Module):
     """One recurrent layer; subclasses fix ``cell`` and the form (peephole, reset)."""
 
     cell: str
+    num_layers = 1
+    bidirectional = False
 
     def __init__(
         self,
@@ -45,11 +47,11 @@ class RecurrentUnit(nn.Module):
         self.backend = backend
         self.peephole = peephole
         self.reset = reset
-        shapes = init_unit(self.cell, input_size, hidden_size, bias=bias, peephole=peephole)
-        for name, value in shapes.items():
-            empty = torch.empty(value.shape, device=device, dtype=dtype)
-            self.register_parameter(name, nn.Parameter(empty))
-        self.reset_parameters()
+        weights = init_unit(
+            self.cell, input_size, hidden_size, bias=bias, peephole=peephole, scheme=init
+        )
+        for name, value in weights.items():
+            self.register_parameter(name, nn.Parameter(value.to(device=device, dtype=dtype)))
 
     def reset_parameters(self, generator: torch.Generator | None = None) -> None:
         """Redraw the weights with the module's ``init`` scheme (torch's global RNG by default)."""
@@ -74,30 +76,38 @@ class RecurrentUnit(nn.Module):
             text += ", batch_first=True"
         return text + f", init={self.init!r}, backend={self.backend!r}"
 
+    def flatten_parameters(self) -> None:
+        """Does nothing: here for code written against ``torch.nn.LSTM`` (no cuDNN buffer)."""
+
     def _run(self, input, hx: Tensor | tuple[Tensor, Tensor] | None):
-        """Shared forward: returns ``output`` and the final ``(h_n, c_n)`` (c_n None if no cell)."""
+        """Shared forward: returns ``output``, ``h_n`` and ``c_n`` (None without a cell)."""
         packed = isinstance(input, PackedSequence)
-        mask = None
+        mask = lengths = None
         if packed:
             x, lengths = pad_packed_sequence(input)
             steps = torch.arange(x.shape[0]).unsqueeze(1)
             mask = (steps < lengths.unsqueeze(0)).to(device=x.device, dtype=x.dtype)
-            unbatched = False
+        elif input.dim() == 2:
+            x = input.unsqueeze(1)
+        elif input.dim() == 3:
+            x = input.transpose(0, 1) if self.batch_first else input
         else:
-            if input.dim() not in (2, 3):
-                raise ValueError(f"{type(self).__name__}: expected 2-D or 3-D input, "
-                                 f"got {input.dim()}-D")
-            unbatched = input.dim() == 2
-            x = input.unsqueeze(1) if unbatched else input
-            if self.batch_first and not unbatched:
-                x = x.transpose(0, 1)
+            raise ValueError(
+                f"{type(self).__name__}: expected 2-D or 3-D input, got {input.dim()}-D"
+            )
         if x.shape[-1] != self.input_size:
             raise ValueError(f"input.size(-1) must be {self.input_size}, got {x.shape[-1]}")
+        unbatched = not packed and input.dim() == 2
 
         h0, c0 = hx if isinstance(hx, tuple) else (hx, None)
+        expected = (1, self.hidden_size) if unbatched else (1, x.shape[1], self.hidden_size)
+        for state in (h0, c0):
+            if state is not None and tuple(state.shape) != expected:
+                raise RuntimeError(f"Expected hidden size {expected}, got {tuple(state.shape)}")
         if unbatched:
             h0 = h0.unsqueeze(1) if h0 is not None else None
             c0 = c0.unsqueeze(1) if c0 is not None else None
+
         weights = {name: p.unsqueeze(0) for name, p in self.named_parameters()}
         out, h_n, c_n = run_unit(
             self.cell,
@@ -117,8 +127,7 @@ class RecurrentUnit(nn.Module):
         if packed:
             out = _pack_like(input, out, lengths)
         elif unbatched:
-            out = out[:, 0]
-            h_n = h_n[:, 0]
+            out, h_n = out[:, 0], h_n[:, 0]
             c_n = c_n[:, 0] if c_n is not None else None
         elif self.batch_first:
             out = out.transpose(0, 1)

@@ -11,7 +11,9 @@ batched matmul; the loop then only adds the recurrent part. Two backends run the
 - ``"numba"``: a fused CPU loop compiled with numba that saves what backward needs, and a
   hand-written backward through time (see :mod:`rnnbench.nn.numba_backend`).
 
-``"auto"`` picks numba for CPU tensors when numba is installed, torch otherwise.
+``"auto"`` picks numba for float32/float64 CPU tensors when numba is installed, torch otherwise.
+The numba backward is first-order only (it raises on double backward): ask for ``"torch"``
+when you need gradients of gradients.
 """
 
 from __future__ import annotations
@@ -106,9 +108,7 @@ def _use_numba(backend: str, xw: Tensor) -> bool:
             raise RnnbenchError("backend='numba' runs float32 and float64 only; use 'torch'.")
         return True
     return (
-        xw.device.type == "cpu"
-        and xw.dtype in (torch.float32, torch.float64)
-        and numba_available()
+        xw.device.type == "cpu" and xw.dtype in (torch.float32, torch.float64) and numba_available()
     )
 
 

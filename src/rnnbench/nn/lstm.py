@@ -76,6 +76,7 @@ class LSTM(RecurrentUnit):
     .. note::
         The numba backend computes gradients with a hand-written backward pass, so it
         supports first derivatives only; use ``backend="torch"`` for double backward.
+        On CPU both backends are deterministic for a given thread count.
         Results agree with the torch backend to rounding, not bit for bit.
 
     Examples::

@@ -9,24 +9,107 @@ one batched matmul after: ``dW_hh = sum over t, b of d_pre[t, b]^T h_prev[t, b]`
 Notation in the kernels: ``xw (K, T, B, G*H)`` the projected input ``W x + b_ih``; ``hs, cs
 (K, T+1, B, H)`` the states, ``hs[:, 0] = h0``; ``m = mask[t, b]`` (1 real step, 0 padding);
 ``d_*`` the gradient of the loss with respect to ``*``. Per-step products use ``np.dot`` on
-contiguous 2-D blocks, which numba sends to BLAS.
+contiguous 2-D blocks, which numba sends to scipy's OpenBLAS; the kernels run it on as many
+threads as ``torch.get_num_threads()`` (OpenBLAS's own default, all cores, spins threads that
+made a step 10x slower on a busy 2-core machine).
 """
 
 from __future__ import annotations
 
+import ctypes
 import math
+from pathlib import Path
 
 import numba
 import numpy as np
+import scipy
 import torch
+from numba import types
+from numba.extending import overload
 from torch.autograd.function import once_differentiable
 
-_jit = numba.njit(cache=True, nogil=True)
+_jit = numba.njit(cache=True, nogil=True, error_model="numpy")
+
+# ---- activations: libm in float64; in float32 a rational tanh that vectorises ----------------
+# tanh(x) ~ x P(x^2) / Q(x^2) on x clamped to +-7.905 (where float32 tanh rounds to +-1), the
+# minimax fit of Eigen / XLA / MLAS, within a few float32 ulps; sigmoid(x) = (1 + tanh(x/2)) / 2.
+# libm's expf and tanhf are opaque calls that stop LLVM from vectorising the gate loops, and
+# numba has no SVML here, so the rational form makes the float32 kernels about 2x faster.
+
+_TANH_CLAMP = np.float32(7.90531110763549805)
+_P1, _P3, _P5, _P7, _P9, _P11, _P13 = (
+    np.float32(c)
+    for c in (
+        4.89352455891786e-03,
+        6.37261928875436e-04,
+        1.48572235717979e-05,
+        5.12229709037114e-08,
+        -8.60467152213735e-11,
+        2.00018790482477e-13,
+        -2.76076847742355e-16,
+    )
+)
+_Q0, _Q2, _Q4, _Q6 = (
+    np.float32(c)
+    for c in (
+        4.89352518554385e-03,
+        2.26843463243900e-03,
+        1.18534705686654e-04,
+        1.19825839466702e-06,
+    )
+)
+_HALF = np.float32(0.5)
+
+
+def _tanh(x):
+    return math.tanh(x)
+
+
+def _sigmoid(x):
+    return 1.0 / (1.0 + math.exp(-x))
+
+
+@overload(_tanh, inline="always")
+def _tanh_impl(x):
+    if x != types.float32:
+        return lambda x: math.tanh(x)
+
+    def rational_tanh(x):
+        x = max(-_TANH_CLAMP, min(_TANH_CLAMP, x))
+        x2 = x * x
+        p = _P1 + x2 * (_P3 + x2 * (_P5 + x2 * (_P7 + x2 * (_P9 + x2 * (_P11 + x2 * _P13)))))
+        q = _Q0 + x2 * (_Q2 + x2 * (_Q4 + x2 * _Q6))
+        return x * p / q
+
+    return rational_tanh
+
+
+@overload(_sigmoid, inline="always")
+def _sigmoid_impl(x):
+    if x != types.float32:
+        return lambda x: 1.0 / (1.0 + math.exp(-x))
+    return lambda x: _HALF * _tanh(_HALF * x) + _HALF
+
+
+# ---- the masked state update, shared by all cells -----------------------------------------------
 
 
 @_jit
-def _sigmoid(x):
-    return 1.0 / (1.0 + math.exp(-x))
+def _finish_step(m, new, prev, out_row):
+    """``out = m * new``; the state ``new`` becomes ``m * new + (1 - m) * prev``."""
+    if m == 1:
+        out_row[:] = new
+    else:
+        for j in range(new.shape[0]):
+            out_row[j] = m * new[j]
+            new[j] = out_row[j] + (1 - m) * prev[j]
+
+
+@_jit
+def _keep_cell(m, new, prev):
+    if m != 1:
+        for j in range(new.shape[0]):
+            new[j] = m * new[j] + (1 - m) * prev[j]
 
 
 # ---- tanh: h = tanh(xw + W_hh h_prev + b_hh) -------------------------------------------------
@@ -40,14 +123,14 @@ def tanh_forward(xw, w_hh_t, b_hh, mask, h0):
     rec = np.empty((B, H), xw.dtype)
     for k in range(K):
         hs[k, 0] = h0[k]
+        bias = b_hh[k]
         for t in range(T):
             np.dot(hs[k, t], w_hh_t[k], rec)
             for b in range(B):
-                m = mask[t, b]
+                x, r, h = xw[k, t, b], rec[b], hs[k, t + 1, b]
                 for j in range(H):
-                    h = math.tanh(xw[k, t, b, j] + rec[b, j] + b_hh[k, j])
-                    out[k, t, b, j] = m * h
-                    hs[k, t + 1, b, j] = m * h + (1 - m) * hs[k, t, b, j]
+                    h[j] = _tanh(x[j] + r[j] + bias[j])
+                _finish_step(mask[t, b], h, hs[k, t, b], out[k, t, b])
     return out, hs
 
 
@@ -55,6 +138,7 @@ def tanh_forward(xw, w_hh_t, b_hh, mask, h0):
 def tanh_backward(d_out, d_hn, w_hh, mask, out):
     """Returns ``d_pre (K, T, B, H)`` (= d xw) and ``d_h0``. ``out`` holds h_t on real steps."""
     K, T, B, H = out.shape
+    one = np.ones(1, out.dtype)[0]
     d_pre = np.empty((K, T, B, H), out.dtype)
     d_h0 = np.empty((K, B, H), out.dtype)
     d_h = np.empty((B, H), out.dtype)
@@ -63,11 +147,11 @@ def tanh_backward(d_out, d_hn, w_hh, mask, out):
         d_h[:] = d_hn[k]
         for t in range(T - 1, -1, -1):
             for b in range(B):
-                m = mask[t, b]
+                m, keep = mask[t, b], one - mask[t, b]
+                h, dp, dout, dh = out[k, t, b], d_pre[k, t, b], d_out[k, t, b], d_h[b]
                 for j in range(H):
-                    h = out[k, t, b, j]
-                    d_pre[k, t, b, j] = m * (d_out[k, t, b, j] + d_h[b, j]) * (1 - h * h)
-                    d_h[b, j] = (1 - m) * d_h[b, j]
+                    dp[j] = m * (dout[j] + dh[j]) * (one - h[j] * h[j])
+                    dh[j] = keep * dh[j]
             np.dot(d_pre[k, t], w_hh[k], rec)
             d_h += rec
         d_h0[k] = d_h
@@ -79,6 +163,8 @@ def tanh_backward(d_out, d_hn, w_hh, mask, out):
 
 @_jit
 def lstm_forward(xw, w_hh_t, b_hh, w_ch, peephole, mask, h0, c0):
+    """Returns ``out``, ``hs``, ``cs`` and ``acts (K, T, B, 4H)``: i, f, g, o after their
+    non-linearities."""
     K, T, B, G = xw.shape
     H = G // 4
     hs = np.empty((K, T + 1, B, H), xw.dtype)
@@ -89,34 +175,34 @@ def lstm_forward(xw, w_hh_t, b_hh, w_ch, peephole, mask, h0, c0):
     for k in range(K):
         hs[k, 0] = h0[k]
         cs[k, 0] = c0[k]
+        bias = b_hh[k]
+        v_i, v_f, v_o = w_ch[k, 0], w_ch[k, 1], w_ch[k, 2]
         for t in range(T):
             np.dot(hs[k, t], w_hh_t[k], rec)
             for b in range(B):
-                m = mask[t, b]
+                a, x, r = acts[k, t, b], xw[k, t, b], rec[b]
+                c_prev, c, h = cs[k, t, b], cs[k, t + 1, b], hs[k, t + 1, b]
+                for j in range(G):
+                    a[j] = x[j] + r[j] + bias[j]
+                if peephole:
+                    for j in range(H):
+                        a[j] += v_i[j] * c_prev[j]
+                        a[H + j] += v_f[j] * c_prev[j]
+                for j in range(2 * H):
+                    a[j] = _sigmoid(a[j])
+                for j in range(2 * H, 3 * H):
+                    a[j] = _tanh(a[j])
                 for j in range(H):
-                    c_prev = cs[k, t, b, j]
-                    p_i = xw[k, t, b, j] + rec[b, j] + b_hh[k, j]
-                    p_f = xw[k, t, b, H + j] + rec[b, H + j] + b_hh[k, H + j]
-                    p_g = xw[k, t, b, 2 * H + j] + rec[b, 2 * H + j] + b_hh[k, 2 * H + j]
-                    p_o = xw[k, t, b, 3 * H + j] + rec[b, 3 * H + j] + b_hh[k, 3 * H + j]
-                    if peephole:
-                        p_i += w_ch[k, 0, j] * c_prev
-                        p_f += w_ch[k, 1, j] * c_prev
-                    i = _sigmoid(p_i)
-                    f = _sigmoid(p_f)
-                    g = math.tanh(p_g)
-                    c = f * c_prev + i * g
-                    if peephole:
-                        p_o += w_ch[k, 2, j] * c
-                    o = _sigmoid(p_o)
-                    h = o * math.tanh(c)
-                    acts[k, t, b, j] = i
-                    acts[k, t, b, H + j] = f
-                    acts[k, t, b, 2 * H + j] = g
-                    acts[k, t, b, 3 * H + j] = o
-                    out[k, t, b, j] = m * h
-                    hs[k, t + 1, b, j] = m * h + (1 - m) * hs[k, t, b, j]
-                    cs[k, t + 1, b, j] = m * c + (1 - m) * c_prev
+                    c[j] = a[H + j] * c_prev[j] + a[j] * a[2 * H + j]
+                if peephole:
+                    for j in range(H):
+                        a[3 * H + j] += v_o[j] * c[j]
+                for j in range(3 * H, 4 * H):
+                    a[j] = _sigmoid(a[j])
+                for j in range(H):
+                    h[j] = a[3 * H + j] * _tanh(c[j])
+                _finish_step(mask[t, b], h, hs[k, t, b], out[k, t, b])
+                _keep_cell(mask[t, b], c, c_prev)
     return out, hs, cs, acts
 
 
@@ -125,47 +211,47 @@ def lstm_backward(d_out, d_hn, d_cn, w_hh, w_ch, peephole, mask, cs, acts):
     """Returns ``d_pre (K, T, B, 4H)`` (= d xw), ``d_h0``, ``d_c0`` and ``d_w_ch``."""
     K, T, B, G = acts.shape
     H = G // 4
+    one = np.ones(1, acts.dtype)[0]
     d_pre = np.empty((K, T, B, G), acts.dtype)
     d_h0 = np.empty((K, B, H), acts.dtype)
     d_c0 = np.empty((K, B, H), acts.dtype)
     d_w_ch = np.zeros((K, 3, H), acts.dtype)
     d_h = np.empty((B, H), acts.dtype)
     d_c = np.empty((B, H), acts.dtype)
+    d_c_new = np.empty(H, acts.dtype)
     rec = np.empty((B, H), acts.dtype)
     for k in range(K):
         d_h[:] = d_hn[k]
         d_c[:] = d_cn[k]
+        v_i, v_f, v_o = w_ch[k, 0], w_ch[k, 1], w_ch[k, 2]
+        d_v_i, d_v_f, d_v_o = d_w_ch[k, 0], d_w_ch[k, 1], d_w_ch[k, 2]
         for t in range(T - 1, -1, -1):
             for b in range(B):
-                m = mask[t, b]
+                m, keep = mask[t, b], one - mask[t, b]
+                a, dp, dout = acts[k, t, b], d_pre[k, t, b], d_out[k, t, b]
+                c, c_prev, dh, dc = cs[k, t + 1, b], cs[k, t, b], d_h[b], d_c[b]
                 for j in range(H):
-                    i = acts[k, t, b, j]
-                    f = acts[k, t, b, H + j]
-                    g = acts[k, t, b, 2 * H + j]
-                    o = acts[k, t, b, 3 * H + j]
-                    c = cs[k, t + 1, b, j]
-                    c_prev = cs[k, t, b, j]
-                    tanh_c = math.tanh(c)
-                    d_h_new = m * (d_out[k, t, b, j] + d_h[b, j])
-                    d_p_o = d_h_new * tanh_c * o * (1 - o)
-                    d_c_new = m * d_c[b, j] + d_h_new * o * (1 - tanh_c * tanh_c)
-                    if peephole:
-                        d_c_new += d_p_o * w_ch[k, 2, j]
-                        d_w_ch[k, 2, j] += d_p_o * c
-                    d_p_i = d_c_new * g * i * (1 - i)
-                    d_p_f = d_c_new * c_prev * f * (1 - f)
-                    d_p_g = d_c_new * i * (1 - g * g)
-                    d_c_prev = d_c_new * f + (1 - m) * d_c[b, j]
-                    if peephole:
-                        d_c_prev += d_p_i * w_ch[k, 0, j] + d_p_f * w_ch[k, 1, j]
-                        d_w_ch[k, 0, j] += d_p_i * c_prev
-                        d_w_ch[k, 1, j] += d_p_f * c_prev
-                    d_pre[k, t, b, j] = d_p_i
-                    d_pre[k, t, b, H + j] = d_p_f
-                    d_pre[k, t, b, 2 * H + j] = d_p_g
-                    d_pre[k, t, b, 3 * H + j] = d_p_o
-                    d_c[b, j] = d_c_prev
-                    d_h[b, j] = (1 - m) * d_h[b, j]
+                    o = a[3 * H + j]
+                    tanh_c = _tanh(c[j])
+                    d_h_new = m * (dout[j] + dh[j])
+                    dp[3 * H + j] = d_h_new * tanh_c * (o - o * o)
+                    d_c_new[j] = m * dc[j] + d_h_new * o * (one - tanh_c * tanh_c)
+                    dh[j] = keep * dh[j]
+                if peephole:
+                    for j in range(H):
+                        d_c_new[j] += dp[3 * H + j] * v_o[j]
+                        d_v_o[j] += dp[3 * H + j] * c[j]
+                for j in range(H):
+                    i, f, g = a[j], a[H + j], a[2 * H + j]
+                    dp[j] = d_c_new[j] * g * (i - i * i)
+                    dp[H + j] = d_c_new[j] * c_prev[j] * (f - f * f)
+                    dp[2 * H + j] = d_c_new[j] * i * (one - g * g)
+                    dc[j] = d_c_new[j] * f + keep * dc[j]
+                if peephole:
+                    for j in range(H):
+                        dc[j] += dp[j] * v_i[j] + dp[H + j] * v_f[j]
+                        d_v_i[j] += dp[j] * c_prev[j]
+                        d_v_f[j] += dp[H + j] * c_prev[j]
             np.dot(d_pre[k, t], w_hh[k], rec)
             d_h += rec
         d_h0[k] = d_h
@@ -181,8 +267,11 @@ def lstm_backward(d_out, d_hn, d_cn, w_hh, w_ch, peephole, mask, cs, acts):
 
 @_jit
 def gru_forward(xw, w_rz_t, w_n_t, b_hh, before, mask, h0):
+    """Returns ``out``, ``hs``, ``acts (K, T, B, 3H)`` (r, z, n after their non-linearities)
+    and ``aux``."""
     K, T, B, G = xw.shape
     H = G // 3
+    one = np.ones(1, xw.dtype)[0]
     hs = np.empty((K, T + 1, B, H), xw.dtype)
     acts = np.empty((K, T, B, G), xw.dtype)
     aux = np.empty((K, T, B, H), xw.dtype)
@@ -191,37 +280,32 @@ def gru_forward(xw, w_rz_t, w_n_t, b_hh, before, mask, h0):
     rec_n = np.empty((B, H), xw.dtype)
     for k in range(K):
         hs[k, 0] = h0[k]
+        bias = b_hh[k]
         for t in range(T):
             np.dot(hs[k, t], w_rz_t[k], rec_rz)
             for b in range(B):
-                for j in range(H):
-                    r = _sigmoid(xw[k, t, b, j] + rec_rz[b, j] + b_hh[k, j])
-                    z = _sigmoid(xw[k, t, b, H + j] + rec_rz[b, H + j] + b_hh[k, H + j])
-                    acts[k, t, b, j] = r
-                    acts[k, t, b, H + j] = z
-                    if before:
-                        aux[k, t, b, j] = r * hs[k, t, b, j]
-            if before:
-                np.dot(aux[k, t], w_n_t[k], rec_n)
-            else:
-                np.dot(hs[k, t], w_n_t[k], rec_n)
+                a, x, r, h_prev = acts[k, t, b], xw[k, t, b], rec_rz[b], hs[k, t, b]
+                for j in range(2 * H):
+                    a[j] = _sigmoid(x[j] + r[j] + bias[j])
+                if before:
+                    rh = aux[k, t, b]
+                    for j in range(H):
+                        rh[j] = a[j] * h_prev[j]
+            np.dot(aux[k, t] if before else hs[k, t], w_n_t[k], rec_n)
             for b in range(B):
-                m = mask[t, b]
+                a, x, r, h_prev = acts[k, t, b], xw[k, t, b], rec_n[b], hs[k, t, b]
+                h, rec = hs[k, t + 1, b], aux[k, t, b]
+                if before:
+                    for j in range(H):
+                        a[2 * H + j] = _tanh(x[2 * H + j] + r[j] + bias[2 * H + j])
+                else:
+                    for j in range(H):
+                        rec[j] = r[j] + bias[2 * H + j]
+                        a[2 * H + j] = _tanh(x[2 * H + j] + a[j] * rec[j])
                 for j in range(H):
-                    r = acts[k, t, b, j]
-                    z = acts[k, t, b, H + j]
-                    x_n = xw[k, t, b, 2 * H + j]
-                    if before:
-                        n = math.tanh(x_n + rec_n[b, j] + b_hh[k, 2 * H + j])
-                    else:
-                        rec = rec_n[b, j] + b_hh[k, 2 * H + j]
-                        aux[k, t, b, j] = rec
-                        n = math.tanh(x_n + r * rec)
-                    acts[k, t, b, 2 * H + j] = n
-                    h_prev = hs[k, t, b, j]
-                    h = (1 - z) * n + z * h_prev
-                    out[k, t, b, j] = m * h
-                    hs[k, t + 1, b, j] = m * h + (1 - m) * h_prev
+                    z = a[H + j]
+                    h[j] = (one - z) * a[2 * H + j] + z * h_prev[j]
+                _finish_step(mask[t, b], h, h_prev, out[k, t, b])
     return out, hs, acts, aux
 
 
@@ -232,6 +316,7 @@ def gru_backward(d_out, d_hn, w_rz, w_n, before, mask, hs, acts, aux):
     The r and z blocks' recurrent gradient is their block of ``d_xw``."""
     K, T, B, G = acts.shape
     H = G // 3
+    one = np.ones(1, acts.dtype)[0]
     d_rz = np.empty((K, T, B, 2 * H), acts.dtype)
     d_xn = np.empty((K, T, B, H), acts.dtype)
     d_rec_n = np.empty((K, T, B, H), acts.dtype)
@@ -243,29 +328,31 @@ def gru_backward(d_out, d_hn, w_rz, w_n, before, mask, hs, acts, aux):
         d_h[:] = d_hn[k]
         for t in range(T - 1, -1, -1):
             for b in range(B):
-                m = mask[t, b]
+                m, keep = mask[t, b], one - mask[t, b]
+                a, h_prev, dout, dh = acts[k, t, b], hs[k, t, b], d_out[k, t, b], d_h[b]
+                drz, dxn, drn, ax = d_rz[k, t, b], d_xn[k, t, b], d_rec_n[k, t, b], aux[k, t, b]
                 for j in range(H):
-                    r = acts[k, t, b, j]
-                    z = acts[k, t, b, H + j]
-                    n = acts[k, t, b, 2 * H + j]
-                    h_prev = hs[k, t, b, j]
-                    d_h_new = m * (d_out[k, t, b, j] + d_h[b, j])
-                    d_p_n = d_h_new * (1 - z) * (1 - n * n)
-                    d_rz[k, t, b, H + j] = d_h_new * (h_prev - n) * z * (1 - z)
-                    d_xn[k, t, b, j] = d_p_n
-                    if before:
-                        d_rec_n[k, t, b, j] = d_p_n
-                    else:
-                        d_rec_n[k, t, b, j] = d_p_n * r
-                        d_rz[k, t, b, j] = d_p_n * aux[k, t, b, j] * r * (1 - r)
-                    d_h[b, j] = d_h_new * z + (1 - m) * d_h[b, j]
+                    r, z, n = a[j], a[H + j], a[2 * H + j]
+                    d_h_new = m * (dout[j] + dh[j])
+                    dxn[j] = d_h_new * (one - z) * (one - n * n)
+                    drz[H + j] = d_h_new * (h_prev[j] - n) * (z - z * z)
+                    dh[j] = d_h_new * z + keep * dh[j]
+                if before:
+                    drn[:] = dxn
+                else:
+                    for j in range(H):
+                        r = a[j]
+                        drn[j] = dxn[j] * r
+                        drz[j] = dxn[j] * ax[j] * (r - r * r)
             if before:
                 np.dot(d_xn[k, t], w_n[k], d_rh)
                 for b in range(B):
+                    a, h_prev, drz = acts[k, t, b], hs[k, t, b], d_rz[k, t, b]
+                    dh, drh = d_h[b], d_rh[b]
                     for j in range(H):
-                        r = acts[k, t, b, j]
-                        d_rz[k, t, b, j] = d_rh[b, j] * hs[k, t, b, j] * r * (1 - r)
-                        d_h[b, j] += d_rh[b, j] * r
+                        r = a[j]
+                        drz[j] = drh[j] * h_prev[j] * (r - r * r)
+                        dh[j] += drh[j] * r
             else:
                 np.dot(d_rec_n[k, t], w_n[k], rec)
                 d_h += rec
@@ -276,6 +363,34 @@ def gru_backward(d_out, d_hn, w_rz, w_n, before, mask, hs, acts, aux):
 
 
 # ---- autograd glue ---------------------------------------------------------------------------
+
+
+def _find_openblas_local_threads():
+    """``openblas_set_num_threads_local`` of scipy's bundled OpenBLAS (the BLAS numba calls),
+    or None when scipy links another BLAS."""
+    root = Path(scipy.__file__).parent
+    for path in [*root.parent.glob("scipy.libs/*openblas*"), *root.glob(".dylibs/*openblas*")]:
+        try:
+            setter = ctypes.CDLL(str(path)).openblas_set_num_threads_local
+        except (OSError, AttributeError):
+            continue
+        setter.argtypes, setter.restype = [ctypes.c_int], ctypes.c_int
+        return setter
+    return None
+
+
+_set_blas_threads = _find_openblas_local_threads()
+
+
+def _call(kernel, *args):
+    """Run ``kernel`` with numba's BLAS calls on this thread using torch's thread count."""
+    if _set_blas_threads is None:
+        return kernel(*args)
+    previous = _set_blas_threads(torch.get_num_threads())
+    try:
+        return kernel(*args)
+    finally:
+        _set_blas_threads(previous)
 
 
 def run(cell, xw, w_hh, b_hh, w_ch, reset, mask, h0, c0):
@@ -322,17 +437,23 @@ class _FusedTanh(torch.autograd.Function):
     def forward(ctx, xw, w_hh, b_hh, mask, h0):
         m = _mask_np(mask, xw)
         w_hh_t = _np(w_hh.transpose(1, 2), xw.dtype)
-        out, hs = tanh_forward(_np(xw, xw.dtype), w_hh_t, _bias_np(b_hh, xw), m, _np(h0, xw.dtype))
+        out, hs = _call(
+            tanh_forward, _np(xw, xw.dtype), w_hh_t, _bias_np(b_hh, xw), m, _np(h0, xw.dtype)
+        )
         out, hs = torch.from_numpy(out), torch.from_numpy(hs)
-        ctx.state = (w_hh, b_hh, m, out, hs)
+        ctx.save_for_backward(w_hh, b_hh)
+        ctx.state = (m, out, hs)
         return out, hs[:, -1].clone()
 
     @staticmethod
     @once_differentiable
     def backward(ctx, d_out, d_hn):
-        w_hh, b_hh, m, out, hs = ctx.state
+        w_hh, b_hh = ctx.saved_tensors
+        m, out, hs = ctx.state
         dt = out.dtype
-        d_pre, d_h0 = tanh_backward(_np(d_out, dt), _np(d_hn, dt), _np(w_hh, dt), m, out.numpy())
+        d_pre, d_h0 = _call(
+            tanh_backward, _np(d_out, dt), _np(d_hn, dt), _np(w_hh, dt), m, out.numpy()
+        )
         d_pre = torch.from_numpy(d_pre)
         d_w, d_b = _weight_grads(d_pre, hs[:, :-1], b_hh)
         return d_pre, d_w, d_b, None, torch.from_numpy(d_h0)
@@ -345,22 +466,39 @@ class _FusedLSTM(torch.autograd.Function):
         m = _mask_np(mask, xw)
         peephole = w_ch is not None
         v = _np(w_ch, dt) if peephole else np.zeros((xw.shape[0], 3, 1), _np_dtype(xw))
-        out, hs, cs, acts = lstm_forward(
-            _np(xw, dt), _np(w_hh.transpose(1, 2), dt), _bias_np(b_hh, xw), v, peephole, m,
-            _np(h0, dt), _np(c0, dt),
+        out, hs, cs, acts = _call(
+            lstm_forward,
+            _np(xw, dt),
+            _np(w_hh.transpose(1, 2), dt),
+            _bias_np(b_hh, xw),
+            v,
+            peephole,
+            m,
+            _np(h0, dt),
+            _np(c0, dt),
         )
         hs, cs = torch.from_numpy(hs), torch.from_numpy(cs)
-        ctx.state = (w_hh, b_hh, v, peephole, m, hs, cs, acts)
+        ctx.save_for_backward(w_hh, b_hh, w_ch)
+        ctx.state = (v, peephole, m, hs, cs, acts)
         return torch.from_numpy(out), hs[:, -1].clone(), cs[:, -1].clone()
 
     @staticmethod
     @once_differentiable
     def backward(ctx, d_out, d_hn, d_cn):
-        w_hh, b_hh, v, peephole, m, hs, cs, acts = ctx.state
+        w_hh, b_hh, _ = ctx.saved_tensors
+        v, peephole, m, hs, cs, acts = ctx.state
         dt = hs.dtype
-        d_pre, d_h0, d_c0, d_v = lstm_backward(
-            _np(d_out, dt), _np(d_hn, dt), _np(d_cn, dt), _np(w_hh, dt), v, peephole, m,
-            cs.numpy(), acts,
+        d_pre, d_h0, d_c0, d_v = _call(
+            lstm_backward,
+            _np(d_out, dt),
+            _np(d_hn, dt),
+            _np(d_cn, dt),
+            _np(w_hh, dt),
+            v,
+            peephole,
+            m,
+            cs.numpy(),
+            acts,
         )
         d_pre = torch.from_numpy(d_pre)
         d_w, d_b = _weight_grads(d_pre, hs[:, :-1], b_hh)
@@ -375,25 +513,42 @@ class _FusedGRU(torch.autograd.Function):
         H = w_hh.shape[-1]
         m = _mask_np(mask, xw)
         w_rz, w_n = w_hh[:, : 2 * H], w_hh[:, 2 * H :]
-        out, hs, acts, aux = gru_forward(
-            _np(xw, dt), _np(w_rz.transpose(1, 2), dt), _np(w_n.transpose(1, 2), dt),
-            _bias_np(b_hh, xw), before, m, _np(h0, dt),
+        out, hs, acts, aux = _call(
+            gru_forward,
+            _np(xw, dt),
+            _np(w_rz.transpose(1, 2), dt),
+            _np(w_n.transpose(1, 2), dt),
+            _bias_np(b_hh, xw),
+            before,
+            m,
+            _np(h0, dt),
         )
         hs = torch.from_numpy(hs)
-        ctx.state = (w_rz, w_n, b_hh, before, m, hs, acts, aux)
+        ctx.save_for_backward(w_hh, b_hh)
+        ctx.state = (before, m, hs, acts, aux)
         return torch.from_numpy(out), hs[:, -1].clone()
 
     @staticmethod
     @once_differentiable
     def backward(ctx, d_out, d_hn):
-        w_rz, w_n, b_hh, before, m, hs, acts, aux = ctx.state
+        w_hh, b_hh = ctx.saved_tensors
+        before, m, hs, acts, aux = ctx.state
+        H = w_hh.shape[-1]
+        w_rz, w_n = w_hh[:, : 2 * H], w_hh[:, 2 * H :]
         dt = hs.dtype
-        d_xw, d_rec_n, d_h0 = gru_backward(
-            _np(d_out, dt), _np(d_hn, dt), _np(w_rz, dt), _np(w_n, dt), before, m,
-            hs.numpy(), acts, aux,
+        d_xw, d_rec_n, d_h0 = _call(
+            gru_backward,
+            _np(d_out, dt),
+            _np(d_hn, dt),
+            _np(w_rz, dt),
+            _np(w_n, dt),
+            before,
+            m,
+            hs.numpy(),
+            acts,
+            aux,
         )
         d_xw, d_rec_n = torch.from_numpy(d_xw), torch.from_numpy(d_rec_n)
-        H = d_rec_n.shape[-1]
         h_prev = hs[:, :-1]
         d_w_rz, d_b_rz = _weight_grads(d_xw[..., : 2 * H], h_prev, b_hh)
         n_input = torch.from_numpy(aux) if before else h_prev

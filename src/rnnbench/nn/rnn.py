@@ -59,6 +59,7 @@ class RNN(RecurrentUnit):
     .. note::
         The numba backend computes gradients with a hand-written backward pass, so it
         supports first derivatives only; use ``backend="torch"`` for double backward.
+        On CPU both backends are deterministic for a given thread count.
 
     Examples::
 

@@ -150,14 +150,20 @@ def _unknown(keys, known: set[str], where: str, section: str) -> None:
         )
 
 
-def _hidden_for(dataset: str, unit: str, budget) -> int:
-    from rnnbench import models
-    from rnnbench.data.registry import load_dataset
+def task_of(dataset: str) -> str:
+    """``"speech"`` for fsdd-a, fsdd-b and ``wav:`` folders, else ``"music"`` (Table 1's sizes)."""
+    base = dataset.partition("?")[0]
+    return "speech" if base in ("fsdd-a", "fsdd-b") or base.startswith("wav:") else "music"
 
-    task = load_dataset(dataset).task
+
+def _hidden_for(dataset: str, unit: str, budget, form: dict) -> int | None:
+    """None for the paper's size (RunConfig's default), else the size matching ``budget``."""
     if budget == "paper":
-        return int(models.paper_hidden(task, unit))
-    return int(models.match_hidden(task, unit, int(budget)))
+        return None
+    from rnnbench import models
+
+    peephole = bool(form.get("peephole", True))
+    return int(models.match_hidden(task_of(dataset), unit, int(budget), peephole=peephole))
 
 
 def _learning_rates(spec: dict, where: str) -> list[float]:
@@ -219,12 +225,14 @@ def parse_sweep(spec: dict, where: str = "the sweep file") -> tuple[str, list[Po
     if not isinstance(name, str) or not name:
         raise _fail(where, f"name = {name!r}", "use a non-empty string")
     datasets = _list_of(spec, "datasets", where, str)
-    from rnnbench.data.registry import list_datasets
+    from rnnbench.data.registry import PATTERNS, list_datasets
 
     known = set(list_datasets())
+    prefixes = tuple(p.partition(":")[0] + ":" for p in PATTERNS)
     for d in datasets:
-        if d.split("?")[0] not in known and not d.startswith(("midi:", "wav:")):
-            raise _fail(where, f"unknown data set {d!r}", f"use one of {', '.join(sorted(known))}")
+        if d.split("?")[0] not in known and not d.startswith(prefixes):
+            choices = ", ".join([*sorted(known), *PATTERNS])
+            raise _fail(where, f"unknown data set {d!r}", f"use one of {choices}")
     units = _list_of(spec, "units", where, str)
     for u in units:
         if u not in UNITS:
@@ -270,7 +278,7 @@ def parse_sweep(spec: dict, where: str = "the sweep file") -> tuple[str, list[Po
                 )
             for form in unit_forms:
                 for kind, size in sizes:
-                    hidden = size if kind == "hidden" else _hidden_for(dataset, unit, size)
+                    hidden = size if kind == "hidden" else _hidden_for(dataset, unit, size, form)
                     try:
                         configs = [
                             RunConfig(
@@ -291,7 +299,9 @@ def parse_sweep(spec: dict, where: str = "the sweep file") -> tuple[str, list[Po
                         continue
                     seen.add(configs[0].group_key())
                     label = f"{dataset}/{unit}" + (f"/{next(iter(form.values()))}" if form else "")
-                    populations.append(Population(configs, {"sweep": name}, f"{label}/h{hidden}"))
+                    populations.append(
+                        Population(configs, {"sweep": name}, f"{label}/h{hidden or 'paper'}")
+                    )
     return name, populations
 
 

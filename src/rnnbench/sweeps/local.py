@@ -308,11 +308,8 @@ def run_local(
         add(populations)
         while pending or any(w.task is not None for w in pool):
             assign()
-            try:
+            with contextlib.suppress(queue.Empty):
                 handle(results.get(timeout=0.5))
-                continue
-            except queue.Empty:
-                pass
             reap()
         for worker in pool:
             worker.tasks.put(None)

@@ -62,11 +62,12 @@ def _trainable(config: dict, train_fn=None, data_dir=None, device="cpu") -> None
     torch.set_num_threads(max(1, int(trial.get("threads", 1))))
     configs = [RunConfig.from_dict(d) for d in trial["configs"]]
     work = Path(tune.get_context().get_trial_dir()) / "runs"
-    work.mkdir(parents=True, exist_ok=True)
     checkpoint = tune.get_checkpoint()
-    if checkpoint is not None:
+    if checkpoint is not None:  # a restart: the checkpoint, not what a dead try left behind
+        shutil.rmtree(work, ignore_errors=True)
         with checkpoint.as_directory() as saved:
-            shutil.copytree(saved, work, dirs_exist_ok=True)
+            shutil.copytree(saved, work)
+    work.mkdir(parents=True, exist_ok=True)
     out_dirs = [work / c.key() for c in configs]
     pending: list[tuple[int, dict]] = []
 
@@ -103,26 +104,37 @@ class DriverCallback(tune.Callback if tune is not None else object):
     member keys, not the open store.
     """
 
-    def __init__(self, store_path: str, members: dict[str, list[str]]) -> None:
-        self.store_path, self.members = str(store_path), members
+    def __init__(self, store_path: str, members: dict[str, list[str]], starts: dict) -> None:
+        self.store_path, self.members, self.starts = str(store_path), members, starts
         self.display = None
         self._store: Store | None = None
 
     def __getstate__(self) -> dict:
-        return {"store_path": self.store_path, "members": self.members}
+        return {"store_path": self.store_path, "members": self.members, "starts": self.starts}
+
+    def _open(self) -> Store:
+        if self._store is None:
+            self._store = Store(self.store_path)
+        return self._store
+
+    def on_trial_start(self, iteration, trials, trial, **info) -> None:
+        """The population's runs become ``running`` (attempts, versions, host, time)."""
+        for key, config, run_dir, labels in self.starts.get(_trial_id(trial), []):
+            self._open().start_run(key, config, run_dir, labels=labels)
+
+    def on_trial_restore(self, iteration, trials, trial, **info) -> None:
+        self.on_trial_start(iteration, trials, trial)
 
     def __setstate__(self, state: dict) -> None:
         self.__init__(**state)
 
     def on_trial_result(self, iteration, trials, trial, result, **info) -> None:
-        keys = self.members.get(str(trial.config.get("trial", {}).get("id")))
+        keys = self.members.get(_trial_id(trial))
         if keys is None:
             return
-        if self._store is None:
-            self._store = Store(self.store_path)
         records = json.loads(result.get("records") or "[]")
         for k, record in records:
-            self._store.log_epoch(keys[k], record)
+            self._open().log_epoch(keys[k], record)
         if self.display is not None:
             if records:
                 self.display.tally.epochs[trial.trial_id] = records[-1][1]["epoch"]
@@ -224,6 +236,10 @@ def run_ray(
     }
 
 
+def _trial_id(trial) -> str:
+    return str(trial.config.get("trial", {}).get("id"))
+
+
 def _trial_dirname(trial) -> str:
     return f"trial_{trial.trial_id}"
 
@@ -238,8 +254,6 @@ def _run_phase(
 ) -> list[Population]:
     """One Tuner over the populations ``todo``; returns them once recorded in the store."""
     by_id = {str(i): pop for i, pop in enumerate(todo)}
-    for pop in todo:
-        common.start(store, pop, out)
     trials = [
         {
             "id": i,
@@ -254,9 +268,12 @@ def _run_phase(
         {"cpu": cpus, "gpu": 1 if str(device).startswith("cuda") else 0},
     )
 
-    callback = DriverCallback(
-        store.path, {i: [c.key() for c in p.configs] for i, p in by_id.items()}
-    )
+    members = {i: [c.key() for c in p.configs] for i, p in by_id.items()}
+    starts = {
+        i: [(c.key(), c.to_dict(), str(common.run_dir(out, c)), p.labels) for c in p.configs]
+        for i, p in by_id.items()
+    }
+    callback = DriverCallback(store.path, members, starts)
     callback.display = display
     name = _experiment_name(todo)
     path = f"{storage.rstrip('/')}/{name}"

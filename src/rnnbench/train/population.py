@@ -13,7 +13,9 @@ of :mod:`rnnbench.train.protocol`), a clean validation NLL, early stopping, a li
 ``metrics.jsonl`` and an atomic ``last.pt`` (see :mod:`rnnbench.train.checkpoint`). A member
 stops when its patience runs out (status ``done``) or when its loss or gradient turns NaN/inf
 (status ``diverged``); its parameters and optimiser state stop changing, the others go on.
-At the end each member's best state is restored and scored on train, valid and test.
+At the end of that epoch it leaves the population: its best state is scored on train, valid
+and test and its run is marked finished, and the others continue as a smaller population built
+from the checkpoints just written (the resume path), so a stopped member costs nothing more.
 
 Per-epoch ``train_nll`` is the running average of the noisy training loss over the epoch
 (free to compute); the final ``train_nll`` of the result is a clean evaluation.
@@ -73,6 +75,7 @@ def train_population(
     on_epoch: OnEpoch | None = None,
     progress: bool = False,
     dataset=None,
+    backend: str = "auto",
 ) -> list[dict]:
     """Train the members ``configs`` together; resume from their folders when possible.
 
@@ -87,6 +90,9 @@ def train_population(
         progress: show a tqdm bar on stderr with the live training NLL.
         dataset: an already loaded :class:`rnnbench.data.dataset.Dataset` to use instead of
             loading ``configs[0].dataset`` (tests, custom data).
+        backend: the recurrent kernel, as :func:`rnnbench.nn.functional.run_unit` takes it
+            (``"auto"``: numba on CPU, torch elsewhere). It changes speed, not results beyond
+            float rounding, so it is not part of the config.
 
     Returns:
         Per member: ``{"status": "done" | "diverged", "train_nll", "valid_nll", "test_nll",
@@ -128,17 +134,96 @@ def train_population(
         from rnnbench.data.registry import load_dataset
 
         dataset = load_dataset(configs[0].dataset, data_dir)
-    for start_epoch, members in _resume_groups(resumable):
-        trainer = _Population(
-            [configs[i] for i in members],
-            [out_dirs[i] for i in members],
-            [_checkpoint_at(resumable[i], start_epoch) for i in members],
-            dataset=dataset,
-            device=dev,
-        )
-        for i, result in zip(members, trainer.run(on_epoch, progress, members), strict=True):
-            results[i] = result
+    hidden = configs[0].hidden or _paper_hidden(dataset, configs[0].unit)
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        cfg = configs[0]
+        bar = tqdm(total=cfg.max_epochs, file=sys.stderr, unit="epoch", dynamic_ncols=True,
+                   desc=f"{cfg.dataset} {cfg.unit} x{len(resumable)}")
+    try:
+        todo = resumable
+        while todo:
+            # Members no longer training (stopped, diverged, or at max_epochs) are scored on
+            # their own; the others go on as a smaller population, from the state just saved.
+            stopped = {i: found[0] for i, found in todo.items()
+                       if found and found[0]["status"] != "running"}
+            if stopped:
+                for i, result in _finalize(stopped, configs, out_dirs, dataset=dataset,
+                                           device=dev, backend=backend, hidden=hidden).items():
+                    results[i] = result
+                todo = {i: found for i, found in todo.items() if i not in stopped}
+            if not todo:
+                break
+            start_epoch, members = _resume_groups(todo)[0]
+            trainer = _Population(
+                [configs[i] for i in members],
+                [out_dirs[i] for i in members],
+                [_checkpoint_at(todo[i], start_epoch) for i in members],
+                dataset=dataset, device=dev, backend=backend, hidden=hidden,
+            )
+            saved = trainer.run(on_epoch, bar, members)
+            for i, state in zip(members, saved, strict=True):
+                todo[i] = [state]
+    finally:
+        if bar is not None:
+            bar.close()
     return results  # type: ignore[return-value]
+
+
+def _paper_hidden(dataset, unit: str) -> int:
+    from rnnbench.models import paper_hidden
+
+    return paper_hidden(dataset.task, unit)
+
+
+def _build_model(configs, dataset, *, hidden, device, backend):
+    from rnnbench.models import SequenceModel
+
+    cfg = configs[0]
+    return SequenceModel(
+        cfg.unit, dataset.in_dim, dataset.out_dim, hidden, head=dataset.head,
+        population=len(configs), peephole=cfg.peephole, reset=cfg.reset, init=cfg.init,
+        seeds=[c.seed for c in configs], backend=backend,
+    ).to(device)
+
+
+def _finalize(states: dict[int, dict], configs, out_dirs, *, dataset, device, backend,
+              hidden) -> dict[int, dict]:
+    """Score the best state of members that stopped; write their finished ``last.pt``."""
+    ids = sorted(states)
+    model = _build_model([configs[i] for i in ids], dataset, hidden=hidden, device=device,
+                         backend=backend)
+    usable = []
+    for slot, i in enumerate(ids):
+        best = states[i]["best_model"]
+        usable.append(states[i]["status"] == "done" and best is not None)
+        model.load_member_state(slot, best if best is not None else states[i]["model"])
+    model.eval()
+    scores = {split: split_nll(model, dataset.split(split), device=device)
+              for split in ("train", "valid", "test")}
+    results = {}
+    for slot, i in enumerate(ids):
+        state, ok = states[i], usable[slot]
+        best_path = out_dirs[i] / ckpt.BEST
+        result = {
+            "status": "done" if ok else "diverged",
+            "train_nll": _clean(float(scores["train"][slot])) if ok else None,
+            "valid_nll": _clean(float(scores["valid"][slot])) if ok else None,
+            "test_nll": _clean(float(scores["test"][slot])) if ok else None,
+            "best_epoch": state["early_stopping"]["best_epoch"] or None,
+            "epochs": state["epochs"],
+            "updates": state["updates"],
+            "seconds": round(state["seconds"], 6),
+            "checkpoint": str(best_path) if best_path.exists() else None,
+            "params": model.param_count(),
+            "hidden": hidden,
+        }
+        ckpt.save_last({**state, "status": result["status"], "finished": True,
+                        "result": result}, out_dirs[i])
+        results[i] = result
+    return results
 
 
 def _prepare_folder(cfg: RunConfig, run_dir: Path) -> list[dict]:
@@ -202,19 +287,14 @@ def _clean(x: float | None) -> float | None:
 class _Population:
     """One lockstep population: the model, the protocol's state and the run folders."""
 
-    def __init__(self, configs, run_dirs, resume, *, dataset, device):
-        from rnnbench.models import SequenceModel, paper_hidden
-
+    def __init__(self, configs, run_dirs, resume, *, dataset, device, backend, hidden):
         self.configs, self.run_dirs, self.device = configs, run_dirs, device
         self.cfg = cfg = configs[0]
         self.k = k = len(configs)
         self.dataset = dataset
-        self.hidden = cfg.hidden or paper_hidden(dataset.task, cfg.unit)
-        self.model = SequenceModel(
-            cfg.unit, dataset.in_dim, dataset.out_dim, self.hidden, head=dataset.head,
-            population=k, peephole=cfg.peephole, reset=cfg.reset, init=cfg.init,
-            seeds=[c.seed for c in configs],
-        ).to(device)
+        self.hidden = hidden
+        self.model = _build_model(configs, dataset, hidden=hidden, device=device,
+                                  backend=backend)
         self.names = [name for name, _ in self.model.named_parameters()]
         self.params = [p for _, p in self.model.named_parameters()]
         self.optimizer = PopulationRMSProp(
@@ -258,13 +338,14 @@ class _Population:
         torch.set_rng_state(resume[0]["torch_rng"])
         ckpt.set_numpy_rng_state(resume[0]["numpy_rng"])
 
-    def _member_checkpoint(self, k: int, *, finished: bool = False, result=None) -> dict:
+    def _member_checkpoint(self, k: int) -> dict:
+        """Everything needed to continue member ``k`` bitwise (``last.pt``)."""
         return {
             "format": FORMAT,
             "config": self.configs[k].to_dict(),
             "epoch": self.epoch,
-            "finished": finished,
-            "result": result,
+            "finished": False,
+            "result": None,
             "status": self.status[k],
             "epochs": self.epochs[k],
             "updates": self.updates[k],
@@ -333,24 +414,17 @@ class _Population:
         return [_clean((sums[k] / steps[k]).item()) if steps[k] > 0 else None
                 for k in range(self.k)]
 
-    def run(self, on_epoch: OnEpoch | None, progress: bool, ids: list[int]) -> list[dict]:
-        cfg = self.cfg
-        bar = None
-        if progress:
-            from tqdm import tqdm
+    def run(self, on_epoch: OnEpoch | None, bar, ids: list[int]) -> list[dict]:
+        """Train epochs until a member stops training; return every member's saved state."""
+        if bar is not None:
+            bar.n = self.epoch
+            bar.refresh()
+        while True:
+            saved = self._one_epoch(on_epoch, bar, ids)
+            if any(s != "running" for s in self.status):
+                return saved
 
-            bar = tqdm(total=cfg.max_epochs, initial=self.epoch, file=sys.stderr,
-                       unit="epoch", dynamic_ncols=True,
-                       desc=f"{cfg.dataset} {cfg.unit} x{self.k}")
-        try:
-            while self.epoch < cfg.max_epochs and "running" in self.status:
-                self._one_epoch(on_epoch, bar, ids)
-            return self._finish()
-        finally:
-            if bar is not None:
-                bar.close()
-
-    def _one_epoch(self, on_epoch, bar, ids) -> None:
+    def _one_epoch(self, on_epoch, bar, ids) -> list[dict]:
         epoch = self.epoch + 1
         training = [s == "running" for s in self.status]
         start = time.perf_counter()
@@ -379,46 +453,16 @@ class _Population:
                           "updates": self.updates[k], "seconds": round(self.seconds[k], 6),
                           "status": self.status[k]}
             ckpt.append_metrics(self.run_dirs[k], records[k])
+        saved = [self._member_checkpoint(k) for k in range(self.k)]
         for k in range(self.k):
-            ckpt.save_last(self._member_checkpoint(k), self.run_dirs[k])
+            ckpt.save_last(saved[k], self.run_dirs[k])
         if bar is not None:
             running = [float(valid[k]) for k in range(self.k) if training[k]]
             best = min((v for v in running if math.isfinite(v)), default=float("nan"))
             bar.set_postfix_str(f"epoch {epoch} valid {best:.3f}")
-            bar.update(1)
+            bar.n = epoch
+            bar.refresh()
         if on_epoch is not None:
             for k, record in records.items():
                 on_epoch(ids[k], record)
-
-    def _finish(self) -> list[dict]:
-        for k in range(self.k):
-            if self.status[k] == "running":  # max_epochs reached on resume of an old run
-                self.status[k] = "done"
-            if self.best_states[k] is not None:
-                self.model.load_member_state(k, self.best_states[k])
-        self.model.eval()
-        scores = {split: split_nll(self.model, self.dataset.split(split), device=self.device)
-                  for split in ("train", "valid", "test")}
-        results = []
-        for k in range(self.k):
-            ok = self.status[k] == "done" and self.best_states[k] is not None
-            if self.status[k] == "done" and not ok:
-                self.status[k] = "diverged"  # never produced a finite validation NLL
-            best = self.run_dirs[k] / ckpt.BEST
-            result = {
-                "status": self.status[k],
-                "train_nll": _clean(float(scores["train"][k])) if ok else None,
-                "valid_nll": _clean(float(scores["valid"][k])) if ok else None,
-                "test_nll": _clean(float(scores["test"][k])) if ok else None,
-                "best_epoch": self.stopping.best_epoch[k] or None,
-                "epochs": self.epochs[k],
-                "updates": self.updates[k],
-                "seconds": round(self.seconds[k], 6),
-                "checkpoint": str(best) if best.exists() else None,
-                "params": self.model.param_count(),
-                "hidden": self.hidden,
-            }
-            ckpt.save_last(self._member_checkpoint(k, finished=True, result=result),
-                           self.run_dirs[k])
-            results.append(result)
-        return results
+        return saved

@@ -1,0 +1,143 @@
+"""``rnnbench reproduce`` end to end on a few sequences, and its plan (rates, seeds, quick)."""
+
+import argparse
+import math
+import random
+import shutil
+
+import pytest
+
+from rnnbench.cli import main
+from rnnbench.commands.reproduce import PAPER_SETS, QUICK, QUICK_LOG_LR, plan
+from rnnbench.errors import RnnbenchError
+from rnnbench.store import Store
+from tests.sweeps.test_kill import write_tiny_music
+
+REPORT_FILES = ["report.md", "report.html", "table2.csv", "figure2.png", "figure3.png"]
+
+
+def args(**kw):
+    base = {
+        "quick": False,
+        "sets": None,
+        "units": None,
+        "seeds": None,
+        "candidates": None,
+        "max_epochs": None,
+    }
+    return argparse.Namespace(**{**base, **kw})
+
+
+def test_the_paper_plan():
+    stage1, then = plan(args())
+    assert len(stage1) == len(PAPER_SETS) * 3
+    for pop in stage1:
+        lrs = [c.lr for c in pop.configs]
+        assert len(lrs) == 10 and all(math.exp(-12) <= lr <= math.exp(-6) for lr in lrs)
+        assert {c.seed for c in pop.configs} == {0} and pop.labels["stage"] == "lr"
+        c = pop.configs[0]
+        assert c.hidden is None and c.max_epochs == 500  # paper sizes, RunConfig's epochs
+        assert c.peephole == (c.unit == "lstm") and c.reset == "before"
+    again, _ = plan(args())  # the same rates every time
+    assert [[c.lr for c in p.configs] for p in again] == [[c.lr for c in p.configs] for p in stage1]
+    runs = [
+        {"status": "done", "valid_nll": 10 - i, "config": c.to_dict()}
+        for i, c in enumerate(stage1[0].configs)
+    ]
+    runs[-1]["status"] = "diverged"
+    (seeds,) = then(stage1[0], runs)
+    assert [c.seed for c in seeds.configs] == [1, 2]
+    assert {c.lr for c in seeds.configs} == {stage1[0].configs[-2].lr}
+    assert then(seeds, []) == []
+    with pytest.raises(RnnbenchError, match="at least 3"):
+        plan(args(seeds=2))
+
+
+def test_the_quick_plan():
+    stage1, then = plan(args(quick=True))
+    assert {p.configs[0].dataset for p in stage1} == {"jsb", "fsdd-a"}
+    for pop in stage1:
+        assert len(pop.configs) == QUICK["candidates"] and pop.labels["quick"] is True
+        low, high = QUICK_LOG_LR
+        assert all(math.exp(low) <= c.lr <= math.exp(high) for c in pop.configs)
+    runs = [{"status": "done", "valid_nll": 1.0, "config": c.to_dict()} for c in stage1[0].configs]
+    assert [c.seed for c in then(stage1[0], runs)[0].configs] == [1]  # 2 seeds in all
+
+
+@pytest.fixture
+def tiny_sets(tmp_path, data_root):
+    music = tmp_path / "tiny.pickle"
+    write_tiny_music(music)
+    wavs = tmp_path / "wavs"
+    wavs.mkdir()
+    recordings = sorted((data_root / "fsdd" / "recordings").glob("*.wav"))
+    for path in random.Random(0).sample(recordings, 6):
+        shutil.copy(path, wavs / path.name)
+    return [f"music:{music}", f"wav:{wavs}"]
+
+
+@pytest.mark.slow
+def test_reproduce_end_to_end_writes_every_report_file_and_resumes(tmp_path, tiny_sets, capsys):
+    out = tmp_path / "out"
+    argv = [
+        "reproduce",
+        "--sets",
+        *tiny_sets,
+        "--candidates",
+        "2",
+        "--seeds",
+        "3",
+        "--max-epochs",
+        "2",
+        "--workers",
+        "2",
+        "--out",
+        str(out),
+        "--no-progress",
+    ]
+    assert main(argv) == 0
+    printed = capsys.readouterr().out
+    assert f"report: {out / 'report'}" in printed
+    for name in REPORT_FILES:
+        assert (out / "report" / name).stat().st_size > 0, name
+    store = Store(out / "results.db")
+    runs = store.runs()
+    # 2 sets x 3 units x (2 candidates + 2 more seeds)
+    assert len(runs) == 2 * 3 * 4
+    assert {r["stage"] for r in runs} == {"lr", "seeds"}
+    for r in store.runs(stage="seeds"):
+        lr_runs = store.runs(stage="lr", dataset=r["dataset"], unit=r["unit"])
+        done = [x for x in lr_runs if x["status"] == "done"]
+        assert r["lr"] == min(done, key=lambda x: x["valid_nll"])["lr"]
+    assert not any(r["quick"] for r in runs)
+
+    assert main(argv) == 0  # again: nothing trained, the report rebuilt
+    assert "(24 were already finished)" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_reproduce_quick_says_it_is_not_the_paper(tmp_path, tiny_sets, capsys):
+    out = tmp_path / "quick"
+    argv = [
+        "reproduce",
+        "--quick",
+        "--sets",
+        tiny_sets[0],
+        "--units",
+        "gru",
+        "--max-epochs",
+        "1",
+        "--workers",
+        "1",
+        "--out",
+        str(out),
+        "--no-progress",
+    ]
+    assert main(argv) == 0
+    captured = capsys.readouterr()
+    assert "NOT" in captured.out and "paper's protocol" in captured.err
+    store = Store(out / "results.db")
+    assert store.meta()["quick"] == "1"
+    assert all(r["quick"] for r in store.runs())
+    assert len(store.runs()) == QUICK["candidates"] + QUICK["seeds"] - 1
+    assert "not the paper" in (out / "report" / "report.md").read_text().lower()

@@ -1,0 +1,89 @@
+"""``rnnbench runs`` and ``rnnbench sweep`` argument handling (no training)."""
+
+import json
+
+import pytest
+
+from rnnbench.cli import main
+from rnnbench.store import Store
+
+
+@pytest.fixture
+def store_path(tmp_path):
+    path = tmp_path / "results.db"
+    store = Store(path)
+    rows = [
+        ("a", "jsb", "gru", "done"),
+        ("b", "jsb", "lstm", "failed"),
+        ("c", "fsdd-a", "gru", "diverged"),
+    ]
+    for key, dataset, unit, status in rows:
+        config = {"dataset": dataset, "unit": unit, "lr": 1e-3, "seed": 0}
+        store.start_run(key, config, f"runs/{key}")
+        store.finish_run(
+            key,
+            status,
+            {"valid_nll": 8.5, "test_nll": 8.6, "epochs": 3},
+            error="ValueError: boom\ntraceback" if status == "failed" else None,
+        )
+    store.close()
+    return path
+
+
+def test_runs_table_and_filters(store_path, capsys):
+    assert main(["runs", "--store", str(store_path)]) == 0
+    out = capsys.readouterr().out
+    assert out.splitlines()[0].split()[:4] == ["key", "dataset", "unit", "form"]
+    assert "ValueError: boom" in out and "traceback" not in out
+    assert "3 runs: 1 done, 1 failed, 1 diverged" in out
+
+    assert main(["runs", "--store", str(store_path), "--dataset", "jsb", "--unit", "gru"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 3 and lines[1].startswith("a ")
+
+    assert main(["runs", "--store", str(store_path), "--status", "diverged", "--json"]) == 0
+    runs = json.loads(capsys.readouterr().out)
+    assert [r["key"] for r in runs] == ["c"] and runs[0]["config"]["unit"] == "gru"
+
+    assert main(["runs", "--store", str(store_path), "--dataset", "nottingham"]) == 0
+    assert "no runs match" in capsys.readouterr().out
+
+
+def test_runs_without_a_store_is_one_clear_error(tmp_path, capsys):
+    assert main(["runs", "--store", str(tmp_path / "none.db")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("rnnbench: error: No results store") and len(err.splitlines()) == 1
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--workers", "0"], "--workers"),
+        (["--retries", "-1"], "--retries"),
+        (["--address", "auto"], "--address only applies"),
+    ],
+)
+def test_sweep_argument_errors(tmp_path, capsys, extra, message):
+    grid = tmp_path / "g.toml"
+    grid.write_text('datasets = ["jsb"]\nunits = ["gru"]\n')
+    assert main(["sweep", str(grid), "--out", str(tmp_path), *extra]) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_sweep_file_errors_are_one_sentence(tmp_path, capsys):
+    grid = tmp_path / "g.toml"
+    grid.write_text('datasets = ["jsb"]\nunits = ["gru"]\nlearning_rate = 3\n')
+    assert main(["sweep", str(grid), "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "unknown key(s) learning_rate" in err and len(err.splitlines()) == 1
+
+
+def test_sweep_with_an_unwritable_out_folder(tmp_path, capsys):
+    grid = tmp_path / "g.toml"
+    grid.write_text('datasets = ["jsb"]\nunits = ["gru"]\nhidden = [4]\n[lr]\nvalues = [1e-3]\n')
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    argv = ["sweep", str(grid), "--out", str(blocker / "out"), "--store", str(tmp_path / "r.db")]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "Cannot write to" in err and "--out" in err
