@@ -10,8 +10,11 @@ Notation in the kernels: ``xw (K, T, B, G*H)`` the projected input ``W x + b_ih`
 (K, T+1, B, H)`` the states, ``hs[:, 0] = h0``; ``m = mask[t, b]`` (1 real step, 0 padding);
 ``d_*`` the gradient of the loss with respect to ``*``. Per-step products use ``np.dot`` on
 contiguous 2-D blocks, which numba sends to scipy's OpenBLAS; the kernels run it on as many
-threads as ``torch.get_num_threads()`` (OpenBLAS's own default, all cores, spins threads that
-made a step 10x slower on a busy 2-core machine).
+threads as ``torch.get_num_threads()`` (OpenBLAS's default, one thread per core, made a step
+up to 10x slower on a busy 2-core machine).
+
+The kernels compile on first use (about 15 s for the three cells in one dtype on 2 cores) and
+are cached on disk (numba ``cache=True``), so later processes start in about a second.
 """
 
 from __future__ import annotations
@@ -441,18 +444,18 @@ class _FusedTanh(torch.autograd.Function):
             tanh_forward, _np(xw, xw.dtype), w_hh_t, _bias_np(b_hh, xw), m, _np(h0, xw.dtype)
         )
         out, hs = torch.from_numpy(out), torch.from_numpy(hs)
-        ctx.save_for_backward(w_hh, b_hh)
-        ctx.state = (m, out, hs)
+        ctx.save_for_backward(w_hh, b_hh, out)
+        ctx.state = (m, hs)
         return out, hs[:, -1].clone()
 
     @staticmethod
     @once_differentiable
     def backward(ctx, d_out, d_hn):
-        w_hh, b_hh = ctx.saved_tensors
-        m, out, hs = ctx.state
+        w_hh, b_hh, out = ctx.saved_tensors
+        m, hs = ctx.state
         dt = out.dtype
         d_pre, d_h0 = _call(
-            tanh_backward, _np(d_out, dt), _np(d_hn, dt), _np(w_hh, dt), m, out.numpy()
+            tanh_backward, _np(d_out, dt), _np(d_hn, dt), _np(w_hh, dt), m, _np(out, dt)
         )
         d_pre = torch.from_numpy(d_pre)
         d_w, d_b = _weight_grads(d_pre, hs[:, :-1], b_hh)

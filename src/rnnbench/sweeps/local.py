@@ -137,6 +137,7 @@ class _Display:
     def __init__(self, enabled: bool, tally: _Tally) -> None:
         self.tally = tally
         self.bar = None
+        self.shown = time.monotonic()
         if enabled:
             from tqdm import tqdm
 
@@ -164,6 +165,12 @@ class _Display:
             + f" · diverged {t.diverged} · failed {t.failed}",
             refresh=True,
         )
+
+    def tick(self) -> None:
+        """Refresh the clock and ETA between events (at most once a second)."""
+        if self.bar is not None and time.monotonic() - self.shown >= 1.0:
+            self.bar.refresh()
+            self.shown = time.monotonic()
 
     def close(self) -> None:
         if self.bar is not None:
@@ -311,6 +318,7 @@ def run_local(
             with contextlib.suppress(queue.Empty):
                 handle(results.get(timeout=0.5))
             reap()
+            display.tick()
         for worker in pool:
             worker.tasks.put(None)
         for worker in pool:
