@@ -1,7 +1,6 @@
 """The Ray engine on a local 2-CPU Ray that the test starts and stops."""
 
 import math
-import os
 from pathlib import Path
 
 import pytest
@@ -19,7 +18,6 @@ LRS = [math.exp(-9), math.exp(-8), math.exp(-6.2)]  # the last one diverges
 
 @pytest.fixture(scope="module")
 def local_ray():
-    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     ray.init(
         num_cpus=2,
         include_dashboard=False,
@@ -103,3 +101,45 @@ def test_ray_engine_restores_its_experiment_with_tuner_restore(local_ray, tmp_pa
     run = store.runs()[0]
     assert summary["done"] == 1 and run["status"] == "done" and run["error"] is None
     assert run["valid_nll"] == valid_nll(LRS[0])
+
+
+def test_ray_and_local_engines_give_the_same_numbers(local_ray, tmp_path):
+    """The real trainer on a tiny data set: both engines, bitwise equal NLLs (CPU)."""
+    from rnnbench.sweeps.local import run_local
+    from rnnbench.sweeps.ray_engine import run_ray
+    from tests.sweeps.test_kill import write_tiny_music
+
+    data = tmp_path / "tiny.pickle"
+    write_tiny_music(data)
+    configs = [
+        RunConfig(
+            dataset=f"music:{data}",
+            unit="lstm",
+            hidden=5,
+            lr=lr,
+            seed=s,
+            max_epochs=3,
+            batch_size=4,
+        )
+        for lr in (1e-3, 3e-3)
+        for s in (0, 1)
+    ]
+    numbers = []
+    for engine, out in ((run_ray, tmp_path / "ray"), (run_local, tmp_path / "local")):
+        store = Store(out / "results.db")
+        threads = {"threads": 1} if engine is run_local else {}  # Ray: 1 thread per trial
+        engine([Population(configs)], store=store, out=out, workers=1, progress=False, **threads)
+        numbers.append(
+            {
+                r["key"]: (
+                    r["status"],
+                    r["train_nll"],
+                    r["valid_nll"],
+                    r["test_nll"],
+                    [e["valid_nll"] for e in store.epochs(r["key"])],
+                )
+                for r in store.runs()
+            }
+        )
+        assert all((out / "runs" / c.key() / "best.pt").exists() for c in configs)
+    assert numbers[0] == numbers[1] and len(numbers[0]) == 4

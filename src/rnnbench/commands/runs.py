@@ -65,6 +65,17 @@ def table(runs: list[dict]) -> str:
     )
 
 
+def _finite(value):
+    """Standard JSON: infinite or NaN numbers become null."""
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_finite(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
 def handler(args: argparse.Namespace) -> int:
     from rnnbench.store import Store
 
@@ -77,7 +88,7 @@ def handler(args: argparse.Namespace) -> int:
     with Store(path) as store:
         runs = store.runs(dataset=args.dataset, unit=args.unit, status=args.status)
     if args.json:
-        print(json.dumps(runs, indent=2, default=str))
+        print(json.dumps(_finite(runs), indent=2, default=str, allow_nan=False))
         return 0
     if not runs:
         print("no runs match")

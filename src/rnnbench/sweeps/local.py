@@ -189,18 +189,20 @@ def run_local(
     then: common.Then | None = None,
     progress: bool = True,
     train_fn=None,
+    threads: int | None = None,
 ) -> dict[str, int]:
     """Train every population with a pool of worker processes; results go to ``store``.
 
     ``train_fn`` replaces ``train_population`` (tests inject fakes; it must be importable by
     name, as workers are spawned). ``then(population, runs)`` is called when a population is
     finished (or found finished) with its members' store rows; the populations it returns are
-    queued too. Returns counts of runs: total, done, diverged, failed, skipped (found finished).
+    queued too. ``threads``: torch threads per worker (default: cores // workers, at least 1).
+    Returns counts of runs: total, done, diverged, failed, skipped (found finished).
     """
     out = Path(out)
     common.check_writable(out / "runs")
     n_workers = max(1, workers or default_workers())
-    threads = max(1, default_workers() // n_workers)
+    threads = threads or max(1, default_workers() // n_workers)
     ctx = mp.get_context("spawn")
     results = ctx.Queue()
     tally = _Tally()

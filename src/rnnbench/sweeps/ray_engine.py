@@ -20,7 +20,9 @@ Design:
   search) run as a next phase, one experiment per phase.
 
 On a multi-node cluster, Tune needs a ``storage_path`` every node can reach; set
-``RNNBENCH_RAY_STORAGE`` to a shared folder or a cloud URI (default ``OUT/ray``).
+``RNNBENCH_RAY_STORAGE`` to a shared folder or a cloud URI (default ``OUT/ray``). Every node
+reads the data itself: ``--data-dir`` (or ``RNNBENCH_DATA``) must name a folder that holds the
+data sets on each node, and rnnbench must be installed there.
 """
 
 from __future__ import annotations
@@ -307,13 +309,17 @@ def _run_phase(
         for pop in todo:
             common.requeue(store, pop)
         raise
+    interrupted = []
     for result in grid:
         pop = by_id.get(str(result.config["trial"]["id"]))
         if pop is None:
             continue
-        if result.error is not None or "results" not in (result.metrics or {}):
-            error = common.describe(result.error) if result.error else "RayTrialError: no result"
-            common.record_failure(store, pop, error)
+        if result.error is not None:
+            common.record_failure(store, pop, common.describe(result.error))
+            continue
+        if "results" not in (result.metrics or {}):
+            interrupted.append(pop)  # Ctrl-C: Tune stopped it; the next run restores it
+            common.requeue(store, pop)
             continue
         with result.checkpoint.as_directory() as saved:
             for c in pop.configs:
@@ -324,4 +330,6 @@ def _run_phase(
             if r.get("checkpoint"):
                 r["checkpoint"] = str(common.run_dir(out, c) / Path(r["checkpoint"]).name)
         common.record_results(store, pop, out, results)
+    if interrupted:
+        raise KeyboardInterrupt
     return todo
