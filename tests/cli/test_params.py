@@ -8,12 +8,8 @@ from rnnbench import cli
 
 
 @pytest.fixture
-def run(monkeypatch, capsys):
-    """Run ``rnnbench <argv>`` through the real dispatcher; return (status, stdout, stderr).
-
-    Only the params command is registered, so this test does not depend on the other
-    commands' modules."""
-    monkeypatch.setattr(cli, "COMMANDS", ["params"])
+def run(capsys):
+    """Run ``rnnbench <argv>`` through the real dispatcher; return (status, stdout, stderr)."""
 
     def go(*argv):
         try:

@@ -33,6 +33,13 @@ def _number_list(kind):
     return parse
 
 
+def _with_default(p, flag: str, kind: type, metavar: str, text: str, spec: str = "") -> None:
+    """An option whose default is the RunConfig field of the same name, shown in its help."""
+    default = getattr(DEFAULTS, flag.removeprefix("--").replace("-", "_"))
+    p.add_argument(flag, type=kind, default=default, metavar=metavar,
+                   help=f"{text} (default {default:{spec}})")
+
+
 def register(subparsers) -> None:
     """Add the ``train`` parser to the CLI's subparsers."""
     p = subparsers.add_parser(
@@ -56,26 +63,18 @@ def register(subparsers) -> None:
     p.add_argument("--batch-size", type=int, default=DEFAULTS.batch_size, metavar="N",
                    help=f"sequences per minibatch (default {DEFAULTS.batch_size}; the authors "
                    "used 1)")
-    p.add_argument("--max-epochs", type=int, default=DEFAULTS.max_epochs, metavar="N",
-                   help=f"at most this many epochs (default {DEFAULTS.max_epochs})")
-    p.add_argument("--patience", type=int, default=DEFAULTS.patience, metavar="N",
-                   help=f"early-stopping patience in epochs (default {DEFAULTS.patience})")
-    p.add_argument("--weight-noise", type=float, default=DEFAULTS.weight_noise, metavar="S",
-                   help=f"weight-noise standard deviation (default {DEFAULTS.weight_noise})")
-    p.add_argument("--clip", type=float, default=DEFAULTS.clip, metavar="X",
-                   help=f"gradient-norm clipping threshold, 0 for none (default {DEFAULTS.clip})")
+    _with_default(p, "--max-epochs", int, "N", "at most this many epochs")
+    _with_default(p, "--patience", int, "N", "early-stopping patience in epochs")
+    _with_default(p, "--weight-noise", float, "S", "weight-noise standard deviation")
+    _with_default(p, "--clip", float, "X", "gradient-norm clipping threshold, 0 for none")
     p.add_argument("--bptt", type=int, metavar="N",
                    help="truncated-BPTT window in steps (default: whole sequences)")
     p.add_argument("--init", choices=["paper", "torch"], default=DEFAULTS.init,
                    help="initialisation: paper (uniform ±0.1, orthogonal recurrent) or torch")
-    p.add_argument("--data-seed", type=int, default=DEFAULTS.data_seed, metavar="N",
-                   help="seed of the minibatch order (default 0)")
-    p.add_argument("--rms-decay", type=float, default=DEFAULTS.rms_decay, metavar="X",
-                   help=f"RMSProp decay (default {DEFAULTS.rms_decay})")
-    p.add_argument("--rms-momentum", type=float, default=DEFAULTS.rms_momentum, metavar="X",
-                   help=f"RMSProp momentum (default {DEFAULTS.rms_momentum})")
-    p.add_argument("--rms-eps", type=float, default=DEFAULTS.rms_eps, metavar="X",
-                   help=f"RMSProp epsilon (default {DEFAULTS.rms_eps:g})")
+    _with_default(p, "--data-seed", int, "N", "seed of the minibatch order")
+    _with_default(p, "--rms-decay", float, "X", "RMSProp decay")
+    _with_default(p, "--rms-momentum", float, "X", "RMSProp momentum")
+    _with_default(p, "--rms-eps", float, "X", "RMSProp epsilon", spec="g")
     p.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
     p.add_argument("--data-dir", metavar="D", help="the data folder (default: $RNNBENCH_DATA "
                    "or the user cache folder)")

@@ -14,9 +14,10 @@ from rnnbench.nn.init import SCHEMES, init_unit
 
 
 class RecurrentUnit(nn.Module):
-    """One recurrent layer; subclasses fix ``cell`` and the form (peephole, reset)."""
+    """One recurrent layer; subclasses fix ``cell``, ``form`` and their public signature."""
 
     cell: str
+    form: tuple[str, ...] = ()  # the unit's form arguments, shown by repr: peephole, reset
     num_layers = 1
     bidirectional = False
 
@@ -24,16 +25,19 @@ class RecurrentUnit(nn.Module):
         self,
         input_size: int,
         hidden_size: int,
-        bias: bool = True,
-        batch_first: bool = False,
-        *,
-        init: str = "torch",
-        backend: str = "auto",
-        peephole: bool = False,
-        reset: str = "before",
+        bias: bool,
+        batch_first: bool,
+        init: str,
+        backend: str,
         device=None,
         dtype=None,
+        *,
+        peephole: bool = False,
+        reset: str = "before",
     ) -> None:
+        """The subclasses' public arguments, in their order; defaults live in the subclasses."""
+        if reset not in ("before", "after"):
+            raise RnnbenchError(f"reset must be 'before' or 'after', not {reset!r}.")
         super().__init__()
         if init not in SCHEMES:
             raise RnnbenchError(f"init must be 'torch' or 'paper', not {init!r}.")
@@ -74,13 +78,14 @@ class RecurrentUnit(nn.Module):
             text += ", bias=False"
         if self.batch_first:
             text += ", batch_first=True"
-        return text + f", init={self.init!r}, backend={self.backend!r}"
+        text += f", init={self.init!r}, backend={self.backend!r}"
+        return text + "".join(f", {name}={getattr(self, name)!r}" for name in self.form)
 
     def flatten_parameters(self) -> None:
         """Does nothing: here for code written against ``torch.nn.LSTM`` (no cuDNN buffer)."""
 
-    def _run(self, input, hx: Tensor | tuple[Tensor, Tensor] | None):
-        """Shared forward: returns ``output``, ``h_n`` and ``c_n`` (None without a cell)."""
+    def forward(self, input, hx: Tensor | tuple[Tensor, Tensor] | None = None):
+        """``(output, h_n)``, or ``(output, (h_n, c_n))`` for the LSTM, as torch; see the unit."""
         packed = isinstance(input, PackedSequence)
         mask = lengths = None
         if packed:
@@ -131,7 +136,7 @@ class RecurrentUnit(nn.Module):
             c_n = c_n[:, 0] if c_n is not None else None
         elif self.batch_first:
             out = out.transpose(0, 1)
-        return out, h_n, c_n
+        return (out, (h_n, c_n)) if self.cell == "lstm" else (out, h_n)
 
 
 def _pack_like(like: PackedSequence, out: Tensor, lengths: Tensor) -> PackedSequence:

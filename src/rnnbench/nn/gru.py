@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-from torch import Tensor
-
-from rnnbench.errors import RnnbenchError
 from rnnbench.nn.base import RecurrentUnit
 
 
@@ -91,6 +88,7 @@ class GRU(RecurrentUnit):
     """
 
     cell = "gru"
+    form = ("reset",)
 
     def __init__(
         self,
@@ -105,23 +103,6 @@ class GRU(RecurrentUnit):
         device=None,
         dtype=None,
     ) -> None:
-        if reset not in ("before", "after"):
-            raise RnnbenchError(f"reset must be 'before' or 'after', not {reset!r}.")
         super().__init__(
-            input_size,
-            hidden_size,
-            bias,
-            batch_first,
-            init=init,
-            backend=backend,
-            reset=reset,
-            device=device,
-            dtype=dtype,
+            input_size, hidden_size, bias, batch_first, init, backend, device, dtype, reset=reset
         )
-
-    def forward(self, input, hx: Tensor | None = None):
-        output, h_n, _ = self._run(input, hx)
-        return output, h_n
-
-    def extra_repr(self) -> str:
-        return super().extra_repr() + f", reset={self.reset!r}"

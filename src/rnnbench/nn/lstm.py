@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from torch import Tensor
-
 from rnnbench.nn.base import RecurrentUnit
 
 
@@ -95,6 +93,7 @@ class LSTM(RecurrentUnit):
     """
 
     cell = "lstm"
+    form = ("peephole",)
 
     def __init__(
         self,
@@ -114,16 +113,9 @@ class LSTM(RecurrentUnit):
             hidden_size,
             bias,
             batch_first,
-            init=init,
-            backend=backend,
+            init,
+            backend,
+            device,
+            dtype,
             peephole=peephole,
-            device=device,
-            dtype=dtype,
         )
-
-    def forward(self, input, hx: tuple[Tensor, Tensor] | None = None):
-        output, h_n, c_n = self._run(input, hx)
-        return output, (h_n, c_n)
-
-    def extra_repr(self) -> str:
-        return super().extra_repr() + f", peephole={self.peephole}"

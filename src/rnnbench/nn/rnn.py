@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from torch import Tensor
-
 from rnnbench.nn.base import RecurrentUnit
 
 
@@ -88,17 +86,4 @@ class RNN(RecurrentUnit):
         device=None,
         dtype=None,
     ) -> None:
-        super().__init__(
-            input_size,
-            hidden_size,
-            bias,
-            batch_first,
-            init=init,
-            backend=backend,
-            device=device,
-            dtype=dtype,
-        )
-
-    def forward(self, input, hx: Tensor | None = None):
-        output, h_n, _ = self._run(input, hx)
-        return output, h_n
+        super().__init__(input_size, hidden_size, bias, batch_first, init, backend, device, dtype)

@@ -126,6 +126,30 @@ def table1(runs: list[dict]) -> Table:
 # -- Table 2 ---------------------------------------------------------------------------------
 
 
+def _paper_rows(label: str, paper_row: str, seeds: str) -> list[list[str]]:
+    """Table 2 rows, one per unit, with the paper's numbers only (``seeds`` says why)."""
+    rows = []
+    for unit in paper.UNITS:
+        tr_p, te_p = paper.TABLE2[paper_row][unit]
+        rows.append(
+            [
+                label,
+                paper.UNIT_LABELS[unit],
+                "—",
+                seeds,
+                "—",
+                fmt(tr_p, 2),
+                "—",
+                "—",
+                "—",
+                fmt(te_p, 2),
+                "—",
+                "—",
+            ]
+        )
+    return rows
+
+
 def _divergence_text(cell: Cell) -> str:
     parts = []
     for status in ("diverged", "failed"):
@@ -171,43 +195,9 @@ def table2(cells: list[Cell]) -> Table:
     # paper rows we have no runs for: music sets not run, and the private Ubisoft sets
     for name, info in paper.DATASETS.items():
         if info.paper_row and name not in run_datasets:
-            for unit in paper.UNITS:
-                tr_p, te_p = paper.TABLE2[info.paper_row][unit]
-                rows.append(
-                    [
-                        info.label,
-                        paper.UNIT_LABELS[unit],
-                        "—",
-                        "not run",
-                        "—",
-                        fmt(tr_p, 2),
-                        "—",
-                        "—",
-                        "—",
-                        fmt(te_p, 2),
-                        "—",
-                        "—",
-                    ]
-                )
+            rows += _paper_rows(info.label, info.paper_row, "not run")
     for label in paper.PAPER_ONLY.values():
-        for unit in paper.UNITS:
-            tr_p, te_p = paper.TABLE2[label][unit]
-            rows.append(
-                [
-                    label,
-                    paper.UNIT_LABELS[unit],
-                    "—",
-                    "paper only",
-                    "—",
-                    fmt(tr_p, 2),
-                    "—",
-                    "—",
-                    "—",
-                    fmt(te_p, 2),
-                    "—",
-                    "—",
-                ]
-            )
+        rows += _paper_rows(label, label, "paper only")
     return Table(
         [
             "data set",

@@ -1,4 +1,5 @@
-"""What every sweep engine shares: run folders, skipping finished runs, writing results.
+"""What every sweep engine shares: run folders, skipping finished runs, writing results,
+counting runs and showing progress.
 
 Only the process that runs the sweep (the local engine's parent, the Ray driver) writes the
 results store; workers send their per-epoch records and results back to it. A run's folder is
@@ -16,8 +17,11 @@ import errno
 import json
 import math
 import os
+import sys
+import time
 import traceback
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -177,3 +181,92 @@ def best_lr(runs: list[dict]) -> float | None:
 
 def member_runs(store: Store, population: Population) -> list[dict]:
     return [store.get_run(c.key()) for c in population.configs]
+
+
+@dataclass
+class Tally:
+    total: int = 0
+    done: int = 0
+    diverged: int = 0
+    failed: int = 0
+    skipped: int = 0
+    epochs: dict[Any, int] = field(default_factory=dict)  # latest epoch of each running task
+
+    def count(self, store: Store, population: Population) -> None:
+        """Add the population's ``done`` and ``diverged`` runs (as the store has them)."""
+        for run in member_runs(store, population):
+            if run and run["status"] == "done":
+                self.done += 1
+            elif run and run["status"] == "diverged":
+                self.diverged += 1
+
+    def counts(self) -> dict[str, int]:
+        """What a sweep returns: total, done, diverged, failed, skipped (found finished)."""
+        return {
+            "total": self.total,
+            "done": self.done,
+            "diverged": self.diverged,
+            "failed": self.failed,
+            "skipped": self.skipped,
+        }
+
+
+class Display:
+    """One tqdm bar over all runs of the sweep, on stderr: finished / total, ETA, states."""
+
+    def __init__(self, enabled: bool, tally: Tally) -> None:
+        self.tally = tally
+        self.bar = None
+        self.shown = time.monotonic()
+        if enabled:
+            from tqdm import tqdm
+
+            self.bar = tqdm(
+                total=tally.total,
+                unit="run",
+                file=sys.stderr,
+                dynamic_ncols=True,
+                desc="sweep",
+                smoothing=0.1,
+            )
+
+    def update(self, running: int, finished_now: int = 0) -> None:
+        if self.bar is None:
+            return
+        t = self.tally
+        if self.bar.total != t.total:
+            self.bar.total = t.total
+        if finished_now:
+            self.bar.update(finished_now)
+        epochs = ",".join(str(e) for e in sorted(t.epochs.values()))
+        self.bar.set_postfix_str(
+            f"running {running}"
+            + (f" (epoch {epochs})" if epochs else "")
+            + f" · diverged {t.diverged} · failed {t.failed}",
+            refresh=True,
+        )
+
+    def tick(self) -> None:
+        """Refresh the clock and ETA between events (at most once a second)."""
+        if self.bar is not None and time.monotonic() - self.shown >= 1.0:
+            self.bar.refresh()
+            self.shown = time.monotonic()
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def admit(
+    store: Store, population: Population, out: Path, tally: Tally, display: Display, running: int
+) -> Population | None:
+    """:func:`plan` the population and count it: its runs in the total, the finished ones as
+    skipped (and done or diverged). ``running``: the tasks running now, for the display."""
+    tally.total += len(population.configs)
+    todo = plan(store, population, out)
+    if todo is None:
+        tally.count(store, population)
+    skipped = len(population.configs) - (len(todo.configs) if todo else 0)
+    tally.skipped += skipped
+    display.update(running, skipped)
+    return todo

@@ -32,7 +32,7 @@ import signal
 import sys
 import time
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -121,62 +121,6 @@ class _Worker:
     task: _Task | None = None
 
 
-@dataclass
-class _Tally:
-    total: int = 0
-    done: int = 0
-    diverged: int = 0
-    failed: int = 0
-    skipped: int = 0
-    epochs: dict[int, int] = field(default_factory=dict)
-
-
-class _Display:
-    """One tqdm bar over all runs of the sweep, on stderr: finished / total, ETA, states."""
-
-    def __init__(self, enabled: bool, tally: _Tally) -> None:
-        self.tally = tally
-        self.bar = None
-        self.shown = time.monotonic()
-        if enabled:
-            from tqdm import tqdm
-
-            self.bar = tqdm(
-                total=tally.total,
-                unit="run",
-                file=sys.stderr,
-                dynamic_ncols=True,
-                desc="sweep",
-                smoothing=0.1,
-            )
-
-    def update(self, running: int, finished_now: int = 0) -> None:
-        if self.bar is None:
-            return
-        t = self.tally
-        if self.bar.total != t.total:
-            self.bar.total = t.total
-        if finished_now:
-            self.bar.update(finished_now)
-        epochs = ",".join(str(e) for e in sorted(t.epochs.values()))
-        self.bar.set_postfix_str(
-            f"running {running}"
-            + (f" (epoch {epochs})" if epochs else "")
-            + f" · diverged {t.diverged} · failed {t.failed}",
-            refresh=True,
-        )
-
-    def tick(self) -> None:
-        """Refresh the clock and ETA between events (at most once a second)."""
-        if self.bar is not None and time.monotonic() - self.shown >= 1.0:
-            self.bar.refresh()
-            self.shown = time.monotonic()
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
-
-
 def run_local(
     populations: list[Population],
     *,
@@ -205,26 +149,19 @@ def run_local(
     threads = threads or max(1, default_workers() // n_workers)
     ctx = mp.get_context("spawn")
     results = ctx.Queue()
-    tally = _Tally()
+    tally = common.Tally()
     pending: deque[_Task] = deque()
     pool: list[_Worker] = []
     next_id = iter(range(1 << 62))
-    display = _Display(progress, tally)
+    display = common.Display(progress, tally)
 
     def add(pops: list[Population]) -> None:
         for pop in pops:
-            tally.total += len(pop.configs)
-            todo = common.plan(store, pop, out)
-            if todo is None:
-                tally.skipped += len(pop.configs)
-                _count(store, pop, tally)
-                display.update(_busy(), len(pop.configs))
-                if then is not None:
-                    add(then(pop, common.member_runs(store, pop)))
-                continue
-            tally.skipped += len(pop.configs) - len(todo.configs)
-            display.update(_busy(), len(pop.configs) - len(todo.configs))
-            pending.append(_Task(next(next_id), todo))
+            todo = common.admit(store, pop, out, tally, display, _busy())
+            if todo is not None:
+                pending.append(_Task(next(next_id), todo))
+            elif then is not None:
+                add(then(pop, common.member_runs(store, pop)))
 
     def _busy() -> int:
         return sum(1 for w in pool if w.task is not None)
@@ -291,7 +228,7 @@ def run_local(
         elif kind == "done":
             finish(worker)
             common.record_results(store, task.population, out, message[3])
-            _count(store, task.population, tally)
+            tally.count(store, task.population)
             display.update(_busy(), len(task.population.configs))
             if then is not None:
                 add(then(task.population, common.member_runs(store, task.population)))
@@ -325,24 +262,10 @@ def run_local(
             worker.tasks.put(None)
         for worker in pool:
             worker.process.join(timeout=30)
-        return {
-            "total": tally.total,
-            "done": tally.done,
-            "diverged": tally.diverged,
-            "failed": tally.failed,
-            "skipped": tally.skipped,
-        }
+        return tally.counts()
     finally:
         _shutdown(pool, store)
         display.close()
-
-
-def _count(store: Store, pop: Population, tally: _Tally) -> None:
-    for run in common.member_runs(store, pop):
-        if run and run["status"] == "done":
-            tally.done += 1
-        elif run and run["status"] == "diverged":
-            tally.diverged += 1
 
 
 def _shutdown(pool: list[_Worker], store: Store) -> None:

@@ -169,8 +169,6 @@ def run_ray(
     :func:`rnnbench.sweeps.local.run_local`.
     """
     _require_ray()
-    from rnnbench.sweeps.local import _count, _Display, _Tally
-
     out = Path(out).resolve()
     common.check_writable(out / "runs")
     if not ray.is_initialized():
@@ -185,25 +183,19 @@ def run_ray(
                 "the cluster (ray start --head) or check --address."
             ) from exc
     storage = os.environ.get("RNNBENCH_RAY_STORAGE") or str(out / "ray")
-    tally = _Tally()
-    display = _Display(progress, tally)
+    tally = common.Tally()
+    display = common.Display(progress, tally)
     phase = list(populations)
     try:
         while phase:
             chained: list[Population] = []
             todo: list[Population] = []
             for pop in phase:
-                tally.total += len(pop.configs)
-                left = common.plan(store, pop, out)
-                skipped = len(pop.configs) - (len(left.configs) if left else 0)
-                tally.skipped += skipped
-                display.update(0, skipped)
-                if left is None:
-                    _count(store, pop, tally)
-                    if then is not None:
-                        chained += then(pop, common.member_runs(store, pop))
-                else:
+                left = common.admit(store, pop, out, tally, display, 0)
+                if left is not None:
                     todo.append(left)
+                elif then is not None:
+                    chained += then(pop, common.member_runs(store, pop))
             if todo:
                 done = _run_phase(
                     todo,
@@ -219,7 +211,7 @@ def run_ray(
                     cpus=cpus_per_trial,
                 )
                 for pop in done:
-                    _count(store, pop, tally)
+                    tally.count(store, pop)
                     tally.failed += sum(
                         1 for r in common.member_runs(store, pop) if r["status"] == "failed"
                     )
@@ -229,13 +221,7 @@ def run_ray(
             phase = chained
     finally:
         display.close()
-    return {
-        "total": tally.total,
-        "done": tally.done,
-        "diverged": tally.diverged,
-        "failed": tally.failed,
-        "skipped": tally.skipped,
-    }
+    return tally.counts()
 
 
 def _trial_id(trial) -> str:
