@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import signal
 import sys
+import threading
 
 from rnnbench import __version__
 from rnnbench.errors import RnnbenchError
@@ -18,8 +20,15 @@ from rnnbench.errors import RnnbenchError
 COMMANDS = ["params", "data", "train", "reproduce", "report", "runs", "sweep"]
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a bad flag gives one line (no usage block), like every other error."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message}; see `{self.prog} --help`.\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="rnnbench",
         description="Train and compare recurrent units (tanh RNN, LSTM, GRU) on sequence modeling.",
     )
@@ -33,6 +42,11 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    # SIGTERM (`timeout`, `kill`, a batch scheduler) stops as cleanly as Ctrl-C: interrupted
+    # runs go back to queued and workers are stopped, instead of dying mid-write.
+    previous = None
+    if threading.current_thread() is threading.main_thread():
+        previous = signal.signal(signal.SIGTERM, _raise_interrupt)
     try:
         status = args.func(args)
     except RnnbenchError as exc:
@@ -41,7 +55,14 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("rnnbench: interrupted; finished results are saved.", file=sys.stderr)
         return 130
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
     return int(status or 0)
+
+
+def _raise_interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt
 
 
 if __name__ == "__main__":

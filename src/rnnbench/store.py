@@ -181,7 +181,7 @@ class Store:
         except OSError as exc:
             raise RnnbenchError(
                 f"Cannot create the folder {self.path.parent} for the results store "
-                f"({exc.strerror}): choose a writable place with --store."
+                f"({exc.strerror}): choose a writable place with --out or --store."
             ) from exc
         with self._write() as conn:
             for statement in _SCHEMA.split(";"):
@@ -217,13 +217,20 @@ class Store:
         """One write transaction, taken with BEGIN IMMEDIATE so writers queue, never deadlock."""
         conn = self._connect()
         try:
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                yield conn
-            except BaseException:
+            # A Ctrl-C that struck an earlier write between its BEGIN and its try can leave a
+            # transaction open; every later BEGIN would then fail (and the sweep's cleanup,
+            # putting interrupted runs back to queued, was lost with it).
+            if conn.in_transaction:
                 conn.execute("ROLLBACK")
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                yield conn
+                conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:
+                    with contextlib.suppress(sqlite3.Error):
+                        conn.execute("ROLLBACK")
                 raise
-            conn.execute("COMMIT")
         except sqlite3.Error as exc:
             raise _explain(exc, self.path) from exc
 

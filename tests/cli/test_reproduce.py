@@ -141,3 +141,26 @@ def test_reproduce_quick_says_it_is_not_the_paper(tmp_path, tiny_sets, capsys):
     assert all(r["quick"] for r in store.runs())
     assert len(store.runs()) == QUICK["candidates"] + QUICK["seeds"] - 1
     assert "not the paper" in (out / "report" / "report.md").read_text().lower()
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--sets", "jsbx"], "Unknown data set 'jsbx'"),
+        (["--sets", "jsb", "--data-dir", "{tmp}/none"], "not found"),
+        (["--sets", "jsb", "--device", "cuda"], "no CUDA GPU"),
+    ],
+)
+def test_reproduce_refuses_up_front_what_would_fail_every_run(tmp_path, capsys, extra, message):
+    # These used to mark every run of the grid failed, one by one, then write an empty report.
+    import torch
+
+    if "cuda" in extra and torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    out = tmp_path / "out"
+    argv = ["reproduce", *[a.format(tmp=tmp_path) for a in extra], "--out", str(out),
+            "--no-progress"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert message in err and len(err.splitlines()) == 1
+    assert not (out / "results.db").exists() and not (out / "report").exists()

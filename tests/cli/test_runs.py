@@ -87,3 +87,15 @@ def test_sweep_with_an_unwritable_out_folder(tmp_path, capsys):
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert "Cannot write to" in err and "--out" in err
+
+
+def test_sweep_with_missing_data_stops_before_any_run(tmp_path, capsys):
+    # Every run of the grid used to be tried and marked failed on a missing data folder.
+    grid = tmp_path / "g.toml"
+    grid.write_text('datasets = ["jsb"]\nunits = ["gru"]\n')
+    out = tmp_path / "out"
+    argv = ["sweep", str(grid), "--out", str(out), "--data-dir", str(tmp_path / "none")]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "not found" in err and len(err.splitlines()) == 1
+    assert not (out / "results.db").exists()

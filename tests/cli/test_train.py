@@ -98,3 +98,35 @@ def test_train_clear_errors(jsb_file, tmp_path):
     if not torch.cuda.is_available():
         with pytest.raises(RnnbenchError, match="no CUDA GPU"):
             run_train([*base, "--device", "cuda"])
+
+
+def test_ctrl_c_puts_the_run_back_to_queued_and_the_same_command_resumes(
+        jsb_file, tmp_path, monkeypatch):
+    # Ctrl-C used to leave the store saying "running" for a run nobody was training.
+    from rnnbench.train import population
+
+    real = population.train_population
+
+    def interrupted_after_epoch_1(configs, **kwargs):
+        on_epoch = kwargs["on_epoch"]
+
+        def stop(k, record):
+            on_epoch(k, record)
+            raise KeyboardInterrupt
+
+        return real(configs, **{**kwargs, "on_epoch": stop})
+
+    argv = ["--dataset", f"music:{jsb_file}", "--unit", "gru", "--hidden", "4",
+            "--max-epochs", "2", "--batch-size", "2", "--out", str(tmp_path), "--no-progress"]
+    key = RunConfig(dataset=f"music:{jsb_file}", unit="gru", hidden=4, max_epochs=2,
+                    batch_size=2).key()
+    monkeypatch.setattr(population, "train_population", interrupted_after_epoch_1)
+    with pytest.raises(KeyboardInterrupt):
+        run_train(argv)
+    with Store(tmp_path / "results.db") as store:
+        assert store.get_run(key)["status"] == "queued"
+        assert [e["epoch"] for e in store.epochs(key)] == [1]
+    monkeypatch.setattr(population, "train_population", real)
+    assert run_train(argv) == 0
+    with Store(tmp_path / "results.db") as store:
+        assert store.get_run(key)["status"] == "done" and store.get_run(key)["epochs"] == 2

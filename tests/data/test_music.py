@@ -118,7 +118,7 @@ def test_user_mat_file_and_non_binary(tmp_path):
         load_mat_rolls(tmp_path / "novars.mat")
 
 
-@pytest.mark.parametrize("cut", [0.5, 0.9])
+@pytest.mark.parametrize("cut", [0.0, 0.001, 0.5, 0.9])
 def test_truncated_mat(tmp_path, cut):
     data = (data_root() / "music" / "JSB_Chorales.mat").read_bytes()
     path = tmp_path / "JSB_Chorales.mat"

@@ -278,3 +278,23 @@ def test_holm_correction():
     tests = [PairedTest("jsb", None, None, [0, 1], [], 0.0, p) for p in (0.01, 0.04, 0.03)]
     holm(tests)
     assert [t.p_holm for t in tests] == pytest.approx([0.03, 0.06, 0.06])
+
+
+@pytest.mark.parametrize(("low", "high", "least"), [(10.5, 31.0, 4), (0.5, 400.0, 2)])
+def test_log_nll_axis_labels_enough_values_to_read_the_curves(low, high, least):
+    # JSB curves (10.5 to 31 nats) used to get only "20" and "30" on their log axis.
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    from rnnbench.report.figures import log_nll_axis
+
+    fig = Figure()
+    FigureCanvasAgg(fig)
+    ax = fig.subplots()
+    ax.plot([1, 2, 3], [high, (low + high) / 2, low])
+    log_nll_axis(ax, [low, high])
+    fig.canvas.draw()
+    lo, hi = ax.get_ylim()
+    labels = [t.get_text() for t in ax.yaxis.get_ticklabels(which="both")
+              if t.get_text() and lo <= t.get_position()[1] <= hi]
+    assert ax.get_yscale() == "log" and len(labels) >= least, labels

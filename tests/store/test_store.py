@@ -110,6 +110,39 @@ def test_meta_and_set_status(tmp_path):
     assert store.get_run("a")["status"] == "queued" and store.get_run("b")["status"] == "done"
 
 
+class _InterruptAfterBegin:
+    """A connection whose next BEGIN runs, then a Ctrl-C strikes before the write's try."""
+
+    def __init__(self, conn):
+        self.conn, self.armed = conn, True
+
+    def __getattr__(self, name):
+        return getattr(self.conn, name)
+
+    def execute(self, sql, *args):
+        result = self.conn.execute(sql, *args)
+        if self.armed and sql.startswith("BEGIN"):
+            self.armed = False
+            raise KeyboardInterrupt
+        return result
+
+
+def test_a_write_interrupted_after_begin_does_not_block_the_next_write(tmp_path):
+    # Ctrl-C during a sweep could land right after BEGIN IMMEDIATE; the transaction stayed
+    # open, the cleanup's set_status(..., "queued") failed with "cannot start a transaction
+    # within a transaction", and interrupted runs stayed "running" in the store.
+    store = Store(tmp_path / "r.db")
+    store.start_run("a", config(), "d")
+    real = store._connect()
+    store._conn = _InterruptAfterBegin(real)
+    with pytest.raises(KeyboardInterrupt):
+        store.log_epoch("a", {"epoch": 1, "train_nll": 9.0})
+    store._conn = real
+    store.set_status(["a"], "queued", only=["running"])
+    assert store.get_run("a")["status"] == "queued"
+    assert Store(tmp_path / "r.db").get_run("a")["status"] == "queued"
+
+
 def _writer(path, worker, rows):
     store = Store(path)
     for i in range(rows):
@@ -144,7 +177,8 @@ def test_concurrent_writers_lose_nothing(tmp_path):
 def test_unwritable_place_gives_one_clear_sentence(tmp_path):
     blocker = tmp_path / "a-file"
     blocker.write_text("")
-    with pytest.raises(RnnbenchError, match="--store"):
+    # `rnnbench train --out FILE/x` puts the store there too: name both flags.
+    with pytest.raises(RnnbenchError, match="--out or --store"):
         Store(blocker / "sub" / "r.db")
     folder = tmp_path / "folder.db"
     folder.mkdir()

@@ -49,6 +49,22 @@ def test_config_rejects_bad_values(bad):
         RunConfig(**{"dataset": "jsb", "unit": "lstm", **bad})
 
 
+@pytest.mark.parametrize("bad", [dict(seed=-1), dict(data_seed=-2), dict(max_epochs="two"),
+                                 dict(batch_size=2.5), dict(lr="abc"), dict(lr=-1.0),
+                                 dict(hidden="big"), dict(patience=True)])
+def test_config_refuses_negative_seeds_and_non_numbers_with_one_sentence(bad):
+    # A negative seed used to reach numpy's SeedSequence and end in a traceback; a string
+    # from a sweep file ended in int()'s own message.
+    (field,) = bad
+    with pytest.raises(RnnbenchError, match=f"RunConfig {field}="):
+        RunConfig(**{"dataset": "jsb", "unit": "lstm", **bad})
+
+
+def test_config_lr_message_asks_for_a_positive_rate():
+    with pytest.raises(RnnbenchError, match="> 0"):
+        RunConfig(dataset="jsb", unit="lstm", lr=-1.0)
+
+
 def test_config_rejects_unknown_fields():
     with pytest.raises(RnnbenchError, match="Unknown run config"):
         RunConfig.from_dict({"dataset": "jsb", "unit": "lstm", "colour": "red"})

@@ -28,6 +28,7 @@ from rnnbench.commands.sweep import (
     add_engine_arguments,
     check_engine_arguments,
     engine_kwargs,
+    preflight,
     summary_line,
 )
 from rnnbench.errors import RnnbenchError
@@ -189,6 +190,7 @@ def handler(args: argparse.Namespace) -> int:
     out = Path(args.out or ("rnnbench-quick" if quick else "rnnbench-results"))
     store_path = Path(args.store) if args.store else out / "results.db"
     stage1, then = plan(args)
+    preflight(args, stage1)
     if quick:
         print(
             "rnnbench: --quick is a smoke test: its numbers do NOT follow the paper's protocol "

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from rnnbench.errors import RnnbenchError
 from rnnbench.store import DEFAULT_PATH, STATUSES
+from rnnbench.train.config import UNITS
 
 COLUMNS = [  # (header, column, format)
     ("key", "key", "{}"),
@@ -41,7 +42,7 @@ def register(subparsers) -> None:
         help=f"results store (default ./{DEFAULT_PATH})",
     )
     p.add_argument("--dataset", metavar="D", help="only this data set")
-    p.add_argument("--unit", metavar="U", help="only this unit (tanh, lstm, gru)")
+    p.add_argument("--unit", metavar="U", choices=UNITS, help="only this unit (tanh, lstm, gru)")
     p.add_argument("--status", choices=STATUSES, help="only runs with this status")
     p.add_argument("--json", action="store_true", help="print a JSON list of full run records")
     p.set_defaults(func=handler)

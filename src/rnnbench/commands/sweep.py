@@ -80,6 +80,22 @@ def check_engine_arguments(args: argparse.Namespace) -> None:
         raise RnnbenchError("--address only applies to --engine ray; add it or drop --address.")
 
 
+def preflight(args: argparse.Namespace, populations) -> None:
+    """Refuse, in one sentence, what would fail every run: a data set that is unknown, missing
+    or corrupt, or a device this machine lacks. (Before, each run failed on it in turn, the
+    store filled with failed rows and a report of nothing was written.) Skipped for a Ray
+    cluster given by --address: its workers hold their own data and devices."""
+    if args.engine == "ray" and args.address:
+        return
+    from rnnbench.data import registry
+    from rnnbench.train.population import resolve_device
+
+    resolve_device(args.device)
+    for name in dict.fromkeys(c.dataset for p in populations for c in p.configs):
+        registry.load_dataset(name, args.data_dir)
+    registry._cache.clear()  # the workers load their own; the driver needn't hold ~300 MB
+
+
 def engine_kwargs(args: argparse.Namespace) -> dict:
     return {
         "engine": args.engine,
@@ -107,6 +123,7 @@ def handler(args: argparse.Namespace) -> int:
 
     check_engine_arguments(args)
     name, populations = load_sweep(args.config)
+    preflight(args, populations)
     out = Path(args.out)
     store_path = Path(args.store) if args.store else out / "results.db"
     with Store(store_path) as store:

@@ -137,7 +137,10 @@ def handler(args: argparse.Namespace) -> int:
                 progress=not args.no_progress,
             )
         except (Exception, KeyboardInterrupt) as exc:
-            if not isinstance(exc, KeyboardInterrupt):
+            if isinstance(exc, KeyboardInterrupt):
+                # Back to queued, as a sweep does: last.pt stays, the same command resumes.
+                store.set_status(keys, "queued", only=["running"])
+            else:
                 for key in keys:
                     store.finish_run(key, "failed", error=str(exc))
             raise

@@ -31,6 +31,7 @@ MUSIC_SETS = {
 def load_mat_rolls(path: str | Path) -> dict[str, list[np.ndarray]]:
     """Read a ``.mat`` file into uint8 rolls per split, checking shape and binary values."""
     import scipy.io
+    from scipy.io.matlab import MatReadError
 
     path = Path(path)
     try:
@@ -38,6 +39,7 @@ def load_mat_rolls(path: str | Path) -> dict[str, list[np.ndarray]]:
     except FileNotFoundError:
         raise RnnbenchError(f"{path} does not exist; check the path.") from None
     except (
+        MatReadError,  # e.g. an empty or header-only file ("appears to be truncated")
         ValueError,
         TypeError,
         OSError,

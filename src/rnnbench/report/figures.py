@@ -15,7 +15,13 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
-from matplotlib.ticker import LogFormatter
+from matplotlib.ticker import (
+    FormatStrFormatter,
+    LogFormatter,
+    LogLocator,
+    MaxNLocator,
+    NullLocator,
+)
 
 from rnnbench.report import paper
 from rnnbench.report.results import Cell
@@ -40,6 +46,23 @@ def wall_clock(epochs: list[dict], total: float | None) -> np.ndarray:
             return cumsum
         return secs
     return secs if monotone else cumsum
+
+
+def log_nll_axis(ax, ys: list[float]) -> None:
+    """A log-scale NLL axis whose tick labels can be read at any range.
+
+    Curves usually span well under two decades (JSB: 8 to 30 nats), where matplotlib's log
+    ticks label only one or two values (e.g. 20 and 30, none near the curves' ends); there,
+    round values at log-even spacing (…, 8, 9, 10, 12, 15, 20, 25, 30, …) are labelled instead.
+    """
+    ax.set_yscale("log")
+    if max(ys) / min(ys) < 100:
+        ax.yaxis.set_major_locator(LogLocator(subs=(1, 1.2, 1.5, 2, 2.5, 3, 4, 5, 6, 7, 8, 9)))
+        ax.yaxis.set_major_formatter(FormatStrFormatter("%g"))
+        ax.yaxis.set_minor_locator(NullLocator())
+    else:
+        ax.yaxis.set_major_formatter(LogFormatter())
+        ax.yaxis.set_minor_formatter(LogFormatter(labelOnlyBase=False))
 
 
 def best_per_unit(cells: list[Cell], dataset: str) -> dict[str, tuple[Cell, dict]]:
@@ -117,9 +140,9 @@ def learning_curves(
                         )
                     ax.plot(x, y, style, color=COLORS.get(unit), lw=1.6, label=label)
             if log:
-                ax.set_yscale("log")
-                ax.yaxis.set_major_formatter(LogFormatter())
-                ax.yaxis.set_minor_formatter(LogFormatter(labelOnlyBase=False))
+                log_nll_axis(ax, ys)
+            if row == 0:
+                ax.xaxis.set_major_locator(MaxNLocator(integer=True))
             ax.set_xlabel(xlabel)
             ax.set_ylabel(
                 "NLL per step (nats" + (", log scale)" if log else "; linear: some values ≤ 0)")

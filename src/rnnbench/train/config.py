@@ -21,6 +21,7 @@ import dataclasses
 import hashlib
 import json
 import math
+import numbers
 from dataclasses import dataclass
 
 from rnnbench.errors import RnnbenchError
@@ -97,24 +98,30 @@ class RunConfig:
         for name in ("hidden", "bptt"):
             value = getattr(self, name)
             if value is not None:
-                if int(value) != value or int(value) < 1:
+                if not _is_whole(value) or int(value) < 1:
                     fail(name, value, "use a positive integer or None")
                 set_(self, name, int(value))
         for name in ("seed", "batch_size", "max_epochs", "patience", "data_seed"):
             value = getattr(self, name)
-            if isinstance(value, bool) or int(value) != value:
+            if not _is_whole(value):
                 fail(name, value, "use an integer")
             set_(self, name, int(value))
+        for name in ("seed", "data_seed"):
+            if getattr(self, name) < 0:
+                fail(name, getattr(self, name), "use an integer >= 0")
         for name in ("batch_size", "max_epochs", "patience"):
             if getattr(self, name) < 1:
                 fail(name, getattr(self, name), "use a positive integer")
         for name in ("lr", "weight_noise", "clip", "rms_decay", "rms_momentum", "rms_eps"):
-            value = float(getattr(self, name))
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, numbers.Real):
+                fail(name, value, "use a number")
+            value = float(value)
+            if name == "lr" and not (math.isfinite(value) and value > 0):
+                fail("lr", getattr(self, name), "use a finite learning rate > 0")
             if not math.isfinite(value) or value < 0:
                 fail(name, getattr(self, name), "use a finite number >= 0")
             set_(self, name, value)
-        if self.lr <= 0:
-            fail("lr", self.lr, "use a learning rate > 0")
         if self.rms_eps <= 0:
             fail("rms_eps", self.rms_eps, "use an epsilon > 0")
         if not self.rms_decay < 1 or not self.rms_momentum < 1:
@@ -147,6 +154,13 @@ class RunConfig:
         for name in MEMBER_FIELDS:
             d.pop(name)
         return _hash(d)
+
+
+def _is_whole(value) -> bool:
+    """True for an integer, or a float with an integral value (not a bool, string or NaN)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        return False
+    return math.isfinite(value) and int(value) == value
 
 
 def _hash(d: dict) -> str:

@@ -1,0 +1,45 @@
+"""The dispatcher: every bad flag is one line on stderr and exit status 2."""
+
+import pytest
+
+from rnnbench import cli
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["train", "--dataset", "jsb", "--unit", "elman"], "invalid choice: 'elman'"),
+        (["train", "--dataset", "jsb", "--unit", "gru", "--lr", "abc"], "--lr"),
+        (["train"], "required: --dataset, --unit"),
+        (["data", "info"], "required: name"),
+        (["runs", "--unit", "lstmx"], "invalid choice: 'lstmx'"),
+    ],
+)
+def test_bad_flags_give_one_line_without_the_usage_block(argv, message, capsys):
+    # argparse used to print its multi-line usage block before the error.
+    with pytest.raises(SystemExit) as exc:
+        cli.main(argv)
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert len(err.splitlines()) == 1 and message in err and "usage:" not in err
+    assert err.startswith(f"rnnbench {argv[0]}") and "--help" in err
+
+
+def test_sigterm_stops_like_ctrl_c_and_the_handler_is_restored(monkeypatch, capsys):
+    # `timeout`/`kill` used to kill a sweep mid-write: runs stayed "running", semaphores leaked.
+    import os
+    import signal
+    import time
+
+    from rnnbench.commands import params
+
+    def handler(args):
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(5)  # interrupted long before this ends
+        return 0
+
+    monkeypatch.setattr(params, "handler", handler)
+    before = signal.getsignal(signal.SIGTERM)
+    assert cli.main(["params", "--task", "music"]) == 130
+    assert "interrupted" in capsys.readouterr().err
+    assert signal.getsignal(signal.SIGTERM) is before
