@@ -76,6 +76,9 @@ def register(subparsers) -> None:
     _with_default(p, "--rms-momentum", float, "X", "RMSProp momentum")
     _with_default(p, "--rms-eps", float, "X", "RMSProp epsilon", spec="g")
     p.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
+    p.add_argument("--threads", type=int, default=1, metavar="N",
+                   help="CPU threads for PyTorch and the kernels (default 1: at these model "
+                   "sizes one thread is fastest; more help large models and big batches)")
     p.add_argument("--data-dir", metavar="D", help="the data folder (default: $RNNBENCH_DATA "
                    "or the user cache folder)")
     p.add_argument("--out", default="rnnbench-results", metavar="DIR",
@@ -116,12 +119,17 @@ def _line(result: dict) -> str:
 
 
 def handler(args: argparse.Namespace) -> int:
+    import torch
+
     from rnnbench.data.registry import load_dataset
     from rnnbench.store import Store
     from rnnbench.train.population import resolve_device, train_population
 
     configs = build_configs(args)
     resolve_device(args.device)
+    if args.threads < 1:
+        raise RnnbenchError(f"--threads must be at least 1, not {args.threads}.")
+    torch.set_num_threads(args.threads)
     load_dataset(args.dataset, args.data_dir)  # a missing data set fails before the store
     out = Path(args.out)
     run_dirs = [out / "runs" / c.key() for c in configs]

@@ -230,7 +230,7 @@ def build_report(
                 + (
                     "QUICK (not the paper's protocol)"
                     if quick
-                    else "the full protocol as configured in the stored runs"
+                    else _protocol_summary(runs)
                 ),
             ]
         ),
@@ -296,7 +296,7 @@ def build_report(
     write_table2_csv(
         out / "table2.csv",
         cells,
-        "quick: not the paper's protocol" if quick else "paper",
+        "quick: not the paper's protocol" if quick else _protocol_summary(runs),
         provenance,
     )
     (out / "report.md").write_text(to_markdown(blocks), encoding="utf-8")
@@ -305,3 +305,12 @@ def build_report(
         encoding="utf-8",
     )
     return out
+
+
+def _protocol_summary(runs: list[dict]) -> str:
+    """The protocol constants the stored runs used, e.g. "max_epochs 500; batch_size 16; ..."."""
+    parts = []
+    for field in ("max_epochs", "patience", "batch_size", "weight_noise", "clip", "init"):
+        values = sorted({str(r["config"].get(field)) for r in runs})
+        parts.append(f"{field} {'/'.join(values)}")
+    return "as stored: " + "; ".join(parts)

@@ -165,7 +165,7 @@ def build_cells(runs: list[dict]) -> list[Cell]:
         for r in group:
             split[tuple(r["config"].get(k) for k in varying)].append(r)
         for values, members in sorted(split.items(), key=lambda kv: repr(kv[0])):
-            extra = ", ".join(f"{k}={v}" for k, v in zip(varying, values, strict=True))
+            extra = ", ".join(_setting(k, v) for k, v in zip(varying, values, strict=True))
             label = ", ".join(x for x in (form, extra) if x)
             cell = Cell(dataset, unit, label, members)
             choose_lr(cell)
@@ -240,3 +240,10 @@ def holm(tests: list[PairedTest]) -> None:
     for i, t in enumerate(sorted(tests, key=lambda t: t.p)):
         running = max(running, min(1.0, (m - i) * t.p))
         t.p_holm = running
+
+
+def _setting(key: str, value) -> str:
+    """How a varying setting names a cell: ``hidden=64``, ``hidden=paper size``, ``bptt=off``."""
+    if value is None:
+        return f"{key}={'paper size' if key == 'hidden' else 'off'}"
+    return f"{key}={value}"
