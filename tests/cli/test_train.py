@@ -48,7 +48,9 @@ def test_train_end_to_end(jsb_file, tmp_path, capsys):
     out = tmp_path / "results"
     argv = ["--dataset", dataset, "--unit", "gru", "--hidden", "6", "--max-epochs", "2",
             "--batch-size", "2", "--out", str(out), "--no-progress"]
+    torch.set_num_threads(2)
     assert run_train(argv) == 0
+    assert torch.get_num_threads() == 1  # the default --threads
     line = capsys.readouterr().out.strip().splitlines()[-1]
     assert line.startswith("train ") and line.endswith("(nats per step)")
     assert " valid " in line and " test " in line
@@ -95,6 +97,8 @@ def test_train_clear_errors(jsb_file, tmp_path):
     base = ["--dataset", f"music:{jsb_file}", "--unit", "tanh", "--out", str(tmp_path)]
     with pytest.raises(RnnbenchError, match="repeats a value"):
         run_train([*base, "--seed", "1,1"])
+    with pytest.raises(RnnbenchError, match="--threads must be at least 1"):
+        run_train([*base, "--threads", "0"])
     if not torch.cuda.is_available():
         with pytest.raises(RnnbenchError, match="no CUDA GPU"):
             run_train([*base, "--device", "cuda"])
