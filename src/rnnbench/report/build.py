@@ -119,7 +119,7 @@ def _differences(runs: list[dict], cells: list[Cell]) -> list[str]:
             f"Unit forms run: {', '.join(forms)} (paper: LSTM with peepholes, GRU with the "
             "reset gate before the recurrent product)."
         )
-    sizes = Counter(r["group_key"] for r in runs if r.get("group_key"))
+    sizes = Counter((r["group_key"], r.get("stage")) for r in runs if r.get("group_key"))
     if sizes:
         items.append(
             "Wall-clock seconds are those of the population a run trained in (all its learning "

@@ -65,6 +65,19 @@ def log_nll_axis(ax, ys: list[float]) -> None:
         ax.yaxis.set_minor_formatter(LogFormatter(labelOnlyBase=False))
 
 
+def focus_range(ys: list[float], finals: list[float]) -> tuple[float, float]:
+    """Log-axis limits that show where the curves end, not the first epochs' huge NLL.
+
+    The top is 1.5 times the largest final value (or the largest value when that is lower);
+    the first epochs of a curve may run off the top, which is where nothing is compared.
+    """
+    bottom = min(ys) * 0.97
+    top = max(ys) * 1.03
+    if finals:
+        top = min(top, 1.5 * max(finals))
+    return bottom, max(top, bottom * 1.1)
+
+
 def best_per_unit(cells: list[Cell], dataset: str) -> dict[str, tuple[Cell, dict]]:
     """For each unit of ``dataset``, the best run (lowest valid NLL) over its forms' chosen lrs."""
     best: dict[str, tuple[Cell, dict]] = {}
@@ -112,6 +125,12 @@ def learning_curves(
             if v is not None
         ]
         log = bool(ys) and min(ys) > 0
+        finals = [
+            v
+            for _, r in lines.values()
+            for v in (curves[r["key"]][-1].get("train_nll"), curves[r["key"]][-1].get("valid_nll"))
+            if v is not None and curves[r["key"]]
+        ]
         for row, xlabel in enumerate(("epoch", "wall-clock seconds")):
             ax = axes[row][col]
             for unit in paper.UNITS:
@@ -141,6 +160,7 @@ def learning_curves(
                     ax.plot(x, y, style, color=COLORS.get(unit), lw=1.6, label=label)
             if log:
                 log_nll_axis(ax, ys)
+                ax.set_ylim(*focus_range(ys, finals))
             if row == 0:
                 ax.xaxis.set_major_locator(MaxNLocator(integer=True))
             ax.set_xlabel(xlabel)
