@@ -40,6 +40,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    args_in = sys.argv[1:] if argv is None else argv
+    if args_in == ["--version"]:  # answer without importing torch for every command's parser
+        print(f"rnnbench {__version__}")
+        return 0
     parser = build_parser()
     args = parser.parse_args(argv)
     # SIGTERM (`timeout`, `kill`, a batch scheduler) stops as cleanly as Ctrl-C: interrupted

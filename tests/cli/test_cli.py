@@ -43,3 +43,14 @@ def test_sigterm_stops_like_ctrl_c_and_the_handler_is_restored(monkeypatch, caps
     assert cli.main(["params", "--task", "music"]) == 130
     assert "interrupted" in capsys.readouterr().err
     assert signal.getsignal(signal.SIGTERM) is before
+
+
+def test_version_answers_without_building_the_command_parsers(capsys, monkeypatch):
+    from rnnbench import __version__, cli
+
+    def no_parsers():
+        raise AssertionError("--version must not import every command")
+
+    monkeypatch.setattr(cli, "build_parser", no_parsers)
+    assert cli.main(["--version"]) == 0
+    assert capsys.readouterr().out.strip() == f"rnnbench {__version__}"
