@@ -195,3 +195,15 @@ def test_early_stopping_patience_per_member():
     other = EarlyStopping(2, patience=2)
     other.load_member_state(0, es.member_state(0))
     assert other.member_state(0) == es.member_state(0)
+
+
+def test_user_folder_names_are_absolute_so_keys_do_not_depend_on_the_working_directory(
+        tmp_path, monkeypatch):
+    from rnnbench.train.config import RunConfig
+
+    monkeypatch.chdir(tmp_path)
+    here = RunConfig(dataset="midi:songs?fps=8", unit="gru")
+    assert here.dataset == f"midi:{tmp_path / 'songs'}?fps=8"
+    monkeypatch.chdir(tmp_path.parent)
+    assert RunConfig(dataset=f"midi:{tmp_path.name}/songs?fps=8", unit="gru").key() == here.key()
+    assert RunConfig(dataset="jsb", unit="gru").dataset == "jsb"

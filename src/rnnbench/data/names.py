@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
+from pathlib import Path
 
 from rnnbench.errors import RnnbenchError
 
@@ -61,3 +62,21 @@ def hash_split(names: Sequence[str], *, fraction: float = 0.1) -> dict[str, list
         "valid": sorted(ordered[k : 2 * k]),
         "train": sorted(ordered[2 * k :]),
     }
+
+
+USER_KINDS = ("midi:", "wav:", "music:")
+
+
+def absolute_name(name: str) -> str:
+    """``midi:songs?fps=8`` -> ``midi:/abs/path/songs?fps=8``; other names unchanged.
+
+    Run keys hash the data set name, so a user folder must be named the same way from any
+    working directory: its path is made absolute (and ``~`` expanded).
+    """
+    kind = next((k for k in USER_KINDS if name.startswith(k)), None)
+    if kind is None:
+        return name
+    path, sep, query = name[len(kind):].partition("?")
+    if not path:
+        return name
+    return f"{kind}{Path(path).expanduser().absolute()}{sep}{query}"

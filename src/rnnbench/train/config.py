@@ -24,6 +24,7 @@ import math
 import numbers
 from dataclasses import dataclass
 
+from rnnbench.data.names import absolute_name
 from rnnbench.errors import RnnbenchError
 
 __all__ = ["UNITS", "RunConfig"]
@@ -92,6 +93,7 @@ class RunConfig:
             fail("init", self.init, f"use one of {', '.join(INITS)}")
         # Forms that do not apply to a unit are normalised, so equal runs get equal keys.
         set_ = object.__setattr__
+        set_(self, "dataset", absolute_name(self.dataset))
         set_(self, "peephole", bool(self.peephole) and self.unit == "lstm")
         if self.unit != "gru":
             set_(self, "reset", "before")
