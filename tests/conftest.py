@@ -10,6 +10,9 @@ SHARED_DATA = REPO.parent / "shared" / "data"
 
 if "RNNBENCH_DATA" not in os.environ and SHARED_DATA.is_dir():
     os.environ["RNNBENCH_DATA"] = str(SHARED_DATA)
+elif "RNNBENCH_DATA" in os.environ:
+    # The README passes ../shared/data; tests that change directory must still find it.
+    os.environ["RNNBENCH_DATA"] = str(Path(os.environ["RNNBENCH_DATA"]).resolve())
 
 
 @pytest.fixture(scope="session")

@@ -19,6 +19,7 @@ import numpy as np
 from scipy import stats
 
 from rnnbench.report import paper
+from rnnbench.store import form_of
 
 # Config keys that do not define a cell: the search dimensions and bookkeeping.
 _NOT_CELL_KEYS = {"lr", "seed", "data_seed", "dataset", "unit", "peephole", "reset"}
@@ -30,13 +31,10 @@ def _lr_key(lr: float) -> float:
 
 
 def form_label(config: dict) -> str:
-    """The unit's form as the report prints it: LSTM peephole or not, GRU reset before/after."""
-    unit = config.get("unit")
-    if unit == "lstm":
-        return "peephole" if config.get("peephole", True) else "no peephole"
-    if unit == "gru":
-        return f"reset {config.get('reset', 'before')}"
-    return ""
+    """The unit's form as the report prints it: "peephole", "no peephole", "reset before"/"after",
+    "" for tanh (the store's :func:`rnnbench.store.form_of` with spaces)."""
+    form = form_of(config)
+    return "" if form == "plain" else form.replace("-", " ")
 
 
 @dataclass
