@@ -1,5 +1,8 @@
 """The dispatcher: every bad flag is one line on stderr and exit status 2."""
 
+import subprocess
+import sys
+
 import pytest
 
 from rnnbench import cli
@@ -54,3 +57,14 @@ def test_version_answers_without_building_the_command_parsers(capsys, monkeypatc
     monkeypatch.setattr(cli, "build_parser", no_parsers)
     assert cli.main(["--version"]) == 0
     assert capsys.readouterr().out.strip() == f"rnnbench {__version__}"
+
+
+def test_python_dash_m_runs_the_command():
+    from rnnbench import __version__
+
+    done = subprocess.run([sys.executable, "-m", "rnnbench", "--version"], capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 0 and done.stdout.strip() == f"rnnbench {__version__}"
+    bad = subprocess.run([sys.executable, "-m", "rnnbench", "train", "--unit", "bogus"],
+                         capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 2 and "bogus" in bad.stderr

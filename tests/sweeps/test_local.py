@@ -116,6 +116,25 @@ def test_diverged_runs_never_win_the_learning_rate(tmp_path):
     assert common.best_lr(fake[:1]) is None
 
 
+def test_chained_populations_run_before_the_next_search(tmp_path):
+    # reproduce's seeds of a cell go ahead of the next cell's learning-rate search, so a grid
+    # stopped half-way leaves finished cells.
+    def then(pop, runs):
+        if pop.labels.get("stage") != "lr":
+            return []
+        c = pop.configs[0]
+        configs = [RunConfig(dataset=c.dataset, unit=c.unit, lr=LRS[0], seed=s) for s in (1, 2)]
+        return [Population(configs, {"stage": "seeds"})]
+
+    pops = [population("jsb", lrs=LRS[:2], stage="lr"),
+            population("nottingham", lrs=LRS[:2], stage="lr")]
+    sweep(tmp_path, pops, then=then, workers=1)
+    keys = {tuple(sorted(r["key"] for r in Store(tmp_path / "results.db").runs(
+        dataset=d, stage=st))): (d, st) for d in ("jsb", "nottingham") for st in ("lr", "seeds")}
+    order = [keys[tuple(sorted(k))] for k in calls(tmp_path)]
+    assert order == [("jsb", "lr"), ("jsb", "seeds"), ("nottingham", "lr"), ("nottingham", "seeds")]
+
+
 def test_a_full_disk_stops_the_sweep_with_one_sentence(tmp_path):
     with pytest.raises(RnnbenchError, match="disk is full.*finished runs are kept"):
         sweep(tmp_path, [population("full", lrs=LRS[:1])], workers=1)

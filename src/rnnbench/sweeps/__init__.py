@@ -22,7 +22,22 @@ def run_sweep(
     cluster). Other keyword arguments go to :func:`~rnnbench.sweeps.local.run_local` /
     :func:`~rnnbench.sweeps.ray_engine.run_ray`: ``workers``, ``retries``, ``device``,
     ``data_dir``, ``then``, ``progress``, ``train_fn``. Returns counts of runs.
+
+    One sweep at a time per store: the sweep holds ``<store>.lock`` (:mod:`rnnbench.locks`),
+    and a second sweep on the same store stops at once with one sentence, before it touches
+    a run (two sweeps would otherwise train the same unfinished runs side by side).
     """
+    from rnnbench.locks import hold
+
+    path = Path(store.path)
+    with hold(path.with_name(path.name + ".lock"),
+              f"Another rnnbench sweep ({{owner}}) is using the store {path}; wait for it to "
+              "finish or stop it (it resumes later), or give this one another --out or --store."):
+        return _run(populations, store=store, out=out, engine=engine, address=address,
+                    **kwargs)
+
+
+def _run(populations, *, store, out, engine, address, **kwargs) -> dict[str, int]:
     if engine == "local":
         if address:
             raise RnnbenchError("--address only applies to --engine ray; drop it or add that.")

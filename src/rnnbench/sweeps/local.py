@@ -155,13 +155,21 @@ def run_local(
     next_id = iter(range(1 << 62))
     display = common.Display(progress, tally)
 
-    def add(pops: list[Population]) -> None:
+    def add(pops: list[Population], *, first: bool = False) -> None:
+        # Chained populations (``first``: reproduce's seeds) jump the queue, so a data set ×
+        # unit cell is finished before the next cell's search starts: an interrupted grid
+        # leaves whole cells behind, not ten half-done searches.
+        tasks = []
         for pop in pops:
             todo = common.admit(store, pop, out, tally, display, _busy())
             if todo is not None:
-                pending.append(_Task(next(next_id), todo))
+                tasks.append(_Task(next(next_id), todo))
             elif then is not None:
-                add(then(pop, common.member_runs(store, pop)))
+                add(then(pop, common.member_runs(store, pop)), first=True)
+        if first:
+            pending.extendleft(reversed(tasks))
+        else:
+            pending.extend(tasks)
 
     def _busy() -> int:
         return sum(1 for w in pool if w.task is not None)
@@ -212,7 +220,7 @@ def run_local(
         tally.failed += len(task.population.configs)
         display.update(_busy(), len(task.population.configs))
         if then is not None:
-            add(then(task.population, common.member_runs(store, task.population)))
+            add(then(task.population, common.member_runs(store, task.population)), first=True)
 
     def handle(message: tuple) -> None:
         kind, wid = message[0], message[1]
@@ -231,7 +239,7 @@ def run_local(
             tally.count(store, task.population)
             display.update(_busy(), len(task.population.configs))
             if then is not None:
-                add(then(task.population, common.member_runs(store, task.population)))
+                add(then(task.population, common.member_runs(store, task.population)), first=True)
         elif kind == "error":
             _, _, _, error, why, where, code = message
             finish(worker)

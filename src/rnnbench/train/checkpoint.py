@@ -10,6 +10,9 @@ numbers, strings and lists, loadable with ``torch.load(path, weights_only=True)`
 Why ``prev.pt``: a population writes its members' ``last.pt`` one after another; a crash in
 between leaves some members one epoch ahead. Every member still has the older epoch (in
 ``last.pt`` or ``prev.pt``), so the population resumes from it.
+
+``.lock`` is the trainer's lock (:mod:`rnnbench.locks`): a second process cannot train the
+same folder while the first one is alive.
 """
 
 from __future__ import annotations
@@ -25,12 +28,13 @@ import torch
 from rnnbench.errors import RnnbenchError
 
 __all__ = [
-    "CONFIG", "METRICS", "BEST", "LAST", "PREV",
+    "CONFIG", "METRICS", "BEST", "LAST", "PREV", "LOCK",
     "atomic_write_bytes", "atomic_save", "load", "save_last", "checkpoints",
     "read_metrics", "append_metrics", "truncate_metrics", "numpy_rng_state", "set_numpy_rng_state",
 ]
 
 CONFIG, METRICS, BEST, LAST, PREV = "config.json", "metrics.jsonl", "best.pt", "last.pt", "prev.pt"
+LOCK = ".lock"
 
 
 def _tmp_then_replace(path: Path, write) -> None:

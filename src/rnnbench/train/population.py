@@ -23,6 +23,7 @@ Per-epoch ``train_nll`` is the running average of the noisy training loss over t
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import sys
@@ -32,6 +33,7 @@ from pathlib import Path
 
 import torch
 
+from rnnbench import locks as locks_
 from rnnbench.errors import RnnbenchError
 from rnnbench.train import checkpoint as ckpt
 from rnnbench.train.config import RunConfig
@@ -99,6 +101,9 @@ def train_population(
         "best_epoch", "epochs", "updates", "seconds", "checkpoint", "params", "hidden"}``. The
         NLLs (nats per step, clean, of the restored best state) are None for a diverged member.
         Finished runs found in their folders are returned without training.
+
+    Each run folder is locked (``.lock``, :mod:`rnnbench.locks`) while it trains: a second
+    process asking to train it meanwhile gets an :class:`~rnnbench.errors.RnnbenchError`.
     """
     configs = list(configs)
     out_dirs = [Path(d) for d in out_dirs]
@@ -117,7 +122,20 @@ def train_population(
             "one population per data set, unit, form and protocol setting."
         )
     dev = resolve_device(device)
+    with contextlib.ExitStack() as locks:
+        for run_dir in out_dirs:
+            _make_folder(run_dir)
+            locks.enter_context(locks_.hold(
+                run_dir / ckpt.LOCK,
+                f"The run folder {run_dir} is being trained by {{owner}}; wait for that run to "
+                "finish (or stop it), then run this again.",
+            ))
+        return _train_locked(configs, out_dirs, data_dir=data_dir, dev=dev, on_epoch=on_epoch,
+                             progress=progress, dataset=dataset, backend=backend)
 
+
+def _train_locked(configs, out_dirs, *, data_dir, dev, on_epoch, progress, dataset,
+                  backend) -> list[dict]:
     results: list[dict | None] = [None] * len(configs)
     resumable: dict[int, list[dict]] = {}
     for i, (cfg, run_dir) in enumerate(zip(configs, out_dirs, strict=True)):
@@ -226,14 +244,17 @@ def _finalize(states: dict[int, dict], configs, out_dirs, *, dataset, device, ba
     return results
 
 
-def _prepare_folder(cfg: RunConfig, run_dir: Path) -> list[dict]:
-    """Create the folder and its config.json; return its resume checkpoints (newest first)."""
+def _make_folder(run_dir: Path) -> None:
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise RnnbenchError(
             f"Cannot create the run folder {run_dir} ({exc.strerror}); choose a writable --out."
         ) from exc
+
+
+def _prepare_folder(cfg: RunConfig, run_dir: Path) -> list[dict]:
+    """Write the folder's config.json; return its resume checkpoints (newest first)."""
     path = run_dir / ckpt.CONFIG
     if path.exists():
         try:

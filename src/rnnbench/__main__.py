@@ -1,0 +1,7 @@
+"""``python -m rnnbench``: the same as the ``rnnbench`` command."""
+
+import sys
+
+from rnnbench.cli import main
+
+sys.exit(main())
