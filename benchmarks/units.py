@@ -2,6 +2,7 @@
 
     .venv/bin/python benchmarks/units.py [--task music speech] [--batch 1 16 64]
         [--backend numba torch] [--steps 200] [--repeat 10] [--threads 1] [--quick]
+        [--device cpu|cuda]
 
 A step is what training does per minibatch: forward over T steps, a Linear(H, 88) head with
 binary cross-entropy on random notes, backward, gradient-norm clipping to 1 and an RMSprop
@@ -12,6 +13,10 @@ ratios measured in the same run: against torch's module of the same kind and siz
 nn.GRU, nn.RNN; only nn.LSTM is fused on CPU, by oneDNN) and against nn.LSTM at the task's
 LSTM size (the issue's target: the peephole LSTM and the reset-before GRU within 2x of it at
 batch 16, 4x at batch 1). torch runs with ``torch.set_num_threads(--threads)``.
+
+``--device cuda`` runs every module and tensor on the GPU (only the ``torch`` backend exists
+there, so it is the default; torch's modules are then cuDNN's fused kernels) and waits for the
+GPU (``torch.cuda.synchronize``) before reading the clock.
 """
 
 from __future__ import annotations
@@ -39,12 +44,17 @@ FORMS = [
 ]
 
 
-def time_training_step(unit: torch.nn.Module, inputs, hidden, batch, steps, repeat) -> float:
+def time_training_step(
+    unit: torch.nn.Module, inputs, hidden, batch, steps, repeat, device="cpu"
+) -> float:
     """Fastest of ``repeat`` training steps of ``unit`` + a Linear/BCE head, in milliseconds."""
+    device = torch.device(device)
     gen = torch.Generator().manual_seed(0)
-    x = torch.randn(steps, batch, inputs, generator=gen)
-    y = (torch.rand(steps, batch, OUTPUTS, generator=gen) < 0.1).float()
-    head = torch.nn.Linear(hidden, OUTPUTS)
+    x = torch.randn(steps, batch, inputs, generator=gen).to(device)
+    y = (torch.rand(steps, batch, OUTPUTS, generator=gen) < 0.1).float().to(device)
+    unit = unit.to(device)
+    head = torch.nn.Linear(hidden, OUTPUTS).to(device)
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     params = list(unit.parameters()) + list(head.parameters())
     optimiser = torch.optim.RMSprop(params, lr=1e-3, alpha=0.95, eps=1e-6)
 
@@ -58,10 +68,12 @@ def time_training_step(unit: torch.nn.Module, inputs, hidden, batch, steps, repe
 
     for _ in range(2):
         step()
+    sync()
     times = []
     for _ in range(repeat):
         start = time.perf_counter()
         step()
+        sync()
         times.append(time.perf_counter() - start)
     return 1e3 * min(times)
 
@@ -70,20 +82,49 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--task", nargs="+", default=["music", "speech"], choices=list(TASKS))
     p.add_argument("--batch", nargs="+", type=int, default=[1, 16, 64])
-    p.add_argument("--backend", nargs="+", default=["numba", "torch"], choices=["numba", "torch"])
+    p.add_argument(
+        "--backend",
+        nargs="+",
+        default=None,
+        choices=["numba", "torch"],
+        help="our units' kernels (default numba and torch on CPU, torch on cuda)",
+    )
     p.add_argument("--steps", type=int, default=200, help="sequence length T (default 200)")
     p.add_argument("--repeat", type=int, default=10, help="timed steps per row (default 10)")
     p.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
     p.add_argument(
-        "--quick", action="store_true", help="music only, batch 1 and 16, numba backend, 5 repeats"
+        "--quick",
+        action="store_true",
+        help="music only, batch 1 and 16, numba backend (torch on cuda), 5 repeats",
     )
+    p.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
     args = p.parse_args()
+    try:
+        device = torch.device(args.device)
+    except RuntimeError:
+        device = None
+    if device is None or device.type not in ("cpu", "cuda"):
+        p.error(f"--device must be cpu or cuda, not {args.device!r}")
+    if device.type == "cuda" and not torch.cuda.is_available():
+        p.error("--device cuda: PyTorch sees no CUDA GPU")
+    default_backends = ["numba", "torch"] if device.type == "cpu" else ["torch"]
+    if args.backend is None:
+        args.backend = default_backends
+    if device.type == "cuda" and "numba" in args.backend:
+        p.error("the numba backend runs on CPU only; use --backend torch with --device cuda")
     if args.quick:
-        args.task, args.batch, args.backend, args.repeat = ["music"], [1, 16], ["numba"], 5
+        args.task, args.batch, args.repeat = ["music"], [1, 16], 5
+        args.backend = default_backends[:1]
     torch.set_num_threads(args.threads)
+    where = ""
+    if device.type == "cuda":  # cuDNN may run float32 RNNs on TF32 tensor cores
+        where = (
+            f", {torch.cuda.get_device_name(device)}, TF32 allowed: cuDNN "
+            f"{torch.backends.cudnn.allow_tf32}, matmul {torch.backends.cuda.matmul.allow_tf32}"
+        )
     print(
-        f"torch {torch.__version__}, torch.set_num_threads({args.threads}), T={args.steps}, "
-        f"best of {args.repeat} steps"
+        f"torch {torch.__version__}{where}, torch.set_num_threads({args.threads}), "
+        f"T={args.steps}, best of {args.repeat} steps"
     )
     print("| task | batch | unit | backend | H | ms/step | x same-kind torch | x nn.LSTM |")
     print("|---|---|---|---|---|---|---|---|")
@@ -95,7 +136,13 @@ def main() -> None:
             for unit, native_cls in NATIVE.items():
                 hidden = sizes[unit]
                 ms = time_training_step(
-                    native_cls(inputs, hidden), inputs, hidden, batch, args.steps, args.repeat
+                    native_cls(inputs, hidden),
+                    inputs,
+                    hidden,
+                    batch,
+                    args.steps,
+                    args.repeat,
+                    device,
                 )
                 native_ms[unit] = ms
                 label = f"nn.{native_cls.__name__}"
@@ -110,6 +157,7 @@ def main() -> None:
                         batch,
                         args.steps,
                         args.repeat,
+                        device,
                     )
                     _row(
                         task,

@@ -7,9 +7,15 @@ Layout of the fake study (NLLs are made up, chosen so the expected answers are e
   GRU at 1e-2, seed 0 is *diverged* with a tempting valid NLL of 0.5 that must be ignored.
   LSTM at 1e-2, seed 1 *failed*.
 - fsdd-a: tanh and LSTM only (no GRU); learning rates 1e-3, 3e-3; seeds 0, 1.
+
+``add_run`` and ``set_updated`` write single runs (any status, stage and epochs) for the tests of
+several stores and of unfinished cells.
 """
 
 from __future__ import annotations
+
+import sqlite3
+from collections.abc import Sequence
 
 import pytest
 
@@ -37,9 +43,12 @@ def nll(dataset: str, unit: str, lr: float, seed: int) -> tuple[float, float, fl
     return tuple(round(v + shift, 10) for v in BASE[(dataset, unit)])
 
 
-def fill_store(path) -> None:
+def fill_store(path, datasets=tuple(LRS)) -> None:
+    """The fake study above, for the data sets in ``datasets`` only."""
     with Store(path) as store:
         for dataset, lrs in LRS.items():
+            if dataset not in datasets:
+                continue
             for unit in UNITS[dataset]:
                 for lr in lrs:
                     for seed in SEEDS[dataset]:
@@ -104,6 +113,55 @@ def fill_store(path) -> None:
                         )
 
 
+def add_run(
+    store: Store,
+    dataset: str,
+    unit: str,
+    lr: float,
+    seed: int = 0,
+    *,
+    status: str = "running",
+    valid: Sequence[float] = (),
+    stage: str = "lr",
+    max_epochs: int = 50,
+    final: float | None = None,
+    **settings,
+) -> str:
+    """One run with per-epoch validation NLLs ``valid`` (epochs 1, 2, ...) and ``status``;
+    a done or diverged run's final NLLs are ``final`` (default: the lowest of ``valid``).
+    ``settings`` are more RunConfig fields. Returns its key."""
+    cfg = RunConfig(
+        dataset=dataset,
+        unit=unit,
+        lr=lr,
+        seed=seed,
+        batch_size=16,
+        max_epochs=max_epochs,
+        **settings,
+    )
+    key = cfg.key()
+    store.start_run(key, cfg.to_dict(), f"runs/{key}", labels={"sweep": "t", "stage": stage})
+    records = [
+        {"epoch": e, "train_nll": v, "valid_nll": v, "updates": e, "seconds": 1.0 * e}
+        for e, v in enumerate(valid, start=1)
+    ]
+    store.log_epochs(key, records)
+    if status == "queued":
+        store.set_status([key], "queued")
+    elif status != "running":
+        nll = final if final is not None else min(valid, default=1.0)
+        result = {"train_nll": nll, "valid_nll": nll, "test_nll": nll, "epochs": len(valid)}
+        store.finish_run(key, status, result if status != "failed" else None)
+    return key
+
+
+def set_updated(path, key: str, stamp: str) -> None:
+    """Set a run's ``updated`` timestamp (the store sets it to the second, from the clock)."""
+    with sqlite3.connect(path) as conn:
+        conn.execute("UPDATE runs SET updated = ? WHERE key = ?", (stamp, key))
+    conn.close()
+
+
 @pytest.fixture(scope="session")
 def store_path(tmp_path_factory):
     path = tmp_path_factory.mktemp("store") / "results.db"
@@ -119,3 +177,10 @@ def report_dir(store_path, tmp_path_factory):
 @pytest.fixture(scope="session")
 def quick_report_dir(store_path, tmp_path_factory):
     return build_report(store_path, tmp_path_factory.mktemp("quick"), quick=True)
+
+
+def md_table(md: str, heading: str) -> list[list[str]]:
+    """The body rows (as lists of cells) of the first Markdown table after ``## heading``."""
+    section = md.split(f"## {heading}\n", 1)[1]
+    lines = [line for line in section.split("\n## ", 1)[0].splitlines() if line.startswith("|")]
+    return [line.strip("| ").split(" | ") for line in lines[2:]]

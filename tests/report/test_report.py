@@ -296,6 +296,9 @@ def test_log_nll_axis_labels_enough_values_to_read_the_curves(low, high, least):
     log_nll_axis(ax, [low, high])
     fig.canvas.draw()
     lo, hi = ax.get_ylim()
-    labels = [t.get_text() for t in ax.yaxis.get_ticklabels(which="both")
-              if t.get_text() and lo <= t.get_position()[1] <= hi]
+    labels = [
+        t.get_text()
+        for t in ax.yaxis.get_ticklabels(which="both")
+        if t.get_text() and lo <= t.get_position()[1] <= hi
+    ]
     assert ax.get_yscale() == "log" and len(labels) >= least, labels

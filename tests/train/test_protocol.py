@@ -33,6 +33,19 @@ def test_config_keys_and_round_trip():
     assert RunConfig(dataset="jsb", unit="gru", batch_size=8).group_key() != a.group_key()
 
 
+@pytest.mark.parametrize(("dataset", "batch"), [("jsb", 4), ("nottingham?", 4), ("fsdd-a", 16),
+                                              ("fsdd-b?sr=8000", 16), ("wav:/tmp/takes", 16),
+                                              ("midi:/tmp/songs?fps=8", 4)])
+def test_config_batch_size_defaults_by_task_and_is_stored_resolved(dataset, batch):
+    cfg = RunConfig(dataset=dataset, unit="gru")
+    assert cfg.batch_size == batch == cfg.to_dict()["batch_size"]
+    assert cfg.key() == RunConfig(dataset=dataset, unit="gru", batch_size=batch).key()
+    # An explicit size is kept, and an old config.json with its size loads as it was.
+    assert RunConfig(dataset=dataset, unit="gru", batch_size=16).batch_size == 16
+    old = {**cfg.to_dict(), "batch_size": 16}
+    assert RunConfig.from_dict(old).to_dict() == old
+
+
 def test_config_normalises_forms_that_do_not_apply():
     assert RunConfig(dataset="jsb", unit="tanh", peephole=True).peephole is False
     assert RunConfig(dataset="jsb", unit="lstm", reset="after").reset == "before"
@@ -182,6 +195,14 @@ def test_weight_noise_restores_weights_even_on_error():
 
 
 # --- early stopping ----------------------------------------------------------------------
+
+def test_weight_noise_state_of_another_device_kind_is_refused_in_one_sentence():
+    noise = WeightNoise([0], 0.075)
+    philox = torch.zeros(16, dtype=torch.uint8)  # a CUDA generator's state is 16 bytes
+    with pytest.raises(RnnbenchError, match="checkpointed on another kind of device than cpu"):
+        noise.load_member_state(0, philox)
+    noise.load_member_state(0, WeightNoise([3], 0.075).member_state(0))  # a CPU state fits
+
 
 def test_early_stopping_patience_per_member():
     es = EarlyStopping(2, patience=2)

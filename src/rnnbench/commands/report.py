@@ -1,4 +1,4 @@
-"""``rnnbench report``: rebuild the report folder from a results store."""
+"""``rnnbench report``: rebuild the report folder from one results store or several."""
 
 from __future__ import annotations
 
@@ -15,13 +15,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="build Tables 1-2, Figures 2-3, report.md and report.html from a results store",
         description=(
             "Read a results store and write a report folder: report.md, one self-contained "
-            "report.html, table2.csv, figure2.png (music) and figure3.png (speech)."
+            "report.html, table2.csv, figure2.png (music) and figure3.png (speech). Give --store "
+            "several times to report on a grid trained across machines or sessions: runs are "
+            "merged by key, a finished row (done or diverged) wins over an unfinished one, else "
+            "the row updated last."
         ),
     )
     p.add_argument(
         "--store",
-        default=str(DEFAULT_PATH),
-        help=f"the results store to read (default: {DEFAULT_PATH})",
+        action="append",
+        metavar="PATH",
+        help=f"a results store to read; repeat to merge several (default: {DEFAULT_PATH})",
     )
     p.add_argument("--out", default="rnnbench-report", help="the report folder to write")
     p.add_argument(
@@ -36,11 +40,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def handler(args: argparse.Namespace) -> int:
     from rnnbench.report import build_report
 
+    stores = args.store or [str(DEFAULT_PATH)]
     command = shlex.join(
-        ["rnnbench", "report", "--store", args.store, "--out", args.out]
+        ["rnnbench", "report", *(arg for s in stores for arg in ("--store", s))]
+        + ["--out", args.out]
         + (["--quick"] if args.quick else [])
     )
-    out = build_report(args.store, args.out, quick=args.quick, command=command)
+    out = build_report(stores, args.out, quick=args.quick, command=command)
     print(
         f"report written to {out}/report.html (also report.md, table2.csv, figures)",
         file=sys.stdout,

@@ -60,9 +60,9 @@ def register(subparsers) -> None:
                    help=f"RMSProp learning rate(s) (default {DEFAULTS.lr:g})")
     p.add_argument("--seed", type=_number_list(int), default=[DEFAULTS.seed], metavar="N[,N...]",
                    help="seed(s) of the initial weights and the weight noise (default 0)")
-    p.add_argument("--batch-size", type=int, default=DEFAULTS.batch_size, metavar="N",
-                   help=f"sequences per minibatch (default {DEFAULTS.batch_size}; the authors "
-                   "used 1)")
+    p.add_argument("--batch-size", type=int, default=None, metavar="N",
+                   help="sequences per minibatch (default: 4 for music, 16 for speech; the "
+                   "authors used 1)")
     _with_default(p, "--max-epochs", int, "N", "at most this many epochs")
     _with_default(p, "--patience", int, "N", "early-stopping patience in epochs")
     _with_default(p, "--weight-noise", float, "S", "weight-noise standard deviation")

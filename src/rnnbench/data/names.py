@@ -80,3 +80,9 @@ def absolute_name(name: str) -> str:
     if not path:
         return name
     return f"{kind}{Path(path).expanduser().absolute()}{sep}{query}"
+
+
+def task_of(dataset: str) -> str:
+    """``"speech"`` for fsdd-a, fsdd-b and ``wav:`` folders, else ``"music"`` (Table 1's sizes)."""
+    base = dataset.partition("?")[0]
+    return "speech" if base in ("fsdd-a", "fsdd-b") or base.startswith("wav:") else "music"

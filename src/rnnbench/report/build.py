@@ -1,8 +1,9 @@
-"""``build_report``: the whole report folder from a results store.
+"""``build_report``: the whole report folder from one results store or several.
 
 Writes ``report.md``, ``report.html`` (self-contained), ``table2.csv``, ``figure2.png`` (music)
 and ``figure3.png`` (speech) into the output folder. Sections: provenance, Table 1, Table 2,
-the learning-rate choice, GRU against LSTM, Figures 2–3, how our setup differs from the paper.
+the progress of unfinished cells (only while some runs are queued or running), the
+learning-rate choice, GRU against LSTM, Figures 2–3, how our setup differs from the paper.
 """
 
 from __future__ import annotations
@@ -18,7 +19,9 @@ from rnnbench.report import paper
 from rnnbench.report.document import Banner, Block, Bullets, Heading, Image, Para, to_markdown
 from rnnbench.report.figures import learning_curves
 from rnnbench.report.html import to_html
-from rnnbench.report.results import Cell, build_cells, paired_tests
+from rnnbench.report.progress import cell_progress, progress_table
+from rnnbench.report.results import UNFINISHED, Cell, build_cells, paired_tests
+from rnnbench.report.stores import Sources, StorePaths, open_stores
 from rnnbench.report.tables import (
     fmt,
     lr_table,
@@ -35,25 +38,6 @@ QUICK_BANNER = (
 TITLE = "rnnbench: Chung et al. (2014), gated recurrent units on sequence modeling"
 
 
-def _load(store_path: Path) -> tuple[list[dict], dict[str, str], object]:
-    from rnnbench.store import Store
-
-    if not store_path.is_file():
-        raise RnnbenchError(
-            f"No results store at {store_path}: run `rnnbench reproduce` or `rnnbench train` "
-            "first, or point --store at an existing results.db."
-        )
-    store = Store(store_path)
-    runs = store.runs()
-    if not runs:
-        store.close()
-        raise RnnbenchError(
-            f"The results store {store_path} holds no runs: run `rnnbench reproduce` first, "
-            "or point --store at another results.db."
-        )
-    return runs, store.meta(), store
-
-
 def _versions(runs: list[dict]) -> list[str]:
     seen = Counter()
     for r in runs:
@@ -68,11 +52,15 @@ def _versions(runs: list[dict]) -> list[str]:
 
 
 def _span(runs: list[dict]) -> str:
-    """When the runs were trained, from the store's timestamps."""
+    """When the runs were trained, from the store's timestamps; while some runs are still
+    queued or running, since when and the last update any run wrote."""
     started = sorted(r["started"] for r in runs if r.get("started"))
     finished = sorted(r["finished"] for r in runs if r.get("finished"))
     if not started:
         return ""
+    if any(r["status"] in UNFINISHED for r in runs):
+        last = max(r.get("updated") or "" for r in runs)
+        return f", training since {started[0]}, last update {last}"
     return f", trained {started[0]} to {finished[-1] if finished else 'now'}"
 
 
@@ -81,8 +69,8 @@ def _values(runs: list[dict], key: str) -> str:
     return ", ".join(v.strip("'") for v in vals) if vals else "not recorded"
 
 
-def _differences(runs: list[dict], cells: list[Cell]) -> list[str]:
-    """'How our setup differs from the paper', from the stored configs."""
+def _differences(runs: list[dict], cells: list[Cell], where: str = "this store") -> list[str]:
+    """'How our setup differs from the paper', from the stored configs (``where``: the stores)."""
     done = [r for r in runs if r["status"] == "done"] or runs
     p = paper.PROTOCOL
     items = [
@@ -141,7 +129,7 @@ def _differences(runs: list[dict], cells: list[Cell]) -> list[str]:
         if info.paper_row and name not in datasets
     ]
     if missing:
-        items.append(f"Paper data sets not in this store: {', '.join(missing)}.")
+        items.append(f"Paper data sets not in {where}: {', '.join(missing)}.")
     items.append(
         "Music frames are 88-key piano rolls (MIDI 21–108) rather than the paper's 93–108-dim "
         "vectors; notes outside that range never sound, so the NLL is the same quantity."
@@ -164,29 +152,63 @@ def _headline(cells: list[Cell]) -> list[str]:
 
 
 def build_report(
-    store_path: str | Path,
+    store_paths: StorePaths,
     out_dir: str | Path,
     *,
     quick: bool = False,
     command: str | None = None,
 ) -> Path:
-    """Build the report folder from the results store at ``store_path``; return the folder.
+    """Build the report folder from one results store or several; return the folder.
 
-    ``quick`` (or any run stored as quick) puts the quick-run banner on every output.
-    ``command`` is the command line named as provenance (default: the ``rnnbench report`` call).
-    Raises :class:`RnnbenchError` when the store is missing or holds no runs.
+    ``store_paths`` is one path or a sequence of paths; the stores' runs are merged by key
+    (see :mod:`rnnbench.report.stores`). ``quick`` (or any run or store marked quick) puts the
+    quick-run banner on every output. ``command`` is the command line named as provenance
+    (default: the ``rnnbench report`` call). Raises :class:`RnnbenchError` when a store is
+    missing or holds no runs.
     """
-    store_path, out = Path(store_path), Path(out_dir)
-    runs, meta, store = _load(store_path)
-    try:
+    out = Path(out_dir)
+    with open_stores(store_paths) as sources:
+        runs = sources.runs
         cells = build_cells(runs)
-        curves = {}
-        for c in cells:
-            for r in c.chosen:
-                curves[r["key"]] = store.epochs(r["key"])
-    finally:
-        store.close()
-    quick = quick or meta.get("quick") == "1" or any(r.get("quick") for r in runs)
+        curves = _curves(sources, cells)
+    quick = quick or sources.quick or any(r.get("quick") for r in runs)
+    _make_folder(out)
+    if command is None:
+        stores = [arg for p in sources.paths for arg in ("--store", str(p))]
+        command = shlex.join(
+            ["rnnbench", "report", *stores, "--out", str(out)] + (["--quick"] if quick else [])
+        )
+    date = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    several = len(sources.paths) > 1
+    where = ", ".join(str(p.resolve()) for p in sources.paths)
+    provenance = (
+        f"{command} | {'stores' if several else 'store'} {where} | {len(runs)} runs | "
+        f"rnnbench {__version__} | {date}"
+    )
+    banner = QUICK_BANNER if quick else ""
+    blocks = _front(sources, command, date, quick, banner)
+    blocks += _tables(cells, runs, curves)
+    blocks += _figures(
+        out, cells, curves, banner, footer=provenance + (f"\n{banner}" if banner else "")
+    )
+    blocks += [
+        Heading("How our setup differs from the paper", 2, "differences"),
+        Bullets(_differences(runs, cells, "these stores" if several else "this store")),
+    ]
+    if banner:
+        blocks.append(Banner(banner))
+    _write(out, blocks, cells, runs, quick, provenance)
+    return out
+
+
+def _curves(sources: Sources, cells: list[Cell]) -> dict[str, list[dict]]:
+    """Per-epoch rows of the runs the report draws or follows: each cell's chosen runs (the
+    figures) and every run of a cell still in progress (the progress section)."""
+    keys = [r["key"] for c in cells for r in (c.runs if c.unfinished else c.chosen)]
+    return {key: sources.epochs(key) for key in keys}
+
+
+def _make_folder(out: Path) -> None:
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -194,47 +216,64 @@ def build_report(
             f"Cannot create the report folder {out} ({exc.strerror}): choose another with --out."
         ) from exc
 
-    if command is None:
-        command = shlex.join(
-            ["rnnbench", "report", "--store", str(store_path), "--out", str(out)]
-            + (["--quick"] if quick else [])
+
+def _store_lines(sources: Sources) -> str:
+    """The provenance line naming the store, or every store with how many runs came from it."""
+    if len(sources.paths) == 1:
+        return f"Results store: `{sources.paths[0].resolve()}`"
+    named = ", ".join(
+        f"`{p.resolve()}` ({_runs(n)})"
+        for p, n in zip(sources.paths, sources.counts(), strict=True)
+    )
+    text = f"Results stores (runs taken from each): {named}"
+    if sources.shared:
+        text += (
+            f"; {_runs(len(sources.shared))} found in more than one store: each keeps its finished "
+            "row (done or diverged) over an unfinished one, else the row updated last, and its "
+            "per-epoch curve from the same store"
         )
-    date = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    return text
+
+
+def _runs(n: int) -> str:
+    return f"{n} run" if n == 1 else f"{n} runs"
+
+
+def _front(sources: Sources, command: str, date: str, quick: bool, banner: str) -> list[Block]:
+    """Title, banner, introduction and provenance."""
+    runs = sources.runs
     status = Counter(r["status"] for r in runs)
     status_text = ", ".join(f"{n} {s}" for s, n in sorted(status.items()))
-    provenance = (
-        f"{command} | store {store_path.resolve()} | {len(runs)} runs | "
-        f"rnnbench {__version__} | {date}"
-    )
-    banner = QUICK_BANNER if quick else ""
-
+    n = len(sources.paths)
+    origin = "one results store" if n == 1 else f"{n} results stores merged run by run"
     blocks: list[Block] = [Heading(TITLE, 1)]
     if banner:
         blocks.append(Banner(banner))
-    blocks += [
+    return blocks + [
         Para(
             'Reproduction of Chung, Gulcehre, Cho and Bengio, "Empirical Evaluation of Gated '
             'Recurrent Neural Networks on Sequence Modeling" (arXiv:1412.3555), from the '
-            "runs of one results store. NLL is the average negative log-likelihood per time "
+            f"runs of {origin}. NLL is the average negative log-likelihood per time "
             "step in nats; lower is better."
         ),
         Heading("Provenance", 2, "provenance"),
         Bullets(
             [
                 f"Command: `{command}`",
-                f"Results store: `{store_path.resolve()}`",
+                _store_lines(sources),
                 f"Runs: {len(runs)} ({status_text})" + _span(runs),
                 "Software (from the store): " + "; ".join(_versions(runs)),
                 f"Report built {date} by rnnbench {__version__}",
                 "Protocol: "
-                + (
-                    "QUICK (not the paper's protocol)"
-                    if quick
-                    else _protocol_summary(runs)
-                ),
+                + ("QUICK (not the paper's protocol)" if quick else _protocol_summary(runs)),
             ]
         ),
     ]
+
+
+def _tables(cells: list[Cell], runs: list[dict], curves: dict[str, list[dict]]) -> list[Block]:
+    """Results at a glance, Tables 1 and 2, progress, the lr choice and GRU against LSTM."""
+    blocks: list[Block] = []
     headline = _headline(cells)
     if headline:
         blocks += [Heading("Results at a glance", 2, "glance"), Bullets(headline)]
@@ -242,7 +281,10 @@ def build_report(
         Heading("Table 1: model sizes", 2, "table1"),
         table1(runs),
         Heading("Table 2: NLL per time step", 2, "table2"),
-        table2(cells),
+        table2(cells, started={key for key, rows in curves.items() if rows}),
+    ]
+    blocks += _progress(cells, curves)
+    blocks += [
         Heading("Learning-rate choice", 2, "lr"),
         lr_table(cells),
         Heading("GRU against LSTM", 2, "paired"),
@@ -256,16 +298,38 @@ def build_report(
     blocks.append(
         paired_table(tests) if tests else Para("No data set has both GRU and LSTM runs to compare.")
     )
+    return blocks
 
-    blocks.append(Heading("Figures 2 and 3: learning curves", 2, "figures"))
-    blocks.append(
+
+def _progress(cells: list[Cell], curves: dict[str, list[dict]]) -> list[Block]:
+    """The "Progress of unfinished cells" section; nothing when every cell is finished."""
+    rows = [p for c in cells if (p := cell_progress(c, curves)) is not None]
+    if not rows:
+        return []
+    return [
+        Heading("Progress of unfinished cells", 2, "progress"),
+        Para(
+            f"{len(rows)} of {len(cells)} cells still have runs queued or running. Table 2 "
+            "counts only finished runs; this is how far each unfinished cell got. Its "
+            "validation NLLs are provisional (the best epoch so far, not an early-stopped "
+            "result) and will change as training goes on."
+        ),
+        progress_table(rows),
+    ]
+
+
+def _figures(
+    out: Path, cells: list[Cell], curves: dict[str, list[dict]], banner: str, footer: str
+) -> list[Block]:
+    """Figures 2 (music) and 3 (speech), or a sentence for each that has nothing to draw."""
+    blocks: list[Block] = [
+        Heading("Figures 2 and 3: learning curves", 2, "figures"),
         Para(
             "Train (dashed) and validation (solid) NLL of the best run of each unit (the seed with "
             "the lowest validation NLL at the chosen learning rate), against epochs (top row) and "
             "wall-clock seconds as the store records them (bottom row)."
-        )
-    )
-    footer = f"{provenance}" + (f"\n{banner}" if banner else "")
+        ),
+    ]
     datasets = list(dict.fromkeys(c.dataset for c in cells))
     for number, task, path in (
         (2, "music", out / "figure2.png"),
@@ -285,14 +349,18 @@ def build_report(
                     "metrics in the store (not run)."
                 )
             )
+    return blocks
 
-    blocks += [
-        Heading("How our setup differs from the paper", 2, "differences"),
-        Bullets(_differences(runs, cells)),
-    ]
-    if banner:
-        blocks.append(Banner(banner))
 
+def _write(
+    out: Path,
+    blocks: list[Block],
+    cells: list[Cell],
+    runs: list[dict],
+    quick: bool,
+    provenance: str,
+) -> None:
+    """report.md, report.html and table2.csv."""
     write_table2_csv(
         out / "table2.csv",
         cells,
@@ -304,7 +372,6 @@ def build_report(
         to_html(blocks, f"QUICK RUN, not the paper's protocol: {TITLE}" if quick else TITLE),
         encoding="utf-8",
     )
-    return out
 
 
 def _protocol_summary(runs: list[dict]) -> str:

@@ -23,6 +23,8 @@ from rnnbench.store import form_of
 
 # Config keys that do not define a cell: the search dimensions and bookkeeping.
 _NOT_CELL_KEYS = {"lr", "seed", "data_seed", "dataset", "unit", "peephole", "reset"}
+# Statuses of runs that a resumed sweep will still train: a cell with any is in progress.
+UNFINISHED = ("queued", "running")
 
 
 def _lr_key(lr: float) -> float:
@@ -90,6 +92,11 @@ class Cell:
             for r in self.runs
             if r["status"] == status and (lr is None or _lr_key(r["config"]["lr"]) == lr)
         )
+
+    @property
+    def unfinished(self) -> list[dict]:
+        """Runs still queued or running (the cell is in progress while there are any)."""
+        return [r for r in self.runs if r["status"] in UNFINISHED]
 
     @property
     def chosen(self) -> list[dict]:

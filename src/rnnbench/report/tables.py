@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import math
+from collections.abc import Collection
 from pathlib import Path
 
 from rnnbench.errors import RnnbenchError
@@ -157,14 +158,27 @@ def _divergence_text(cell: Cell) -> str:
         if n_all:
             n_at = cell.count(status, cell.chosen_lr) if cell.chosen_lr is not None else 0
             parts.append(f"{n_all} {status} ({n_at} at chosen lr)")
-    unfinished = sum(1 for r in cell.runs if r["status"] in ("queued", "running"))
-    if unfinished:
-        parts.append(f"{unfinished} unfinished")
+    if cell.unfinished:
+        parts.append(f"{len(cell.unfinished)} unfinished")
     return "; ".join(parts) or "0"
 
 
-def table2(cells: list[Cell]) -> Table:
-    """Train and test NLL per cell (mean ± std over seeds at the chosen lr) beside the paper."""
+def _no_result_text(cell: Cell, started: Collection[str]) -> str:
+    """Table 2's seeds column for a cell with no completed run.
+
+    "in progress (see Progress)" when runs are still queued or running and one of its runs has
+    per-epoch rows (keys in ``started``), else "not run to completion".
+    """
+    if cell.unfinished and any(r["key"] in started for r in cell.runs):
+        return "in progress (see Progress)"
+    return "not run to completion"
+
+
+def table2(cells: list[Cell], started: Collection[str] = ()) -> Table:
+    """Train and test NLL per cell (mean ± std over seeds at the chosen lr) beside the paper.
+
+    ``started`` holds the keys of the runs with per-epoch rows in the store.
+    """
     rows = []
     run_datasets = []
     for cell in cells:
@@ -173,7 +187,7 @@ def table2(cells: list[Cell]) -> Table:
         ref = paper.paper_nll(cell.dataset, cell.unit)
         tr, te = cell.summary("train"), cell.summary("test")
         if cell.chosen_lr is None:
-            ours = ["—", "not run to completion", "—", "—", "—", "—", "—", "—", "—"]
+            ours = ["—", _no_result_text(cell, started), "—", "—", "—", "—", "—", "—", "—"]
         else:
             lo, hi = te.ci95
             ours = [

@@ -44,6 +44,7 @@ from typing import Any
 
 import numpy as np
 
+from rnnbench.data.names import task_of
 from rnnbench.errors import RnnbenchError
 from rnnbench.train.config import UNITS, RunConfig
 
@@ -148,12 +149,6 @@ def _unknown(keys, known: set[str], where: str, section: str) -> None:
             f"unknown key(s) {', '.join(extra)} in {section}",
             f"use only {', '.join(sorted(known))}",
         )
-
-
-def task_of(dataset: str) -> str:
-    """``"speech"`` for fsdd-a, fsdd-b and ``wav:`` folders, else ``"music"`` (Table 1's sizes)."""
-    base = dataset.partition("?")[0]
-    return "speech" if base in ("fsdd-a", "fsdd-b") or base.startswith("wav:") else "music"
 
 
 def _hidden_for(dataset: str, unit: str, budget, form: dict) -> int | None:

@@ -28,6 +28,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from rnnbench.errors import RnnbenchError
+
 __all__ = [
     "EarlyStopping",
     "PopulationRMSProp",
@@ -186,7 +188,16 @@ class WeightNoise:
         return self.generators[k].get_state()
 
     def load_member_state(self, k: int, state: Tensor) -> None:
-        self.generators[k].set_state(state)
+        # A CPU generator's state (Mersenne Twister) and a CUDA one's (Philox) do not fit
+        # each other, so a run continues only on the kind of device it began on.
+        try:
+            self.generators[k].set_state(state)
+        except (RuntimeError, ValueError) as exc:
+            raise RnnbenchError(
+                f"This run was checkpointed on another kind of device than {self.device.type} "
+                "(its weight-noise generator cannot move): resume it with the --device it began "
+                "on, or delete its last.pt and prev.pt to start it afresh."
+            ) from exc
 
 
 class EarlyStopping:
