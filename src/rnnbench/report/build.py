@@ -110,10 +110,12 @@ def _differences(runs: list[dict], cells: list[Cell], where: str = "this store")
     sizes = Counter((r["group_key"], r.get("stage")) for r in runs if r.get("group_key"))
     if sizes:
         items.append(
-            "Wall-clock seconds are those of the population a run trained in (all its learning "
-            "rates and seeds together, on one device; populations of "
-            f"{', '.join(map(str, sorted(set(sizes.values()))))} members here), so they compare "
-            "units trained the same way, not single runs (the paper timed one model per run)."
+            "Wall-clock seconds: runs train in populations (all learning rates, or all seeds, "
+            "of a cell together on one device; populations of "
+            f"{', '.join(map(str, sorted(set(sizes.values()))))} members here). The store keeps "
+            "the population's seconds; the figures divide each epoch's time among the members "
+            "that trained in it, an estimate of one model's time (the paper timed one model per "
+            "run)."
         )
     datasets = sorted({r["config"]["dataset"] for r in runs})
     if any(d.startswith("fsdd") for d in datasets):
@@ -171,6 +173,7 @@ def build_report(
         runs = sources.runs
         cells = build_cells(runs)
         curves = _curves(sources, cells)
+        sharing = _sharing(sources, runs, cells, curves)
     quick = quick or sources.quick or any(r.get("quick") for r in runs)
     _make_folder(out)
     if command is None:
@@ -189,7 +192,8 @@ def build_report(
     blocks = _front(sources, command, date, quick, banner)
     blocks += _tables(cells, runs, curves)
     blocks += _figures(
-        out, cells, curves, banner, footer=provenance + (f"\n{banner}" if banner else "")
+        out, cells, curves, banner, footer=provenance + (f"\n{banner}" if banner else ""),
+        sharing=sharing,
     )
     blocks += [
         Heading("How our setup differs from the paper", 2, "differences"),
@@ -206,6 +210,24 @@ def _curves(sources: Sources, cells: list[Cell]) -> dict[str, list[dict]]:
     figures) and every run of a cell still in progress (the progress section)."""
     keys = [r["key"] for c in cells for r in (c.runs if c.unfinished else c.chosen)]
     return {key: sources.epochs(key) for key in keys}
+
+
+def _sharing(sources: Sources, runs: list[dict], cells: list[Cell],
+             curves: dict[str, list[dict]]) -> dict[str, dict[int, int]]:
+    """For each run the figures draw: epoch -> how many members of its population (the runs
+    with its group key and stage) trained in that epoch."""
+    drawn = {r["key"]: r for c in cells for r in c.chosen}
+    families: dict[tuple, list[str]] = {}
+    for r in runs:
+        families.setdefault((r.get("group_key"), r.get("stage")), []).append(r["key"])
+    out: dict[str, dict[int, int]] = {}
+    for key, run in drawn.items():
+        counts: Counter = Counter()
+        for other in families.get((run.get("group_key"), run.get("stage")), [key]):
+            rows = curves[other] if other in curves else sources.epochs(other)
+            counts.update({int(e["epoch"]) for e in rows})
+        out[key] = dict(counts)
+    return out
 
 
 def _make_folder(out: Path) -> None:
@@ -319,7 +341,8 @@ def _progress(cells: list[Cell], curves: dict[str, list[dict]]) -> list[Block]:
 
 
 def _figures(
-    out: Path, cells: list[Cell], curves: dict[str, list[dict]], banner: str, footer: str
+    out: Path, cells: list[Cell], curves: dict[str, list[dict]], banner: str, footer: str,
+    sharing: dict[str, dict[int, int]],
 ) -> list[Block]:
     """Figures 2 (music) and 3 (speech), or a sentence for each that has nothing to draw."""
     blocks: list[Block] = [
@@ -327,7 +350,9 @@ def _figures(
         Para(
             "Train (dashed) and validation (solid) NLL of the best run of each unit (the seed with "
             "the lowest validation NLL at the chosen learning rate), against epochs (top row) and "
-            "wall-clock seconds as the store records them (bottom row)."
+            "against wall-clock seconds per model (bottom row): each epoch's time divided by the "
+            "members its population trained in that epoch, so a run from a learning-rate search "
+            "of 10 and one from a population of 2 seeds are on one clock."
         ),
     ]
     datasets = list(dict.fromkeys(c.dataset for c in cells))
@@ -337,10 +362,10 @@ def _figures(
     ):
         names = [d for d in datasets if paper.dataset_info(d).task == task]
         title = f"Figure {number}: {task}, best run of each unit"
-        if learning_curves(path, title, names, cells, curves, banner=banner, footer=footer):
-            blocks.append(
-                Image(path, f"{title}. Top: against epochs; bottom: against wall-clock seconds.")
-            )
+        if learning_curves(path, title, names, cells, curves, banner=banner, footer=footer,
+                           sharing=sharing):
+            blocks.append(Image(path, f"{title}. Top: against epochs; bottom: against wall-clock "
+                                      "seconds per model."))
         else:
             path.unlink(missing_ok=True)
             blocks.append(

@@ -1,7 +1,8 @@
 """Figures 2 and 3: learning curves of the best run of each unit, as in the paper.
 
-One column per data set; top row against epochs, bottom row against wall-clock seconds; train
-NLL dashed, validation NLL solid, one colour per unit, log-scale NLL. Figure 2 holds the music
+One column per data set; top row against epochs, bottom row against wall-clock seconds per
+model (:func:`per_model_seconds`); train NLL dashed, validation NLL solid, one colour per unit,
+log-scale NLL. Figure 2 holds the music
 sets, Figure 3 the speech sets. Drawn with matplotlib's Agg canvas (no display, no pyplot state).
 """
 
@@ -46,6 +47,26 @@ def wall_clock(epochs: list[dict], total: float | None) -> np.ndarray:
             return cumsum
         return secs
     return secs if monotone else cumsum
+
+
+def per_model_seconds(
+    epochs: list[dict], total: float | None, sharing: dict[int, int] | None
+) -> np.ndarray:
+    """Cumulative wall-clock seconds of one model: each epoch's time divided by the members
+    its population trained in that epoch.
+
+    A run's stored seconds are its population's wall clock, so a run trained among 10 members
+    would look 5 times slower than one trained among 2 (a learning-rate search against its
+    seeds). Sharing each epoch's time among the members that trained in it estimates what the
+    model would have cost alone (a stacked member costs about what a single run does:
+    benchmarks/README.md). ``sharing`` maps an epoch to its member count; None leaves the
+    population's seconds as they are.
+    """
+    cum = wall_clock(epochs, total)
+    if not sharing or cum.size == 0:
+        return cum
+    members = np.array([max(1, sharing.get(int(e["epoch"]), 1)) for e in epochs], dtype=float)
+    return np.cumsum(np.diff(cum, prepend=0.0) / members)
 
 
 def log_nll_axis(ax, ys: list[float]) -> None:
@@ -99,11 +120,15 @@ def learning_curves(
     *,
     banner: str = "",
     footer: str = "",
+    sharing: dict[str, dict[int, int]] | None = None,
 ) -> bool:
     """Draw one figure (a column per data set) to ``path``; False when there is nothing to draw.
 
-    ``curves`` maps a run key to its per-epoch records (``Store.epochs``).
+    ``curves`` maps a run key to its per-epoch records (``Store.epochs``); ``sharing`` maps a
+    run key to ``{epoch: members of its population that trained in that epoch}`` (see
+    :func:`per_model_seconds`).
     """
+    sharing = sharing or {}
     panels = []
     for name in datasets:
         best = best_per_unit(cells, name)
@@ -131,7 +156,7 @@ def learning_curves(
             for v in (curves[r["key"]][-1].get("train_nll"), curves[r["key"]][-1].get("valid_nll"))
             if v is not None and curves[r["key"]]
         ]
-        for row, xlabel in enumerate(("epoch", "wall-clock seconds")):
+        for row, xlabel in enumerate(("epoch", "wall-clock seconds per model")):
             ax = axes[row][col]
             for unit in paper.UNITS:
                 if unit not in lines:
@@ -141,7 +166,7 @@ def learning_curves(
                 x = (
                     np.array([e["epoch"] for e in recs], dtype=float)
                     if row == 0
-                    else wall_clock(recs, run.get("seconds"))
+                    else per_model_seconds(recs, run.get("seconds"), sharing.get(run["key"]))
                 )
                 for split, style in (("train", "--"), ("valid", "-")):
                     y = np.array(
