@@ -3,7 +3,8 @@
 They live in an importable module because the local engine spawns its workers.
 The data set name picks the behaviour: ``boom`` always raises, ``flaky`` raises on its first
 call, ``die`` kills its worker process on the first call, ``full`` finds the disk full,
-``slow`` takes 40 epochs of 0.25 s, anything else trains 2 epochs. A member
+``slow`` takes 40 epochs of 0.25 s, ``early`` reports its first member finished (``on_result``)
+and then fails, anything else trains 2 epochs. A member
 diverges when its learning rate is above ``DIVERGE_ABOVE``; the validation NLL is lowest at
 lr = e^-8 otherwise. Every call appends a line to ``calls.log`` beside the run folders.
 """
@@ -31,7 +32,8 @@ def valid_nll(lr: float) -> float:
     return (math.log(lr) + 8.0) ** 2 + 1.0
 
 
-def fake_train(configs, *, out_dirs, data_dir=None, device="cpu", on_epoch=None, progress=False):
+def fake_train(configs, *, out_dirs, data_dir=None, device="cpu", on_epoch=None, progress=False,
+               on_result=None):
     Path(out_dirs[0]).parent.mkdir(parents=True, exist_ok=True)
     calls = _log_call(out_dirs, configs)
     dataset = configs[0].dataset
@@ -79,4 +81,7 @@ def fake_train(configs, *, out_dirs, data_dir=None, device="cpu", on_epoch=None,
                 "params": 100,
             }
         )
+        if dataset == "early":
+            on_result(k, results[-1])
+            raise RuntimeError("early: the rest of the population fails")
     return results

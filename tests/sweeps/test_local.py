@@ -135,6 +135,14 @@ def test_chained_populations_run_before_the_next_search(tmp_path):
     assert order == [("jsb", "lr"), ("jsb", "seeds"), ("nottingham", "lr"), ("nottingham", "seeds")]
 
 
+def test_a_member_that_finished_keeps_its_result_when_its_population_fails_later(tmp_path):
+    store, summary = sweep(tmp_path, [population("early", lrs=LRS[:2])], workers=1, retries=0)
+    first, second = (store.get_run(c.key()) for c in population("early", lrs=LRS[:2]).configs)
+    assert first["status"] == "done" and first["valid_nll"] == valid_nll(LRS[0])
+    assert [e["epoch"] for e in store.epochs(first["key"])] == [1, 2]
+    assert second["status"] == "failed" and "early: the rest" in second["error"]
+
+
 def test_a_full_disk_stops_the_sweep_with_one_sentence(tmp_path):
     with pytest.raises(RnnbenchError, match="disk is full.*finished runs are kept"):
         sweep(tmp_path, [population("full", lrs=LRS[:1])], workers=1)

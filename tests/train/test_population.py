@@ -130,8 +130,16 @@ def test_resume_after_interruption_is_bitwise_identical(patience, tiny, tmp_path
 
 def test_nan_member_is_marked_diverged_while_others_finish(tiny, tmp_path):
     configs = [cfg(lr=1e-3, seed=0), cfg(lr=1e38, seed=1), cfg(lr=3e-3, seed=2)]
-    results, dirs = run(configs, tmp_path, tiny)
+    events = []
+    results, dirs = run(configs, tmp_path, tiny,
+                        on_epoch=lambda k, rec: events.append(("epoch", k, rec["epoch"])),
+                        on_result=lambda k, res: events.append(("result", k, res)))
     assert [r["status"] for r in results] == ["done", "diverged", "done"]
+    # The diverged member is reported as soon as it stops, before the others' last epochs.
+    reported = [i for i, e in enumerate(events) if e[:2] == ("result", 1)]
+    assert len(reported) == 1 and events[reported[0]][2] == results[1]
+    assert ("epoch", 0, 3) in events[reported[0]:]
+    assert [e[1] for e in events if e[0] == "result"] == [1, 0, 2]
     assert results[1]["test_nll"] is None and results[1]["epochs"] < 3
     assert metric_lines(dirs[1])[-1]["status"] == "diverged"
     for r in (results[0], results[2]):

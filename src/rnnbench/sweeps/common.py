@@ -137,24 +137,32 @@ def record_epoch(store: Store, config: RunConfig, record: dict) -> None:
 def record_results(store: Store, population: Population, out: Path, results: list[dict]) -> None:
     """Write train_population's per-member results (and every epoch of metrics.jsonl)."""
     for config, result in zip(population.configs, results, strict=True):
-        key, folder = config.key(), run_dir(out, config)
-        # The records sent live can miss an epoch when the sweep was killed; the run folder
-        # has them all, and the upsert makes rewriting the others harmless.
-        store.log_epochs(key, read_metrics(folder))
-        status = result.get("status", "done")
-        if status not in FINISHED:
-            status = "diverged"
-        if status == "done" and not _finite(result.get("valid_nll")):
-            status = "diverged"
-        result = dict(result)
-        if config.hidden is not None:
-            result.setdefault("hidden", config.hidden)
-        store.finish_run(key, status, result)
+        record_result(store, config, out, result)
+
+
+def record_result(store: Store, config: RunConfig, out: Path, result: dict) -> None:
+    """Write one member's result (as soon as it finishes, and again with its population)."""
+    key, folder = config.key(), run_dir(out, config)
+    # The records sent live can miss an epoch when the sweep was killed; the run folder
+    # has them all, and the upsert makes rewriting the others harmless.
+    store.log_epochs(key, read_metrics(folder))
+    status = result.get("status", "done")
+    if status not in FINISHED:
+        status = "diverged"
+    if status == "done" and not _finite(result.get("valid_nll")):
+        status = "diverged"
+    result = dict(result)
+    if config.hidden is not None:
+        result.setdefault("hidden", config.hidden)
+    store.finish_run(key, status, result)
 
 
 def record_failure(store: Store, population: Population, error: str) -> None:
+    """Mark the population's runs ``failed``, except members that had already finished."""
     for c in population.configs:
-        store.finish_run(c.key(), "failed", error=error)
+        row = store.get_run(c.key())
+        if row is None or row["status"] not in FINISHED:
+            store.finish_run(c.key(), "failed", error=error)
 
 
 def requeue(store: Store, population: Population) -> None:

@@ -83,6 +83,9 @@ def _worker(wid: int, tasks, results, train_fn, threads: int, parent: int) -> No
                 os._exit(1)
             results.put(("epoch", wid, tid, k, common.plain(record)))
 
+        def on_result(k: int, result: dict, tid=tid) -> None:
+            results.put(("result", wid, tid, k, common.plain(result)))
+
         try:
             out = train(
                 configs,
@@ -91,6 +94,7 @@ def _worker(wid: int, tasks, results, train_fn, threads: int, parent: int) -> No
                 device=device,
                 on_epoch=on_epoch,
                 progress=False,
+                on_result=on_result,
             )
             results.put(("done", wid, tid, common.plain(list(out))))
         except BaseException as exc:  # noqa: BLE001 - everything goes back to the parent
@@ -233,6 +237,9 @@ def run_local(
             common.record_epoch(store, task.population.configs[k], record)
             tally.epochs[task.tid] = max(tally.epochs.get(task.tid, 0), int(record["epoch"]))
             display.update(_busy())
+        elif kind == "result":  # one member finished while the others train on
+            _, _, _, k, result = message
+            common.record_result(store, task.population.configs[k], out, result)
         elif kind == "done":
             finish(worker)
             common.record_results(store, task.population, out, message[3])

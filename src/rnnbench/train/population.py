@@ -50,6 +50,7 @@ __all__ = ["train_population", "resolve_device"]
 
 FORMAT = 1
 OnEpoch = Callable[[int, dict], None]
+OnResult = Callable[[int, dict], None]
 
 
 def resolve_device(device: str | torch.device) -> torch.device:
@@ -78,6 +79,7 @@ def train_population(
     progress: bool = False,
     dataset=None,
     backend: str = "auto",
+    on_result: OnResult | None = None,
 ) -> list[dict]:
     """Train the members ``configs`` together; resume from their folders when possible.
 
@@ -95,6 +97,9 @@ def train_population(
         backend: the recurrent kernel, as :func:`rnnbench.nn.functional.run_unit` takes it
             (``"auto"``: numba on CPU, torch elsewhere). It changes speed, not results beyond
             float rounding, so it is not part of the config.
+        on_result: called as ``on_result(k, result)`` as soon as member ``k`` has stopped and
+            been scored (the others may train on), with the result it will return for it; a
+            sweep records finished members before their population ends.
 
     Returns:
         Per member: ``{"status": "done" | "diverged", "train_nll", "valid_nll", "test_nll",
@@ -131,11 +136,12 @@ def train_population(
                 "finish (or stop it), then run this again.",
             ))
         return _train_locked(configs, out_dirs, data_dir=data_dir, dev=dev, on_epoch=on_epoch,
-                             progress=progress, dataset=dataset, backend=backend)
+                             progress=progress, dataset=dataset, backend=backend,
+                             on_result=on_result)
 
 
 def _train_locked(configs, out_dirs, *, data_dir, dev, on_epoch, progress, dataset,
-                  backend) -> list[dict]:
+                  backend, on_result) -> list[dict]:
     results: list[dict | None] = [None] * len(configs)
     resumable: dict[int, list[dict]] = {}
     for i, (cfg, run_dir) in enumerate(zip(configs, out_dirs, strict=True)):
@@ -171,6 +177,8 @@ def _train_locked(configs, out_dirs, *, data_dir, dev, on_epoch, progress, datas
                 for i, result in _finalize(stopped, configs, out_dirs, dataset=dataset,
                                            device=dev, backend=backend, hidden=hidden).items():
                     results[i] = result
+                    if on_result is not None:
+                        on_result(i, result)
                 todo = {i: found for i, found in todo.items() if i not in stopped}
             if not todo:
                 break
