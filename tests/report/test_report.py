@@ -20,7 +20,7 @@ from rnnbench.store import Store
 
 from .conftest import SEEDS, nll
 
-FILES = ["report.md", "report.html", "table2.csv", "figure2.png", "figure3.png"]
+FILES = ["report.md", "report.html", "table2.csv", "runs.csv", "figure2.png", "figure3.png"]
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
@@ -37,6 +37,21 @@ def row(rows, dataset, unit, split):
 def test_every_file_exists(report_dir):
     for name in FILES:
         assert (report_dir / name).stat().st_size > 0, name
+
+
+def test_runs_csv_holds_every_run_of_the_store(report_dir, store_path):
+    with open(report_dir / "runs.csv", newline="", encoding="utf-8") as f:
+        rows = {row["key"]: row for row in csv.DictReader(f)}
+    stored = Store(store_path).runs()
+    assert set(rows) == {r["key"] for r in stored}
+    for r in stored:
+        row = rows[r["key"]]
+        assert row["status"] == r["status"] and row["dataset"] == r["config"]["dataset"]
+        assert float(row["lr"]) == pytest.approx(r["config"]["lr"], rel=1e-9)
+        if r["test_nll"] is None:
+            assert row["test_nll"] == ""
+        else:
+            assert float(row["test_nll"]) == pytest.approx(r["test_nll"], rel=1e-9)
 
 
 def test_table2_csv_columns(report_dir):

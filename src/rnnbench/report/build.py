@@ -1,6 +1,7 @@
 """``build_report``: the whole report folder from one results store or several.
 
-Writes ``report.md``, ``report.html`` (self-contained), ``table2.csv``, ``figure2.png`` (music)
+Writes ``report.md``, ``report.html`` (self-contained), ``table2.csv``, ``runs.csv`` (every
+run: config fields, status, NLLs), ``figure2.png`` (music)
 and ``figure3.png`` (speech) into the output folder. Sections: provenance, Table 1, Table 2,
 the progress of unfinished cells (only while some runs are queued or running), the
 learning-rate choice, GRU against LSTM, Figures 2–3, how our setup differs from the paper.
@@ -28,6 +29,7 @@ from rnnbench.report.tables import (
     paired_table,
     table1,
     table2,
+    write_runs_csv,
     write_table2_csv,
 )
 
@@ -385,7 +387,8 @@ def _write(
     quick: bool,
     provenance: str,
 ) -> None:
-    """report.md, report.html and table2.csv."""
+    """report.md, report.html, table2.csv and runs.csv."""
+    write_runs_csv(out / "runs.csv", runs)
     write_table2_csv(
         out / "table2.csv",
         cells,
