@@ -14,28 +14,20 @@ extra updates for free.
 from __future__ import annotations
 
 import argparse
-import time
 
 import torch
-from population_step import updater
+from population_step import per_model_ms, updater
 
 from rnnbench.data.batching import iterate_batches
 from rnnbench.data.registry import load_dataset
 
 
-def frame_cost(unit: str, members: int, data, seqs, batch: int, rounds: int = 2):
-    """Best of ``rounds`` passes: (seconds per real frame, updates per pass)."""
+def frame_cost(unit: str, members: int, data, seqs, batch: int):
+    """Best of 3 passes (after a warm-up): (seconds per real frame, updates per pass)."""
     batches = list(iterate_batches(seqs, batch, seed=0, epoch=1))
     frames = sum(len(s.inputs) for s in seqs)
-    update = updater(unit, members, data, "auto")
-    update(batches[0])  # compile and warm up
-    best = float("inf")
-    for _ in range(rounds):
-        start = time.perf_counter()
-        for b in batches:
-            update(b)
-        best = min(best, time.perf_counter() - start)
-    return best / frames, len(batches)
+    ms = per_model_ms(updater(unit, members, data, "auto"), batches, members)
+    return ms * 1e-3 * members * len(batches) / frames, len(batches)
 
 
 def main() -> None:

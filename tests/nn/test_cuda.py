@@ -271,20 +271,15 @@ def run(configs, root, tiny, **kw):
     return train_population(configs, out_dirs=dirs, dataset=tiny, **kw), dirs
 
 
+def cpu_model(config: RunConfig, tiny) -> SequenceModel:
+    """A one-member CPU model of ``config``'s shape, with its initial weights."""
+    return SequenceModel(config.unit, tiny.in_dim, tiny.out_dim, config.hidden, head=tiny.head,
+                         peephole=config.peephole, reset=config.reset, init=config.init,
+                         seeds=[config.seed], backend="torch")
+
+
 def untrained_nll(config: RunConfig, tiny) -> float:
-    model = SequenceModel(
-        config.unit,
-        tiny.in_dim,
-        tiny.out_dim,
-        config.hidden,
-        head=tiny.head,
-        peephole=config.peephole,
-        reset=config.reset,
-        init=config.init,
-        seeds=[config.seed],
-        backend="torch",
-    )
-    return float(split_nll(model, tiny.split("valid"))[0])
+    return float(split_nll(cpu_model(config, tiny), tiny.split("valid"))[0])
 
 
 @pytest.mark.parametrize(("unit", "bptt"), [("lstm", None), ("gru", None), ("tanh", 5)])
@@ -316,16 +311,7 @@ def test_population_with_weight_noise_on_cuda(tiny, tmp_path):
             assert tensors and all(t.device.type == "cpu" for t in tensors), name
         # The best member state, scored on CPU, gives the valid NLL the cuda run reported.
         best = torch.load(run_dir / "best.pt", weights_only=True)
-        model = SequenceModel(
-            c.unit,
-            tiny.in_dim,
-            tiny.out_dim,
-            c.hidden,
-            head=tiny.head,
-            peephole=c.peephole,
-            seeds=[c.seed],
-            backend="torch",
-        )
+        model = cpu_model(c, tiny)
         model.load_member_state(0, best["member_state"])
         valid = float(split_nll(model, tiny.split("valid"))[0])
         assert valid == pytest.approx(r["valid_nll"], rel=TRAIN_RTOL, abs=TRAIN_RTOL)
