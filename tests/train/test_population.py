@@ -140,6 +140,10 @@ def test_nan_member_is_marked_diverged_while_others_finish(tiny, tmp_path):
     assert len(reported) == 1 and events[reported[0]][2] == results[1]
     assert ("epoch", 0, 3) in events[reported[0]:]
     assert [e[1] for e in events if e[0] == "result"] == [1, 0, 2]
+    # Called again (a resumed sweep), the members found finished are reported at once.
+    again = []
+    run(configs, tmp_path, tiny, on_result=lambda k, res: again.append((k, res)))
+    assert again == list(enumerate(results))
     assert results[1]["test_nll"] is None and results[1]["epochs"] < 3
     assert metric_lines(dirs[1])[-1]["status"] == "diverged"
     for r in (results[0], results[2]):

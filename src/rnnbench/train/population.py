@@ -98,8 +98,9 @@ def train_population(
             (``"auto"``: numba on CPU, torch elsewhere). It changes speed, not results beyond
             float rounding, so it is not part of the config.
         on_result: called as ``on_result(k, result)`` as soon as member ``k`` has stopped and
-            been scored (the others may train on), with the result it will return for it; a
-            sweep records finished members before their population ends.
+            been scored (the others may train on), or is found finished in its folder, with the
+            result it will return for it; a sweep records finished members before their
+            population ends.
 
     Returns:
         Per member: ``{"status": "done" | "diverged", "train_nll", "valid_nll", "test_nll",
@@ -149,6 +150,8 @@ def _train_locked(configs, out_dirs, *, data_dir, dev, on_epoch, progress, datas
         done = [c for c in found if c.get("finished")]
         if done:
             results[i] = done[0]["result"]
+            if on_result is not None:  # it may have finished in an interrupted earlier call
+                on_result(i, results[i])
         else:
             resumable[i] = found
     if not resumable:
