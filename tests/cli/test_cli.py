@@ -68,3 +68,20 @@ def test_python_dash_m_runs_the_command():
     bad = subprocess.run([sys.executable, "-m", "rnnbench", "train", "--unit", "bogus"],
                          capture_output=True, text=True, timeout=120)
     assert bad.returncode == 2 and "bogus" in bad.stderr
+
+
+def test_a_closed_pipe_ends_quietly(tmp_path):
+    from rnnbench.store import Store
+
+    with Store(tmp_path / "results.db") as store:
+        for i in range(3000):
+            store.queue_run(f"k{i}", {"dataset": "jsb", "unit": "gru", "lr": 1e-3, "seed": i},
+                            f"runs/k{i}")
+    reader = subprocess.Popen(["head", "-n", "1"], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    done = subprocess.run([sys.executable, "-m", "rnnbench", "runs", "--store",
+                           str(tmp_path / "results.db")], stdout=reader.stdin,
+                          stderr=subprocess.PIPE, text=True, timeout=120)
+    reader.stdin.close()
+    assert reader.stdout.read().split()[:2] == [b"key", b"dataset"]
+    reader.wait(timeout=30)
+    assert done.returncode == 1 and "Traceback" not in done.stderr and done.stderr == ""

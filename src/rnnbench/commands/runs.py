@@ -1,4 +1,8 @@
-"""``rnnbench runs``: list the runs of a results store, filtered by data set, unit and status."""
+"""``rnnbench runs``: list the runs of a results store, filtered by data set, unit and status.
+
+A run still queued or running that has trained some epochs shows how far it got: its furthest
+epoch and its best validation NLL so far, marked ``*`` (provisional: not an early-stopped
+result)."""
 
 from __future__ import annotations
 
@@ -51,9 +55,27 @@ def register(subparsers) -> None:
 def _cell(value, fmt: str) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "-"
-    if fmt == "{}" and isinstance(value, str):
+    if isinstance(value, str):
         return value.splitlines()[0][:60] if value else "-"
     return fmt.format(value)
+
+
+def with_progress(store, runs: list[dict]) -> tuple[list[dict], bool]:
+    """Unfinished runs with epoch rows get ``epochs`` = their furthest epoch and ``valid_nll``
+    = their best so far, as text marked ``*``; also whether any run was marked."""
+    out, marked = [], False
+    for run in runs:
+        if run["status"] in ("queued", "running"):
+            rows = store.epochs(run["key"])
+            valid = [e["valid_nll"] for e in rows
+                     if e.get("valid_nll") is not None and math.isfinite(e["valid_nll"])]
+            if rows:
+                run = {**run, "epochs": f"{max(int(e['epoch']) for e in rows)}*"}
+                if valid:
+                    run["valid_nll"] = f"{min(valid):.3f}*"
+                marked = True
+        out.append(run)
+    return out, marked
 
 
 def table(runs: list[dict]) -> str:
@@ -88,13 +110,16 @@ def handler(args: argparse.Namespace) -> int:
         )
     with Store(path) as store:
         runs = store.runs(dataset=args.dataset, unit=args.unit, status=args.status)
-    if args.json:
-        print(json.dumps(_finite(runs), indent=2, default=str, allow_nan=False))
-        return 0
+        if args.json:
+            print(json.dumps(_finite(runs), indent=2, default=str, allow_nan=False))
+            return 0
+        shown, marked = with_progress(store, runs)
     if not runs:
         print("no runs match")
         return 0
-    print(table(runs))
+    print(table(shown))
     counts = {s: sum(1 for r in runs if r["status"] == s) for s in STATUSES}
     print(f"{len(runs)} runs: " + ", ".join(f"{n} {s}" for s, n in counts.items() if n))
+    if marked:
+        print("* unfinished: the furthest epoch and the best validation NLL so far (provisional)")
     return 0
