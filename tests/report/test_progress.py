@@ -201,3 +201,14 @@ def test_table2_in_progress_needs_an_unfinished_run_not_just_epochs():
     runs.append(_run("c", "queued", "lr", lr=3e-3))
     [row] = [r for r in table2(build_cells(runs), started={"a"}).rows if r[0] == "JSB Chorales"]
     assert row[3] == "in progress (see Progress)"
+
+
+def test_the_headline_says_which_cells_are_not_finished(half_done):
+    md, _ = half_done
+    glance = md.split("## Results at a glance\n", 1)[1].split("\n## ", 1)[0]
+    jsb = next(line for line in glance.splitlines() if line.startswith("- JSB Chorales"))
+    assert "GRU (reset before) 7.500 (1 seed so far)" in jsb
+    assert "Not finished yet:" in jsb and "tanh" in jsb and "LSTM (peephole)" in jsb
+    fsdd = next(line for line in glance.splitlines() if line.startswith("- FSDD-A"))
+    assert "(1 seed so far)" in fsdd and "Some cells are still training" in fsdd
+    assert "No result (every run diverged or failed): tanh." in fsdd

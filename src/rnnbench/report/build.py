@@ -142,16 +142,33 @@ def _differences(runs: list[dict], cells: list[Cell], where: str = "this store")
 
 
 def _headline(cells: list[Cell]) -> list[str]:
-    """One sentence per data set: which unit has the lowest mean test NLL."""
+    """One sentence per data set: which unit has the lowest mean test NLL. A data set with a
+    cell still in progress (or not started) says so: its ranking may change."""
     out = []
     by_ds: dict[str, list[Cell]] = {}
     for c in cells:
-        if c.chosen_lr is not None:
-            by_ds.setdefault(c.dataset, []).append(c)
+        by_ds.setdefault(c.dataset, []).append(c)
     for ds, group in by_ds.items():
-        ranked = sorted(group, key=lambda c: c.summary("test").mean)
-        text = ", ".join(f"{c.label} {fmt(c.summary('test').mean)}" for c in ranked)
-        out.append(f"{paper.dataset_info(ds).label}: lowest mean test NLL first: {text}.")
+        ready = [c for c in group if c.chosen_lr is not None]
+        if not ready:
+            continue
+        ranked = sorted(ready, key=lambda c: c.summary("test").mean)
+        text = ", ".join(
+            f"{c.label} {fmt(c.summary('test').mean)}"
+            + (f" ({len(c.seeds)} seed{'s' if len(c.seeds) != 1 else ''} so far)"
+               if c.unfinished else "")
+            for c in ranked
+        )
+        waiting = [c.label for c in group if c.chosen_lr is None and c.unfinished]
+        lost = [c.label for c in group if c.chosen_lr is None and not c.unfinished]
+        note = ""
+        if waiting:
+            note += f" Not finished yet: {', '.join(waiting)}."
+        elif any(c.unfinished for c in group):
+            note += " Some cells are still training; the order may change."
+        if lost:
+            note += f" No result (every run diverged or failed): {', '.join(lost)}."
+        out.append(f"{paper.dataset_info(ds).label}: lowest mean test NLL first: {text}.{note}")
     return out
 
 
