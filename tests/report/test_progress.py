@@ -108,8 +108,9 @@ def test_table2_says_in_progress_only_for_unfinished_cells_with_epochs(half_done
     assert seeds[("JSB Chorales", "LSTM (peephole)")] == "in progress (see Progress)"
     assert seeds[("JSB Chorales", "tanh")] == "not run to completion"  # nothing trained yet
     assert seeds[("FSDD-A (speech)", "tanh")] == "not run to completion"  # finished: diverged
-    assert seeds[("JSB Chorales", "GRU (reset before)")] == "1"  # has a result already
-    assert seeds[("FSDD-A (speech)", "LSTM (peephole)")] == "1"
+    # The GRU search has a finished rate, but rates still training might beat it: no result.
+    assert seeds[("JSB Chorales", "GRU (reset before)")] == "in progress (see Progress)"
+    assert seeds[("FSDD-A (speech)", "LSTM (peephole)")] == "1"  # search done, seeds training
 
 
 def test_progress_is_in_the_html_and_labelled_provisional(half_done):
@@ -206,9 +207,7 @@ def test_table2_in_progress_needs_an_unfinished_run_not_just_epochs():
 def test_the_headline_says_which_cells_are_not_finished(half_done):
     md, _ = half_done
     glance = md.split("## Results at a glance\n", 1)[1].split("\n## ", 1)[0]
-    jsb = next(line for line in glance.splitlines() if line.startswith("- JSB Chorales"))
-    assert "GRU (reset before) 7.500 (1 seed so far)" in jsb
-    assert "Not finished yet:" in jsb and "tanh" in jsb and "LSTM (peephole)" in jsb
+    assert "- JSB Chorales" not in glance  # no cell of it has finished its search
     fsdd = next(line for line in glance.splitlines() if line.startswith("- FSDD-A"))
     assert "(1 seed so far)" in fsdd and "Some cells are still training" in fsdd
     assert "No result (every run diverged or failed): tanh." in fsdd

@@ -5,7 +5,9 @@ Its learning rate is the candidate with the best mean validation NLL over comple
 (status ``done``; diverged and failed runs never count), compared on the seeds that completed at
 every candidate rate when there are any (so a rate that also ran extra seeds is not judged on
 other seeds than its rivals), else on all completed runs. Table 2 then reports every completed
-seed at that rate.
+seed at that rate. No rate is chosen while the search itself is unfinished (a run outside the
+``seeds`` stage still queued or running): a rate still training might win, so a report built
+half-way shows such a cell as in progress, not as a result.
 """
 
 from __future__ import annotations
@@ -148,7 +150,15 @@ def choose_lr(cell: Cell) -> None:
     for lr, seeds in by_lr.items():
         values = [seeds[s] for s in shared] if shared else list(seeds.values())
         cell.lr_scores[lr] = (float(np.mean(values)), len(values))
+    if searching(cell):
+        return
     cell.chosen_lr = min(cell.lr_scores, key=lambda lr: (cell.lr_scores[lr][0], lr))
+
+
+def searching(cell: Cell) -> bool:
+    """Whether the cell's learning-rate search is unfinished: a run outside the ``seeds``
+    stage (reproduce's stage 2) is still queued or running."""
+    return any(r["status"] in UNFINISHED and r.get("stage") != "seeds" for r in cell.runs)
 
 
 def build_cells(runs: list[dict]) -> list[Cell]:
