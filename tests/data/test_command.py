@@ -24,12 +24,22 @@ def test_info_json_music(capsys):
     assert info["name"] == "jsb" and info["kind"] == "music" and info["dim"] == 88
     assert info["splits"]["train"] == {**info["splits"]["train"], "sequences": 229, "steps": 13807}
     assert 0 < info["padding"] < 0.1
+    assert info["batch_size"] == 4  # the music training default
+
+
+def test_info_padding_follows_the_batch_size(capsys):
+    assert run_data_command(["data", "info", "jsb", "--json", "--batch-size", "16"]) == 0
+    at_16 = json.loads(capsys.readouterr().out)
+    assert run_data_command(["data", "info", "jsb", "--json"]) == 0
+    at_4 = json.loads(capsys.readouterr().out)
+    assert at_16["batch_size"] == 16 and at_16["padding"] > at_4["padding"]
 
 
 def test_info_text_speech(capsys):
     assert run_data_command(["data", "info", "fsdd-b"]) == 0
     out = capsys.readouterr().out
     assert "1,048 sequences" in out and "paper: 800 x 8,000" in out
+    assert "padding at batch 16" in out  # the speech training default
 
 
 def test_errors_are_rnnbench_errors(tmp_path):

@@ -31,8 +31,8 @@ def register(subparsers) -> None:
     p.add_argument(
         "--batch-size",
         type=int,
-        default=16,
-        help="batch size for the padding fraction (default 16)",
+        default=None,
+        help="batch size for the padding fraction (default: training's, 4 music, 16 speech)",
     )
     p.set_defaults(func=_info)
 
@@ -71,7 +71,7 @@ def _info(args) -> int:
         return 0
     print(
         f"{info['name']}: {info['kind']}, input {info['in_dim']}, output {info['out_dim']}, "
-        f"head {info['head']}"
+        f"head {info['head']}; padding at batch {info['batch_size']}"
     )
     unit = "frames" if info["kind"] == "music" else "steps"
     for split, s in info["splits"].items():

@@ -13,7 +13,6 @@ import numpy as np
 from rnnbench.errors import RnnbenchError
 
 SPLITS = ("train", "valid", "test")
-DEFAULT_BATCH_SIZE = 16
 
 
 @dataclass(frozen=True)
@@ -51,14 +50,19 @@ class Dataset:
             raise RnnbenchError(f"Unknown split {name!r}; use one of {', '.join(SPLITS)}.")
         return self.splits[name]
 
-    def info(self, batch_size: int = DEFAULT_BATCH_SIZE) -> dict:
+    def info(self, batch_size: int | None = None) -> dict:
         """Counts per split, as printed by ``rnnbench data info NAME --json``.
 
         Music ``steps`` counts frames of the piano rolls (a sequence of T frames gives T-1
         model steps); speech ``steps`` counts model time steps. ``padding`` is the fraction of
-        padded (wasted) steps under the default batching of the training split.
+        padded (wasted) steps when a split is cut into batches of ``batch_size`` (default:
+        the training default of the task, 4 for music and 16 for speech).
         """
         from rnnbench.data.batching import padding_fraction
+        from rnnbench.train.config import DEFAULT_BATCH_SIZE
+
+        if batch_size is None:
+            batch_size = DEFAULT_BATCH_SIZE[self.task]
 
         splits = {}
         for name in SPLITS:
