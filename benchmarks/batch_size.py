@@ -42,13 +42,17 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     data = load_dataset(args.dataset)
     seqs = data.split("train")[: args.sequences]
-    print(f"{args.dataset}: {len(seqs)} sequences, {sum(len(s.inputs) for s in seqs)} frames, "
-          f"population of {args.members}, {args.threads} thread(s)")
+    print(
+        f"{args.dataset}: {len(seqs)} sequences, {sum(len(s.inputs) for s in seqs)} frames, "
+        f"population of {args.members}, {args.threads} thread(s)"
+    )
     for unit in args.units:
         costs = {b: frame_cost(unit, args.members, data, seqs, b) for b in args.batch}
         ref = costs.get(16, costs[max(costs)])[0]
-        cells = [f"batch {b}: {c * 1e6:6.1f} us/frame ({c / ref:.2f}x), {n} updates"
-                 for b, (c, n) in costs.items()]
+        cells = [
+            f"batch {b}: {c * 1e6:6.1f} us/frame ({c / ref:.2f}x), {n} updates"
+            for b, (c, n) in costs.items()
+        ]
         print(f"{unit:5s} " + " | ".join(cells), flush=True)
 
 

@@ -27,8 +27,16 @@ from rnnbench.train.protocol import PopulationRMSProp, WeightNoise, clip_member_
 def updater(unit: str, k: int, data, backend: str):
     """A closure doing one protocol update of a K-member model on a given batch."""
     hidden = paper_hidden("music", unit)
-    model = SequenceModel(unit, data.in_dim, data.out_dim, hidden, head=data.head,
-                          population=k, seeds=list(range(k)), backend=backend)
+    model = SequenceModel(
+        unit,
+        data.in_dim,
+        data.out_dim,
+        hidden,
+        head=data.head,
+        population=k,
+        seeds=list(range(k)),
+        backend=backend,
+    )
     params = list(model.parameters())
     opt = PopulationRMSProp(params, [1e-3] * k, decay=0.95, momentum=0.9, eps=1e-6)
     noise = WeightNoise(list(range(k)), 0.075)
@@ -72,14 +80,18 @@ def main() -> None:
     batches = batches[: args.steps]
     k = args.members
     frames = sum(int(b.mask.sum()) for b in batches) / len(batches)
-    print(f"jsb {args.unit} (paper size), batch {args.batch_size} (~{frames:.0f} frames), "
-          f"{k} members, {len(batches)} updates, {args.threads} thread(s)")
+    print(
+        f"jsb {args.unit} (paper size), batch {args.batch_size} (~{frames:.0f} frames), "
+        f"{k} members, {len(batches)} updates, {args.threads} thread(s)"
+    )
     stacked = per_model_ms(updater(args.unit, k, data, "auto"), batches, k)
     print(f"population of {k} (numba):       {stacked:6.2f} ms per model per update")
     for backend in ("numba", "torch"):
         single = per_model_ms(updater(args.unit, 1, data, backend), batches, 1)
-        print(f"one model at a time ({backend}): {single:6.2f} ms per update "
-              f"-> population {single / stacked:.2f}x faster")
+        print(
+            f"one model at a time ({backend}): {single:6.2f} ms per update "
+            f"-> population {single / stacked:.2f}x faster"
+        )
 
 
 if __name__ == "__main__":

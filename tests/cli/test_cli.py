@@ -62,11 +62,16 @@ def test_version_answers_without_building_the_command_parsers(capsys, monkeypatc
 def test_python_dash_m_runs_the_command():
     from rnnbench import __version__
 
-    done = subprocess.run([sys.executable, "-m", "rnnbench", "--version"], capture_output=True,
-                          text=True, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-m", "rnnbench", "--version"], capture_output=True, text=True, timeout=120
+    )
     assert done.returncode == 0 and done.stdout.strip() == f"rnnbench {__version__}"
-    bad = subprocess.run([sys.executable, "-m", "rnnbench", "train", "--unit", "bogus"],
-                         capture_output=True, text=True, timeout=120)
+    bad = subprocess.run(
+        [sys.executable, "-m", "rnnbench", "train", "--unit", "bogus"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert bad.returncode == 2 and "bogus" in bad.stderr
 
 
@@ -75,12 +80,17 @@ def test_a_closed_pipe_ends_quietly(tmp_path):
 
     with Store(tmp_path / "results.db") as store:
         for i in range(3000):
-            store.queue_run(f"k{i}", {"dataset": "jsb", "unit": "gru", "lr": 1e-3, "seed": i},
-                            f"runs/k{i}")
+            store.queue_run(
+                f"k{i}", {"dataset": "jsb", "unit": "gru", "lr": 1e-3, "seed": i}, f"runs/k{i}"
+            )
     reader = subprocess.Popen(["head", "-n", "1"], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
-    done = subprocess.run([sys.executable, "-m", "rnnbench", "runs", "--store",
-                           str(tmp_path / "results.db")], stdout=reader.stdin,
-                          stderr=subprocess.PIPE, text=True, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-m", "rnnbench", "runs", "--store", str(tmp_path / "results.db")],
+        stdout=reader.stdin,
+        stderr=subprocess.PIPE,
+        text=True,
+        timeout=120,
+    )
     reader.stdin.close()
     assert reader.stdout.read().split()[:2] == [b"key", b"dataset"]
     reader.wait(timeout=30)

@@ -13,8 +13,7 @@ from rnnbench.errors import RnnbenchError
 from rnnbench.store import Store
 from tests.sweeps.test_kill import write_tiny_music
 
-REPORT_FILES = ["report.md", "report.html", "table2.csv", "runs.csv", "figure2.png",
-                "figure3.png"]
+REPORT_FILES = ["report.md", "report.html", "table2.csv", "runs.csv", "figure2.png", "figure3.png"]
 
 
 def args(**kw):
@@ -159,8 +158,13 @@ def test_reproduce_refuses_up_front_what_would_fail_every_run(tmp_path, capsys, 
     if "cuda" in extra and torch.cuda.is_available():
         pytest.skip("this machine has a GPU")
     out = tmp_path / "out"
-    argv = ["reproduce", *[a.format(tmp=tmp_path) for a in extra], "--out", str(out),
-            "--no-progress"]
+    argv = [
+        "reproduce",
+        *[a.format(tmp=tmp_path) for a in extra],
+        "--out",
+        str(out),
+        "--no-progress",
+    ]
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert message in err and len(err.splitlines()) == 1

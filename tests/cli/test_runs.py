@@ -33,14 +33,20 @@ def store_path(tmp_path):
 def test_unfinished_runs_show_how_far_they_got(store_path, capsys):
     with Store(store_path) as store:
         store.start_run("d", {"dataset": "jsb", "unit": "tanh", "lr": 1e-4, "seed": 0}, "runs/d")
-        store.log_epochs("d", [{"epoch": e, "train_nll": 9.0, "valid_nll": v, "updates": e,
-                                "seconds": float(e)} for e, v in ((1, 9.5), (2, 8.75), (3, 8.9))])
+        store.log_epochs(
+            "d",
+            [
+                {"epoch": e, "train_nll": 9.0, "valid_nll": v, "updates": e, "seconds": float(e)}
+                for e, v in ((1, 9.5), (2, 8.75), (3, 8.9))
+            ],
+        )
         store.start_run("e", {"dataset": "jsb", "unit": "tanh", "lr": 1e-5, "seed": 0}, "runs/e")
     assert main(["runs", "--store", str(store_path), "--unit", "tanh"]) == 0
     lines = capsys.readouterr().out.splitlines()
     header = lines[0].split()
-    rows = {r["key"]: r for r in (dict(zip(header, line.split(), strict=False))
-                                  for line in lines[1:3])}
+    rows = {
+        r["key"]: r for r in (dict(zip(header, line.split(), strict=False)) for line in lines[1:3])
+    }
     assert rows["d"]["status"] == "running"
     assert rows["d"]["epochs"] == "3*" and rows["d"]["valid"] == "8.750*"
     assert rows["e"]["epochs"] == "-" and rows["e"]["valid"] == "-"

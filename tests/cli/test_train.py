@@ -46,8 +46,21 @@ def jsb_file(data_root, tmp_path_factory):
 def test_train_end_to_end(jsb_file, tmp_path, capsys):
     dataset = f"music:{jsb_file}"
     out = tmp_path / "results"
-    argv = ["--dataset", dataset, "--unit", "gru", "--hidden", "6", "--max-epochs", "2",
-            "--batch-size", "2", "--out", str(out), "--no-progress"]
+    argv = [
+        "--dataset",
+        dataset,
+        "--unit",
+        "gru",
+        "--hidden",
+        "6",
+        "--max-epochs",
+        "2",
+        "--batch-size",
+        "2",
+        "--out",
+        str(out),
+        "--no-progress",
+    ]
     torch.set_num_threads(2)
     assert run_train(argv) == 0
     assert torch.get_num_threads() == 1  # the default --threads
@@ -58,7 +71,8 @@ def test_train_end_to_end(jsb_file, tmp_path, capsys):
     cfg = RunConfig(dataset=dataset, unit="gru", hidden=6, max_epochs=2, batch_size=2)
     run_dir = out / "runs" / cfg.key()
     assert {"config.json", "metrics.jsonl", "best.pt", "last.pt"} <= {
-        p.name for p in run_dir.iterdir()}
+        p.name for p in run_dir.iterdir()
+    }
     assert RunConfig.from_dict(json.loads((run_dir / "config.json").read_text())) == cfg
     lines = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in lines] == [1, 2]
@@ -80,14 +94,35 @@ def test_train_end_to_end(jsb_file, tmp_path, capsys):
 
 
 def test_train_population_from_lists(jsb_file, tmp_path, capsys):
-    argv = ["--dataset", f"music:{jsb_file}", "--unit", "lstm", "--no-peephole",
-            "--hidden", "4", "--max-epochs", "1", "--lr", "1e-3,1e-2", "--seed", "0,1",
-            "--out", str(tmp_path), "--store", str(tmp_path / "s.db"), "--json",
-            "--no-progress"]
+    argv = [
+        "--dataset",
+        f"music:{jsb_file}",
+        "--unit",
+        "lstm",
+        "--no-peephole",
+        "--hidden",
+        "4",
+        "--max-epochs",
+        "1",
+        "--lr",
+        "1e-3,1e-2",
+        "--seed",
+        "0,1",
+        "--out",
+        str(tmp_path),
+        "--store",
+        str(tmp_path / "s.db"),
+        "--json",
+        "--no-progress",
+    ]
     assert run_train(argv) == 0
     runs = json.loads(capsys.readouterr().out)["runs"]
     assert [(r["config"]["lr"], r["config"]["seed"]) for r in runs] == [
-        (1e-3, 0), (1e-3, 1), (1e-2, 0), (1e-2, 1)]
+        (1e-3, 0),
+        (1e-3, 1),
+        (1e-2, 0),
+        (1e-2, 1),
+    ]
     assert all(r["config"]["peephole"] is False for r in runs)
     with Store(tmp_path / "s.db") as store:
         assert len(store.runs(status="done")) == 4
@@ -105,7 +140,8 @@ def test_train_clear_errors(jsb_file, tmp_path):
 
 
 def test_ctrl_c_puts_the_run_back_to_queued_and_the_same_command_resumes(
-        jsb_file, tmp_path, monkeypatch):
+    jsb_file, tmp_path, monkeypatch
+):
     # Ctrl-C used to leave the store saying "running" for a run nobody was training.
     from rnnbench.train import population
 
@@ -120,10 +156,24 @@ def test_ctrl_c_puts_the_run_back_to_queued_and_the_same_command_resumes(
 
         return real(configs, **{**kwargs, "on_epoch": stop})
 
-    argv = ["--dataset", f"music:{jsb_file}", "--unit", "gru", "--hidden", "4",
-            "--max-epochs", "2", "--batch-size", "2", "--out", str(tmp_path), "--no-progress"]
-    key = RunConfig(dataset=f"music:{jsb_file}", unit="gru", hidden=4, max_epochs=2,
-                    batch_size=2).key()
+    argv = [
+        "--dataset",
+        f"music:{jsb_file}",
+        "--unit",
+        "gru",
+        "--hidden",
+        "4",
+        "--max-epochs",
+        "2",
+        "--batch-size",
+        "2",
+        "--out",
+        str(tmp_path),
+        "--no-progress",
+    ]
+    key = RunConfig(
+        dataset=f"music:{jsb_file}", unit="gru", hidden=4, max_epochs=2, batch_size=2
+    ).key()
     monkeypatch.setattr(population, "train_population", interrupted_after_epoch_1)
     with pytest.raises(KeyboardInterrupt):
         run_train(argv)

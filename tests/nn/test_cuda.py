@@ -273,9 +273,18 @@ def run(configs, root, tiny, **kw):
 
 def cpu_model(config: RunConfig, tiny) -> SequenceModel:
     """A one-member CPU model of ``config``'s shape, with its initial weights."""
-    return SequenceModel(config.unit, tiny.in_dim, tiny.out_dim, config.hidden, head=tiny.head,
-                         peephole=config.peephole, reset=config.reset, init=config.init,
-                         seeds=[config.seed], backend="torch")
+    return SequenceModel(
+        config.unit,
+        tiny.in_dim,
+        tiny.out_dim,
+        config.hidden,
+        head=tiny.head,
+        peephole=config.peephole,
+        reset=config.reset,
+        init=config.init,
+        seeds=[config.seed],
+        backend="torch",
+    )
 
 
 def untrained_nll(config: RunConfig, tiny) -> float:

@@ -30,8 +30,10 @@ def test_members_are_counted_within_their_own_population(tmp_path):
         best = add_run(store, "jsb", "gru", 1e-3, 0, status="done", valid=[9, 8, 7, 6.5])
         add_run(store, "jsb", "gru", 1e-4, 0, status="done", valid=[9.5, 9.4])
         add_run(store, "jsb", "gru", 1e-2, 0, status="done", valid=[12])
-        seeds = [add_run(store, "jsb", "gru", 1e-3, s, status="done", valid=[9, 8, 7],
-                         stage="seeds") for s in (1, 2)]
+        seeds = [
+            add_run(store, "jsb", "gru", 1e-3, s, status="done", valid=[9, 8, 7], stage="seeds")
+            for s in (1, 2)
+        ]
     with open_stores(path) as sources:
         cells = build_cells(sources.runs)
         curves = _curves(sources, cells)

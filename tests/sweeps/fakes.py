@@ -32,8 +32,9 @@ def valid_nll(lr: float) -> float:
     return (math.log(lr) + 8.0) ** 2 + 1.0
 
 
-def fake_train(configs, *, out_dirs, data_dir=None, device="cpu", on_epoch=None, progress=False,
-               on_result=None):
+def fake_train(
+    configs, *, out_dirs, data_dir=None, device="cpu", on_epoch=None, progress=False, on_result=None
+):
     Path(out_dirs[0]).parent.mkdir(parents=True, exist_ok=True)
     calls = _log_call(out_dirs, configs)
     dataset = configs[0].dataset

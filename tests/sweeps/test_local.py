@@ -126,11 +126,19 @@ def test_chained_populations_run_before_the_next_search(tmp_path):
         configs = [RunConfig(dataset=c.dataset, unit=c.unit, lr=LRS[0], seed=s) for s in (1, 2)]
         return [Population(configs, {"stage": "seeds"})]
 
-    pops = [population("jsb", lrs=LRS[:2], stage="lr"),
-            population("nottingham", lrs=LRS[:2], stage="lr")]
+    pops = [
+        population("jsb", lrs=LRS[:2], stage="lr"),
+        population("nottingham", lrs=LRS[:2], stage="lr"),
+    ]
     sweep(tmp_path, pops, then=then, workers=1)
-    keys = {tuple(sorted(r["key"] for r in Store(tmp_path / "results.db").runs(
-        dataset=d, stage=st))): (d, st) for d in ("jsb", "nottingham") for st in ("lr", "seeds")}
+    keys = {
+        tuple(sorted(r["key"] for r in Store(tmp_path / "results.db").runs(dataset=d, stage=st))): (
+            d,
+            st,
+        )
+        for d in ("jsb", "nottingham")
+        for st in ("lr", "seeds")
+    }
     order = [keys[tuple(sorted(k))] for k in calls(tmp_path)]
     assert order == [("jsb", "lr"), ("jsb", "seeds"), ("nottingham", "lr"), ("nottingham", "seeds")]
 

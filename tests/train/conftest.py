@@ -16,10 +16,19 @@ def tiny_dataset(data_root, *, frames: int = 16, counts=(6, 3, 3)) -> Dataset:
     for split, n in zip(("train", "valid", "test"), counts, strict=True):
         seqs = jsb.split(split)[:n]
         # Different lengths, so padding and frame weighting are exercised.
-        splits[split] = [Sequence(s.inputs[: frames - i], s.targets[: frames - i], s.source)
-                         for i, s in enumerate(seqs)]
-    return Dataset(name="jsb-tiny", kind="music", in_dim=jsb.in_dim, out_dim=jsb.out_dim,
-                   head=jsb.head, task="music", splits=splits)
+        splits[split] = [
+            Sequence(s.inputs[: frames - i], s.targets[: frames - i], s.source)
+            for i, s in enumerate(seqs)
+        ]
+    return Dataset(
+        name="jsb-tiny",
+        kind="music",
+        in_dim=jsb.in_dim,
+        out_dim=jsb.out_dim,
+        head=jsb.head,
+        task="music",
+        splits=splits,
+    )
 
 
 @pytest.fixture(scope="session")

@@ -43,8 +43,9 @@ def test_a_second_holder_is_refused_and_named(tmp_path):
 
 def test_a_killed_holder_leaves_no_stale_lock(tmp_path):
     path = tmp_path / "x.lock"
-    proc = subprocess.Popen([sys.executable, "-c", HOLDER, str(path)], stdout=subprocess.PIPE,
-                            text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", HOLDER, str(path)], stdout=subprocess.PIPE, text=True
+    )
     try:
         assert proc.stdout.readline().strip() == "held"
         with pytest.raises(LockBusy, match=f"pid {proc.pid}"), hold(path, "held by {owner}"):
@@ -80,8 +81,11 @@ def test_a_second_sweep_on_one_store_stops_before_touching_a_run(tmp_path):
     pop = Population([_config(lr=1e-3)], {"stage": "lr"})
     with hold(Path(str(store.path) + ".lock"), "x"):
         start = time.monotonic()
-        with pytest.raises(RnnbenchError, match=r"Another rnnbench sweep \(pid \d+ on .*\) is "
-                                                r"using the store .*results\.db; wait for it"):
+        with pytest.raises(
+            RnnbenchError,
+            match=r"Another rnnbench sweep \(pid \d+ on .*\) is "
+            r"using the store .*results\.db; wait for it",
+        ):
             run_sweep([pop], store=store, out=tmp_path, workers=1, progress=False)
         assert time.monotonic() - start < 5
     assert store.runs() == [] and not (tmp_path / "runs").exists()

@@ -63,8 +63,12 @@ def test_result_files_and_records(tiny, tmp_path):
     results, dirs = run(configs, tmp_path, tiny, on_epoch=lambda k, r: records.append((k, r)))
     assert len(records) == 2 * 3
     for k, (result, run_dir) in enumerate(zip(results, dirs, strict=True)):
-        assert {p.name for p in run_dir.iterdir()} >= {"config.json", "metrics.jsonl",
-                                                       "best.pt", "last.pt"}
+        assert {p.name for p in run_dir.iterdir()} >= {
+            "config.json",
+            "metrics.jsonl",
+            "best.pt",
+            "last.pt",
+        }
         assert RunConfig.from_dict(json.loads((run_dir / "config.json").read_text())) == configs[k]
         lines = metric_lines(run_dir)
         assert [r["epoch"] for r in lines] == [1, 2, 3]
@@ -89,8 +93,10 @@ def test_finished_runs_return_their_stored_result(tiny, tmp_path):
 @pytest.mark.parametrize("patience", [5, 1])
 def test_resume_after_interruption_is_bitwise_identical(patience, tiny, tmp_path):
     # patience 1: members stop at epochs 3, 4 and 5 and leave the population (it shrinks).
-    configs = [cfg(lr=lr, seed=seed, max_epochs=5, patience=patience, weight_noise=0.3)
-               for lr, seed in [(1e-3, 0), (3e-2, 1), (1e-1, 2)]]
+    configs = [
+        cfg(lr=lr, seed=seed, max_epochs=5, patience=patience, weight_noise=0.3)
+        for lr, seed in [(1e-3, 0), (3e-2, 1), (1e-1, 2)]
+    ]
     straight, straight_dirs = run(configs, tmp_path / "straight", tiny)
     if patience == 1:
         assert len({r["epochs"] for r in straight}) > 1
@@ -116,8 +122,9 @@ def test_resume_after_interruption_is_bitwise_identical(patience, tiny, tmp_path
 
     drop = ("seconds",)
     for a, b in zip(straight, resumed, strict=True):
-        assert {n: v for n, v in a.items() if n not in drop + ("checkpoint",)} == \
-               {n: v for n, v in b.items() if n not in drop + ("checkpoint",)}
+        assert {n: v for n, v in a.items() if n not in drop + ("checkpoint",)} == {
+            n: v for n, v in b.items() if n not in drop + ("checkpoint",)
+        }
     for d1, d2 in zip(straight_dirs, dirs, strict=True):
         for name in ("best.pt", "last.pt"):
             x, y = load(d1 / name), load(d2 / name)
@@ -131,14 +138,18 @@ def test_resume_after_interruption_is_bitwise_identical(patience, tiny, tmp_path
 def test_nan_member_is_marked_diverged_while_others_finish(tiny, tmp_path):
     configs = [cfg(lr=1e-3, seed=0), cfg(lr=1e38, seed=1), cfg(lr=3e-3, seed=2)]
     events = []
-    results, dirs = run(configs, tmp_path, tiny,
-                        on_epoch=lambda k, rec: events.append(("epoch", k, rec["epoch"])),
-                        on_result=lambda k, res: events.append(("result", k, res)))
+    results, dirs = run(
+        configs,
+        tmp_path,
+        tiny,
+        on_epoch=lambda k, rec: events.append(("epoch", k, rec["epoch"])),
+        on_result=lambda k, res: events.append(("result", k, res)),
+    )
     assert [r["status"] for r in results] == ["done", "diverged", "done"]
     # The diverged member is reported as soon as it stops, before the others' last epochs.
     reported = [i for i, e in enumerate(events) if e[:2] == ("result", 1)]
     assert len(reported) == 1 and events[reported[0]][2] == results[1]
-    assert ("epoch", 0, 3) in events[reported[0]:]
+    assert ("epoch", 0, 3) in events[reported[0] :]
     assert [e[1] for e in events if e[0] == "result"] == [1, 0, 2]
     # Called again (a resumed sweep), the members found finished are reported at once.
     again = []
@@ -170,12 +181,13 @@ def test_early_stopping_restores_the_best_state(tiny, tmp_path, monkeypatch):
     best = load(run_dir / "best.pt")
     final_epoch = load(run_dir / "prev.pt")  # epoch 4's checkpoint, before the restore
     assert best["epoch"] == 2 and final_epoch["epoch"] == 4
-    assert any(not torch.equal(best["member_state"][n], final_epoch["model"][n])
-               for n in best["member_state"])
+    assert any(
+        not torch.equal(best["member_state"][n], final_epoch["model"][n])
+        for n in best["member_state"]
+    )
     model = SequenceModel("lstm", tiny.in_dim, tiny.out_dim, 8, head=tiny.head)
     model.load_member_state(0, best["member_state"])
-    assert result["test_nll"] == pytest.approx(float(real(model, tiny.split("test"))[0]),
-                                               abs=1e-9)
+    assert result["test_nll"] == pytest.approx(float(real(model, tiny.split("test"))[0]), abs=1e-9)
 
 
 def test_weight_noise_is_absent_at_evaluation_and_never_stored(tiny, tmp_path):
@@ -195,8 +207,7 @@ def test_weight_noise_is_absent_at_evaluation_and_never_stored(tiny, tmp_path):
     assert result["valid_nll"] == valid
 
 
-def test_clipping_happens_after_backward_and_bounds_each_members_norm(
-        tiny, tmp_path, monkeypatch):
+def test_clipping_happens_after_backward_and_bounds_each_members_norm(tiny, tmp_path, monkeypatch):
     seen = {"pre": [], "at_step": []}
     real_clip = population_module.clip_member_grad_norms
     real_step = population_module.PopulationRMSProp.step
@@ -208,8 +219,9 @@ def test_clipping_happens_after_backward_and_bounds_each_members_norm(
         return norms
 
     def step(self, active):
-        norms = sum(p.grad.reshape(p.shape[0], -1).double().pow(2).sum(1)
-                    for p in self.params).sqrt()
+        norms = sum(
+            p.grad.reshape(p.shape[0], -1).double().pow(2).sum(1) for p in self.params
+        ).sqrt()
         seen["at_step"].append(norms)
         return real_step(self, active)
 

@@ -18,11 +18,14 @@ from rnnbench.train.protocol import (
 
 def stacked_params(k=3, seed=0):
     g = torch.Generator().manual_seed(seed)
-    return [torch.randn(k, 4, 3, generator=g).requires_grad_(),
-            torch.randn(k, 4, generator=g).requires_grad_()]
+    return [
+        torch.randn(k, 4, 3, generator=g).requires_grad_(),
+        torch.randn(k, 4, generator=g).requires_grad_(),
+    ]
 
 
 # --- config ------------------------------------------------------------------------------
+
 
 def test_config_keys_and_round_trip():
     a = RunConfig(dataset="jsb", unit="gru", lr=1e-3, seed=1)
@@ -33,9 +36,17 @@ def test_config_keys_and_round_trip():
     assert RunConfig(dataset="jsb", unit="gru", batch_size=8).group_key() != a.group_key()
 
 
-@pytest.mark.parametrize(("dataset", "batch"), [("jsb", 4), ("nottingham?", 4), ("fsdd-a", 16),
-                                              ("fsdd-b?sr=8000", 16), ("wav:/tmp/takes", 16),
-                                              ("midi:/tmp/songs?fps=8", 4)])
+@pytest.mark.parametrize(
+    ("dataset", "batch"),
+    [
+        ("jsb", 4),
+        ("nottingham?", 4),
+        ("fsdd-a", 16),
+        ("fsdd-b?sr=8000", 16),
+        ("wav:/tmp/takes", 16),
+        ("midi:/tmp/songs?fps=8", 4),
+    ],
+)
 def test_config_batch_size_defaults_by_task_and_is_stored_resolved(dataset, batch):
     cfg = RunConfig(dataset=dataset, unit="gru")
     assert cfg.batch_size == batch == cfg.to_dict()["batch_size"]
@@ -50,21 +61,42 @@ def test_config_normalises_forms_that_do_not_apply():
     assert RunConfig(dataset="jsb", unit="tanh", peephole=True).peephole is False
     assert RunConfig(dataset="jsb", unit="lstm", reset="after").reset == "before"
     assert RunConfig(dataset="jsb", unit="lstm").peephole is True
-    assert (RunConfig(dataset="jsb", unit="gru", peephole=True).key()
-            == RunConfig(dataset="jsb", unit="gru", peephole=False).key())
+    assert (
+        RunConfig(dataset="jsb", unit="gru", peephole=True).key()
+        == RunConfig(dataset="jsb", unit="gru", peephole=False).key()
+    )
 
 
-@pytest.mark.parametrize("bad", [dict(unit="elman"), dict(lr=0.0), dict(batch_size=0),
-                                 dict(reset="middle"), dict(rms_decay=1.0), dict(hidden=-3),
-                                 dict(lr=float("nan"))])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        dict(unit="elman"),
+        dict(lr=0.0),
+        dict(batch_size=0),
+        dict(reset="middle"),
+        dict(rms_decay=1.0),
+        dict(hidden=-3),
+        dict(lr=float("nan")),
+    ],
+)
 def test_config_rejects_bad_values(bad):
     with pytest.raises(RnnbenchError):
         RunConfig(**{"dataset": "jsb", "unit": "lstm", **bad})
 
 
-@pytest.mark.parametrize("bad", [dict(seed=-1), dict(data_seed=-2), dict(max_epochs="two"),
-                                 dict(batch_size=2.5), dict(lr="abc"), dict(lr=-1.0),
-                                 dict(hidden="big"), dict(patience=True)])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        dict(seed=-1),
+        dict(data_seed=-2),
+        dict(max_epochs="two"),
+        dict(batch_size=2.5),
+        dict(lr="abc"),
+        dict(lr=-1.0),
+        dict(hidden="big"),
+        dict(patience=True),
+    ],
+)
 def test_config_refuses_negative_seeds_and_non_numbers_with_one_sentence(bad):
     # A negative seed used to reach numpy's SeedSequence and end in a traceback; a string
     # from a sweep file ended in int()'s own message.
@@ -85,14 +117,17 @@ def test_config_rejects_unknown_fields():
 
 # --- RMSProp -----------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("momentum", [0.0, 0.9])
 def test_rmsprop_matches_torch_per_member(momentum):
     lrs = [1e-3, 3e-2, 1e-1]
     params = stacked_params()
     opt = PopulationRMSProp(params, lrs, decay=0.95, momentum=momentum, eps=1e-6)
     singles = [[p[k].detach().clone().requires_grad_() for p in params] for k in range(3)]
-    refs = [torch.optim.RMSprop(s, lr=lr, alpha=0.95, eps=1e-6, momentum=momentum)
-            for s, lr in zip(singles, lrs, strict=True)]
+    refs = [
+        torch.optim.RMSprop(s, lr=lr, alpha=0.95, eps=1e-6, momentum=momentum)
+        for s, lr in zip(singles, lrs, strict=True)
+    ]
     g = torch.Generator().manual_seed(1)
     for _ in range(5):
         grads = [torch.randn(p.shape, generator=g) for p in params]
@@ -130,6 +165,7 @@ def test_rmsprop_frozen_member_does_not_change():
 
 # --- clipping ----------------------------------------------------------------------------
 
+
 def test_clip_bounds_each_members_norm_over_all_parameters():
     params = stacked_params()
     scales = [0.01, 10.0, 100.0]  # member 0 small (untouched), members 1-2 clipped
@@ -139,9 +175,9 @@ def test_clip_bounds_each_members_norm_over_all_parameters():
     before0 = [p.grad[0].clone() for p in params]
     norms = clip_member_grad_norms(params, 1.0)
     torch.testing.assert_close(norms, torch.tensor(expect, dtype=torch.float64))
-    after = torch.stack([
-        sum(p.grad[k].double().pow(2).sum() for p in params).sqrt() for k in range(3)
-    ])
+    after = torch.stack(
+        [sum(p.grad[k].double().pow(2).sum() for p in params).sqrt() for k in range(3)]
+    )
     torch.testing.assert_close(after, torch.tensor([expect[0], 1.0, 1.0], dtype=torch.float64))
     for p, b in zip(params, before0, strict=True):
         assert torch.equal(p.grad[0], b)
@@ -154,6 +190,7 @@ def test_finite_members_flags_nan_and_inf():
 
 
 # --- weight noise ------------------------------------------------------------------------
+
 
 def test_weight_noise_is_applied_inside_and_exactly_removed_after():
     params = stacked_params(k=2)
@@ -169,8 +206,10 @@ def test_weight_noise_is_applied_inside_and_exactly_removed_after():
 
 
 def test_weight_noise_of_a_member_does_not_depend_on_the_population():
-    a, b = stacked_params(k=2), [p[1:].detach().clone().requires_grad_()
-                                 for p in stacked_params(k=2)]
+    a, b = (
+        stacked_params(k=2),
+        [p[1:].detach().clone().requires_grad_() for p in stacked_params(k=2)],
+    )
     pop, single = WeightNoise([3, 4], 0.075), WeightNoise([4], 0.075)
     for _ in range(2):
         with pop.applied(a[:1]), single.applied(b[:1]):
@@ -196,6 +235,7 @@ def test_weight_noise_restores_weights_even_on_error():
 
 # --- early stopping ----------------------------------------------------------------------
 
+
 def test_weight_noise_state_of_another_device_kind_is_refused_in_one_sentence():
     noise = WeightNoise([0], 0.075)
     philox = torch.zeros(16, dtype=torch.uint8)  # a CUDA generator's state is 16 bytes
@@ -219,7 +259,8 @@ def test_early_stopping_patience_per_member():
 
 
 def test_user_folder_names_are_absolute_so_keys_do_not_depend_on_the_working_directory(
-        tmp_path, monkeypatch):
+    tmp_path, monkeypatch
+):
     from rnnbench.train.config import RunConfig
 
     monkeypatch.chdir(tmp_path)

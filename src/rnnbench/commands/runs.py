@@ -67,8 +67,11 @@ def with_progress(store, runs: list[dict]) -> tuple[list[dict], bool]:
     for run in runs:
         if run["status"] in ("queued", "running"):
             rows = store.epochs(run["key"])
-            valid = [e["valid_nll"] for e in rows
-                     if e.get("valid_nll") is not None and math.isfinite(e["valid_nll"])]
+            valid = [
+                e["valid_nll"]
+                for e in rows
+                if e.get("valid_nll") is not None and math.isfinite(e["valid_nll"])
+            ]
             if rows:
                 run = {**run, "epochs": f"{max(int(e['epoch']) for e in rows)}*"}
                 if valid:

@@ -26,18 +26,21 @@ def _number_list(kind):
             values = [kind(part) for part in text.split(",") if part.strip()]
         except ValueError:
             raise argparse.ArgumentTypeError(
-                f"{text!r} is not a comma-separated list of {kind.__name__} values") from None
+                f"{text!r} is not a comma-separated list of {kind.__name__} values"
+            ) from None
         if not values:
             raise argparse.ArgumentTypeError("give at least one value")
         return values
+
     return parse
 
 
 def _with_default(p, flag: str, kind: type, metavar: str, text: str, spec: str = "") -> None:
     """An option whose default is the RunConfig field of the same name, shown in its help."""
     default = getattr(DEFAULTS, flag.removeprefix("--").replace("-", "_"))
-    p.add_argument(flag, type=kind, default=default, metavar=metavar,
-                   help=f"{text} (default {default:{spec}})")
+    p.add_argument(
+        flag, type=kind, default=default, metavar=metavar, help=f"{text} (default {default:{spec}})"
+    )
 
 
 def register(subparsers) -> None:
@@ -47,48 +50,99 @@ def register(subparsers) -> None:
         help="train a unit on a data set with the paper's protocol",
         description=__doc__.split("\n\n", 1)[1].strip(),
     )
-    p.add_argument("--dataset", required=True, metavar="NAME",
-                   help="jsb, nottingham, musedata, pianomidi, fsdd-a, fsdd-b, midi:PATH, wav:PATH")
+    p.add_argument(
+        "--dataset",
+        required=True,
+        metavar="NAME",
+        help="jsb, nottingham, musedata, pianomidi, fsdd-a, fsdd-b, midi:PATH, wav:PATH",
+    )
     p.add_argument("--unit", required=True, choices=UNITS)
-    p.add_argument("--peephole", action=argparse.BooleanOptionalAction, default=True,
-                   help="LSTM with diagonal peepholes, the paper's form (default: on)")
-    p.add_argument("--reset", choices=["before", "after"], default="before",
-                   help="GRU reset gate before (the paper) or after (cuDNN) the recurrent product")
-    p.add_argument("--hidden", type=int, metavar="N",
-                   help="hidden units (default: the paper's size for the task and unit)")
-    p.add_argument("--lr", type=_number_list(float), default=[DEFAULTS.lr], metavar="X[,X...]",
-                   help=f"RMSProp learning rate(s) (default {DEFAULTS.lr:g})")
-    p.add_argument("--seed", type=_number_list(int), default=[DEFAULTS.seed], metavar="N[,N...]",
-                   help="seed(s) of the initial weights and the weight noise (default 0)")
-    p.add_argument("--batch-size", type=int, default=None, metavar="N",
-                   help="sequences per minibatch (default: 4 for music, 16 for speech; the "
-                   "authors used 1)")
+    p.add_argument(
+        "--peephole",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="LSTM with diagonal peepholes, the paper's form (default: on)",
+    )
+    p.add_argument(
+        "--reset",
+        choices=["before", "after"],
+        default="before",
+        help="GRU reset gate before (the paper) or after (cuDNN) the recurrent product",
+    )
+    p.add_argument(
+        "--hidden",
+        type=int,
+        metavar="N",
+        help="hidden units (default: the paper's size for the task and unit)",
+    )
+    p.add_argument(
+        "--lr",
+        type=_number_list(float),
+        default=[DEFAULTS.lr],
+        metavar="X[,X...]",
+        help=f"RMSProp learning rate(s) (default {DEFAULTS.lr:g})",
+    )
+    p.add_argument(
+        "--seed",
+        type=_number_list(int),
+        default=[DEFAULTS.seed],
+        metavar="N[,N...]",
+        help="seed(s) of the initial weights and the weight noise (default 0)",
+    )
+    p.add_argument(
+        "--batch-size",
+        type=int,
+        default=None,
+        metavar="N",
+        help="sequences per minibatch (default: 4 for music, 16 for speech; the authors used 1)",
+    )
     _with_default(p, "--max-epochs", int, "N", "at most this many epochs")
     _with_default(p, "--patience", int, "N", "early-stopping patience in epochs")
     _with_default(p, "--weight-noise", float, "S", "weight-noise standard deviation")
     _with_default(p, "--clip", float, "X", "gradient-norm clipping threshold, 0 for none")
-    p.add_argument("--bptt", type=int, metavar="N",
-                   help="truncated-BPTT window in steps (default: whole sequences)")
-    p.add_argument("--init", choices=["paper", "torch"], default=DEFAULTS.init,
-                   help="initialisation: paper (uniform ±0.1, orthogonal recurrent) or torch")
+    p.add_argument(
+        "--bptt",
+        type=int,
+        metavar="N",
+        help="truncated-BPTT window in steps (default: whole sequences)",
+    )
+    p.add_argument(
+        "--init",
+        choices=["paper", "torch"],
+        default=DEFAULTS.init,
+        help="initialisation: paper (uniform ±0.1, orthogonal recurrent) or torch",
+    )
     _with_default(p, "--data-seed", int, "N", "seed of the minibatch order")
     _with_default(p, "--rms-decay", float, "X", "RMSProp decay")
     _with_default(p, "--rms-momentum", float, "X", "RMSProp momentum")
     _with_default(p, "--rms-eps", float, "X", "RMSProp epsilon", spec="g")
     p.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
-    p.add_argument("--threads", type=int, default=1, metavar="N",
-                   help="CPU threads for PyTorch and the kernels (default 1: at these model "
-                   "sizes one thread is fastest; more help large models and big batches)")
-    p.add_argument("--data-dir", metavar="D", help="the data folder (default: $RNNBENCH_DATA "
-                   "or the user cache folder)")
-    p.add_argument("--out", default="rnnbench-results", metavar="DIR",
-                   help="results folder; run folders go to DIR/runs/<key>/ (default "
-                   "./rnnbench-results)")
-    p.add_argument("--store", metavar="PATH",
-                   help="results store (default DIR/results.db of --out)")
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        metavar="N",
+        help="CPU threads for PyTorch and the kernels (default 1: at these model "
+        "sizes one thread is fastest; more help large models and big batches)",
+    )
+    p.add_argument(
+        "--data-dir",
+        metavar="D",
+        help="the data folder (default: $RNNBENCH_DATA or the user cache folder)",
+    )
+    p.add_argument(
+        "--out",
+        default="rnnbench-results",
+        metavar="DIR",
+        help="results folder; run folders go to DIR/runs/<key>/ (default ./rnnbench-results)",
+    )
+    p.add_argument(
+        "--store", metavar="PATH", help="results store (default DIR/results.db of --out)"
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
-    p.add_argument("--json", action="store_true",
-                   help="print one JSON object (a population: {\"runs\": [...]})")
+    p.add_argument(
+        "--json", action="store_true", help='print one JSON object (a population: {"runs": [...]})'
+    )
     p.set_defaults(func=handler)
 
 
@@ -97,14 +151,28 @@ def build_configs(args: argparse.Namespace) -> list[RunConfig]:
     configs = []
     for lr in args.lr:
         for seed in args.seed:
-            configs.append(RunConfig(
-                dataset=args.dataset, unit=args.unit, peephole=args.peephole, reset=args.reset,
-                hidden=args.hidden, lr=lr, seed=seed, batch_size=args.batch_size,
-                max_epochs=args.max_epochs, patience=args.patience,
-                weight_noise=args.weight_noise, clip=args.clip, init=args.init, bptt=args.bptt,
-                data_seed=args.data_seed, rms_decay=args.rms_decay,
-                rms_momentum=args.rms_momentum, rms_eps=args.rms_eps,
-            ))
+            configs.append(
+                RunConfig(
+                    dataset=args.dataset,
+                    unit=args.unit,
+                    peephole=args.peephole,
+                    reset=args.reset,
+                    hidden=args.hidden,
+                    lr=lr,
+                    seed=seed,
+                    batch_size=args.batch_size,
+                    max_epochs=args.max_epochs,
+                    patience=args.patience,
+                    weight_noise=args.weight_noise,
+                    clip=args.clip,
+                    init=args.init,
+                    bptt=args.bptt,
+                    data_seed=args.data_seed,
+                    rms_decay=args.rms_decay,
+                    rms_momentum=args.rms_momentum,
+                    rms_eps=args.rms_eps,
+                )
+            )
     if len({c.key() for c in configs}) != len(configs):
         raise RnnbenchError("--lr or --seed repeats a value; give each value once.")
     return configs
@@ -112,10 +180,14 @@ def build_configs(args: argparse.Namespace) -> list[RunConfig]:
 
 def _line(result: dict) -> str:
     if result["status"] != "done":
-        return (f"{result['status']} (NaN or infinite loss) after {result['epochs']} epochs; "
-                "try a smaller --lr")
-    return (f"train {result['train_nll']:.4f}  valid {result['valid_nll']:.4f}  "
-            f"test {result['test_nll']:.4f} (nats per step)")
+        return (
+            f"{result['status']} (NaN or infinite loss) after {result['epochs']} epochs; "
+            "try a smaller --lr"
+        )
+    return (
+        f"train {result['train_nll']:.4f}  valid {result['valid_nll']:.4f}  "
+        f"test {result['test_nll']:.4f} (nats per step)"
+    )
 
 
 def handler(args: argparse.Namespace) -> int:
@@ -140,7 +212,10 @@ def handler(args: argparse.Namespace) -> int:
             store.start_run(key, cfg.to_dict(), str(run_dir))
         try:
             results = train_population(
-                configs, out_dirs=run_dirs, data_dir=args.data_dir, device=args.device,
+                configs,
+                out_dirs=run_dirs,
+                data_dir=args.data_dir,
+                device=args.device,
                 on_epoch=lambda k, record: store.log_epoch(keys[k], record),
                 progress=not args.no_progress,
             )
@@ -157,8 +232,10 @@ def handler(args: argparse.Namespace) -> int:
     finally:
         store.close()
 
-    rows = [{"key": key, "run_dir": str(run_dir), **result, "config": cfg.to_dict()}
-            for cfg, key, run_dir, result in zip(configs, keys, run_dirs, results, strict=True)]
+    rows = [
+        {"key": key, "run_dir": str(run_dir), **result, "config": cfg.to_dict()}
+        for cfg, key, run_dir, result in zip(configs, keys, run_dirs, results, strict=True)
+    ]
     if args.json:
         print(json.dumps(rows[0] if len(rows) == 1 else {"runs": rows}))
     elif len(rows) == 1:

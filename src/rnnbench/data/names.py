@@ -76,7 +76,7 @@ def absolute_name(name: str) -> str:
     kind = next((k for k in USER_KINDS if name.startswith(k)), None)
     if kind is None:
         return name
-    path, sep, query = name[len(kind):].partition("?")
+    path, sep, query = name[len(kind) :].partition("?")
     if not path:
         return name
     return f"{kind}{Path(path).expanduser().absolute()}{sep}{query}"

@@ -155,8 +155,11 @@ def _headline(cells: list[Cell]) -> list[str]:
         ranked = sorted(ready, key=lambda c: c.summary("test").mean)
         text = ", ".join(
             f"{c.label} {fmt(c.summary('test').mean)}"
-            + (f" ({len(c.seeds)} seed{'s' if len(c.seeds) != 1 else ''} so far)"
-               if c.unfinished else "")
+            + (
+                f" ({len(c.seeds)} seed{'s' if len(c.seeds) != 1 else ''} so far)"
+                if c.unfinished
+                else ""
+            )
             for c in ranked
         )
         waiting = [c.label for c in group if c.chosen_lr is None and c.unfinished]
@@ -211,7 +214,11 @@ def build_report(
     blocks = _front(sources, command, date, quick, banner)
     blocks += _tables(cells, runs, curves)
     blocks += _figures(
-        out, cells, curves, banner, footer=provenance + (f"\n{banner}" if banner else ""),
+        out,
+        cells,
+        curves,
+        banner,
+        footer=provenance + (f"\n{banner}" if banner else ""),
         sharing=sharing,
     )
     blocks += [
@@ -231,8 +238,9 @@ def _curves(sources: Sources, cells: list[Cell]) -> dict[str, list[dict]]:
     return {key: sources.epochs(key) for key in keys}
 
 
-def _sharing(sources: Sources, runs: list[dict], cells: list[Cell],
-             curves: dict[str, list[dict]]) -> dict[str, dict[int, int]]:
+def _sharing(
+    sources: Sources, runs: list[dict], cells: list[Cell], curves: dict[str, list[dict]]
+) -> dict[str, dict[int, int]]:
     """For each run the figures draw: epoch -> how many members of its population (the runs
     with its group key and stage) trained in that epoch."""
     drawn = {r["key"]: r for c in cells for r in c.chosen}
@@ -360,7 +368,11 @@ def _progress(cells: list[Cell], curves: dict[str, list[dict]]) -> list[Block]:
 
 
 def _figures(
-    out: Path, cells: list[Cell], curves: dict[str, list[dict]], banner: str, footer: str,
+    out: Path,
+    cells: list[Cell],
+    curves: dict[str, list[dict]],
+    banner: str,
+    footer: str,
     sharing: dict[str, dict[int, int]],
 ) -> list[Block]:
     """Figures 2 (music) and 3 (speech), or a sentence for each that has nothing to draw."""
@@ -381,10 +393,15 @@ def _figures(
     ):
         names = [d for d in datasets if paper.dataset_info(d).task == task]
         title = f"Figure {number}: {task}, best run of each unit"
-        if learning_curves(path, title, names, cells, curves, banner=banner, footer=footer,
-                           sharing=sharing):
-            blocks.append(Image(path, f"{title}. Top: against epochs; bottom: against wall-clock "
-                                      "seconds per model."))
+        if learning_curves(
+            path, title, names, cells, curves, banner=banner, footer=footer, sharing=sharing
+        ):
+            blocks.append(
+                Image(
+                    path,
+                    f"{title}. Top: against epochs; bottom: against wall-clock seconds per model.",
+                )
+            )
         else:
             path.unlink(missing_ok=True)
             blocks.append(

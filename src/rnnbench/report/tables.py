@@ -391,8 +391,23 @@ def write_table2_csv(path: Path, cells: list[Cell], protocol: str, provenance: s
 
 
 RUNS_COLUMNS = [
-    "key", "dataset", "unit", "form", "stage", "lr", "seed", "batch_size", "hidden", "status",
-    "epochs", "best_epoch", "train_nll", "valid_nll", "test_nll", "seconds", "params",
+    "key",
+    "dataset",
+    "unit",
+    "form",
+    "stage",
+    "lr",
+    "seed",
+    "batch_size",
+    "hidden",
+    "status",
+    "epochs",
+    "best_epoch",
+    "train_nll",
+    "valid_nll",
+    "test_nll",
+    "seconds",
+    "params",
 ]
 
 
@@ -403,22 +418,39 @@ def write_runs_csv(path: Path, runs: list[dict]) -> None:
     from it without the store."""
     from rnnbench.store import form_of
 
-    ordered = sorted(runs, key=lambda r: (r["config"]["dataset"], r["config"]["unit"],
-                                          r.get("stage") or "", r["config"]["lr"],
-                                          r["config"].get("seed", 0)))
+    ordered = sorted(
+        runs,
+        key=lambda r: (
+            r["config"]["dataset"],
+            r["config"]["unit"],
+            r.get("stage") or "",
+            r["config"]["lr"],
+            r["config"].get("seed", 0),
+        ),
+    )
     with open(path, "w", newline="", encoding="utf-8") as f:
         writer = csv.DictWriter(f, fieldnames=RUNS_COLUMNS, restval="")
         writer.writeheader()
         for r in ordered:
             c = r["config"]
-            writer.writerow({
-                "key": r["key"], "dataset": c["dataset"], "unit": c["unit"],
-                "form": form_of(c), "stage": r.get("stage") or "", "lr": _csv_num(c["lr"]),
-                "seed": c.get("seed", 0), "batch_size": c.get("batch_size", ""),
-                "hidden": r.get("hidden") or c.get("hidden") or "", "status": r["status"],
-                "epochs": r.get("epochs") if r.get("epochs") is not None else "",
-                "best_epoch": r.get("best_epoch") if r.get("best_epoch") is not None else "",
-                **{n: _csv_num(r.get(n)) for n in ("train_nll", "valid_nll", "test_nll",
-                                                    "seconds")},
-                "params": r.get("params") or "",
-            })
+            writer.writerow(
+                {
+                    "key": r["key"],
+                    "dataset": c["dataset"],
+                    "unit": c["unit"],
+                    "form": form_of(c),
+                    "stage": r.get("stage") or "",
+                    "lr": _csv_num(c["lr"]),
+                    "seed": c.get("seed", 0),
+                    "batch_size": c.get("batch_size", ""),
+                    "hidden": r.get("hidden") or c.get("hidden") or "",
+                    "status": r["status"],
+                    "epochs": r.get("epochs") if r.get("epochs") is not None else "",
+                    "best_epoch": r.get("best_epoch") if r.get("best_epoch") is not None else "",
+                    **{
+                        n: _csv_num(r.get(n))
+                        for n in ("train_nll", "valid_nll", "test_nll", "seconds")
+                    },
+                    "params": r.get("params") or "",
+                }
+            )

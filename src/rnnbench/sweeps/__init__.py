@@ -30,11 +30,12 @@ def run_sweep(
     from rnnbench.locks import hold
 
     path = Path(store.path)
-    with hold(path.with_name(path.name + ".lock"),
-              f"Another rnnbench sweep ({{owner}}) is using the store {path}; wait for it to "
-              "finish or stop it (it resumes later), or give this one another --out or --store."):
-        return _run(populations, store=store, out=out, engine=engine, address=address,
-                    **kwargs)
+    with hold(
+        path.with_name(path.name + ".lock"),
+        f"Another rnnbench sweep ({{owner}}) is using the store {path}; wait for it to "
+        "finish or stop it (it resumes later), or give this one another --out or --store.",
+    ):
+        return _run(populations, store=store, out=out, engine=engine, address=address, **kwargs)
 
 
 def _run(populations, *, store, out, engine, address, **kwargs) -> dict[str, int]:

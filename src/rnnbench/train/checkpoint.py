@@ -28,9 +28,22 @@ import torch
 from rnnbench.errors import RnnbenchError
 
 __all__ = [
-    "CONFIG", "METRICS", "BEST", "LAST", "PREV", "LOCK",
-    "atomic_write_bytes", "atomic_save", "load", "save_last", "checkpoints",
-    "read_metrics", "append_metrics", "truncate_metrics", "numpy_rng_state", "set_numpy_rng_state",
+    "CONFIG",
+    "METRICS",
+    "BEST",
+    "LAST",
+    "PREV",
+    "LOCK",
+    "atomic_write_bytes",
+    "atomic_save",
+    "load",
+    "save_last",
+    "checkpoints",
+    "read_metrics",
+    "append_metrics",
+    "truncate_metrics",
+    "numpy_rng_state",
+    "set_numpy_rng_state",
 ]
 
 CONFIG, METRICS, BEST, LAST, PREV = "config.json", "metrics.jsonl", "best.pt", "last.pt", "prev.pt"
@@ -133,10 +146,22 @@ def truncate_metrics(run_dir: Path, epoch: int) -> None:
 
 def numpy_rng_state() -> dict:
     name, keys, pos, has_gauss, cached = np.random.get_state()
-    return {"name": name, "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
-            "has_gauss": int(has_gauss), "cached_gaussian": float(cached)}
+    return {
+        "name": name,
+        "keys": torch.from_numpy(keys.astype(np.int64)),
+        "pos": int(pos),
+        "has_gauss": int(has_gauss),
+        "cached_gaussian": float(cached),
+    }
 
 
 def set_numpy_rng_state(state: dict) -> None:
-    np.random.set_state((state["name"], state["keys"].numpy().astype(np.uint32), state["pos"],
-                         state["has_gauss"], state["cached_gaussian"]))
+    np.random.set_state(
+        (
+            state["name"],
+            state["keys"].numpy().astype(np.uint32),
+            state["pos"],
+            state["has_gauss"],
+            state["cached_gaussian"],
+        )
+    )

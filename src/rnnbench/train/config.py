@@ -133,8 +133,11 @@ class RunConfig:
         if self.rms_eps <= 0:
             fail("rms_eps", self.rms_eps, "use an epsilon > 0")
         if not self.rms_decay < 1 or not self.rms_momentum < 1:
-            fail("rms_decay/rms_momentum", (self.rms_decay, self.rms_momentum),
-                 "use values in [0, 1)")
+            fail(
+                "rms_decay/rms_momentum",
+                (self.rms_decay, self.rms_momentum),
+                "use values in [0, 1)",
+            )
 
     def to_dict(self) -> dict:
         """A plain JSON-ready dict of every field."""

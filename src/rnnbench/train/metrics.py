@@ -38,8 +38,9 @@ def average_nll(nll_sum: Tensor, n_steps: int | float) -> Tensor:
 
 
 @torch.no_grad()
-def split_nll(model, seqs: Sequence, *, device: str | torch.device = "cpu",
-              batch_size: int = EVAL_BATCH_SIZE) -> Tensor:
+def split_nll(
+    model, seqs: Sequence, *, device: str | torch.device = "cpu", batch_size: int = EVAL_BATCH_SIZE
+) -> Tensor:
     """Average NLL per step of every member on ``seqs`` (see the module docstring).
 
     Args:

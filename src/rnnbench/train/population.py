@@ -131,18 +131,29 @@ def train_population(
     with contextlib.ExitStack() as locks:
         for run_dir in out_dirs:
             _make_folder(run_dir)
-            locks.enter_context(locks_.hold(
-                run_dir / ckpt.LOCK,
-                f"The run folder {run_dir} is being trained by {{owner}}; wait for that run to "
-                "finish (or stop it), then run this again.",
-            ))
-        return _train_locked(configs, out_dirs, data_dir=data_dir, dev=dev, on_epoch=on_epoch,
-                             progress=progress, dataset=dataset, backend=backend,
-                             on_result=on_result)
+            locks.enter_context(
+                locks_.hold(
+                    run_dir / ckpt.LOCK,
+                    f"The run folder {run_dir} is being trained by {{owner}}; wait for that run to "
+                    "finish (or stop it), then run this again.",
+                )
+            )
+        return _train_locked(
+            configs,
+            out_dirs,
+            data_dir=data_dir,
+            dev=dev,
+            on_epoch=on_epoch,
+            progress=progress,
+            dataset=dataset,
+            backend=backend,
+            on_result=on_result,
+        )
 
 
-def _train_locked(configs, out_dirs, *, data_dir, dev, on_epoch, progress, dataset,
-                  backend, on_result) -> list[dict]:
+def _train_locked(
+    configs, out_dirs, *, data_dir, dev, on_epoch, progress, dataset, backend, on_result
+) -> list[dict]:
     results: list[dict | None] = [None] * len(configs)
     resumable: dict[int, list[dict]] = {}
     for i, (cfg, run_dir) in enumerate(zip(configs, out_dirs, strict=True)):
@@ -167,18 +178,33 @@ def _train_locked(configs, out_dirs, *, data_dir, dev, on_epoch, progress, datas
         from tqdm import tqdm
 
         cfg = configs[0]
-        bar = tqdm(total=cfg.max_epochs, file=sys.stderr, unit="epoch", dynamic_ncols=True,
-                   desc=f"{cfg.dataset} {cfg.unit} x{len(resumable)}")
+        bar = tqdm(
+            total=cfg.max_epochs,
+            file=sys.stderr,
+            unit="epoch",
+            dynamic_ncols=True,
+            desc=f"{cfg.dataset} {cfg.unit} x{len(resumable)}",
+        )
     try:
         todo = resumable
         while todo:
             # Members no longer training (stopped, diverged, or at max_epochs) are scored on
             # their own; the others go on as a smaller population, from the state just saved.
-            stopped = {i: found[0] for i, found in todo.items()
-                       if found and found[0]["status"] != "running"}
+            stopped = {
+                i: found[0]
+                for i, found in todo.items()
+                if found and found[0]["status"] != "running"
+            }
             if stopped:
-                for i, result in _finalize(stopped, configs, out_dirs, dataset=dataset,
-                                           device=dev, backend=backend, hidden=hidden).items():
+                for i, result in _finalize(
+                    stopped,
+                    configs,
+                    out_dirs,
+                    dataset=dataset,
+                    device=dev,
+                    backend=backend,
+                    hidden=hidden,
+                ).items():
                     results[i] = result
                     if on_result is not None:
                         on_result(i, result)
@@ -190,7 +216,10 @@ def _train_locked(configs, out_dirs, *, data_dir, dev, on_epoch, progress, datas
                 [configs[i] for i in members],
                 [out_dirs[i] for i in members],
                 [_checkpoint_at(todo[i], start_epoch) for i in members],
-                dataset=dataset, device=dev, backend=backend, hidden=hidden,
+                dataset=dataset,
+                device=dev,
+                backend=backend,
+                hidden=hidden,
             )
             saved = trainer.run(on_epoch, bar, members)
             for i, state in zip(members, saved, strict=True):
@@ -212,26 +241,38 @@ def _build_model(configs, dataset, *, hidden, device, backend):
 
     cfg = configs[0]
     return SequenceModel(
-        cfg.unit, dataset.in_dim, dataset.out_dim, hidden, head=dataset.head,
-        population=len(configs), peephole=cfg.peephole, reset=cfg.reset, init=cfg.init,
-        seeds=[c.seed for c in configs], backend=backend,
+        cfg.unit,
+        dataset.in_dim,
+        dataset.out_dim,
+        hidden,
+        head=dataset.head,
+        population=len(configs),
+        peephole=cfg.peephole,
+        reset=cfg.reset,
+        init=cfg.init,
+        seeds=[c.seed for c in configs],
+        backend=backend,
     ).to(device)
 
 
-def _finalize(states: dict[int, dict], configs, out_dirs, *, dataset, device, backend,
-              hidden) -> dict[int, dict]:
+def _finalize(
+    states: dict[int, dict], configs, out_dirs, *, dataset, device, backend, hidden
+) -> dict[int, dict]:
     """Score the best state of members that stopped; write their finished ``last.pt``."""
     ids = sorted(states)
-    model = _build_model([configs[i] for i in ids], dataset, hidden=hidden, device=device,
-                         backend=backend)
+    model = _build_model(
+        [configs[i] for i in ids], dataset, hidden=hidden, device=device, backend=backend
+    )
     usable = []
     for slot, i in enumerate(ids):
         best = states[i]["best_model"]
         usable.append(states[i]["status"] == "done" and best is not None)
         model.load_member_state(slot, best if best is not None else states[i]["model"])
     model.eval()
-    scores = {split: split_nll(model, dataset.split(split), device=device)
-              for split in ("train", "valid", "test")}
+    scores = {
+        split: split_nll(model, dataset.split(split), device=device)
+        for split in ("train", "valid", "test")
+    }
     results = {}
     for slot, i in enumerate(ids):
         state, ok = states[i], usable[slot]
@@ -249,8 +290,9 @@ def _finalize(states: dict[int, dict], configs, out_dirs, *, dataset, device, ba
             "params": model.param_count(),
             "hidden": hidden,
         }
-        ckpt.save_last({**state, "status": result["status"], "finished": True,
-                        "result": result}, out_dirs[i])
+        ckpt.save_last(
+            {**state, "status": result["status"], "finished": True, "result": result}, out_dirs[i]
+        )
         results[i] = result
     return results
 
@@ -325,13 +367,15 @@ class _Population:
         self.k = k = len(configs)
         self.dataset = dataset
         self.hidden = hidden
-        self.model = _build_model(configs, dataset, hidden=hidden, device=device,
-                                  backend=backend)
+        self.model = _build_model(configs, dataset, hidden=hidden, device=device, backend=backend)
         self.names = [name for name, _ in self.model.named_parameters()]
         self.params = [p for _, p in self.model.named_parameters()]
         self.optimizer = PopulationRMSProp(
-            self.params, [c.lr for c in configs], decay=cfg.rms_decay,
-            momentum=cfg.rms_momentum, eps=cfg.rms_eps,
+            self.params,
+            [c.lr for c in configs],
+            decay=cfg.rms_decay,
+            momentum=cfg.rms_momentum,
+            eps=cfg.rms_eps,
         )
         self.noise = WeightNoise([c.seed for c in configs], cfg.weight_noise, device)
         self.stopping = EarlyStopping(k, cfg.patience)
@@ -393,13 +437,16 @@ class _Population:
 
     def _save_best(self, k: int) -> None:
         self.best_states[k] = {n: t.cpu() for n, t in self.model.member_state(k).items()}
-        ckpt.atomic_save({
-            "config": self.configs[k].to_dict(),
-            "epoch": self.stopping.best_epoch[k],
-            "valid_nll": self.stopping.best[k],
-            "hidden": self.hidden,
-            "member_state": self.best_states[k],
-        }, self.run_dirs[k] / ckpt.BEST)
+        ckpt.atomic_save(
+            {
+                "config": self.configs[k].to_dict(),
+                "epoch": self.stopping.best_epoch[k],
+                "valid_nll": self.stopping.best[k],
+                "hidden": self.hidden,
+                "member_state": self.best_states[k],
+            },
+            self.run_dirs[k] / ckpt.BEST,
+        )
 
     # -- training
 
@@ -413,8 +460,13 @@ class _Population:
         weights = self.model.weight_matrices()
         state = None
         last_shown = 0.0
-        batches = iterate_batches(self.dataset.split("train"), cfg.batch_size,
-                                  seed=cfg.data_seed, epoch=epoch, bptt=cfg.bptt)
+        batches = iterate_batches(
+            self.dataset.split("train"),
+            cfg.batch_size,
+            seed=cfg.data_seed,
+            epoch=epoch,
+            bptt=cfg.bptt,
+        )
         for batch in batches:
             if not batch.carry:
                 state = None
@@ -443,8 +495,9 @@ class _Population:
                     bar.set_postfix_str(f"epoch {epoch} train {live.min().item():.3f}")
             if not bool(active.any()):
                 break
-        return [_clean((sums[k] / steps[k]).item()) if steps[k] > 0 else None
-                for k in range(self.k)]
+        return [
+            _clean((sums[k] / steps[k]).item()) if steps[k] > 0 else None for k in range(self.k)
+        ]
 
     def run(self, on_epoch: OnEpoch | None, bar, ids: list[int]) -> list[dict]:
         """Train epochs until a member stops training; return every member's saved state."""
@@ -481,9 +534,14 @@ class _Population:
                     self._save_best(k)
                 if stop or epoch >= self.cfg.max_epochs:
                     self.status[k] = "done"
-            records[k] = {"epoch": epoch, "train_nll": train_nll[k], "valid_nll": _clean(v),
-                          "updates": self.updates[k], "seconds": round(self.seconds[k], 6),
-                          "status": self.status[k]}
+            records[k] = {
+                "epoch": epoch,
+                "train_nll": train_nll[k],
+                "valid_nll": _clean(v),
+                "updates": self.updates[k],
+                "seconds": round(self.seconds[k], 6),
+                "status": self.status[k],
+            }
             ckpt.append_metrics(self.run_dirs[k], records[k])
         saved = [self._member_checkpoint(k) for k in range(self.k)]
         for k in range(self.k):

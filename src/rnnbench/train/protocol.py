@@ -62,8 +62,15 @@ class PopulationRMSProp:
         decay: :math:`\rho`; momentum: :math:`\mu` (0: plain RMSProp); eps: :math:`\epsilon`.
     """
 
-    def __init__(self, params: Sequence[Tensor], lrs: Sequence[float], *, decay: float,
-                 momentum: float, eps: float) -> None:
+    def __init__(
+        self,
+        params: Sequence[Tensor],
+        lrs: Sequence[float],
+        *,
+        decay: float,
+        momentum: float,
+        eps: float,
+    ) -> None:
         self.params = list(params)
         self.decay, self.momentum, self.eps = float(decay), float(momentum), float(eps)
         first = self.params[0]
@@ -173,10 +180,12 @@ class WeightNoise:
         try:
             with torch.no_grad():
                 for w in weights:
-                    noise = torch.stack([
-                        torch.randn(w.shape[1:], generator=g, device=w.device, dtype=w.dtype)
-                        for g in self.generators
-                    ])
+                    noise = torch.stack(
+                        [
+                            torch.randn(w.shape[1:], generator=g, device=w.device, dtype=w.dtype)
+                            for g in self.generators
+                        ]
+                    )
                     w.add_(noise, alpha=self.sigma)
             yield
         finally:
@@ -222,8 +231,11 @@ class EarlyStopping:
         return False, self.bad_epochs[k] >= self.patience
 
     def member_state(self, k: int) -> dict:
-        return {"best": self.best[k], "best_epoch": self.best_epoch[k],
-                "bad_epochs": self.bad_epochs[k]}
+        return {
+            "best": self.best[k],
+            "best_epoch": self.best_epoch[k],
+            "bad_epochs": self.bad_epochs[k],
+        }
 
     def load_member_state(self, k: int, state: dict) -> None:
         self.best[k] = float(state["best"])
