@@ -19,12 +19,13 @@ from pathlib import Path
 DIVERGE_ABOVE = math.exp(-6.5)
 
 
-def _log_call(out_dirs, configs):
+def _log_call(out_dirs, configs, device="cpu"):
     """Log this call; return how many calls this data set has had, this one included."""
     log = Path(out_dirs[0]).parent / "calls.log"
     dataset = configs[0].dataset
+    line = {"dataset": dataset, "keys": [c.key() for c in configs], "device": device}
     with open(log, "a") as f:
-        f.write(json.dumps({"dataset": dataset, "keys": [c.key() for c in configs]}) + "\n")
+        f.write(json.dumps(line) + "\n")
     return sum(1 for line in open(log) if json.loads(line)["dataset"] == dataset)
 
 
@@ -36,7 +37,7 @@ def fake_train(
     configs, *, out_dirs, data_dir=None, device="cpu", on_epoch=None, progress=False, on_result=None
 ):
     Path(out_dirs[0]).parent.mkdir(parents=True, exist_ok=True)
-    calls = _log_call(out_dirs, configs)
+    calls = _log_call(out_dirs, configs, device)
     dataset = configs[0].dataset
     if dataset == "boom":
         raise ValueError("boom: this run always fails")

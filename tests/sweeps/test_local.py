@@ -13,7 +13,7 @@ import pytest
 
 from rnnbench.errors import RnnbenchError
 from rnnbench.store import Store
-from rnnbench.sweeps import common
+from rnnbench.sweeps import common, local
 from rnnbench.sweeps.grid import Population
 from rnnbench.sweeps.local import run_local
 from rnnbench.train.config import RunConfig
@@ -163,6 +163,7 @@ from pathlib import Path
 from rnnbench.errors import RnnbenchError
 from rnnbench.store import Store
 from rnnbench.sweeps.grid import Population
+from rnnbench.sweeps import local
 from rnnbench.sweeps.local import run_local
 from rnnbench.train.config import RunConfig
 from tests.sweeps.fakes import fake_train
@@ -200,3 +201,17 @@ def test_ctrl_c_stops_cleanly_and_keeps_finished_runs(tmp_path):
     assert store.runs(dataset="jsb")[0]["status"] == "done"
     assert store.runs(dataset="slow")[0]["status"] == "queued"
     assert store.integrity_check() == "ok"
+
+
+def test_cuda_gets_one_worker_per_gpu_spread_over_the_gpus(tmp_path, monkeypatch):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    assert local.default_workers("cuda") == 2 and local.default_workers("cuda:1") == 1
+    assert local.default_workers("cpu") == local.cpu_cores()
+    assert [local.worker_device("cuda", i) for i in range(3)] == ["cuda:0", "cuda:1", "cuda:0"]
+    assert local.worker_device("cuda:1", 1) == "cuda:1" and local.worker_device("cpu", 1) == "cpu"
+
+    sweep(tmp_path, [population("jsb"), population("nottingham")], workers=None, device="cuda")
+    log = (tmp_path / "runs" / "calls.log").read_text().splitlines()
+    assert sorted(json.loads(line)["device"] for line in log) == ["cuda:0", "cuda:1"]

@@ -32,7 +32,8 @@ def add_engine_arguments(p: argparse.ArgumentParser) -> None:
         "--workers",
         type=int,
         metavar="N",
-        help="populations trained at once (default: the number of CPU cores)",
+        help="populations trained at once (default: one per CPU core; with --device cuda, "
+        "one per GPU)",
     )
     p.add_argument(
         "--retries",

@@ -7,6 +7,8 @@ Design:
   population at a time through the worker's own queue, so it always knows which population a
   worker holds; a worker that dies (segfault, out of memory, ``kill -9``) costs that population
   one attempt, and a fresh worker takes its place.
+- Worker count: one per CPU core on cpu, one per visible GPU on ``cuda`` (``--workers`` sets
+  another); plain ``cuda`` gives worker ``i`` the GPU ``cuda:i mod n``.
 - Only the parent writes the results store: workers send ``(epoch record)`` and
   ``(results)`` messages back over one queue. When a population finishes, the parent also
   upserts every epoch from the run folders' ``metrics.jsonl``, so the store has every finished
@@ -42,10 +44,34 @@ from rnnbench.sweeps import common
 from rnnbench.sweeps.grid import Population
 
 
-def default_workers() -> int:
+def cpu_cores() -> int:
     return max(
         1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
     )
+
+
+def gpu_count(device: str) -> int:
+    """Visible GPUs for ``--device cuda`` (0 for cpu, 1 for a device with an index)."""
+    if not str(device).startswith("cuda"):
+        return 0
+    if ":" in str(device):
+        return 1
+    import torch
+
+    return max(1, torch.cuda.device_count())
+
+
+def default_workers(device: str = "cpu") -> int:
+    """One worker per CPU core on cpu; one per visible GPU on cuda (a population already fills
+    a GPU better than several processes time-sharing it, and each process holds its own CUDA
+    context)."""
+    return gpu_count(device) or cpu_cores()
+
+
+def worker_device(device: str, slot: int) -> str:
+    """The device of worker ``slot``: plain ``cuda`` spreads workers over the visible GPUs."""
+    n = gpu_count(device)
+    return f"cuda:{slot % n}" if str(device) == "cuda" and n > 1 else device
 
 
 def _die_with_parent() -> None:
@@ -122,6 +148,8 @@ class _Worker:
     wid: int
     process: Any
     tasks: Any
+    slot: int = 0
+    device: str = "cpu"
     task: _Task | None = None
 
 
@@ -149,8 +177,8 @@ def run_local(
     """
     out = Path(out)
     common.check_writable(out / "runs")
-    n_workers = max(1, workers or default_workers())
-    threads = threads or max(1, default_workers() // n_workers)
+    n_workers = max(1, workers or default_workers(device))
+    threads = threads or max(1, cpu_cores() // n_workers)
     ctx = mp.get_context("spawn")
     results = ctx.Queue()
     tally = common.Tally()
@@ -181,6 +209,8 @@ def run_local(
     def spawn() -> _Worker:
         tasks = ctx.Queue()
         wid = next(next_id)
+        taken = {w.slot for w in pool if w.process.is_alive()}
+        slot = min(set(range(len(pool) + 1)) - taken)
         proc = ctx.Process(
             target=_worker,
             name=f"rnnbench-worker-{wid}",
@@ -188,7 +218,7 @@ def run_local(
             args=(wid, tasks, results, train_fn, threads, os.getpid()),
         )
         proc.start()
-        worker = _Worker(wid, proc, tasks)
+        worker = _Worker(wid, proc, tasks, slot, worker_device(device, slot))
         pool.append(worker)
         return worker
 
@@ -205,7 +235,7 @@ def run_local(
             pop = task.population
             common.start(store, pop, out)
             dirs = [str(common.run_dir(out, c)) for c in pop.configs]
-            worker.tasks.put((task.tid, pop.configs, dirs, data_dir, device))
+            worker.tasks.put((task.tid, pop.configs, dirs, data_dir, worker.device))
             display.update(_busy())
 
     def finish(worker: _Worker) -> _Task:
