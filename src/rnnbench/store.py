@@ -170,12 +170,17 @@ class Store:
 
     Each process (and each forked child) opens its own connection on first use. Every public
     method is one transaction. Use as a context manager, or call :meth:`close`.
+    ``readonly=True`` (``report``, ``runs``) opens an existing store without writing to it, not
+    even its schema: it reads a store on a read-only mount, and never waits on a sweep's writes.
     """
 
-    def __init__(self, path: str | os.PathLike | None = None) -> None:
+    def __init__(self, path: str | os.PathLike | None = None, *, readonly: bool = False) -> None:
         self.path = Path(path) if path is not None else DEFAULT_PATH
+        self.readonly = readonly
         self._conn: sqlite3.Connection | None = None
         self._pid: int | None = None
+        if readonly:
+            return
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
@@ -196,13 +201,17 @@ class Store:
             return self._conn
         try:
             conn = sqlite3.connect(
-                self.path,
+                f"{self.path.resolve().as_uri()}?mode=ro" if self.readonly else self.path,
                 timeout=BUSY_TIMEOUT_MS / 1000,
                 isolation_level=None,
                 check_same_thread=False,
+                uri=self.readonly,
             )
             conn.row_factory = sqlite3.Row
             conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            if self.readonly:
+                self._conn, self._pid = conn, os.getpid()
+                return conn
             mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
             if str(mode).lower() != "wal":
                 raise sqlite3.OperationalError(f"could not switch to WAL mode (got {mode})")
@@ -215,6 +224,11 @@ class Store:
     @contextlib.contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
         """One write transaction, taken with BEGIN IMMEDIATE so writers queue, never deadlock."""
+        if self.readonly:
+            raise RnnbenchError(
+                f"The results store {self.path} was opened read-only: open it with "
+                "Store(path) to write."
+            )
         conn = self._connect()
         try:
             # A Ctrl-C that struck an earlier write between its BEGIN and its try can leave a

@@ -191,3 +191,31 @@ def test_a_file_that_is_not_a_store(tmp_path):
     path.write_text("this is not sqlite, just text " * 100)
     with pytest.raises(RnnbenchError, match="not a readable rnnbench results store"):
         Store(path)
+
+
+def test_readonly_reads_while_a_writer_holds_the_store_and_never_writes(tmp_path):
+    path = tmp_path / "r.db"
+    with Store(path) as store:
+        store.start_run("k1", config(), "runs/k1")
+        store.log_epoch("k1", {"epoch": 1, "train_nll": 9.0, "valid_nll": 9.5})
+    before = path.read_bytes()
+
+    writer = sqlite3.connect(path, isolation_level=None)
+    writer.execute("BEGIN IMMEDIATE")  # a sweep in the middle of a write
+    try:
+        with Store(path, readonly=True) as ro:
+            assert [r["key"] for r in ro.runs()] == ["k1"]
+            assert [e["epoch"] for e in ro.epochs("k1")] == [1]
+            with pytest.raises(RnnbenchError, match="read-only"):
+                ro.set_meta("x", 1)
+    finally:
+        writer.execute("ROLLBACK")
+        writer.close()
+    assert path.read_bytes() == before
+
+
+def test_readonly_on_a_file_that_is_not_a_store(tmp_path):
+    path = tmp_path / "r.db"
+    path.write_text("this is not sqlite, just text " * 100)
+    with pytest.raises(RnnbenchError, match="not a readable rnnbench results store"):
+        Store(path, readonly=True).runs()

@@ -111,7 +111,7 @@ def handler(args: argparse.Namespace) -> int:
             f"No results store at {path}: run a sweep, `rnnbench reproduce` or `rnnbench train` "
             "first, or point --store at an existing results.db."
         )
-    with Store(path) as store:
+    with Store(path, readonly=True) as store:
         runs = store.runs(dataset=args.dataset, unit=args.unit, status=args.status)
         if args.json:
             print(json.dumps(_finite(runs), indent=2, default=str, allow_nan=False))

@@ -96,7 +96,7 @@ def _open(path: Path) -> tuple[Store, list[dict]]:
             f"No results store at {path}: run `rnnbench reproduce` or `rnnbench train` "
             "first, or point --store at an existing results.db."
         )
-    store = Store(path)
+    store = Store(path, readonly=True)
     try:
         runs = store.runs()
         if not runs:
