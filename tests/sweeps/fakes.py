@@ -3,10 +3,11 @@
 They live in an importable module because the local engine spawns its workers.
 The data set name picks the behaviour: ``boom`` always raises, ``flaky`` raises on its first
 call, ``die`` kills its worker process on the first call, ``full`` finds the disk full,
-``slow`` takes 40 epochs of 0.25 s, ``early`` reports its first member finished (``on_result``)
-and then fails, anything else trains 2 epochs. A member
-diverges when its learning rate is above ``DIVERGE_ABOVE``; the validation NLL is lowest at
-lr = e^-8 otherwise. Every call appends a line to ``calls.log`` beside the run folders.
+``slow`` takes 400 epochs of 0.25 s (meant to be interrupted: it cannot finish before a
+test's Ctrl-C, however loaded the machine), ``early`` reports its first member finished
+(``on_result``) and then fails, anything else trains 2 epochs. A member diverges when its
+learning rate is above ``DIVERGE_ABOVE``; the validation NLL is lowest at lr = e^-8
+otherwise. Every call appends a line to ``calls.log`` beside the run folders.
 """
 
 import errno
@@ -47,7 +48,7 @@ def fake_train(
         os._exit(9)
     if dataset == "full":
         raise OSError(errno.ENOSPC, "No space left on device", str(out_dirs[0]))
-    epochs, pause = (40, 0.25) if dataset == "slow" else (2, 0.0)
+    epochs, pause = (400, 0.25) if dataset == "slow" else (2, 0.0)
     results = []
     for k, (config, folder) in enumerate(zip(configs, out_dirs, strict=True)):
         folder = Path(folder)
