@@ -215,3 +215,24 @@ def test_cuda_gets_one_worker_per_gpu_spread_over_the_gpus(tmp_path, monkeypatch
     sweep(tmp_path, [population("jsb"), population("nottingham")], workers=None, device="cuda")
     log = (tmp_path / "runs" / "calls.log").read_text().splitlines()
     assert sorted(json.loads(line)["device"] for line in log) == ["cuda:0", "cuda:1"]
+
+
+def test_a_resumed_search_chains_on_all_its_candidates_not_just_the_unfinished(tmp_path):
+    # Session 3 found this in the paper grid: a search resumed with its best candidate already
+    # finished chose its seeds' learning rate among the members still training.
+    lrs = [math.exp(-9), math.exp(-8), math.exp(-7)]  # valid NLL lowest at e^-8
+    seen = []
+
+    def then(pop, runs):
+        seen.append(sorted(r["config"]["lr"] for r in runs))
+        if pop.labels.get("stage") != "lr":
+            return []
+        lr = common.best_lr(runs)
+        return [Population([RunConfig(dataset="jsb", unit="gru", lr=lr, seed=1)], {"stage": "s"})]
+
+    sweep(tmp_path, [population("jsb", lrs=lrs[1:2], stage="lr")])  # the best one, earlier
+    sweep(tmp_path, [population("jsb", lrs=lrs, stage="lr")], then=then)
+    assert len(calls(tmp_path)) == 3  # e^-8 was not trained again
+    assert seen[0] == sorted(lrs)
+    seeds = Store(tmp_path / "results.db").runs(stage="s")
+    assert [r["config"]["lr"] for r in seeds] == [lrs[1]]

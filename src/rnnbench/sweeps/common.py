@@ -92,7 +92,17 @@ def plan(store: Store, population: Population, out: Path) -> Population | None:
         store.queue_run(c.key(), c.to_dict(), str(run_dir(out, c)), labels=population.labels)
     if not todo:
         return None
-    return Population(todo, dict(population.labels), population.name)
+    whole = population.whole or population
+    return Population(todo, dict(population.labels), population.name, whole=whole)
+
+
+def chain(then: Then | None, store: Store, population: Population) -> list[Population]:
+    """The populations ``then`` chains after ``population``, given the runs of *every* member
+    it was planned with, including those already finished when the sweep resumed."""
+    if then is None:
+        return []
+    whole = population.whole or population
+    return then(whole, member_runs(store, whole))
 
 
 def start(store: Store, population: Population, out: Path) -> None:

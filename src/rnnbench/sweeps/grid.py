@@ -70,11 +70,17 @@ _GRID_FIELDS = {"dataset", "unit", "peephole", "reset", "hidden", "lr", "seed"}
 
 @dataclass
 class Population:
-    """Members trained together; ``labels`` go to the store (sweep, stage, quick)."""
+    """Members trained together; ``labels`` go to the store (sweep, stage, quick).
+
+    ``whole`` is set on the part of a population left to train when a sweep resumes (see
+    :func:`rnnbench.sweeps.common.plan`): the population as planned, all of whose members a
+    chained stage must see (reproduce picks the learning rate among all the candidates).
+    """
 
     configs: list[RunConfig]
     labels: dict[str, Any] = field(default_factory=dict)
     name: str = ""
+    whole: Population | None = field(default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if not self.configs:

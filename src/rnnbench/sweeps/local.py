@@ -196,8 +196,8 @@ def run_local(
             todo = common.admit(store, pop, out, tally, display, _busy())
             if todo is not None:
                 tasks.append(_Task(next(next_id), todo))
-            elif then is not None:
-                add(then(pop, common.member_runs(store, pop)), first=True)
+            else:
+                add(common.chain(then, store, pop), first=True)
         if first:
             pending.extendleft(reversed(tasks))
         else:
@@ -253,8 +253,7 @@ def run_local(
         common.record_failure(store, task.population, error)
         tally.failed += len(task.population.configs)
         display.update(_busy(), len(task.population.configs))
-        if then is not None:
-            add(then(task.population, common.member_runs(store, task.population)), first=True)
+        add(common.chain(then, store, task.population), first=True)
 
     def handle(message: tuple) -> None:
         kind, wid = message[0], message[1]
@@ -275,8 +274,7 @@ def run_local(
             common.record_results(store, task.population, out, message[3])
             tally.count(store, task.population)
             display.update(_busy(), len(task.population.configs))
-            if then is not None:
-                add(then(task.population, common.member_runs(store, task.population)), first=True)
+            add(common.chain(then, store, task.population), first=True)
         elif kind == "error":
             _, _, _, error, why, where, code = message
             finish(worker)

@@ -194,8 +194,8 @@ def run_ray(
                 left = common.admit(store, pop, out, tally, display, 0)
                 if left is not None:
                     todo.append(left)
-                elif then is not None:
-                    chained += then(pop, common.member_runs(store, pop))
+                else:
+                    chained += common.chain(then, store, pop)
             if todo:
                 done = _run_phase(
                     todo,
@@ -216,8 +216,7 @@ def run_ray(
                         1 for r in common.member_runs(store, pop) if r["status"] == "failed"
                     )
                     display.update(0, len(pop.configs))
-                    if then is not None:
-                        chained += then(pop, common.member_runs(store, pop))
+                    chained += common.chain(then, store, pop)
             phase = chained
     finally:
         display.close()
