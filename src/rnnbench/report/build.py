@@ -4,7 +4,8 @@ Writes ``report.md``, ``report.html`` (self-contained), ``table2.csv``, ``runs.c
 run: config fields, status, NLLs), ``figure2.png`` (music)
 and ``figure3.png`` (speech) into the output folder. Sections: provenance, Table 1, Table 2,
 the progress of unfinished cells (only while some runs are queued or running), the
-learning-rate choice, GRU against LSTM, Figures 2–3, how our setup differs from the paper.
+learning-rate choice, GRU against LSTM, Figures 2–3, the compute each cell took, how our setup
+differs from the paper.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from pathlib import Path
 from rnnbench import __version__
 from rnnbench.errors import RnnbenchError
 from rnnbench.report import paper
+from rnnbench.report.compute import compute_table
 from rnnbench.report.document import Banner, Block, Bullets, Heading, Image, Para, to_markdown
 from rnnbench.report.figures import learning_curves
 from rnnbench.report.html import to_html
@@ -51,6 +53,16 @@ def _versions(runs: list[dict]) -> list[str]:
         if parts:
             seen[", ".join(parts) + (f" on {r['host']}" if r.get("host") else "")] += 1
     return [f"{text} ({n} runs)" for text, n in seen.most_common()] or ["not recorded in the store"]
+
+
+def _hosts(runs: list[dict]) -> str:
+    """ ", on HOST" (or the hosts with their run counts) as the store recorded them."""
+    hosts = Counter(r["host"] for r in runs if r.get("host"))
+    if not hosts:
+        return ""
+    if len(hosts) == 1:
+        return f", on {next(iter(hosts))}"
+    return ", on " + ", ".join(f"{h} ({_runs(n)})" for h, n in hosts.most_common())
 
 
 def _span(runs: list[dict]) -> str:
@@ -196,6 +208,7 @@ def build_report(
         cells = build_cells(runs)
         curves = _curves(sources, cells)
         sharing = _sharing(sources, runs, cells, curves)
+        cost = compute_table(cells, lambda key: curves.get(key) or sources.epochs(key))
     quick = quick or sources.quick or any(r.get("quick") for r in runs)
     _make_folder(out)
     if command is None:
@@ -222,6 +235,12 @@ def build_report(
         sharing=sharing,
     )
     blocks += [
+        Heading("Compute", 2, "compute"),
+        Para(
+            "What each cell cost to train, in worker time (one worker process trains one "
+            f"population at a time){_hosts(runs)}. The provenance above gives the elapsed time."
+        ),
+        cost,
         Heading("How our setup differs from the paper", 2, "differences"),
         Bullets(_differences(runs, cells, "these stores" if several else "this store")),
     ]

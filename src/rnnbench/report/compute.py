@@ -1,0 +1,134 @@
+"""What each cell cost to train: the report's "Compute" section.
+
+Runs train in populations, and a run's ``seconds`` is the wall-clock time of its population's
+epochs that it trained in (each epoch's training and validation, not the final scoring or the
+time spent queued). The member that trained longest was in every epoch of its population, so
+the population's worker time is the largest ``seconds`` among its members. A cell's stage (the
+learning-rate search, or the extra seeds) is one population, resumed as often as needed, so
+its cost is that maximum; the cell's cost is the sum over its stages. Runs without a stage or
+sweep label come from ``rnnbench train``, where each command trains one population: its members
+share their first epoch's ``seconds`` exactly, which is how they are grouped. Unfinished runs
+count with the seconds of their last recorded epoch. Cells trained side by side (one worker
+each) overlap in wall-clock time, so the total is worker time, not elapsed time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from rnnbench.report import paper
+from rnnbench.report.document import Table
+from rnnbench.report.progress import stage_text
+from rnnbench.report.results import UNFINISHED, Cell
+
+
+@dataclass
+class StageCost:
+    """One stage of one cell: its runs, worker seconds and furthest epoch."""
+
+    stage: str | None
+    runs: int
+    seconds: float
+    epochs: int
+    unfinished: bool
+    started: bool  # any epoch trained
+
+
+Epochs = Callable[[str], list[dict]]  # run key -> its per-epoch rows
+
+
+def run_seconds(run: dict, epochs: Epochs) -> tuple[float, int]:
+    """``(seconds, epochs)`` a run has trained: its final row, else its last recorded epoch."""
+    if run.get("seconds") is not None and run["status"] not in UNFINISHED:
+        return float(run["seconds"]), int(run.get("epochs") or 0)
+    rows = [e for e in epochs(run["key"]) if e.get("seconds") is not None]
+    if not rows:
+        return 0.0, 0
+    last = max(rows, key=lambda e: int(e["epoch"]))
+    return float(last["seconds"]), int(last["epoch"])
+
+
+def _population(run: dict, epochs: Epochs) -> tuple:
+    if run.get("stage") is not None or run.get("sweep") is not None:
+        return ("sweep", run.get("sweep"), run.get("stage"))
+    first = next((e for e in epochs(run["key"]) if int(e["epoch"]) == 1), None)
+    return (
+        "train",
+        None if first is None else first.get("seconds"),
+        run["key"] if first is None else "",
+    )
+
+
+def stage_costs(cell: Cell, epochs: Epochs) -> list[StageCost]:
+    """The cost of each stage of ``cell``, in the order the stages first appear; the
+    populations of ``rnnbench train`` runs (no stage) add up into one row."""
+    stages: dict[str | None, dict[tuple, list[dict]]] = {}
+    for run in cell.runs:
+        pops = stages.setdefault(run.get("stage"), {})
+        pops.setdefault(_population(run, epochs), []).append(run)
+    out = []
+    for stage, pops in stages.items():
+        seconds, furthest = 0.0, 0
+        for runs in pops.values():
+            trained = [run_seconds(r, epochs) for r in runs]
+            seconds += max(s for s, _ in trained)
+            furthest = max(furthest, max(e for _, e in trained))
+        members = [r for runs in pops.values() for r in runs]
+        out.append(
+            StageCost(
+                stage=stage,
+                runs=len(members),
+                seconds=seconds,
+                epochs=furthest,
+                unfinished=any(r["status"] in UNFINISHED for r in members),
+                started=furthest > 0,
+            )
+        )
+    return out
+
+
+def hours(seconds: float) -> str:
+    """Seconds as the table prints them: minutes below an hour, else hours."""
+    if seconds < 3600:
+        return f"{seconds / 60:.1f} min"
+    return f"{seconds / 3600:.2f} h"
+
+
+def _state(cost: StageCost) -> str:
+    if not cost.unfinished:
+        return ""
+    return " (still training)" if cost.started else " (queued)"
+
+
+def compute_table(cells: list[Cell], epochs: Epochs) -> Table:
+    """One row per cell and stage, and a total: runs, furthest epoch, worker time."""
+    body = []
+    total = 0.0
+    for cell in cells:
+        for cost in stage_costs(cell, epochs):
+            total += cost.seconds
+            body.append(
+                [
+                    paper.dataset_info(cell.dataset).label,
+                    cell.label,
+                    stage_text(cost.stage) + _state(cost),
+                    str(cost.runs),
+                    str(cost.epochs),
+                    hours(cost.seconds),
+                ]
+            )
+    body.append(["all", "", "", str(sum(len(c.runs) for c in cells)), "", hours(total)])
+    return Table(
+        ["data set", "unit", "stage", "runs", "furthest epoch", "worker time"],
+        body,
+        caption=(
+            "Worker time: the wall-clock time of the stage's population (the learning-rate "
+            "candidates, or the extra seeds, trained together by one worker process), from "
+            "the seconds the store keeps per run: each epoch's training and validation, not "
+            "the final scoring or the time in the queue. A stage still training counts its "
+            "epochs so far. Cells that trained side by side overlap in wall-clock time, so the "
+            "total is worker time, not elapsed time."
+        ),
+        numeric=[False, False, False, True, True, True],
+    )

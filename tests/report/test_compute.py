@@ -1,0 +1,73 @@
+"""The report's Compute section: worker time per cell and stage, one population counted once."""
+
+from __future__ import annotations
+
+from rnnbench.report.compute import compute_table, stage_costs
+from rnnbench.report.results import build_cells
+
+from .conftest import md_table
+
+
+def _run(key, stage, seconds, epochs, lr=1e-3, seed=0, status="done", sweep="reproduce"):
+    config = {"dataset": "jsb", "unit": "gru", "lr": lr, "seed": seed, "max_epochs": 500}
+    return {
+        "key": key,
+        "config": config,
+        "status": status,
+        "stage": stage,
+        "sweep": sweep if stage else None,
+        "valid_nll": 1.0,
+        "seconds": None if status in ("queued", "running") else seconds,
+        "epochs": epochs,
+    }
+
+
+def test_a_population_counts_once_its_longest_member_and_stages_add_up():
+    runs = [
+        _run("a", "lr", 100.0, 500, lr=1e-4),  # ran every epoch of the search population
+        _run("b", "lr", 40.0, 120, lr=1e-3),
+        _run("c", "lr", 7.0, 20, lr=1e-2),
+        _run("d", "seeds", 30.0, 300, seed=1),
+        _run("e", "seeds", 12.0, 90, seed=2),
+    ]
+    [cell] = build_cells(runs)
+    costs = {c.stage: (c.runs, c.seconds, c.epochs) for c in stage_costs(cell, lambda k: [])}
+    assert costs == {"lr": (3, 100.0, 500), "seeds": (2, 30.0, 300)}
+
+
+def test_unfinished_runs_count_their_last_epoch_and_queued_stages_say_so():
+    runs = [
+        _run("a", "lr", 0, 0, status="running"),
+        _run("b", "lr", 0, 0, lr=1e-2, status="queued"),
+        _run("c", "seeds", 0, 0, seed=1, status="queued"),
+    ]
+    curves = {"a": [{"epoch": 1, "seconds": 2.0}, {"epoch": 2, "seconds": 4.5}]}
+    [cell] = build_cells(runs)
+    table = compute_table([cell], lambda k: curves.get(k, []))
+    rows = {r[2]: r for r in table.rows}
+    assert rows["learning-rate search (still training)"][4:] == ["2", "0.1 min"]
+    assert rows["seeds (queued)"][4:] == ["0", "0.0 min"]
+
+
+def test_train_populations_are_told_apart_by_their_first_epoch():
+    # `rnnbench train` stores no stage: two members of one command share epoch 1's seconds,
+    # a second command's run does not.
+    runs = [
+        _run("a", None, 50.0, 10),
+        _run("b", None, 40.0, 8, lr=1e-2),
+        _run("c", None, 70.0, 12, lr=1e-4),
+    ]
+    first = {"a": 5.0, "b": 5.0, "c": 7.0}
+    [cell] = build_cells(runs)
+    [cost] = stage_costs(cell, lambda k: [{"epoch": 1, "seconds": first[k]}])
+    assert (cost.runs, cost.seconds, cost.epochs) == (3, 120.0, 12)
+
+
+def test_the_report_has_the_compute_section(report_dir):
+    rows = md_table((report_dir / "report.md").read_text(), "Compute")
+    # the fake store: every run trained 6 epochs, 1.5 s each, in one "lr" stage per cell
+    cells = [r for r in rows if r[0] != "all"]
+    assert len(cells) == 5 and {r[2] for r in cells} == {"learning-rate search"}
+    assert {(r[4], r[5]) for r in cells} == {("6", "0.1 min")}
+    assert rows[-1][0] == "all" and rows[-1][3] == str(sum(int(r[3]) for r in cells))
+    assert "Compute" in (report_dir / "report.html").read_text()
