@@ -158,16 +158,19 @@ def test_a_full_disk_stops_the_sweep_with_one_sentence(tmp_path):
 
 
 CTRL_C_SCRIPT = """
+import signal
 import sys
 from pathlib import Path
 from rnnbench.errors import RnnbenchError
 from rnnbench.store import Store
 from rnnbench.sweeps.grid import Population
-from rnnbench.sweeps import local
 from rnnbench.sweeps.local import run_local
 from rnnbench.train.config import RunConfig
 from tests.sweeps.fakes import fake_train
 
+# As in a terminal: a test runner started in the background inherits SIGINT ignored, and
+# Python then never raises KeyboardInterrupt.
+signal.signal(signal.SIGINT, signal.default_int_handler)
 out = Path(sys.argv[1])
 pops = [Population([RunConfig(dataset="jsb", unit="gru", lr=1e-3)]),
         Population([RunConfig(dataset="slow", unit="gru", lr=1e-3)])]
