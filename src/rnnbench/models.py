@@ -455,14 +455,16 @@ class SequenceModel(nn.Module):
 
     # -- parameters
 
-    def weight_matrices(self) -> list[nn.Parameter]:
+    def weight_matrices(self, output: bool = True) -> list[nn.Parameter]:
         """The tensors that get weight noise: ``weight_ih_l0``, ``weight_hh_l0``, the peephole
-        diagonals ``weight_ch_l0`` (when present) and the output layer's ``weight_out``. Biases
-        are left out."""
+        diagonals ``weight_ch_l0`` (when present) and, unless ``output=False`` (the authors'
+        code: the recurrent layer only), the output layer's ``weight_out``. Biases are left
+        out."""
         mats = [self.weight_ih_l0, self.weight_hh_l0]
         if self.peephole:
             mats.append(self.weight_ch_l0)
-        mats.append(self.weight_out)
+        if output:
+            mats.append(self.weight_out)
         return mats
 
     def member_state(self, k: int) -> dict[str, Tensor]:

@@ -24,6 +24,8 @@ def args(**kw):
         "seeds": None,
         "candidates": None,
         "max_epochs": None,
+        "lr_decay": None,
+        "noise_output": True,
     }
     return argparse.Namespace(**{**base, **kw})
 
@@ -51,6 +53,17 @@ def test_the_paper_plan():
     assert then(seeds, []) == []
     with pytest.raises(RnnbenchError, match="at least 3"):
         plan(args(seeds=2))
+
+
+def test_the_authors_schedule_and_noise_placement_reach_every_run():
+    stage1, then = plan(args(lr_decay=0.01, noise_output=False, sets=["jsb"]))
+    configs = [c for p in stage1 for c in p.configs]
+    assert {(c.lr_decay, c.noise_output) for c in configs} == {(0.01, False)}
+    runs = [{"status": "done", "valid_nll": 1.0, "config": stage1[0].configs[0].to_dict()}]
+    (seeds,) = then(stage1[0], runs)
+    assert {(c.lr_decay, c.noise_output) for c in seeds.configs} == {(0.01, False)}
+    default, _ = plan(args(sets=["jsb"]))  # the defaults keep the grid's keys
+    assert default[0].configs[0].key() != stage1[0].configs[0].key()
 
 
 def test_the_quick_plan():

@@ -114,9 +114,14 @@ def test_train_population_from_lists(jsb_file, tmp_path, capsys):
         str(tmp_path / "s.db"),
         "--json",
         "--no-progress",
+        "--lr-decay",
+        "0.01",
+        "--no-noise-output",
     ]
     assert run_train(argv) == 0
     runs = json.loads(capsys.readouterr().out)["runs"]
+    assert all(r["config"]["lr_decay"] == 0.01 for r in runs)
+    assert all(r["config"]["noise_output"] is False for r in runs)
     assert [(r["config"]["lr"], r["config"]["seed"]) for r in runs] == [
         (1e-3, 0),
         (1e-3, 1),
@@ -132,6 +137,8 @@ def test_train_clear_errors(jsb_file, tmp_path):
     base = ["--dataset", f"music:{jsb_file}", "--unit", "tanh", "--out", str(tmp_path)]
     with pytest.raises(RnnbenchError, match="repeats a value"):
         run_train([*base, "--seed", "1,1"])
+    with pytest.raises(RnnbenchError, match="RunConfig lr_decay="):
+        run_train([*base, "--lr-decay", "2"])
     with pytest.raises(RnnbenchError, match="--threads must be at least 1"):
         run_train([*base, "--threads", "0"])
     if not torch.cuda.is_available():

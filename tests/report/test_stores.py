@@ -159,3 +159,23 @@ def test_command_without_store_reads_the_default_store(tmp_path, monkeypatch):
     assert args.store is None
     with pytest.raises(RnnbenchError, match=re.escape("rnnbench-results/results.db")):
         args.func(args)
+
+
+def test_runs_stored_before_a_config_field_existed_share_a_cell_with_new_ones(tmp_path):
+    from rnnbench.report.results import build_cells
+    from rnnbench.train.config import RunConfig
+
+    path = tmp_path / "r.db"
+    with Store(path) as store:
+        add_run(store, "jsb", "gru", 1e-3, seed=0, status="done", valid=[2.0])
+        add_run(store, "jsb", "gru", 2e-3, seed=0, status="done", valid=[3.0], lr_decay=0.01)
+        old = RunConfig(dataset="jsb", unit="gru", lr=1e-3, seed=1, batch_size=16, max_epochs=50)
+        legacy = {k: v for k, v in old.to_dict().items() if k not in ("lr_decay", "noise_output")}
+        store.start_run(old.key(), legacy, "runs/old", labels={"sweep": "t", "stage": "lr"})
+        store.finish_run(old.key(), "done", {"train_nll": 2.1, "valid_nll": 2.1, "test_nll": 2.2})
+    with open_stores(path) as sources:
+        cells = build_cells(sources.runs)
+    by_decay = {c.runs[0]["config"]["lr_decay"]: len(c.runs) for c in cells}
+    assert by_decay == {None: 2, 0.01: 1}  # the legacy run joined the new default run's cell
+    report = build_report(path, tmp_path / "rep")
+    assert "lr_decay 0.01/None" in (report / "report.md").read_text()

@@ -207,6 +207,48 @@ def test_weight_noise_is_absent_at_evaluation_and_never_stored(tiny, tmp_path):
     assert result["valid_nll"] == valid
 
 
+def test_lr_decay_changes_nothing_in_epoch_1_then_scales_every_members_rate(
+    tiny, tmp_path, monkeypatch
+):
+    plain, (plain_dir,) = run([cfg(max_epochs=3)], tmp_path / "plain", tiny)
+    rates = []
+    real_step = population_module.PopulationRMSProp.step
+
+    def step(self, active):
+        rates.append(self.lr.tolist())
+        return real_step(self, active)
+
+    monkeypatch.setattr(population_module.PopulationRMSProp, "step", step)
+    configs = [cfg(max_epochs=3, lr_decay=0.01, lr=lr, seed=s) for lr, s in MEMBERS]
+    run(configs, tmp_path / "decay", tiny)
+    a = metric_lines(plain_dir)
+    b = metric_lines(tmp_path / "decay" / configs[0].key())
+    assert a[0]["train_nll"] == b[0]["train_nll"] and a[0]["valid_nll"] == b[0]["valid_nll"]
+    assert a[1]["train_nll"] != b[1]["train_nll"]
+    per_epoch = len(rates) // 3  # 3 batches of 2 sequences per epoch
+    lrs = [lr for lr, _ in MEMBERS]
+    for epoch, factor in enumerate([1.0, 0.505, 0.01]):
+        for seen in rates[epoch * per_epoch : (epoch + 1) * per_epoch]:
+            assert seen == pytest.approx([lr * factor for lr in lrs])
+
+
+def test_noise_output_false_leaves_the_output_layer_noise_free(tiny, tmp_path, monkeypatch):
+    seen = []
+    real = population_module.WeightNoise.applied
+
+    def applied(self, weights):
+        seen.append([w.shape for w in weights])
+        return real(self, weights)
+
+    monkeypatch.setattr(population_module.WeightNoise, "applied", applied)
+    run([cfg(max_epochs=1, noise_output=False)], tmp_path / "off", tiny)
+    off = seen[-1]
+    run([cfg(max_epochs=1)], tmp_path / "on", tiny)
+    on = seen[-1]
+    out_shape = torch.Size([1, tiny.out_dim, 8])  # weight_out: (K, out, hidden)
+    assert out_shape in on and out_shape not in off and len(on) == len(off) + 1
+
+
 def test_clipping_happens_after_backward_and_bounds_each_members_norm(tiny, tmp_path, monkeypatch):
     seen = {"pre": [], "at_step": []}
     real_clip = population_module.clip_member_grad_norms

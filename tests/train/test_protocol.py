@@ -13,6 +13,7 @@ from rnnbench.train.protocol import (
     WeightNoise,
     clip_member_grad_norms,
     finite_members,
+    lr_factor,
 )
 
 
@@ -108,6 +109,40 @@ def test_config_refuses_negative_seeds_and_non_numbers_with_one_sentence(bad):
 def test_config_lr_message_asks_for_a_positive_rate():
     with pytest.raises(RnnbenchError, match="> 0"):
         RunConfig(dataset="jsb", unit="lstm", lr=-1.0)
+
+
+def test_later_fields_keep_old_keys_at_their_defaults_and_change_them_otherwise():
+    # The keys of runs stored before lr_decay and noise_output existed: a grid must resume.
+    stored = RunConfig(dataset="nottingham", unit="gru", lr=0.00044146676868581444, seed=1)
+    assert stored.key() == "a7ec466eb347ac20"  # as the session-2 grid stored it
+    old = RunConfig(dataset="jsb", unit="tanh", lr=1e-3).to_dict()
+    del old["lr_decay"], old["noise_output"]
+    assert RunConfig.from_dict(old).key() == RunConfig(dataset="jsb", unit="tanh").key()
+    base = RunConfig(dataset="jsb", unit="tanh")
+    decay = RunConfig(dataset="jsb", unit="tanh", lr_decay=0.01)
+    quiet = RunConfig(dataset="jsb", unit="tanh", noise_output=False)
+    assert len({base.key(), decay.key(), quiet.key()}) == 3
+    assert len({base.group_key(), decay.group_key(), quiet.group_key()}) == 3
+    assert RunConfig.from_dict(decay.to_dict()) == decay
+
+
+@pytest.mark.parametrize(
+    "bad", [dict(lr_decay=0.0), dict(lr_decay=1.5), dict(lr_decay="x"), dict(noise_output="no")]
+)
+def test_later_fields_refuse_bad_values_with_one_sentence(bad):
+    (field,) = bad
+    with pytest.raises(RnnbenchError, match=f"RunConfig {field}="):
+        RunConfig(**{"dataset": "jsb", "unit": "lstm", **bad})
+
+
+def test_lr_factor_decays_linearly_to_the_final_factor():
+    assert [lr_factor(e, 5, 0.01) for e in (1, 3, 5, 9)] == pytest.approx([1, 0.505, 0.01, 0.01])
+    assert lr_factor(7, 500, None) == 1.0 and lr_factor(1, 1, 0.5) == 1.0
+    params = stacked_params()
+    opt = PopulationRMSProp(params, [1e-3, 2e-3, 3e-3], decay=0.9, momentum=0.0, eps=1e-8)
+    opt.scale_lr(0.5)
+    opt.scale_lr(0.1)  # relative to the members' own rates, not compounding
+    assert opt.lr.tolist() == pytest.approx([1e-4, 2e-4, 3e-4])
 
 
 def test_config_rejects_unknown_fields():

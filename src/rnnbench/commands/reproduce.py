@@ -89,6 +89,20 @@ def register(subparsers) -> None:
         help="at most this many epochs per run (default 500; --quick 50 music, 2 speech)",
     )
     p.add_argument(
+        "--lr-decay",
+        type=float,
+        metavar="F",
+        help="decay each run's learning rate linearly to F times itself at the epoch cap "
+        "(default: constant; the authors' code used 0.01)",
+    )
+    p.add_argument(
+        "--no-noise-output",
+        dest="noise_output",
+        action="store_false",
+        help="weight noise on the recurrent layer only (as the authors' code), not also on "
+        "the output layer",
+    )
+    p.add_argument(
         "--out",
         metavar="DIR",
         help="results folder: DIR/runs, DIR/results.db, DIR/report "
@@ -133,6 +147,10 @@ def plan(args: argparse.Namespace):
             out["max_epochs"] = QUICK["max_epochs"][task_of(dataset)]
         if quick:
             out["patience"] = QUICK["patience"]
+        if args.lr_decay is not None:
+            out["lr_decay"] = args.lr_decay
+        if not args.noise_output:
+            out["noise_output"] = False
         return out
 
     def hidden(dataset: str, unit: str) -> int | None:

@@ -116,6 +116,21 @@ def register(subparsers) -> None:
     _with_default(p, "--rms-decay", float, "X", "RMSProp decay")
     _with_default(p, "--rms-momentum", float, "X", "RMSProp momentum")
     _with_default(p, "--rms-eps", float, "X", "RMSProp epsilon", spec="g")
+    p.add_argument(
+        "--lr-decay",
+        type=float,
+        default=None,
+        metavar="F",
+        help="decay the learning rate linearly to F times itself at --max-epochs "
+        "(default: constant; the authors' code used 0.01)",
+    )
+    p.add_argument(
+        "--no-noise-output",
+        dest="noise_output",
+        action="store_false",
+        help="weight noise on the recurrent layer only, not on the output layer "
+        "(as the authors' code)",
+    )
     p.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
     p.add_argument(
         "--threads",
@@ -171,6 +186,8 @@ def build_configs(args: argparse.Namespace) -> list[RunConfig]:
                     rms_decay=args.rms_decay,
                     rms_momentum=args.rms_momentum,
                     rms_eps=args.rms_eps,
+                    lr_decay=args.lr_decay,
+                    noise_output=args.noise_output,
                 )
             )
     if len({c.key() for c in configs}) != len(configs):

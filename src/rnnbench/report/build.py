@@ -34,6 +34,7 @@ from rnnbench.report.tables import (
     write_runs_csv,
     write_table2_csv,
 )
+from rnnbench.train.config import LATER_FIELDS
 
 QUICK_BANNER = (
     "QUICK RUN: these numbers do not follow the paper's protocol (few learning-rate "
@@ -461,4 +462,8 @@ def _protocol_summary(runs: list[dict]) -> str:
     for field in ("max_epochs", "patience", "batch_size", "weight_noise", "clip", "init"):
         values = sorted({str(r["config"].get(field)) for r in runs})
         parts.append(f"{field} {'/'.join(values)}")
+    for field, default in LATER_FIELDS.items():  # named only where a run left the default
+        values = sorted({str(r["config"].get(field, default)) for r in runs})
+        if values != [str(default)]:
+            parts.append(f"{field} {'/'.join(values)}")
     return "as stored: " + "; ".join(parts)

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from rnnbench.errors import RnnbenchError
 from rnnbench.store import FINISHED, Store
+from rnnbench.train.config import with_defaults
 
 StorePaths = str | os.PathLike | Sequence[str | os.PathLike]
 
@@ -98,7 +99,9 @@ def _open(path: Path) -> tuple[Store, list[dict]]:
         )
     store = Store(path, readonly=True)
     try:
-        runs = store.runs()
+        # Configs stored before a field existed read as that field's default, so old and new
+        # runs of the same setting fall into one cell.
+        runs = [{**r, "config": with_defaults(r["config"])} for r in store.runs()]
         if not runs:
             raise RnnbenchError(
                 f"The results store {path} holds no runs: run `rnnbench reproduce` first, "

@@ -62,6 +62,14 @@ class RunConfig:
         bptt: truncated-BPTT window in steps, or None for full sequences.
         data_seed: sets the order of the training batches (shared by a population).
         rms_decay, rms_momentum, rms_eps: RMSProp constants (see :mod:`rnnbench.train.protocol`).
+        lr_decay: None (a constant learning rate), or the factor the learning rate reaches at
+            ``max_epochs``, falling linearly from 1 at epoch 1 (the authors' code used 0.01;
+            :func:`rnnbench.train.protocol.lr_factor`).
+        noise_output: whether weight noise also perturbs the output layer's weights (True);
+            the authors' code put it on the recurrent layer only.
+
+    ``lr_decay`` and ``noise_output`` came after the first grids: at their defaults they are
+    left out of :meth:`key`, so the runs stored before them keep their keys.
     """
 
     dataset: str
@@ -82,6 +90,8 @@ class RunConfig:
     rms_decay: float = 0.95
     rms_momentum: float = 0.9
     rms_eps: float = 1e-6
+    lr_decay: float | None = None
+    noise_output: bool = True
 
     def __post_init__(self) -> None:
         def fail(field: str, value, fix: str):
@@ -130,6 +140,15 @@ class RunConfig:
             if not math.isfinite(value) or value < 0:
                 fail(name, getattr(self, name), "use a finite number >= 0")
             set_(self, name, value)
+        if self.lr_decay is not None:
+            value = self.lr_decay
+            if isinstance(value, bool) or not isinstance(value, numbers.Real):
+                fail("lr_decay", value, "use a factor in (0, 1] or None")
+            if not (math.isfinite(value) and 0 < value <= 1):
+                fail("lr_decay", value, "use a factor in (0, 1] or None")
+            set_(self, "lr_decay", float(value))
+        if not isinstance(self.noise_output, bool):
+            fail("noise_output", self.noise_output, "use true or false")
         if self.rms_eps <= 0:
             fail("rms_eps", self.rms_eps, "use an epsilon > 0")
         if not self.rms_decay < 1 or not self.rms_momentum < 1:
@@ -156,15 +175,29 @@ class RunConfig:
         return cls(**d)
 
     def key(self) -> str:
-        """16 hex characters of the SHA-256 of the canonical JSON of :meth:`to_dict`."""
-        return _hash(self.to_dict())
+        """16 hex characters of the SHA-256 of the canonical JSON of :meth:`to_dict` (fields of
+        :data:`LATER_FIELDS` at their defaults left out)."""
+        return _hash(_keyed(self.to_dict()))
 
     def group_key(self) -> str:
         """:meth:`key` without ``lr`` and ``seed``: the members of one population share it."""
-        d = self.to_dict()
+        d = _keyed(self.to_dict())
         for name in MEMBER_FIELDS:
             d.pop(name)
         return _hash(d)
+
+
+# Fields added after runs were stored, with their defaults: left out of the key at the default.
+LATER_FIELDS = {"lr_decay": None, "noise_output": True}
+
+
+def _keyed(d: dict) -> dict:
+    return {k: v for k, v in d.items() if not (k in LATER_FIELDS and v == LATER_FIELDS[k])}
+
+
+def with_defaults(config: dict) -> dict:
+    """A stored config dict with :data:`LATER_FIELDS` filled in where it predates them."""
+    return {**LATER_FIELDS, **config}
 
 
 def _is_whole(value) -> bool:

@@ -44,6 +44,7 @@ from rnnbench.train.protocol import (
     WeightNoise,
     clip_member_grad_norms,
     finite_members,
+    lr_factor,
 )
 
 __all__ = ["train_population", "resolve_device"]
@@ -457,7 +458,8 @@ class _Population:
         active = torch.tensor([s == "running" for s in self.status], device=dev)
         sums = torch.zeros(self.k, dtype=torch.float64)
         steps = torch.zeros(self.k, dtype=torch.float64)
-        weights = self.model.weight_matrices()
+        weights = self.model.weight_matrices(output=cfg.noise_output)
+        self.optimizer.scale_lr(lr_factor(epoch, cfg.max_epochs, cfg.lr_decay))
         state = None
         last_shown = 0.0
         batches = iterate_batches(

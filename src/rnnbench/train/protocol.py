@@ -36,6 +36,7 @@ __all__ = [
     "WeightNoise",
     "clip_member_grad_norms",
     "finite_members",
+    "lr_factor",
     "noise_seed",
 ]
 
@@ -76,9 +77,14 @@ class PopulationRMSProp:
         first = self.params[0]
         if len(lrs) != first.shape[0]:
             raise ValueError(f"{len(lrs)} learning rates for a population of {first.shape[0]}")
-        self.lr = torch.tensor(list(lrs), dtype=first.dtype, device=first.device)
+        self.base_lr = torch.tensor(list(lrs), dtype=first.dtype, device=first.device)
+        self.lr = self.base_lr.clone()
         self.square_avg = [torch.zeros_like(p) for p in self.params]
         self.momentum_buffer = [torch.zeros_like(p) for p in self.params]
+
+    def scale_lr(self, factor: float) -> None:
+        """Set every member's learning rate to its own rate times ``factor`` (a schedule)."""
+        self.lr = self.base_lr * float(factor)
 
     def zero_grad(self) -> None:
         for p in self.params:
@@ -115,6 +121,21 @@ class PopulationRMSProp:
 
 
 @torch.no_grad()
+def lr_factor(epoch: int, max_epochs: int, final: float | None) -> float:
+    r"""The learning-rate multiplier of ``epoch`` (1-based) under a linear decay.
+
+    .. math:: f(e) = 1 - (1 - f_{\mathrm{end}}) \frac{\min(e, E) - 1}{E - 1}
+
+    with :math:`E` = ``max_epochs``: 1 at the first epoch, ``final`` at the last; 1 throughout
+    when ``final`` is None. The authors' code (pylearn2's ``LinearDecayOverEpoch``, saturating
+    at 500 epochs with factor 0.01) decayed this way.
+    """
+    if final is None or max_epochs <= 1:
+        return 1.0
+    t = (min(max(epoch, 1), max_epochs) - 1) / (max_epochs - 1)
+    return 1.0 - (1.0 - final) * t
+
+
 def clip_member_grad_norms(params: Sequence[Tensor], max_norm: float) -> Tensor:
     """Rescale each member's gradient to ``max_norm`` when its norm is larger.
 
