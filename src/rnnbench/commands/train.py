@@ -11,6 +11,7 @@ again continues an interrupted run from its last epoch and returns a finished ru
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 from pathlib import Path
 
@@ -161,34 +162,17 @@ def register(subparsers) -> None:
     p.set_defaults(func=handler)
 
 
+# Every RunConfig field but lr and seed (lists on the command line) comes from its own flag.
+_FLAG_FIELDS = [f.name for f in dataclasses.fields(RunConfig) if f.name not in ("lr", "seed")]
+
+
 def build_configs(args: argparse.Namespace) -> list[RunConfig]:
     """One RunConfig per (lr, seed) combination of the command line."""
     configs = []
     for lr in args.lr:
         for seed in args.seed:
             configs.append(
-                RunConfig(
-                    dataset=args.dataset,
-                    unit=args.unit,
-                    peephole=args.peephole,
-                    reset=args.reset,
-                    hidden=args.hidden,
-                    lr=lr,
-                    seed=seed,
-                    batch_size=args.batch_size,
-                    max_epochs=args.max_epochs,
-                    patience=args.patience,
-                    weight_noise=args.weight_noise,
-                    clip=args.clip,
-                    init=args.init,
-                    bptt=args.bptt,
-                    data_seed=args.data_seed,
-                    rms_decay=args.rms_decay,
-                    rms_momentum=args.rms_momentum,
-                    rms_eps=args.rms_eps,
-                    lr_decay=args.lr_decay,
-                    noise_output=args.noise_output,
-                )
+                RunConfig(**{name: getattr(args, name) for name in _FLAG_FIELDS}, lr=lr, seed=seed)
             )
     if len({c.key() for c in configs}) != len(configs):
         raise RnnbenchError("--lr or --seed repeats a value; give each value once.")
