@@ -151,6 +151,20 @@ def test_a_member_that_finished_keeps_its_result_when_its_population_fails_later
     assert second["status"] == "failed" and "early: the rest" in second["error"]
 
 
+def test_a_search_with_a_failed_member_chains_nothing(tmp_path, capsys):
+    # Seeds chosen among part of the candidates would be trained at a rate the finished search
+    # may not choose: they wait until a rerun finishes the failed members.
+    seen = []
+
+    def then(pop, runs):
+        seen.append(pop.name)
+        return [Population([RunConfig(dataset="jsb", unit="gru", lr=LRS[0], seed=1)], {})]
+
+    store, _ = sweep(tmp_path, [population("early", lrs=LRS[:2], stage="lr")], then=then, retries=0)
+    assert seen == [] and len(store.runs()) == 2
+    assert "1 of 2 runs did not finish" in capsys.readouterr().err
+
+
 def test_a_full_disk_stops_the_sweep_with_one_sentence(tmp_path):
     with pytest.raises(RnnbenchError, match="disk is full.*finished runs are kept"):
         sweep(tmp_path, [population("full", lrs=LRS[:1])], workers=1)

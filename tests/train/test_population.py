@@ -288,6 +288,38 @@ def test_resume_groups():
     assert _resume_groups({0: [ck[5], ck[4]], 1: [], 2: [ck[5]]}) == [(0, [1]), (5, [0, 2])]
 
 
+def test_a_folder_written_before_the_later_config_fields_resumes(tiny, tmp_path):
+    # Runs started before lr_decay and noise_output existed hold configs without them (in
+    # config.json and in last.pt): they are the same runs, and must resume, not be refused.
+    from rnnbench.train import checkpoint as ckpt
+    from rnnbench.train.config import LATER_FIELDS
+
+    c = cfg(max_epochs=4, weight_noise=0.3)
+    (straight,), _ = run([c], tmp_path / "straight", tiny)
+
+    class Interrupt(Exception):
+        pass
+
+    def stop_at_epoch_2(k, record):
+        if record["epoch"] == 2:
+            raise Interrupt
+
+    with pytest.raises(Interrupt):
+        run([c], tmp_path / "old", tiny, on_epoch=stop_at_epoch_2)
+    folder = tmp_path / "old" / c.key()
+    old = {n: v for n, v in c.to_dict().items() if n not in LATER_FIELDS}
+    (folder / "config.json").write_text(json.dumps(old))
+    for name in ("last.pt", "prev.pt"):
+        state = load(folder / name)
+        state["config"] = old
+        ckpt.atomic_save(state, folder / name)
+
+    (resumed,), _ = run([c], tmp_path / "old", tiny)
+    assert resumed["epochs"] == straight["epochs"] == 4
+    assert resumed["test_nll"] == straight["test_nll"]
+    assert json.loads((folder / "config.json").read_text()) == c.to_dict()
+
+
 def test_members_must_share_the_group_key(tiny, tmp_path):
     with pytest.raises(RnnbenchError, match="differ only in lr and seed"):
         run([cfg(), cfg(batch_size=3)], tmp_path, tiny)

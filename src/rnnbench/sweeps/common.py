@@ -98,11 +98,25 @@ def plan(store: Store, population: Population, out: Path) -> Population | None:
 
 def chain(then: Then | None, store: Store, population: Population) -> list[Population]:
     """The populations ``then`` chains after ``population``, given the runs of *every* member
-    it was planned with, including those already finished when the sweep resumed."""
+    it was planned with, including those already finished when the sweep resumed.
+
+    Nothing is chained while a member is unfinished (failed, or interrupted): reproduce would
+    choose its seeds' learning rate among part of the candidates, and train seeds at a rate
+    that the finished search may not choose. Running the same command again retries them.
+    """
     if then is None:
         return []
     whole = population.whole or population
-    return then(whole, member_runs(store, whole))
+    runs = member_runs(store, whole)
+    unfinished = sum(1 for r in runs if r is None or r["status"] not in FINISHED)
+    if unfinished:
+        print(
+            f"rnnbench: {whole.name}: {unfinished} of {len(runs)} runs did not finish, so what "
+            "follows it (the seeds) waits; run the same command again to retry them.",
+            file=sys.stderr,
+        )
+        return []
+    return then(whole, runs)
 
 
 def start(store: Store, population: Population, out: Path) -> None:

@@ -36,7 +36,7 @@ import torch
 from rnnbench import locks as locks_
 from rnnbench.errors import RnnbenchError
 from rnnbench.train import checkpoint as ckpt
-from rnnbench.train.config import RunConfig
+from rnnbench.train.config import RunConfig, with_defaults
 from rnnbench.train.metrics import split_nll
 from rnnbench.train.protocol import (
     EarlyStopping,
@@ -315,7 +315,7 @@ def _prepare_folder(cfg: RunConfig, run_dir: Path) -> list[dict]:
             stored = json.loads(path.read_text())
         except json.JSONDecodeError:
             stored = None
-        if stored is not None and stored != cfg.to_dict():
+        if stored is not None and with_defaults(stored) != cfg.to_dict():
             raise RnnbenchError(
                 f"{run_dir} holds a different run (its config.json differs); choose another "
                 "folder or delete it."
@@ -323,7 +323,7 @@ def _prepare_folder(cfg: RunConfig, run_dir: Path) -> list[dict]:
     ckpt.atomic_write_bytes(path, (json.dumps(cfg.to_dict(), indent=2) + "\n").encode())
     found = ckpt.checkpoints(run_dir)
     for c in found:
-        if c.get("config") != cfg.to_dict() or c.get("format") != FORMAT:
+        if with_defaults(c.get("config") or {}) != cfg.to_dict() or c.get("format") != FORMAT:
             raise RnnbenchError(
                 f"The checkpoint in {run_dir} belongs to a different run or rnnbench version; "
                 "delete the folder's last.pt and prev.pt to start afresh."
