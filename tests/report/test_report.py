@@ -15,7 +15,7 @@ from rnnbench.commands import report as report_command
 from rnnbench.errors import RnnbenchError
 from rnnbench.report import build_report
 from rnnbench.report.build import QUICK_BANNER
-from rnnbench.report.results import build_cells, paired_tests
+from rnnbench.report.results import GATED_AGAINST_TANH, build_cells, paired_tests
 from rnnbench.store import Store
 
 from .conftest import SEEDS, nll
@@ -170,6 +170,27 @@ def test_paired_test_uses_matching_seeds(store_path):
     assert 0 < t.p < 1
 
 
+def test_gated_units_are_tested_against_tanh_with_holm_over_the_table(store_path):
+    with Store(store_path) as store:
+        tests = paired_tests(build_cells(store.runs()), GATED_AGAINST_TANH)
+    pairs = sorted((t.dataset, t.a.unit, t.b.unit) for t in tests)
+    assert pairs == [("fsdd-a", "lstm", "tanh"), ("jsb", "gru", "tanh"), ("jsb", "lstm", "tanh")]
+    for t in tests:
+        assert t.seeds == list(SEEDS[t.dataset])
+        hand = [
+            nll(t.dataset, t.a.unit, t.a.chosen_lr, s)[2]
+            - nll(t.dataset, "tanh", t.b.chosen_lr, s)[2]
+            for s in t.seeds
+        ]
+        assert t.diffs == pytest.approx(hand)
+    ranked = sorted(tests, key=lambda t: t.p)
+    assert ranked[0].p_holm == pytest.approx(min(1.0, 3 * ranked[0].p))
+    assert all(t.p_holm >= t.p for t in tests)
+    better = [t for t in tests if t.verdict.endswith("lower (Holm p < 0.05)")]
+    for t in better:
+        assert t.verdict.startswith("tanh" if t.mean_diff > 0 else t.a.unit.upper())
+
+
 def test_html_is_self_contained(report_dir):
     html = (report_dir / "report.html").read_text(encoding="utf-8")
     assert html.startswith("<!DOCTYPE html>")
@@ -188,6 +209,8 @@ def test_markdown_and_html_show_the_tables(report_dir):
         "Table 1",
         "Table 2",
         "GRU against LSTM",
+        "Gated units against tanh",
+        "mean test NLL diff (gated unit − tanh)",
         "How our setup differs",
         "Provenance",
         "Ubisoft A (speech)",

@@ -4,8 +4,8 @@ Writes ``report.md``, ``report.html`` (self-contained), ``table2.csv``, ``runs.c
 run: config fields, status, NLLs), ``figure2.png`` (music)
 and ``figure3.png`` (speech) into the output folder. Sections: provenance, Table 1, Table 2,
 the progress of unfinished cells (only while some runs are queued or running), the
-learning-rate choice, GRU against LSTM, Figures 2–3, the compute each cell took, how our setup
-differs from the paper.
+learning-rate choice, GRU against LSTM, gated units against tanh, Figures 2–3, the compute
+each cell took, how our setup differs from the paper.
 """
 
 from __future__ import annotations
@@ -23,7 +23,13 @@ from rnnbench.report.document import Banner, Block, Bullets, Heading, Image, Par
 from rnnbench.report.figures import learning_curves
 from rnnbench.report.html import to_html
 from rnnbench.report.progress import cell_progress, progress_table
-from rnnbench.report.results import UNFINISHED, Cell, build_cells, paired_tests
+from rnnbench.report.results import (
+    GATED_AGAINST_TANH,
+    UNFINISHED,
+    Cell,
+    build_cells,
+    paired_tests,
+)
 from rnnbench.report.stores import Sources, StorePaths, open_stores
 from rnnbench.report.tables import (
     fmt,
@@ -341,7 +347,7 @@ def _front(sources: Sources, command: str, date: str, quick: bool, banner: str) 
 
 
 def _tables(cells: list[Cell], runs: list[dict], curves: dict[str, list[dict]]) -> list[Block]:
-    """Results at a glance, Tables 1 and 2, progress, the lr choice and GRU against LSTM."""
+    """Results at a glance, Tables 1 and 2, progress, the lr choice and the paired tests."""
     blocks: list[Block] = []
     headline = _headline(cells)
     if headline:
@@ -366,6 +372,19 @@ def _tables(cells: list[Cell], runs: list[dict], curves: dict[str, list[dict]]) 
     tests = paired_tests(cells)
     blocks.append(
         paired_table(tests) if tests else Para("No data set has both GRU and LSTM runs to compare.")
+    )
+    blocks += [
+        Heading("Gated units against tanh", 2, "gated"),
+        Para(
+            "The paper's main conclusion is that gated units beat the tanh RNN. The same paired "
+            "test, each gated unit against tanh."
+        ),
+    ]
+    tests = paired_tests(cells, GATED_AGAINST_TANH)
+    blocks.append(
+        paired_table(tests, "gated unit", "tanh")
+        if tests
+        else Para("No data set has both gated and tanh runs to compare.")
     )
     return blocks
 

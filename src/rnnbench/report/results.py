@@ -197,16 +197,17 @@ def _cell_order(cell: Cell) -> tuple:
 
 @dataclass
 class PairedTest:
-    """GRU against LSTM on the test NLL of matching seeds (paired t-test)."""
+    """Cell ``a`` against cell ``b`` (two units of one data set) on the test NLL of matching
+    seeds (paired t-test)."""
 
     dataset: str
-    gru: Cell
-    lstm: Cell
+    a: Cell
+    b: Cell
     seeds: list[int]
-    diffs: list[float]  # GRU minus LSTM, per seed
+    diffs: list[float]  # a minus b, per seed
     t: float
     p: float
-    p_holm: float = math.nan  # Holm-adjusted over all the report's GRU/LSTM tests
+    p_holm: float = math.nan  # Holm-adjusted over all the tests of one table
 
     @property
     def mean_diff(self) -> float:
@@ -219,33 +220,44 @@ class PairedTest:
         if not math.isfinite(self.p_holm):
             return "no test possible (identical differences)"
         if self.p_holm < 0.05:
-            better = "GRU" if self.mean_diff < 0 else "LSTM"
-            return f"{better} lower (Holm p < 0.05)"
+            better = self.a if self.mean_diff < 0 else self.b
+            return f"{paper.UNIT_LABELS.get(better.unit, better.unit)} lower (Holm p < 0.05)"
         return "no significant difference (Holm p ≥ 0.05)"
 
 
-def paired_tests(cells: list[Cell]) -> list[PairedTest]:
-    """Every GRU form against every LSTM form of the same data set (and same extra settings)."""
+GATED_AGAINST_TANH = (("gru", "tanh"), ("lstm", "tanh"))
+
+
+def paired_tests(
+    cells: list[Cell], pairs: tuple[tuple[str, str], ...] = (("gru", "lstm"),)
+) -> list[PairedTest]:
+    """For each ``(a, b)`` unit pair, every form of ``a`` against every form of ``b`` of the
+    same data set, with Holm's correction over all the tests returned."""
     tests = []
-    for g in cells:
-        if g.unit != "gru":
-            continue
-        for lstm in cells:
-            if lstm.unit != "lstm" or lstm.dataset != g.dataset:
+    for first, second in pairs:
+        for a in cells:
+            if a.unit != first:
                 continue
-            a = {r["config"].get("seed", 0): float(r["test_nll"]) for r in g.chosen}
-            b = {r["config"].get("seed", 0): float(r["test_nll"]) for r in lstm.chosen}
-            seeds = sorted(set(a) & set(b))
-            diffs = [a[s] - b[s] for s in seeds]
-            t = p = math.nan
-            if len(seeds) >= 2:
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore")
-                    res = stats.ttest_rel([a[s] for s in seeds], [b[s] for s in seeds])
-                t, p = float(res.statistic), float(res.pvalue)
-            tests.append(PairedTest(g.dataset, g, lstm, seeds, diffs, t, p))
+            for b in cells:
+                if b.unit != second or b.dataset != a.dataset:
+                    continue
+                tests.append(_paired(a, b))
     holm([t for t in tests if math.isfinite(t.p)])
     return tests
+
+
+def _paired(a: Cell, b: Cell) -> PairedTest:
+    x = {r["config"].get("seed", 0): float(r["test_nll"]) for r in a.chosen}
+    y = {r["config"].get("seed", 0): float(r["test_nll"]) for r in b.chosen}
+    seeds = sorted(set(x) & set(y))
+    diffs = [x[s] - y[s] for s in seeds]
+    t = p = math.nan
+    if len(seeds) >= 2:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            res = stats.ttest_rel([x[s] for s in seeds], [y[s] for s in seeds])
+        t, p = float(res.statistic), float(res.pvalue)
+    return PairedTest(a.dataset, a, b, seeds, diffs, t, p)
 
 
 def holm(tests: list[PairedTest]) -> None:

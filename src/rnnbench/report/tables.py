@@ -281,14 +281,15 @@ def lr_table(cells: list[Cell]) -> Table:
     )
 
 
-def paired_table(tests: list[PairedTest]) -> Table:
+def paired_table(tests: list[PairedTest], a: str = "GRU", b: str = "LSTM") -> Table:
+    """The paired tests of one section; ``a`` and ``b`` name the two sides' columns."""
     rows = []
     for t in tests:
         rows.append(
             [
                 paper.dataset_info(t.dataset).label,
-                t.gru.label,
-                t.lstm.label,
+                t.a.label,
+                t.b.label,
                 ", ".join(str(s) for s in t.seeds) or "none",
                 fmt(t.mean_diff),
                 fmt(t.t, 2),
@@ -300,10 +301,10 @@ def paired_table(tests: list[PairedTest]) -> Table:
     return Table(
         [
             "data set",
-            "GRU",
-            "LSTM",
+            a,
+            b,
             "paired seeds",
-            "mean test NLL diff (GRU − LSTM)",
+            f"mean test NLL diff ({a} − {b})",
             "t",
             "p",
             "Holm p",
@@ -314,8 +315,8 @@ def paired_table(tests: list[PairedTest]) -> Table:
             "Paired t-test (scipy.stats.ttest_rel, two-sided) on the test NLL of runs with the "
             "same seed, each unit at its own chosen learning rate (the seed sets the initial "
             "weights and the weight-noise stream). Needs at least 2 matching seeds. The verdict "
-            "uses Holm's correction over all the tests in this table, since every GRU form is "
-            "tested against every LSTM form."
+            "uses Holm's correction over all the tests in this table, since every data set and "
+            "form is one more test."
         ),
         numeric=[False, False, False, False, True, True, True, True, False],
     )
