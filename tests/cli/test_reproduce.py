@@ -25,6 +25,7 @@ def args(**kw):
         "candidates": None,
         "max_epochs": None,
         "lr_decay": None,
+        "weight_noise": None,
         "noise_output": True,
     }
     return argparse.Namespace(**{**base, **kw})
@@ -64,6 +65,18 @@ def test_the_authors_schedule_and_noise_placement_reach_every_run():
     assert {(c.lr_decay, c.noise_output) for c in seeds.configs} == {(0.01, False)}
     default, _ = plan(args(sets=["jsb"]))  # the defaults keep the grid's keys
     assert default[0].configs[0].key() != stage1[0].configs[0].key()
+
+
+def test_weight_noise_reaches_every_run_and_a_bad_value_is_one_sentence():
+    stage1, then = plan(args(weight_noise=0.02, sets=["fsdd-a"]))
+    assert {c.weight_noise for p in stage1 for c in p.configs} == {0.02}
+    runs = [{"status": "done", "valid_nll": 1.0, "config": stage1[0].configs[0].to_dict()}]
+    (seeds,) = then(stage1[0], runs)
+    assert {c.weight_noise for c in seeds.configs} == {0.02}
+    assert {c.weight_noise for p in plan(args(sets=["fsdd-a"]))[0] for c in p.configs} == {0.075}
+    for bad in (-0.1, math.nan):
+        with pytest.raises(RnnbenchError, match="--weight-noise"):
+            plan(args(weight_noise=bad, sets=["jsb"]))
 
 
 def test_the_quick_plan():

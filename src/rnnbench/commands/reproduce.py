@@ -20,6 +20,7 @@ its numbers do not follow the paper's protocol, and every output says so.
 from __future__ import annotations
 
 import argparse
+import math
 import shlex
 import sys
 from pathlib import Path
@@ -96,6 +97,13 @@ def register(subparsers) -> None:
         "(default: constant; the authors' code used 0.01)",
     )
     p.add_argument(
+        "--weight-noise",
+        type=float,
+        metavar="S",
+        help="weight-noise standard deviation of every run (default 0.075, the paper's; 0 "
+        "turns it off)",
+    )
+    p.add_argument(
         "--no-noise-output",
         dest="noise_output",
         action="store_false",
@@ -136,6 +144,9 @@ def plan(args: argparse.Namespace):
         raise RnnbenchError(f"--candidates {count}: use 1 or more.")
     if args.max_epochs is not None and args.max_epochs < 1:
         raise RnnbenchError(f"--max-epochs {args.max_epochs}: use 1 or more.")
+    noise = getattr(args, "weight_noise", None)
+    if noise is not None and not (math.isfinite(noise) and noise >= 0):
+        raise RnnbenchError(f"--weight-noise {noise}: use a number >= 0 (0 turns the noise off).")
     low, high = QUICK_LOG_LR if quick else (None, None)
     labels = {"sweep": "reproduce", "quick": quick}
 
@@ -149,6 +160,8 @@ def plan(args: argparse.Namespace):
             out["patience"] = QUICK["patience"]
         if args.lr_decay is not None:
             out["lr_decay"] = args.lr_decay
+        if noise is not None:
+            out["weight_noise"] = noise
         if not args.noise_output:
             out["noise_output"] = False
         return out
