@@ -191,3 +191,50 @@ def test_ctrl_c_puts_the_run_back_to_queued_and_the_same_command_resumes(
     assert run_train(argv) == 0
     with Store(tmp_path / "results.db") as store:
         assert store.get_run(key)["status"] == "done" and store.get_run(key)["epochs"] == 2
+
+
+@pytest.mark.parametrize("stop", [KeyboardInterrupt, RuntimeError])
+def test_a_member_that_finished_early_stays_done_when_the_rest_is_stopped(
+    stop, jsb_file, tmp_path, monkeypatch
+):
+    # Session 4: a population stopped by kill -TERM put its finished member back to queued.
+    from rnnbench.train import population
+
+    def first_finishes_then_stop(configs, **kwargs):
+        kwargs["on_result"](
+            0,
+            {
+                "status": "done",
+                "train_nll": 1.0,
+                "valid_nll": 2.0,
+                "test_nll": 3.0,
+                "best_epoch": 1,
+                "epochs": 2,
+            },
+        )
+        raise stop("the rest is stopped")
+
+    monkeypatch.setattr(population, "train_population", first_finishes_then_stop)
+    argv = [
+        "--dataset",
+        f"music:{jsb_file}",
+        "--unit",
+        "tanh",
+        "--hidden",
+        "4",
+        "--lr",
+        "1e-3,2e-3",
+        "--out",
+        str(tmp_path),
+        "--no-progress",
+    ]
+    with pytest.raises(stop):
+        run_train(argv)
+    keys = [
+        RunConfig(dataset=f"music:{jsb_file}", unit="tanh", hidden=4, lr=lr).key()
+        for lr in (1e-3, 2e-3)
+    ]
+    with Store(tmp_path / "results.db") as store:
+        first, second = (store.get_run(k) for k in keys)
+    assert first["status"] == "done" and first["test_nll"] == 3.0
+    assert second["status"] == ("queued" if stop is KeyboardInterrupt else "failed")

@@ -208,6 +208,14 @@ def handler(args: argparse.Namespace) -> int:
     run_dirs = [out / "runs" / c.key() for c in configs]
     store = Store(args.store or out / "results.db")
     keys = [c.key() for c in configs]
+    finished: set[str] = set()
+
+    def record(k: int, result: dict) -> None:
+        # A member that stops early is recorded at once: a later failure or Ctrl-C of the
+        # members still training must not lose it.
+        store.finish_run(keys[k], result["status"], result)
+        finished.add(keys[k])
+
     try:
         for cfg, key, run_dir in zip(configs, keys, run_dirs, strict=True):
             store.start_run(key, cfg.to_dict(), str(run_dir))
@@ -217,19 +225,22 @@ def handler(args: argparse.Namespace) -> int:
                 out_dirs=run_dirs,
                 data_dir=args.data_dir,
                 device=args.device,
-                on_epoch=lambda k, record: store.log_epoch(keys[k], record),
+                on_epoch=lambda k, rec: store.log_epoch(keys[k], rec),
+                on_result=record,
                 progress=not args.no_progress,
             )
         except (Exception, KeyboardInterrupt) as exc:
+            unfinished = [key for key in keys if key not in finished]
             if isinstance(exc, KeyboardInterrupt):
                 # Back to queued, as a sweep does: last.pt stays, the same command resumes.
-                store.set_status(keys, "queued", only=["running"])
+                store.set_status(unfinished, "queued", only=["running"])
             else:
-                for key in keys:
+                for key in unfinished:
                     store.finish_run(key, "failed", error=str(exc))
             raise
-        for key, result in zip(keys, results, strict=True):
-            store.finish_run(key, result["status"], result)
+        for k, result in enumerate(results):
+            if keys[k] not in finished:
+                record(k, result)
     finally:
         store.close()
 
