@@ -26,7 +26,7 @@ def args(**kw):
         "max_epochs": None,
         "lr_decay": None,
         "weight_noise": None,
-        "noise_output": True,
+        "noise_output": None,
     }
     return argparse.Namespace(**{**base, **kw})
 
@@ -67,13 +67,20 @@ def test_the_authors_schedule_and_noise_placement_reach_every_run():
     assert default[0].configs[0].key() != stage1[0].configs[0].key()
 
 
-def test_weight_noise_reaches_every_run_and_a_bad_value_is_one_sentence():
+def test_weight_noise_and_its_placement_reach_every_run_and_a_bad_value_is_one_sentence():
     stage1, then = plan(args(weight_noise=0.02, sets=["fsdd-a"]))
     assert {c.weight_noise for p in stage1 for c in p.configs} == {0.02}
     runs = [{"status": "done", "valid_nll": 1.0, "config": stage1[0].configs[0].to_dict()}]
     (seeds,) = then(stage1[0], runs)
     assert {c.weight_noise for c in seeds.configs} == {0.02}
     assert {c.weight_noise for p in plan(args(sets=["fsdd-a"]))[0] for c in p.configs} == {0.075}
+    speech, _ = plan(args(sets=["fsdd-a", "jsb"]))
+    assert {(p.configs[0].dataset, c.noise_output) for p in speech for c in p.configs} == {
+        ("fsdd-a", False),
+        ("jsb", True),
+    }
+    forced, _ = plan(args(sets=["fsdd-a"], noise_output=True))
+    assert {c.noise_output for p in forced for c in p.configs} == {True}
     for bad in (-0.1, math.nan):
         with pytest.raises(RnnbenchError, match="--weight-noise"):
             plan(args(weight_noise=bad, sets=["jsb"]))

@@ -126,6 +126,19 @@ def test_later_fields_keep_old_keys_at_their_defaults_and_change_them_otherwise(
     assert RunConfig.from_dict(decay.to_dict()) == decay
 
 
+def test_noise_output_defaults_to_the_task_and_is_stored_resolved():
+    # Session 4: noise on the mixture head's weights cost FSDD-A tanh ~9 nats after one epoch.
+    music = RunConfig(dataset="jsb", unit="tanh")
+    speech = RunConfig(dataset="fsdd-a", unit="tanh")
+    assert music.noise_output is True and speech.noise_output is False
+    assert speech.to_dict()["noise_output"] is False
+    assert RunConfig(dataset="fsdd-b", unit="gru", noise_output=True).noise_output is True
+    # Music keys are those of the first grids; a speech run with the old placement is another.
+    assert music.key() == RunConfig(dataset="jsb", unit="tanh", noise_output=True).key()
+    assert speech.key() != RunConfig(dataset="fsdd-a", unit="tanh", noise_output=True).key()
+    assert RunConfig.from_dict(speech.to_dict()) == speech
+
+
 @pytest.mark.parametrize(
     "bad", [dict(lr_decay=0.0), dict(lr_decay=1.5), dict(lr_decay="x"), dict(noise_output="no")]
 )

@@ -104,11 +104,11 @@ def register(subparsers) -> None:
         "turns it off)",
     )
     p.add_argument(
-        "--no-noise-output",
-        dest="noise_output",
-        action="store_false",
-        help="weight noise on the recurrent layer only (as the authors' code), not also on "
-        "the output layer",
+        "--noise-output",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="weight noise also on the output layer (default: on for music, off for speech; "
+        "--no-noise-output: the recurrent layer only everywhere, as the authors' code)",
     )
     p.add_argument(
         "--out",
@@ -162,8 +162,8 @@ def plan(args: argparse.Namespace):
             out["lr_decay"] = args.lr_decay
         if noise is not None:
             out["weight_noise"] = noise
-        if not args.noise_output:
-            out["noise_output"] = False
+        if args.noise_output is not None:
+            out["noise_output"] = args.noise_output
         return out
 
     def hidden(dataset: str, unit: str) -> int | None:

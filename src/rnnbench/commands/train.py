@@ -126,11 +126,12 @@ def register(subparsers) -> None:
         "(default: constant; the authors' code used 0.01)",
     )
     p.add_argument(
-        "--no-noise-output",
-        dest="noise_output",
-        action="store_false",
-        help="weight noise on the recurrent layer only, not on the output layer "
-        "(as the authors' code)",
+        "--noise-output",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="weight noise also on the output layer (default: on for music, off for speech, "
+        "where it cripples the mixture head; --no-noise-output: the recurrent layer only, "
+        "as the authors' code)",
     )
     p.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
     p.add_argument(

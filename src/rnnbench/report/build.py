@@ -101,6 +101,10 @@ def _differences(runs: list[dict], cells: list[Cell], where: str = "this store")
         f"{_values(done, 'patience')} (paper: {p['max_epochs']}; {p['patience']}).",
         f"Weight noise σ: {_values(done, 'weight_noise')} (paper: {p['weight_noise']}); "
         f"gradient-norm clip: {_values(done, 'clip')} (paper: {p['clip']}).",
+        "Weight noise on the output layer: "
+        + _values(done, "noise_output").replace("True", "yes").replace("False", "no")
+        + " (paper: not said; the authors' code: no, the recurrent layer only; ours: yes for "
+        "music, no for speech by default).",
         f"Initialisation: {_values(done, 'init')} (paper: {p['init']}).",
         f"RMSProp decay {_values(done, 'rms_decay')}, momentum {_values(done, 'rms_momentum')}, "
         f"eps {_values(done, 'rms_eps')} (paper: {p['optimizer']}).",
