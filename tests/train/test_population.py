@@ -31,6 +31,20 @@ def run(configs, root, tiny, **kw):
     return train_population(configs, out_dirs=dirs, dataset=tiny, **kw), dirs
 
 
+class Interrupt(Exception):
+    """A crash in the middle of training (raised from ``on_epoch``)."""
+
+
+def stop_at(epoch: int):
+    """An ``on_epoch`` callback that crashes once a member reports ``epoch``."""
+
+    def on_epoch(k, record):
+        if record["epoch"] == epoch:
+            raise Interrupt
+
+    return on_epoch
+
+
 def load(path):
     return torch.load(path, weights_only=True)
 
@@ -105,15 +119,8 @@ def test_resume_after_interruption_is_bitwise_identical(patience, tiny, tmp_path
             assert alone["epochs"] == r["epochs"]
             assert alone["test_nll"] == pytest.approx(r["test_nll"], rel=1e-6, abs=1e-6)
 
-    class Interrupt(Exception):
-        pass
-
-    def stop_at_epoch_3(k, record):
-        if record["epoch"] == 3:
-            raise Interrupt
-
     with pytest.raises(Interrupt):
-        run(configs, tmp_path / "resumed", tiny, on_epoch=stop_at_epoch_3)
+        run(configs, tmp_path / "resumed", tiny, on_epoch=stop_at(3))
     dirs = [tmp_path / "resumed" / c.key() for c in configs]
     # A crash between two members' checkpoint writes: member 1 is still at epoch 2.
     (dirs[1] / "prev.pt").replace(dirs[1] / "last.pt")
@@ -297,15 +304,8 @@ def test_a_folder_written_before_the_later_config_fields_resumes(tiny, tmp_path)
     c = cfg(max_epochs=4, weight_noise=0.3)
     (straight,), _ = run([c], tmp_path / "straight", tiny)
 
-    class Interrupt(Exception):
-        pass
-
-    def stop_at_epoch_2(k, record):
-        if record["epoch"] == 2:
-            raise Interrupt
-
     with pytest.raises(Interrupt):
-        run([c], tmp_path / "old", tiny, on_epoch=stop_at_epoch_2)
+        run([c], tmp_path / "old", tiny, on_epoch=stop_at(2))
     folder = tmp_path / "old" / c.key()
     old = {n: v for n, v in c.to_dict().items() if n not in LATER_FIELDS}
     (folder / "config.json").write_text(json.dumps(old))
