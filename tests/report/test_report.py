@@ -14,11 +14,11 @@ from PIL import Image as PILImage
 from rnnbench.commands import report as report_command
 from rnnbench.errors import RnnbenchError
 from rnnbench.report import build_report
-from rnnbench.report.build import QUICK_BANNER
+from rnnbench.report.build import QUICK_BANNER, departures, reduced_banner
 from rnnbench.report.results import GATED_AGAINST_TANH, build_cells, paired_tests
 from rnnbench.store import Store
 
-from .conftest import SEEDS, nll
+from .conftest import SEEDS, add_run, nll
 
 FILES = ["report.md", "report.html", "table2.csv", "runs.csv", "figure2.png", "figure3.png"]
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -91,7 +91,8 @@ def test_table2_csv_paper_values_and_missing_cells(report_dir):
     assert (ubi["nll_mean"], ubi["seeds"], float(ubi["paper_nll"])) == ("", "0", 0.88)
     assert row(rows, "nottingham", "lstm", "train")["note"] == "not run"
     (protocol,) = {r["protocol"] for r in rows}  # the stored constants, never a bare "paper"
-    assert protocol.startswith("as stored: max_epochs ") and "batch_size" in protocol
+    assert protocol.startswith("not the paper's protocol: as stored: max_epochs ")
+    assert "batch_size" in protocol
     # diverged and failed runs are counted
     assert row(rows, "jsb", "gru", "test")["diverged"] == "1"
     assert row(rows, "jsb", "lstm", "test")["failed"] == "1"
@@ -255,6 +256,63 @@ def test_quick_banner_on_every_output(quick_report_dir):
         with PILImage.open(quick_report_dir / name) as img:
             assert QUICK_BANNER in img.info["Title"]
             assert img.info["Warning"] == QUICK_BANNER
+
+
+def test_a_shortened_study_says_so_on_every_output(report_dir):
+    # the fixture's runs stop at 6 epochs with 2-3 learning rates per cell
+    banner = reduced_banner(["at most 6 epochs per run (protocol: 500)"])
+    assert banner.startswith("NOT THE PAPER'S PROTOCOL: at most 6 epochs per run")
+    md = (report_dir / "report.md").read_text(encoding="utf-8")
+    html = (report_dir / "report.html").read_text(encoding="utf-8")
+    expected = (
+        "NOT THE PAPER'S PROTOCOL: at most 6 epochs per run (protocol: 500); "
+        "2/3 learning-rate candidates per cell (protocol: 10)."
+    )
+    assert md.count(expected) == 2
+    assert html.count(expected.replace("'", "&#x27;")) == 2
+    assert "<title>Not the paper&#x27;s protocol:" in html
+    rows = read_csv(report_dir / "table2.csv")
+    assert all(r["protocol"].startswith("not the paper's protocol: as stored:") for r in rows)
+    for name in ("figure2.png", "figure3.png"):
+        with PILImage.open(report_dir / name) as img:
+            assert img.info["Warning"].startswith(expected)
+
+
+def test_departures_name_each_change_and_nothing_at_the_protocol(tmp_path):
+    path = tmp_path / "results.db"
+    lrs = [1e-4 * (k + 1) for k in range(10)]
+    with Store(path) as store:
+        for lr in lrs:
+            add_run(store, "jsb", "tanh", lr, status="done", valid=[9.0], max_epochs=500)
+    runs = Store(path, readonly=True).runs()
+    assert departures(runs, build_cells(runs)) == []
+    out = build_report(path, tmp_path / "out")
+    assert "PROTOCOL:" not in (out / "report.md").read_text(encoding="utf-8")
+    assert read_csv(out / "table2.csv")[0]["protocol"].startswith("as stored:")
+
+    other = tmp_path / "other.db"
+    with Store(other) as store:
+        for lr in lrs[:4]:
+            add_run(
+                store,
+                "jsb",
+                "gru",
+                lr,
+                status="done",
+                valid=[9.0],
+                max_epochs=20,
+                weight_noise=0.0,
+                clip=5.0,
+                hidden=8,
+            )
+    runs = Store(other, readonly=True).runs()
+    assert departures(runs, build_cells(runs)) == [
+        "at most 20 epochs per run (protocol: 500)",
+        "4 learning-rate candidates per cell (protocol: 10)",
+        "weight noise σ 0.0 (protocol: 0.075)",
+        "gradient-norm clip 5.0 (protocol: 1.0)",
+        "hidden sizes other than the paper's (Table 1)",
+    ]
 
 
 def test_quick_runs_in_the_store_set_the_banner(tmp_path):

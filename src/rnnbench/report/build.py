@@ -49,6 +49,47 @@ QUICK_BANNER = (
 TITLE = "rnnbench: Chung et al. (2014), gated recurrent units on sequence modeling"
 
 
+def departures(runs: list[dict], cells: list[Cell]) -> list[str]:
+    """How the stored runs depart from the paper's protocol in ways that move the numbers:
+    fewer epochs, fewer learning-rate candidates, other weight noise or clipping, models of
+    another size. Empty when the runs follow it (batch size and the like, which the paper does
+    not publish, are in "How our setup differs" instead)."""
+    ref = paper.PROTOCOL_VALUES
+    done = [r for r in runs if r["status"] == "done"] or runs
+    out = []
+
+    def values(field: str) -> list:
+        return sorted({r["config"][field] for r in done if r["config"].get(field) is not None})
+
+    caps = [int(v) for v in values("max_epochs")]
+    if caps and caps[0] < ref["max_epochs"]:
+        out.append(
+            f"at most {'/'.join(map(str, caps))} epochs per run (protocol: {ref['max_epochs']})"
+        )
+    n_lrs = [len({r["config"]["lr"] for r in c.runs}) for c in cells if c.runs]
+    if n_lrs and min(n_lrs) < ref["lr_candidates"]:
+        counts = "/".join(map(str, sorted(set(n_lrs))))
+        out.append(f"{counts} learning-rate candidates per cell (protocol: {ref['lr_candidates']})")
+    for field, name in (("weight_noise", "weight noise σ"), ("clip", "gradient-norm clip")):
+        other = [v for v in values(field) if float(v) != ref[field]]
+        if other:
+            out.append(f"{name} {'/'.join(map(str, other))} (protocol: {ref[field]})")
+    if values("hidden"):
+        out.append("hidden sizes other than the paper's (Table 1)")
+    return out
+
+
+def reduced_banner(items: list[str]) -> str:
+    """The banner of a report whose runs depart from the protocol (``items`` from
+    :func:`departures`); empty when there are none."""
+    if not items:
+        return ""
+    return (
+        f"NOT THE PAPER'S PROTOCOL: {'; '.join(items)}. These numbers come from a shortened "
+        "study; compare them with the paper's only with that in mind."
+    )
+
+
 def _versions(runs: list[dict]) -> list[str]:
     seen = Counter()
     for r in runs:
@@ -234,7 +275,7 @@ def build_report(
         f"{command} | {'stores' if several else 'store'} {where} | {len(runs)} runs | "
         f"rnnbench {__version__} | {date}"
     )
-    banner = QUICK_BANNER if quick else ""
+    banner = QUICK_BANNER if quick else reduced_banner(departures(runs, cells))
     blocks = _front(sources, command, date, quick, banner)
     blocks += _tables(cells, runs, curves)
     blocks += _figures(
@@ -257,7 +298,7 @@ def build_report(
     ]
     if banner:
         blocks.append(Banner(banner))
-    _write(out, blocks, cells, runs, quick, provenance)
+    _write(out, blocks, cells, runs, quick, provenance, reduced=bool(banner) and not quick)
     return out
 
 
@@ -463,20 +504,27 @@ def _write(
     runs: list[dict],
     quick: bool,
     provenance: str,
+    reduced: bool = False,
 ) -> None:
-    """report.md, report.html, table2.csv and runs.csv."""
+    """report.md, report.html, table2.csv and runs.csv (``reduced``: the runs depart from the
+    paper's protocol, see :func:`departures`)."""
     write_runs_csv(out / "runs.csv", runs)
+    protocol = _protocol_summary(runs)
     write_table2_csv(
         out / "table2.csv",
         cells,
-        "quick: not the paper's protocol" if quick else _protocol_summary(runs),
+        "quick: not the paper's protocol"
+        if quick
+        else (f"not the paper's protocol: {protocol}" if reduced else protocol),
         provenance,
     )
+    title = TITLE
+    if quick:
+        title = f"QUICK RUN, not the paper's protocol: {TITLE}"
+    elif reduced:
+        title = f"Not the paper's protocol: {TITLE}"
     (out / "report.md").write_text(to_markdown(blocks), encoding="utf-8")
-    (out / "report.html").write_text(
-        to_html(blocks, f"QUICK RUN, not the paper's protocol: {TITLE}" if quick else TITLE),
-        encoding="utf-8",
-    )
+    (out / "report.html").write_text(to_html(blocks, title), encoding="utf-8")
 
 
 def _protocol_summary(runs: list[dict]) -> str:
