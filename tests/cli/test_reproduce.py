@@ -13,7 +13,15 @@ from rnnbench.errors import RnnbenchError
 from rnnbench.store import Store
 from tests.sweeps.test_kill import write_tiny_music
 
-REPORT_FILES = ["report.md", "report.html", "table2.csv", "runs.csv", "figure2.png", "figure3.png"]
+REPORT_FILES = [
+    "report.md",
+    "report.html",
+    "table2.csv",
+    "runs.csv",
+    "curves.csv",
+    "figure2.png",
+    "figure3.png",
+]
 
 
 def args(**kw):

@@ -18,9 +18,17 @@ from rnnbench.report.build import QUICK_BANNER, departures, reduced_banner
 from rnnbench.report.results import GATED_AGAINST_TANH, build_cells, paired_tests
 from rnnbench.store import Store
 
-from .conftest import SEEDS, add_run, nll
+from .conftest import EPOCHS, SEEDS, add_run, nll
 
-FILES = ["report.md", "report.html", "table2.csv", "runs.csv", "figure2.png", "figure3.png"]
+FILES = [
+    "report.md",
+    "report.html",
+    "table2.csv",
+    "runs.csv",
+    "curves.csv",
+    "figure2.png",
+    "figure3.png",
+]
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
@@ -52,6 +60,27 @@ def test_runs_csv_holds_every_run_of_the_store(report_dir, store_path):
             assert row["test_nll"] == ""
         else:
             assert float(row["test_nll"]) == pytest.approx(r["test_nll"], rel=1e-9)
+
+
+def test_curves_csv_holds_every_chosen_seed_epoch_by_epoch(report_dir):
+    rows = read_csv(report_dir / "curves.csv")
+    # every seed at the chosen rate 3e-3, 6 epochs each: jsb 3 units x 3 seeds, fsdd-a 2 x 2
+    assert len(rows) == (3 * 3 + 2 * 2) * EPOCHS
+    assert {float(r["lr"]) for r in rows} == {3e-3}
+    seeds = {(r["dataset"], r["unit"]): set() for r in rows}
+    drawn = {(r["dataset"], r["unit"]): set() for r in rows}
+    for r in rows:
+        seeds[(r["dataset"], r["unit"])].add(int(r["seed"]))
+        if r["in_figure"] == "1":
+            drawn[(r["dataset"], r["unit"])].add(r["key"])
+        _, valid, _ = nll(r["dataset"], r["unit"], 3e-3, int(r["seed"]))
+        e = int(r["epoch"])
+        assert float(r["valid_nll"]) == pytest.approx(valid * (1 + 0.4 / e), rel=1e-9)
+    assert seeds == {k: set(SEEDS[k[0]]) for k in seeds}
+    assert all(len(keys) == 1 for keys in drawn.values())
+    # the figures' clock: jsb tanh's population had 9 members (3 rates x 3 seeds) each epoch
+    last = [r for r in rows if (r["dataset"], r["unit"], r["epoch"]) == ("jsb", "tanh", "6")]
+    assert [float(r["seconds_per_model"]) for r in last] == pytest.approx([1.5 * EPOCHS / 9] * 3)
 
 
 def test_table2_csv_columns(report_dir):

@@ -15,8 +15,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="build Tables 1-2, Figures 2-3, report.md and report.html from a results store",
         description=(
             "Read a results store and write a report folder: report.md, one self-contained "
-            "report.html, table2.csv, runs.csv (every run), figure2.png (music) and figure3.png "
-            "(speech). Give --store "
+            "report.html, table2.csv, runs.csv (every run), curves.csv (the learning curves of "
+            "every seed at each chosen rate), figure2.png (music) and figure3.png (speech). "
+            "Give --store "
             "several times to report on a grid trained across machines or sessions: runs are "
             "merged by key, a finished row (done or diverged) wins over an unfinished one, else "
             "the row updated last."

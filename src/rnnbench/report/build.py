@@ -1,8 +1,9 @@
 """``build_report``: the whole report folder from one results store or several.
 
 Writes ``report.md``, ``report.html`` (self-contained), ``table2.csv``, ``runs.csv`` (every
-run: config fields, status, NLLs), ``figure2.png`` (music)
-and ``figure3.png`` (speech) into the output folder. Sections: provenance, Table 1, Table 2,
+run: config fields, status, NLLs), ``curves.csv`` (per-epoch NLLs of every seed at each
+cell's chosen rate), ``figure2.png`` (music) and ``figure3.png`` (speech) into the output
+folder. Sections: provenance, Table 1, Table 2,
 the progress of unfinished cells (only while some runs are queued or running), the
 learning-rate choice, GRU against LSTM, gated units against tanh, Figures 2–3, the compute
 each cell took, how our setup differs from the paper.
@@ -20,7 +21,7 @@ from rnnbench.errors import RnnbenchError
 from rnnbench.report import paper
 from rnnbench.report.compute import compute_table
 from rnnbench.report.document import Banner, Block, Bullets, Heading, Image, Para, to_markdown
-from rnnbench.report.figures import learning_curves
+from rnnbench.report.figures import learning_curves, write_curves_csv
 from rnnbench.report.html import to_html
 from rnnbench.report.progress import cell_progress, progress_table
 from rnnbench.report.results import (
@@ -298,6 +299,7 @@ def build_report(
     ]
     if banner:
         blocks.append(Banner(banner))
+    write_curves_csv(out / "curves.csv", cells, curves, sharing)
     _write(out, blocks, cells, runs, quick, provenance, reduced=bool(banner) and not quick)
     return out
 
@@ -467,7 +469,8 @@ def _figures(
             "the lowest validation NLL at the chosen learning rate), against epochs (top row) and "
             "against wall-clock seconds per model (bottom row): each epoch's time divided by the "
             "members its population trained in that epoch, so a run from a learning-rate search "
-            "of 10 and one from a population of 2 seeds are on one clock."
+            "of 10 and one from a population of 2 seeds are on one clock. `curves.csv` holds "
+            "these curves for every seed at each cell's chosen rate, one row per epoch."
         ),
     ]
     datasets = list(dict.fromkeys(c.dataset for c in cells))

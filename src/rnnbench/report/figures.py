@@ -8,6 +8,7 @@ sets, Figure 3 the speech sets. Drawn with matplotlib's Agg canvas (no display, 
 
 from __future__ import annotations
 
+import csv
 import math
 import textwrap
 from pathlib import Path
@@ -218,3 +219,66 @@ def learning_curves(
         metadata["Warning"] = banner
     fig.savefig(path, dpi=110, bbox_inches="tight", metadata=metadata)
     return True
+
+
+CURVES_COLUMNS = [
+    "dataset",
+    "unit",
+    "form",
+    "lr",
+    "seed",
+    "key",
+    "in_figure",
+    "epoch",
+    "train_nll",
+    "valid_nll",
+    "updates",
+    "seconds_per_model",
+]
+
+
+def write_curves_csv(
+    path: Path,
+    cells: list[Cell],
+    curves: dict[str, list[dict]],
+    sharing: dict[str, dict[int, int]] | None = None,
+) -> int:
+    """The learning curves behind Figures 2-3, one row per epoch, for every seed at each cell's
+    chosen learning rate (``in_figure`` 1 for the run the figure draws); returns the row count.
+
+    The figures' data in plain text: replot them, or draw bands over seeds, without the store.
+    ``seconds_per_model`` is the figures' clock (:func:`per_model_seconds`).
+    """
+    sharing = sharing or {}
+    rows = []
+    for cell in cells:
+        drawn = cell.best_run
+        for run in cell.chosen:
+            recs = curves.get(run["key"]) or []
+            clock = per_model_seconds(recs, run.get("seconds"), sharing.get(run["key"]))
+            for e, seconds in zip(recs, clock, strict=True):
+                rows.append(
+                    {
+                        "dataset": cell.dataset,
+                        "unit": cell.unit,
+                        "form": cell.form,
+                        "lr": f"{float(run['config']['lr']):.10g}",
+                        "seed": run["config"].get("seed", 0),
+                        "key": run["key"],
+                        "in_figure": int(drawn is not None and run["key"] == drawn["key"]),
+                        "epoch": int(e["epoch"]),
+                        "train_nll": _num(e.get("train_nll")),
+                        "valid_nll": _num(e.get("valid_nll")),
+                        "updates": "" if e.get("updates") is None else int(e["updates"]),
+                        "seconds_per_model": f"{float(seconds):.6g}",
+                    }
+                )
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        writer = csv.DictWriter(f, fieldnames=CURVES_COLUMNS)
+        writer.writeheader()
+        writer.writerows(rows)
+    return len(rows)
+
+
+def _num(value) -> str:
+    return "" if value is None else f"{float(value):.10g}"
