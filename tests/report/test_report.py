@@ -342,6 +342,8 @@ def test_departures_name_each_change_and_nothing_at_the_protocol(tmp_path):
         "gradient-norm clip 5.0 (protocol: 1.0)",
         "hidden sizes other than the paper's (Table 1)",
     ]
+    one = build_cells(runs[:1])  # one `rnnbench train` run
+    assert departures(runs[:1], one)[1] == "1 learning-rate candidate per cell (protocol: 10)"
 
 
 def test_quick_runs_in_the_store_set_the_banner(tmp_path):

@@ -70,7 +70,8 @@ def departures(runs: list[dict], cells: list[Cell]) -> list[str]:
     n_lrs = [len({r["config"]["lr"] for r in c.runs}) for c in cells if c.runs]
     if n_lrs and min(n_lrs) < ref["lr_candidates"]:
         counts = "/".join(map(str, sorted(set(n_lrs))))
-        out.append(f"{counts} learning-rate candidates per cell (protocol: {ref['lr_candidates']})")
+        noun = "candidate" if counts == "1" else "candidates"
+        out.append(f"{counts} learning-rate {noun} per cell (protocol: {ref['lr_candidates']})")
     for field, name in (("weight_noise", "weight noise σ"), ("clip", "gradient-norm clip")):
         other = [v for v in values(field) if float(v) != ref[field]]
         if other:
