@@ -10,18 +10,9 @@ import pytest
 from rnnbench.cli import main
 from rnnbench.commands.reproduce import PAPER_SETS, QUICK, QUICK_LOG_LR, plan
 from rnnbench.errors import RnnbenchError
+from rnnbench.report.build import REPORT_FILES
 from rnnbench.store import Store
 from tests.sweeps.test_kill import write_tiny_music
-
-REPORT_FILES = [
-    "report.md",
-    "report.html",
-    "table2.csv",
-    "runs.csv",
-    "curves.csv",
-    "figure2.png",
-    "figure3.png",
-]
 
 
 def args(**kw):

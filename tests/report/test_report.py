@@ -14,21 +14,12 @@ from PIL import Image as PILImage
 from rnnbench.commands import report as report_command
 from rnnbench.errors import RnnbenchError
 from rnnbench.report import build_report
-from rnnbench.report.build import QUICK_BANNER, departures, reduced_banner
+from rnnbench.report.build import QUICK_BANNER, REPORT_FILES, departures, reduced_banner
 from rnnbench.report.results import GATED_AGAINST_TANH, build_cells, paired_tests
 from rnnbench.store import Store
 
 from .conftest import EPOCHS, SEEDS, add_run, nll
 
-FILES = [
-    "report.md",
-    "report.html",
-    "table2.csv",
-    "runs.csv",
-    "curves.csv",
-    "figure2.png",
-    "figure3.png",
-]
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
@@ -43,7 +34,7 @@ def row(rows, dataset, unit, split):
 
 
 def test_every_file_exists(report_dir):
-    for name in FILES:
+    for name in REPORT_FILES:
         assert (report_dir / name).stat().st_size > 0, name
 
 

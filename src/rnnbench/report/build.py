@@ -48,6 +48,17 @@ QUICK_BANNER = (
     "candidates, capped epochs, few data sets); do not compare them with the paper."
 )
 TITLE = "rnnbench: Chung et al. (2014), gated recurrent units on sequence modeling"
+# Every file a report folder holds (figure2.png or figure3.png is left out when no music or no
+# speech run has per-epoch metrics).
+REPORT_FILES = (
+    "report.md",
+    "report.html",
+    "table2.csv",
+    "runs.csv",
+    "curves.csv",
+    "figure2.png",
+    "figure3.png",
+)
 
 
 def departures(runs: list[dict], cells: list[Cell]) -> list[str]:
