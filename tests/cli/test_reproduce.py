@@ -85,6 +85,17 @@ def test_weight_noise_and_its_placement_reach_every_run_and_a_bad_value_is_one_s
             plan(args(weight_noise=bad, sets=["jsb"]))
 
 
+def test_log_lr_sets_the_range_of_the_candidates_and_a_bad_range_is_one_sentence():
+    stage1, _ = plan(args(log_lr=[-8.0, -6.5], candidates=4, sets=["fsdd-a"]))
+    lrs = [c.lr for p in stage1 for c in p.configs]
+    assert len(lrs) == 12 and all(math.exp(-8) <= lr <= math.exp(-6.5) for lr in lrs)
+    quick, _ = plan(args(quick=True, log_lr=[-9.0, -8.0]))  # the flag wins over --quick's range
+    assert all(math.exp(-9) <= c.lr <= math.exp(-8) for p in quick for c in p.configs)
+    for bad in ([-6.0, -8.0], [-7.0, -7.0], [math.nan, -6.0]):
+        with pytest.raises(RnnbenchError, match=r"^--log-lr .* is not a range: give LOW < HIGH"):
+            plan(args(log_lr=bad))
+
+
 def test_the_quick_plan():
     stage1, then = plan(args(quick=True))
     assert {p.configs[0].dataset for p in stage1} == {"jsb", "fsdd-a"}

@@ -17,6 +17,7 @@ from rnnbench.report import build_report
 from rnnbench.report.build import QUICK_BANNER, REPORT_FILES, departures, reduced_banner
 from rnnbench.report.results import GATED_AGAINST_TANH, build_cells, paired_tests
 from rnnbench.store import Store
+from rnnbench.sweeps.grid import lr_candidates, stable_seed
 
 from .conftest import EPOCHS, SEEDS, add_run, nll
 
@@ -286,7 +287,9 @@ def test_a_shortened_study_says_so_on_every_output(report_dir):
     html = (report_dir / "report.html").read_text(encoding="utf-8")
     expected = (
         "NOT THE PAPER'S PROTOCOL: at most 6 epochs per run (protocol: 500); "
-        "2/3 learning-rate candidates per cell (protocol: 10)."
+        "2/3 learning-rate candidates per cell (protocol: 10); "
+        "learning rates other than the protocol's draw in 5 of 5 cells (protocol: 10 per cell, "
+        "ln lr ~ U(-12, -6) from a generator seeded per data set and unit)."
     )
     assert md.count(expected) == 2
     assert html.count(expected.replace("'", "&#x27;")) == 2
@@ -299,10 +302,10 @@ def test_a_shortened_study_says_so_on_every_output(report_dir):
 
 
 def test_departures_name_each_change_and_nothing_at_the_protocol(tmp_path):
+    # the rates reproduce draws for a cell: its runs are at the protocol
     path = tmp_path / "results.db"
-    lrs = [1e-4 * (k + 1) for k in range(10)]
     with Store(path) as store:
-        for lr in lrs:
+        for lr in lr_candidates(10, seed=stable_seed("jsb", "tanh")):
             add_run(store, "jsb", "tanh", lr, status="done", valid=[9.0], max_epochs=500)
     runs = Store(path, readonly=True).runs()
     assert departures(runs, build_cells(runs)) == []
@@ -312,7 +315,7 @@ def test_departures_name_each_change_and_nothing_at_the_protocol(tmp_path):
 
     other = tmp_path / "other.db"
     with Store(other) as store:
-        for lr in lrs[:4]:
+        for lr in lr_candidates(4, seed=stable_seed("jsb", "gru")):  # reproduce --candidates 4
             add_run(
                 store,
                 "jsb",
@@ -333,8 +336,19 @@ def test_departures_name_each_change_and_nothing_at_the_protocol(tmp_path):
         "gradient-norm clip 5.0 (protocol: 1.0)",
         "hidden sizes other than the paper's (Table 1)",
     ]
-    one = build_cells(runs[:1])  # one `rnnbench train` run
+    one = build_cells(runs[:1])  # one run at one of the protocol's rates
     assert departures(runs[:1], one)[1] == "1 learning-rate candidate per cell (protocol: 10)"
+
+    # rates from another range (reproduce --log-lr) or by hand (rnnbench train --lr 1e-3)
+    third = tmp_path / "third.db"
+    with Store(third) as store:
+        for lr in lr_candidates(10, seed=stable_seed("jsb", "lstm"), low=-8, high=-6):
+            add_run(store, "jsb", "lstm", lr, status="done", valid=[9.0], max_epochs=500)
+        for lr in lr_candidates(10, seed=stable_seed("jsb", "tanh")):
+            add_run(store, "jsb", "tanh", lr, status="done", valid=[9.0], max_epochs=500)
+    runs = Store(third, readonly=True).runs()
+    (item,) = departures(runs, build_cells(runs))
+    assert item.startswith("learning rates other than the protocol's draw in 1 of 2 cells")
 
 
 def test_quick_runs_in_the_store_set_the_banner(tmp_path):

@@ -14,7 +14,9 @@ and HTML) to OUT/report. Running the command again skips the runs already done a
 interrupted ones. ``--quick`` is a smoke test that finishes in minutes on 2 CPU cores: JSB and
 fsdd-a only, 3 candidates from the top of the range (log lr ~ U(-7.5, -6)), 2 seeds, at most 50
 epochs (music) and 2 epochs (speech, with models of 20k parameters instead of the paper's 169k);
-its numbers do not follow the paper's protocol, and every output says so.
+its numbers do not follow the paper's protocol, and every output says so. A study shortened by
+hand (``--candidates``, ``--max-epochs``, ``--log-lr``, ``--weight-noise``) gets a banner on
+every output naming each departure from the protocol.
 """
 
 from __future__ import annotations
@@ -84,6 +86,14 @@ def register(subparsers) -> None:
         help="learning-rate candidates (default 10; --quick 3)",
     )
     p.add_argument(
+        "--log-lr",
+        type=float,
+        nargs=2,
+        metavar=("LOW", "HIGH"),
+        help="draw the learning-rate candidates from ln lr ~ U(LOW, HIGH) (default -12 -6, the "
+        "paper's; --quick -7.5 -6): with few epochs, the top of the range",
+    )
+    p.add_argument(
         "--max-epochs",
         type=int,
         metavar="N",
@@ -123,7 +133,14 @@ def register(subparsers) -> None:
 def plan(args: argparse.Namespace):
     """The stage-1 populations and the function that chains stage 2 after each of them."""
     from rnnbench.sweeps import common
-    from rnnbench.sweeps.grid import Population, lr_candidates, stable_seed, task_of
+    from rnnbench.sweeps.grid import (
+        LOG_LR_HIGH,
+        LOG_LR_LOW,
+        Population,
+        lr_candidates,
+        stable_seed,
+        task_of,
+    )
     from rnnbench.train.config import RunConfig
 
     quick = args.quick
@@ -147,7 +164,14 @@ def plan(args: argparse.Namespace):
     noise = getattr(args, "weight_noise", None)
     if noise is not None and not (math.isfinite(noise) and noise >= 0):
         raise RnnbenchError(f"--weight-noise {noise}: use a number >= 0 (0 turns the noise off).")
-    low, high = QUICK_LOG_LR if quick else (None, None)
+    low, high = getattr(args, "log_lr", None) or (
+        QUICK_LOG_LR if quick else (LOG_LR_LOW, LOG_LR_HIGH)
+    )
+    if not (math.isfinite(low) and math.isfinite(high) and low < high):
+        raise RnnbenchError(
+            f"--log-lr {low:g} {high:g} is not a range: give LOW < HIGH, natural logs of learning "
+            f"rates (the paper's: {LOG_LR_LOW:g} {LOG_LR_HIGH:g})."
+        )
     labels = {"sweep": "reproduce", "quick": quick}
 
     def settings(dataset: str) -> dict:
@@ -177,8 +201,7 @@ def plan(args: argparse.Namespace):
     for dataset in sets:
         for unit in units:
             seed = stable_seed(dataset, unit)
-            bounds = {"low": low, "high": high} if quick else {}
-            lrs = lr_candidates(count, seed=seed, **bounds)
+            lrs = lr_candidates(count, seed=seed, low=low, high=high)
             configs = [
                 RunConfig(
                     dataset=dataset,

@@ -11,6 +11,7 @@ each cell took, how our setup differs from the paper.
 
 from __future__ import annotations
 
+import math
 import shlex
 from collections import Counter
 from datetime import UTC, datetime
@@ -41,6 +42,7 @@ from rnnbench.report.tables import (
     write_runs_csv,
     write_table2_csv,
 )
+from rnnbench.sweeps.grid import LOG_LR_HIGH, LOG_LR_LOW, lr_candidates, stable_seed
 from rnnbench.train.config import LATER_FIELDS
 
 QUICK_BANNER = (
@@ -83,6 +85,13 @@ def departures(runs: list[dict], cells: list[Cell]) -> list[str]:
         counts = "/".join(map(str, sorted(set(n_lrs))))
         noun = "candidate" if counts == "1" else "candidates"
         out.append(f"{counts} learning-rate {noun} per cell (protocol: {ref['lr_candidates']})")
+    drawn_elsewhere = [c for c in cells if c.runs and not _protocol_rates(c)]
+    if drawn_elsewhere:
+        out.append(
+            f"learning rates other than the protocol's draw in {len(drawn_elsewhere)} of "
+            f"{len(n_lrs)} cells (protocol: {ref['lr_candidates']} per cell, ln lr ~ "
+            f"U({LOG_LR_LOW:g}, {LOG_LR_HIGH:g}) from a generator seeded per data set and unit)"
+        )
     for field, name in (("weight_noise", "weight noise σ"), ("clip", "gradient-norm clip")):
         other = [v for v in values(field) if float(v) != ref[field]]
         if other:
@@ -90,6 +99,18 @@ def departures(runs: list[dict], cells: list[Cell]) -> list[str]:
     if values("hidden"):
         out.append("hidden sizes other than the paper's (Table 1)")
     return out
+
+
+def _protocol_rates(cell: Cell) -> bool:
+    """True when every learning rate of ``cell`` is one of the protocol's candidates for its
+    data set and unit (the draws ``reproduce`` makes without --log-lr)."""
+    draw = lr_candidates(
+        paper.PROTOCOL_VALUES["lr_candidates"], seed=stable_seed(cell.dataset, cell.unit)
+    )
+    return all(
+        any(math.isclose(float(r["config"]["lr"]), d, rel_tol=1e-9) for d in draw)
+        for r in cell.runs
+    )
 
 
 def reduced_banner(items: list[str]) -> str:
