@@ -47,6 +47,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.argv = list(args_in)  # provenance: the store records the command that trained into it
     # SIGTERM (`timeout`, `kill`, a batch scheduler) stops as cleanly as Ctrl-C: interrupted
     # runs go back to queued and workers are stopped, instead of dying mid-write.
     previous = None

@@ -28,7 +28,10 @@ Tables
 ``epochs``: one row per (``key``, ``epoch``) with ``train_nll``, ``valid_nll``, ``updates``,
 ``seconds``; written by upsert, so a resumed run that writes an epoch again is harmless.
 
-``meta``: store-wide ``name -> value`` strings (e.g. ``quick = "1"``).
+``meta``: store-wide ``name -> value`` strings: ``quick = "1"`` for a ``reproduce --quick`` store;
+``commands``, a JSON list of ``{"command", "at", "host"}``, one per ``train``, ``sweep`` or
+``reproduce`` call that trained into the store (see :meth:`Store.add_command`), so a report
+rebuilt later still names the commands that trained its runs.
 
 NaN is stored as NULL by SQLite; a diverged run's NLLs may therefore read back as None.
 """
@@ -393,6 +396,18 @@ class Store:
                 (name, str(value)),
             )
 
+    def add_command(self, command: str) -> None:
+        """Append ``command`` (a training command line) to the store's ``commands`` list."""
+        with self._write() as conn:
+            row = conn.execute("SELECT value FROM meta WHERE name = 'commands'").fetchone()
+            commands = _command_list(row[0] if row else None)
+            commands.append({"command": command, "at": now(), "host": socket.gethostname()})
+            conn.execute(
+                "INSERT INTO meta (name, value) VALUES ('commands', ?) "
+                "ON CONFLICT(name) DO UPDATE SET value = excluded.value",
+                (json.dumps(commands),),
+            )
+
     # -- reads ------------------------------------------------------------------------------
 
     @staticmethod
@@ -448,9 +463,24 @@ class Store:
     def meta(self) -> dict[str, str]:
         return {row["name"]: row["value"] for row in self._read("SELECT * FROM meta")}
 
+    def commands(self) -> list[dict]:
+        """The training commands recorded by :meth:`add_command`, oldest first."""
+        return _command_list(self.meta().get("commands"))
+
     def integrity_check(self) -> str:
         """SQLite's own check: ``"ok"`` when the file is sound."""
         return self._read("PRAGMA integrity_check")[0][0]
+
+
+def _command_list(value: str | None) -> list[dict]:
+    """The ``commands`` meta value as a list; an unreadable value (hand-edited) counts as none."""
+    try:
+        commands = json.loads(value) if value else []
+    except json.JSONDecodeError:
+        return []
+    if not isinstance(commands, list):
+        return []
+    return [c for c in commands if isinstance(c, dict) and isinstance(c.get("command"), str)]
 
 
 _COLUMNS = frozenset(

@@ -3,6 +3,7 @@
 import argparse
 import math
 import random
+import shlex
 import shutil
 
 import pytest
@@ -156,6 +157,13 @@ def test_reproduce_end_to_end_writes_every_report_file_and_resumes(tmp_path, tin
 
     assert main(argv) == 0  # again: nothing trained, the report rebuilt
     assert "(24 were already finished)" in capsys.readouterr().out
+    # The store names the command that trained it, so a report rebuilt later still does.
+    command = shlex.join(["rnnbench", *argv])
+    assert [c["command"] for c in store.commands()] == [command, command]
+    rebuilt = main(["report", "--store", str(out / "results.db"), "--out", str(tmp_path / "r")])
+    assert rebuilt == 0
+    md = (tmp_path / "r" / "report.md").read_text(encoding="utf-8")
+    assert f"Trained by: `{command}` (2 calls, first " in md
 
 
 @pytest.mark.slow

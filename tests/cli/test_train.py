@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import pickle
+import shlex
 
 import numpy as np
 import pytest
@@ -23,6 +24,7 @@ def run_train(argv: list[str]) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     train.register(sub)
     args = parser.parse_args(["train", *argv])
+    args.argv = ["train", *argv]  # as rnnbench.cli.main sets it
     return int(args.func(args) or 0)
 
 
@@ -84,6 +86,8 @@ def test_train_end_to_end(jsb_file, tmp_path, capsys):
         assert row["status"] == "done" and row["dataset"] == dataset and row["unit"] == "gru"
         assert row["test_nll"] == pytest.approx(float(line.split()[5]), abs=1e-4)
         assert [e["epoch"] for e in store.epochs(cfg.key())] == [1, 2]
+        command = shlex.join(["rnnbench", "train", *argv])
+        assert [c["command"] for c in store.commands()] == [command]
 
     # Again with --json: the finished run is returned from its folder, as one JSON object.
     assert run_train([*argv, "--json"]) == 0

@@ -403,7 +403,8 @@ def test_command(store_path, tmp_path, capsys):
     assert args.func(args) == 0
     assert "report.html" in capsys.readouterr().out
     md = (tmp_path / "r" / "report.md").read_text(encoding="utf-8")
-    assert f"rnnbench report --store {store_path}" in md and "--quick" in md
+    assert f"Report command: `rnnbench report --store {store_path}" in md and "--quick" in md
+    assert "Trained by: not recorded" in md  # this store was filled without a command
 
 
 def test_holm_correction():

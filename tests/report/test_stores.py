@@ -149,7 +149,7 @@ def test_command_takes_several_stores(split_stores, tmp_path, capsys):
     assert args.func(args) == 0
     assert "report.html" in capsys.readouterr().out
     md = (out / "report.md").read_text(encoding="utf-8")
-    assert f"Command: `rnnbench report --store {jsb} --store {fsdd} --out {out}`" in md
+    assert f"Report command: `rnnbench report --store {jsb} --store {fsdd} --out {out}`" in md
     assert "(27 runs)" in md and "(8 runs)" in md
 
 

@@ -110,6 +110,24 @@ def test_meta_and_set_status(tmp_path):
     assert store.get_run("a")["status"] == "queued" and store.get_run("b")["status"] == "done"
 
 
+def test_commands_are_appended_in_order_and_a_hand_edited_value_reads_as_none(tmp_path):
+    store = Store(tmp_path / "r.db")
+    assert store.commands() == []
+    store.add_command("rnnbench reproduce --sets jsb")
+    store.set_meta("quick", 1)
+    Store(tmp_path / "r.db").add_command("rnnbench reproduce --sets jsb --workers 2")
+    made = store.commands()
+    assert [c["command"] for c in made] == [
+        "rnnbench reproduce --sets jsb",
+        "rnnbench reproduce --sets jsb --workers 2",
+    ]
+    assert made[0]["at"] <= made[1]["at"] and made[0]["host"]
+    store.set_meta("commands", "{not json")
+    assert store.commands() == []
+    store.add_command("rnnbench train --dataset jsb")  # starts a fresh list, loses no run
+    assert [c["command"] for c in store.commands()] == ["rnnbench train --dataset jsb"]
+
+
 class _InterruptAfterBegin:
     """A connection whose next BEGIN runs, then a Ctrl-C strikes before the write's try."""
 

@@ -23,13 +23,13 @@ from __future__ import annotations
 
 import argparse
 import math
-import shlex
 import sys
 from pathlib import Path
 
 from rnnbench.commands.sweep import (
     add_engine_arguments,
     check_engine_arguments,
+    command_line,
     engine_kwargs,
     preflight,
     summary_line,
@@ -252,13 +252,13 @@ def handler(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
     with Store(store_path) as store:
+        store.add_command(command_line(args))
         if quick:
             store.set_meta("quick", 1)
         counts = run_sweep(stage1, store=store, out=out, then=then, **engine_kwargs(args))
     print(summary_line(counts, store_path))
     from rnnbench.report import build_report
 
-    command = shlex.join(["rnnbench", *sys.argv[1:]]) if sys.argv else None
-    report = build_report(store_path, out / "report", quick=quick, command=command)
+    report = build_report(store_path, out / "report", quick=quick, command=command_line(args))
     print(f"report: {report}" + ("  (quick: NOT the paper's protocol)" if quick else ""))
     return 1 if counts["failed"] else 0

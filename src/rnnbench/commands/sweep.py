@@ -9,6 +9,7 @@ runs and continues interrupted ones from their last epoch.
 from __future__ import annotations
 
 import argparse
+import shlex
 import sys
 from pathlib import Path
 
@@ -109,6 +110,11 @@ def engine_kwargs(args: argparse.Namespace) -> dict:
     }
 
 
+def command_line(args: argparse.Namespace) -> str:
+    """The command line that gave ``args``, as a user would retype it: ``rnnbench <arguments>``."""
+    return shlex.join(["rnnbench", *getattr(args, "argv", sys.argv[1:])])
+
+
 def summary_line(counts: dict[str, int], store_path: Path) -> str:
     return (
         f"{counts['total']} runs: {counts['done']} done, {counts['diverged']} diverged, "
@@ -128,6 +134,7 @@ def handler(args: argparse.Namespace) -> int:
     out = Path(args.out)
     store_path = Path(args.store) if args.store else out / "results.db"
     with Store(store_path) as store:
+        store.add_command(command_line(args))
         n = sum(len(p.configs) for p in populations)
         print(f"sweep {name}: {n} runs in {len(populations)} populations", file=sys.stderr)
         counts = run_sweep(populations, store=store, out=out, **engine_kwargs(args))

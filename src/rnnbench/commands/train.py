@@ -195,6 +195,7 @@ def _line(result: dict) -> str:
 def handler(args: argparse.Namespace) -> int:
     import torch
 
+    from rnnbench.commands.sweep import command_line
     from rnnbench.data.registry import load_dataset
     from rnnbench.store import Store
     from rnnbench.train.population import resolve_device, train_population
@@ -208,6 +209,7 @@ def handler(args: argparse.Namespace) -> int:
     out = Path(args.out)
     run_dirs = [out / "runs" / c.key() for c in configs]
     store = Store(args.store or out / "results.db")
+    store.add_command(command_line(args))
     keys = [c.key() for c in configs]
     finished: set[str] = set()
 

@@ -390,6 +390,23 @@ def _store_lines(sources: Sources) -> str:
     return text
 
 
+def _trained_by(commands: list[dict]) -> str:
+    """The provenance line naming the commands that trained the runs, as the stores hold them."""
+    if not commands:
+        return "Trained by: not recorded (the store predates rnnbench recording its commands)"
+    calls: dict[str, list[dict]] = {}
+    for call in sorted(commands, key=lambda c: str(c.get("at", ""))):
+        calls.setdefault(call["command"], []).append(call)
+    parts = []
+    for command, made in calls.items():
+        hosts = sorted({str(c.get("host")) for c in made if c.get("host")})
+        when = str(made[0].get("at", "?"))
+        if len(made) > 1:
+            when = f"{len(made)} calls, first {when}, last {made[-1].get('at', '?')}"
+        parts.append(f"`{command}` ({when}" + (f" on {', '.join(hosts)})" if hosts else ")"))
+    return "Trained by: " + "; ".join(parts)
+
+
 def _runs(n: int) -> str:
     return f"{n} run" if n == 1 else f"{n} runs"
 
@@ -414,7 +431,8 @@ def _front(sources: Sources, command: str, date: str, quick: bool, banner: str) 
         Heading("Provenance", 2, "provenance"),
         Bullets(
             [
-                f"Command: `{command}`",
+                _trained_by(sources.commands),
+                f"Report command: `{command}`",
                 _store_lines(sources),
                 f"Runs: {len(runs)} ({status_text})" + _span(runs),
                 "Software (from the store): " + "; ".join(_versions(runs)),

@@ -45,6 +45,11 @@ class Sources:
         return counts
 
     @property
+    def commands(self) -> list[dict]:
+        """The training commands every store recorded (``Store.add_command``)."""
+        return [c for store in self.stores for c in store.commands()]
+
+    @property
     def quick(self) -> bool:
         """True when any store is marked quick (``reproduce --quick``)."""
         return any(meta.get("quick") == "1" for meta in self.metas)
