@@ -354,7 +354,10 @@ class Store:
     def finish_run(
         self, key: str, status: str, result: dict | None = None, error: str | None = None
     ) -> None:
-        """Record a run's end: its status, the result columns present in ``result``, the error."""
+        """Record a run's end: its status, the result columns present in ``result``, the error.
+
+        ``error`` defaults to ``result["error"]``: why a diverged run diverged, in one sentence.
+        """
         if status not in STATUSES:
             raise ValueError(f"unknown status {status!r}; known: {STATUSES}")
         values: dict[str, Any] = {
@@ -365,6 +368,8 @@ class Store:
         if "checkpoint" in values and values["checkpoint"] is not None:
             values["checkpoint"] = str(values["checkpoint"])
         stamp = now()
+        if error is None and result:
+            error = result.get("error")
         values.update(status=status, error=error, updated=stamp)
         if status in FINISHED or status == "failed":
             values["finished"] = stamp

@@ -1,5 +1,6 @@
 """``rnnbench runs`` and ``rnnbench sweep`` argument handling (no training)."""
 
+import argparse
 import json
 
 import pytest
@@ -85,6 +86,7 @@ def test_runs_without_a_store_is_one_clear_error(tmp_path, capsys):
     [
         (["--workers", "0"], "--workers"),
         (["--retries", "-1"], "--retries"),
+        (["--threads", "0"], "--threads 0 is not a thread count"),
         (["--address", "auto"], "--address only applies"),
     ],
 )
@@ -124,3 +126,22 @@ def test_sweep_with_missing_data_stops_before_any_run(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "not found" in err and len(err.splitlines()) == 1
     assert not (out / "results.db").exists()
+
+
+@pytest.mark.parametrize(("engine", "name"), [("local", "threads"), ("ray", "cpus_per_trial")])
+def test_threads_reach_the_engine(engine, name):
+    from rnnbench.commands.sweep import engine_kwargs
+
+    args = argparse.Namespace(
+        engine=engine,
+        address=None,
+        workers=2,
+        retries=2,
+        device="cpu",
+        data_dir=None,
+        no_progress=True,
+        threads=1,
+    )
+    assert engine_kwargs(args)[name] == 1
+    args.threads = None
+    assert "threads" not in engine_kwargs(args) and "cpus_per_trial" not in engine_kwargs(args)

@@ -242,3 +242,16 @@ def test_a_member_that_finished_early_stays_done_when_the_rest_is_stopped(
         first, second = (store.get_run(k) for k in keys)
     assert first["status"] == "done" and first["test_nll"] == 3.0
     assert second["status"] == ("queued" if stop is KeyboardInterrupt else "failed")
+
+
+def test_a_diverged_run_says_why_on_its_last_line_and_in_the_store(jsb_file, tmp_path, capsys):
+    out = tmp_path / "results"
+    argv = ["--dataset", f"music:{jsb_file}", "--unit", "tanh", "--hidden", "6"]
+    argv += ["--max-epochs", "2", "--batch-size", "2", "--lr", "1e38", "--out", str(out)]
+    assert run_train([*argv, "--no-progress"]) == 0
+    line = capsys.readouterr().out.strip().splitlines()[-1]
+    assert line.startswith("diverged after 1 epoch: its training loss was not finite at epoch 1")
+    assert line.endswith("; try a smaller --lr")
+    with Store(out / "results.db") as store:
+        (row,) = store.runs()
+        assert row["status"] == "diverged" and row["error"] in line

@@ -91,6 +91,7 @@ def fill_store(path, datasets=tuple(LRS)) -> None:
                                     "epochs": 3,
                                     "best_epoch": 2,
                                     "seconds": 4.5,
+                                    "error": "its training loss was not finite at epoch 3, batch 2",
                                 },
                             )
                             continue

@@ -54,6 +54,21 @@ def test_runs_csv_holds_every_run_of_the_store(report_dir, store_path):
             assert float(row["test_nll"]) == pytest.approx(r["test_nll"], rel=1e-9)
 
 
+def test_diverged_and_failed_runs_are_listed_with_their_reasons(report_dir, store_path):
+    md = (report_dir / "report.md").read_text(encoding="utf-8")
+    section = md.split("## Runs that diverged or failed", 1)[1].split("\n## ", 1)[0]
+    rows = [line for line in section.splitlines() if line.startswith("| JSB")]
+    assert rows == [
+        "| JSB Chorales | GRU (reset before) | 0.01 | 0 | diverged | 3 | "
+        "its training loss was not finite at epoch 3, batch 2 |",
+        "| JSB Chorales | LSTM (peephole) | 0.01 | 1 | failed | — | out of memory |",
+    ]
+    with open(report_dir / "runs.csv", newline="", encoding="utf-8") as f:
+        errors = {row["status"]: row["error"] for row in csv.DictReader(f)}
+    assert errors["failed"] == "out of memory" and errors["done"] == ""
+    assert errors["diverged"].startswith("its training loss was not finite")
+
+
 def test_curves_csv_holds_every_chosen_seed_epoch_by_epoch(report_dir):
     rows = read_csv(report_dir / "curves.csv")
     # every seed at the chosen rate 3e-3, 6 epochs each: jsb 3 units x 3 seeds, fsdd-a 2 x 2
@@ -311,6 +326,7 @@ def test_departures_name_each_change_and_nothing_at_the_protocol(tmp_path):
     assert departures(runs, build_cells(runs)) == []
     out = build_report(path, tmp_path / "out")
     assert "PROTOCOL:" not in (out / "report.md").read_text(encoding="utf-8")
+    assert "Runs that diverged or failed" not in (out / "report.md").read_text(encoding="utf-8")
     assert read_csv(out / "table2.csv")[0]["protocol"].startswith("as stored:")
 
     other = tmp_path / "other.db"

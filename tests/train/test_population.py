@@ -170,6 +170,47 @@ def test_nan_member_is_marked_diverged_while_others_finish(tiny, tmp_path):
     assert alone[0]["test_nll"] == pytest.approx(results[2]["test_nll"], abs=1e-6)
 
 
+def test_a_diverged_member_says_why_and_a_gradient_overflow_is_named(tiny, tmp_path, monkeypatch):
+    real = population_module.clip_member_grad_norms
+    calls = iter(range(10**6))
+
+    def overflow_member_1_at_the_third_batch(params, max_norm):
+        norms = real(params, max_norm)
+        if next(calls) == 2:
+            norms[1] = math.inf
+        return norms
+
+    monkeypatch.setattr(
+        population_module, "clip_member_grad_norms", overflow_member_1_at_the_third_batch
+    )
+    configs = [cfg(lr=1e-3, seed=0), cfg(lr=2e-3, seed=1)]
+    results, dirs = run(configs, tmp_path, tiny)
+    assert [r["status"] for r in results] == ["done", "diverged"]
+    assert results[0]["error"] is None
+    why = results[1]["error"]
+    assert why.startswith("its gradient overflowed at epoch 1, batch 3 while its loss (")
+    assert "--bptt" in why
+    # The reason survives in last.pt: a resumed sweep reports the same sentence.
+    again, _ = run(configs, tmp_path, tiny)
+    assert again[1]["error"] == why
+
+
+def test_a_non_finite_loss_is_named_as_such(tiny, tmp_path):
+    results, _ = run([cfg(lr=1e38, seed=1)], tmp_path, tiny)
+    assert results[0]["status"] == "diverged"
+    # The first update (lr 1e38) ruins the weights, so the next batch's loss is not finite.
+    assert results[0]["error"] == "its training loss was not finite at epoch 1, batch 2"
+
+
+def test_divergence_reason_names_the_cause():
+    assert population_module.divergence_reason(math.nan, 2, 7, 48) == (
+        "its training loss was not finite at epoch 2, batch 7"
+    )
+    grad = population_module.divergence_reason(13.5, 1, 3, 798)
+    assert "at epoch 1, batch 3 while its loss (13.500) was finite" in grad
+    assert "through 798 time steps" in grad
+
+
 def test_early_stopping_restores_the_best_state(tiny, tmp_path, monkeypatch):
     scripted = iter([5.0, 4.0, 4.5, 4.2])  # best at epoch 2, patience 2 stops at epoch 4
     real = population_module.split_nll
@@ -353,3 +394,42 @@ def test_metric_is_frame_weighted_over_the_split():
     assert float(split_nll(model, seqs)[0]) == pytest.approx(expect, abs=1e-6)
     assert float(split_nll(model, seqs, batch_size=1)[0]) == pytest.approx(expect, abs=1e-6)
     assert expect != pytest.approx(((on + off) / 2 + on) / 2)  # not a mean of sequence means
+
+
+def test_weight_noise_makes_the_full_backward_pass_of_fsdd_b_explode_for_tanh():
+    """Why every FSDD-B tanh run of the paper's protocol diverges (docs/training.md).
+
+    σ = 0.075 on a 400 x 400 orthogonal recurrent matrix lifts its spectral radius from 1 to
+    about 1.85 (its norm to about 3.5), so the gradient through FSDD-B's 798 steps reaches ~1e37,
+    near float32's limit, on the first batch; without noise it stays near 10.
+    """
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as training runs; 2 threads on 2 busy cores take 20x longer
+    try:
+        norms = _fsdd_b_first_batch_gradient_norms()
+    finally:
+        torch.set_num_threads(threads)
+    assert not norms[0.075] < 1e30, norms  # overflowed (inf or nan) or about to
+    assert norms[0.0] < 100, norms
+
+
+def _fsdd_b_first_batch_gradient_norms() -> dict[float, float]:
+    from rnnbench.data.batching import iterate_batches
+    from rnnbench.data.registry import load_dataset
+    from rnnbench.train.protocol import WeightNoise, clip_member_grad_norms
+
+    data = load_dataset("fsdd-b")
+    batch = next(iter(iterate_batches(data.split("train"), 16, seed=0, epoch=1)))
+    assert batch.x.shape[0] == 798
+    norms = {}
+    for sigma in (0.075, 0.0):
+        model = SequenceModel(
+            "tanh", 20, data.out_dim, 400, head=data.head, init="paper", seeds=[0]
+        )
+        weights = model.weight_matrices(output=False)
+        with WeightNoise([0], sigma).applied(weights):
+            nll_sum, n, _ = model.nll(batch.x, batch.y, batch.mask)
+            (nll_sum / n).sum().backward()
+        assert torch.isfinite(nll_sum).all()
+        norms[sigma] = clip_member_grad_norms(list(model.parameters()), 0).item()
+    return norms

@@ -37,6 +37,13 @@ def add_engine_arguments(p: argparse.ArgumentParser) -> None:
         "one per GPU)",
     )
     p.add_argument(
+        "--threads",
+        type=int,
+        metavar="N",
+        help="torch threads per worker (default: CPU cores // workers); give 1 when other "
+        "jobs share the cores: torch threads that compete for a busy core run many times slower",
+    )
+    p.add_argument(
         "--retries",
         type=int,
         default=2,
@@ -76,6 +83,8 @@ def check_engine_arguments(args: argparse.Namespace) -> None:
 
     if args.workers is not None and args.workers < 1:
         raise RnnbenchError(f"--workers {args.workers} is not a worker count; use 1 or more.")
+    if args.threads is not None and args.threads < 1:
+        raise RnnbenchError(f"--threads {args.threads} is not a thread count; use 1 or more.")
     if args.retries < 0:
         raise RnnbenchError(f"--retries {args.retries} is negative; use 0 or more.")
     if args.address and args.engine != "ray":
@@ -99,7 +108,11 @@ def preflight(args: argparse.Namespace, populations) -> None:
 
 
 def engine_kwargs(args: argparse.Namespace) -> dict:
+    threads = {}
+    if args.threads is not None:  # Ray sizes each trial's CPUs, and the trial uses them all
+        threads = {"threads" if args.engine == "local" else "cpus_per_trial": args.threads}
     return {
+        **threads,
         "engine": args.engine,
         "address": args.address,
         "workers": args.workers,

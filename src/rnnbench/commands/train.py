@@ -182,10 +182,10 @@ def build_configs(args: argparse.Namespace) -> list[RunConfig]:
 
 def _line(result: dict) -> str:
     if result["status"] != "done":
-        return (
-            f"{result['status']} (NaN or infinite loss) after {result['epochs']} epochs; "
-            "try a smaller --lr"
-        )
+        why = result.get("error") or "its loss stopped being finite"
+        hint = "; try a smaller --lr" if "loss was not finite" in why else ""
+        n = result["epochs"]
+        return f"{result['status']} after {n} epoch{'' if n == 1 else 's'}: {why}{hint}"
     return (
         f"train {result['train_nll']:.4f}  valid {result['valid_nll']:.4f}  "
         f"test {result['test_nll']:.4f} (nats per step)"

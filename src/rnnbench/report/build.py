@@ -37,6 +37,7 @@ from rnnbench.report.tables import (
     fmt,
     lr_table,
     paired_table,
+    stopped_table,
     table1,
     table2,
     write_runs_csv,
@@ -484,6 +485,9 @@ def _tables(cells: list[Cell], runs: list[dict], curves: dict[str, list[dict]]) 
         if tests
         else Para("No data set has both gated and tanh runs to compare.")
     )
+    stopped = stopped_table(cells)
+    if stopped is not None:
+        blocks += [Heading("Runs that diverged or failed", 2, "stopped"), stopped]
     return blocks
 
 

@@ -409,6 +409,7 @@ RUNS_COLUMNS = [
     "test_nll",
     "seconds",
     "params",
+    "error",
 ]
 
 
@@ -453,5 +454,39 @@ def write_runs_csv(path: Path, runs: list[dict]) -> None:
                         for n in ("train_nll", "valid_nll", "test_nll", "seconds")
                     },
                     "params": r.get("params") or "",
+                    "error": r.get("error") or "",
                 }
             )
+
+
+def stopped_table(cells: list[Cell]) -> Table | None:
+    """Every diverged or failed run with the reason its trainer gave; None when there is none."""
+    rows = []
+    for cell in cells:
+        for run in cell.runs:
+            if run["status"] not in ("diverged", "failed"):
+                continue
+            rows.append(
+                [
+                    paper.dataset_info(cell.dataset).label,
+                    cell.label,
+                    fmt_lr(float(run["config"]["lr"])),
+                    str(run["config"].get("seed", "—")),
+                    run["status"],
+                    str(run.get("epochs") or "—"),
+                    run.get("error") or "not recorded (trained before rnnbench recorded reasons)",
+                ]
+            )
+    if not rows:
+        return None
+    return Table(
+        ["data set", "unit", "lr", "seed", "status", "epochs", "why"],
+        rows,
+        caption=(
+            "A diverged run stopped because its loss, gradient or validation NLL stopped being "
+            "finite; its weights stop changing and it never counts for the learning-rate choice. "
+            "A failed run raised an error (after the sweep's retries); rerunning the command "
+            "retries it."
+        ),
+        numeric=[False, False, True, True, False, True, False],
+    )

@@ -104,9 +104,10 @@ def train_population(
             population ends.
 
     Returns:
-        Per member: ``{"status": "done" | "diverged", "train_nll", "valid_nll", "test_nll",
+        Per member: ``{"status": "done" | "diverged", "error", "train_nll", "valid_nll", "test_nll",
         "best_epoch", "epochs", "updates", "seconds", "checkpoint", "params", "hidden"}``. The
-        NLLs (nats per step, clean, of the restored best state) are None for a diverged member.
+        NLLs (nats per step, clean, of the restored best state) are None for a diverged member,
+        and its ``"error"`` says why in one sentence (None for a done member).
         Finished runs found in their folders are returned without training.
 
     Each run folder is locked (``.lock``, :mod:`rnnbench.locks`) while it trains: a second
@@ -280,6 +281,7 @@ def _finalize(
         best_path = out_dirs[i] / ckpt.BEST
         result = {
             "status": "done" if ok else "diverged",
+            "error": None if ok else state.get("why") or "no epoch reached a finite validation NLL",
             "train_nll": _clean(float(scores["train"][slot])) if ok else None,
             "valid_nll": _clean(float(scores["valid"][slot])) if ok else None,
             "test_nll": _clean(float(scores["test"][slot])) if ok else None,
@@ -296,6 +298,23 @@ def _finalize(
         )
         results[i] = result
     return results
+
+
+def divergence_reason(loss: float, epoch: int, batch: int, steps: int) -> str:
+    """One sentence on why a member stopped at training ``batch`` of ``epoch``.
+
+    A finite loss with a non-finite gradient is float32 overflow in the backward pass: the
+    gradient grew through ``steps`` time steps faster than clipping (applied after the backward
+    pass) can help; a non-finite loss is the forward pass itself blowing up.
+    """
+    where = f"at epoch {epoch}, batch {batch}"
+    if not math.isfinite(loss):
+        return f"its training loss was not finite {where}"
+    return (
+        f"its gradient overflowed {where} while its loss ({loss:.3f}) was finite: backpropagation "
+        f"through {steps} time steps exploded past float32, so clipping after the backward pass "
+        "could not help; truncate it (--bptt) or lower the weight noise"
+    )
 
 
 def _make_folder(run_dir: Path) -> None:
@@ -385,6 +404,7 @@ class _Population:
         self.seconds = [0.0] * k
         self.epochs = [0] * k
         self.best_states: list[dict | None] = [None] * k
+        self.why: list[str | None] = [None] * k  # why a member diverged, in one sentence
         self.epoch = 0
         if any(r is not None for r in resume):
             self._load(resume)
@@ -411,6 +431,7 @@ class _Population:
             self.updates[k] = state["updates"]
             self.seconds[k] = state["seconds"]
             self.epochs[k] = state["epochs"]
+            self.why[k] = state.get("why")  # absent from checkpoints of older versions
             ckpt.truncate_metrics(self.run_dirs[k], self.epoch)
         torch.set_rng_state(resume[0]["torch_rng"])
         ckpt.set_numpy_rng_state(resume[0]["numpy_rng"])
@@ -432,6 +453,7 @@ class _Population:
             "noise_rng": self.noise.member_state(k),
             "early_stopping": self.stopping.member_state(k),
             "best_model": self.best_states[k],
+            "why": self.why[k],
             "torch_rng": torch.get_rng_state(),
             "numpy_rng": ckpt.numpy_rng_state(),
         }
@@ -469,7 +491,7 @@ class _Population:
             epoch=epoch,
             bptt=cfg.bptt,
         )
-        for batch in batches:
+        for number, batch in enumerate(batches, 1):
             if not batch.carry:
                 state = None
             x, y, mask = (t.to(dev) for t in (batch.x, batch.y, batch.mask))
@@ -483,6 +505,7 @@ class _Population:
             ok = finite_members(loss, norms).to(dev)
             for k in torch.nonzero(active & ~ok).flatten().tolist():
                 self.status[k] = "diverged"
+                self.why[k] = divergence_reason(float(loss[k].detach()), epoch, number, x.shape[0])
             active = active & ok
             self.optimizer.step(active)
             took = active.cpu()
@@ -530,6 +553,7 @@ class _Population:
             v = float(valid[k])
             if self.status[k] == "running" and not math.isfinite(v):
                 self.status[k] = "diverged"
+                self.why[k] = f"its validation NLL was not finite at epoch {epoch}"
             if self.status[k] == "running":
                 improved, stop = self.stopping.update(k, epoch, v)
                 if improved:
