@@ -27,6 +27,7 @@ def args(**kw):
         "lr_decay": None,
         "weight_noise": None,
         "noise_output": None,
+        "bptt": None,
     }
     return argparse.Namespace(**{**base, **kw})
 
@@ -95,6 +96,14 @@ def test_log_lr_sets_the_range_of_the_candidates_and_a_bad_range_is_one_sentence
     for bad in ([-6.0, -8.0], [-7.0, -7.0], [math.nan, -6.0]):
         with pytest.raises(RnnbenchError, match=r"^--log-lr .* is not a range: give LOW < HIGH"):
             plan(args(log_lr=bad))
+
+
+def test_bptt_reaches_every_run_and_a_bad_window_is_one_sentence():
+    stage1, then = plan(args(bptt=200, sets=["fsdd-b"], candidates=2))
+    assert {c.bptt for p in stage1 for c in p.configs} == {200}
+    assert {c.bptt for p in plan(args(sets=["fsdd-b"]))[0] for c in p.configs} == {None}
+    with pytest.raises(RnnbenchError, match=r"^--bptt 0: use a window of 1 or more steps"):
+        plan(args(bptt=0))
 
 
 def test_the_quick_plan():

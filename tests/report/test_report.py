@@ -343,6 +343,7 @@ def test_departures_name_each_change_and_nothing_at_the_protocol(tmp_path):
                 weight_noise=0.0,
                 clip=5.0,
                 hidden=8,
+                bptt=100,
             )
     runs = Store(other, readonly=True).runs()
     assert departures(runs, build_cells(runs)) == [
@@ -351,6 +352,7 @@ def test_departures_name_each_change_and_nothing_at_the_protocol(tmp_path):
         "weight noise σ 0.0 (protocol: 0.075)",
         "gradient-norm clip 5.0 (protocol: 1.0)",
         "hidden sizes other than the paper's (Table 1)",
+        "backpropagation truncated to 100 steps (protocol: whole sequences)",
     ]
     one = build_cells(runs[:1])  # one run at one of the protocol's rates
     assert departures(runs[:1], one)[1] == "1 learning-rate candidate per cell (protocol: 10)"

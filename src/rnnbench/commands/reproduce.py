@@ -121,6 +121,13 @@ def register(subparsers) -> None:
         "--no-noise-output: the recurrent layer only everywhere, as the authors' code)",
     )
     p.add_argument(
+        "--bptt",
+        type=int,
+        metavar="N",
+        help="truncate backpropagation to windows of N steps (default: whole sequences, the "
+        "paper's; FSDD-B's tanh RNN needs it: its gradient overflows through 798 steps)",
+    )
+    p.add_argument(
         "--out",
         metavar="DIR",
         help="results folder: DIR/runs, DIR/results.db, DIR/report "
@@ -161,6 +168,11 @@ def plan(args: argparse.Namespace):
         raise RnnbenchError(f"--candidates {count}: use 1 or more.")
     if args.max_epochs is not None and args.max_epochs < 1:
         raise RnnbenchError(f"--max-epochs {args.max_epochs}: use 1 or more.")
+    bptt = getattr(args, "bptt", None)
+    if bptt is not None and bptt < 1:
+        raise RnnbenchError(
+            f"--bptt {bptt}: use a window of 1 or more steps, or leave it out for whole sequences."
+        )
     noise = getattr(args, "weight_noise", None)
     if noise is not None and not (math.isfinite(noise) and noise >= 0):
         raise RnnbenchError(f"--weight-noise {noise}: use a number >= 0 (0 turns the noise off).")
@@ -184,6 +196,8 @@ def plan(args: argparse.Namespace):
             out["patience"] = QUICK["patience"]
         if args.lr_decay is not None:
             out["lr_decay"] = args.lr_decay
+        if bptt is not None:
+            out["bptt"] = bptt
         if noise is not None:
             out["weight_noise"] = noise
         if args.noise_output is not None:

@@ -67,8 +67,8 @@ REPORT_FILES = (
 def departures(runs: list[dict], cells: list[Cell]) -> list[str]:
     """How the stored runs depart from the paper's protocol in ways that move the numbers:
     fewer epochs, fewer learning-rate candidates, other weight noise or clipping, models of
-    another size. Empty when the runs follow it (batch size and the like, which the paper does
-    not publish, are in "How our setup differs" instead)."""
+    another size, truncated backpropagation. Empty when the runs follow it (batch size and the
+    like, which the paper does not publish, are in "How our setup differs" instead)."""
     ref = paper.PROTOCOL_VALUES
     done = [r for r in runs if r["status"] == "done"] or runs
     out = []
@@ -99,6 +99,10 @@ def departures(runs: list[dict], cells: list[Cell]) -> list[str]:
             out.append(f"{name} {'/'.join(map(str, other))} (protocol: {ref[field]})")
     if values("hidden"):
         out.append("hidden sizes other than the paper's (Table 1)")
+    windows = values("bptt")
+    if windows:
+        steps = "/".join(map(str, windows))
+        out.append(f"backpropagation truncated to {steps} steps (protocol: whole sequences)")
     return out
 
 
