@@ -107,7 +107,9 @@ def test_table2_says_in_progress_only_for_unfinished_cells_with_epochs(half_done
     seeds = {(r[0], r[1]): r[3] for r in md_table(md, TABLE2)}
     assert seeds[("JSB Chorales", "LSTM (peephole)")] == "in progress (see Progress)"
     assert seeds[("JSB Chorales", "tanh")] == "not run to completion"  # nothing trained yet
-    assert seeds[("FSDD-A (speech)", "tanh")] == "not run to completion"  # finished: diverged
+    assert seeds[("FSDD-A (speech)", "tanh")] == (
+        "every run diverged (see Runs that diverged or failed)"
+    )
     # The GRU search has a finished rate, but rates still training might beat it: no result.
     assert seeds[("JSB Chorales", "GRU (reset before)")] == "in progress (see Progress)"
     assert seeds[("FSDD-A (speech)", "LSTM (peephole)")] == "1"  # search done, seeds training
@@ -198,7 +200,7 @@ def test_table2_in_progress_needs_an_unfinished_run_not_just_epochs():
     [row] = [
         r for r in table2(build_cells(runs), started={"a", "b"}).rows if r[0] == "JSB Chorales"
     ]
-    assert row[3] == "not run to completion"
+    assert row[3] == "every run diverged or failed (see Runs that diverged or failed)"
     runs.append(_run("c", "queued", "lr", lr=3e-3))
     [row] = [r for r in table2(build_cells(runs), started={"a"}).rows if r[0] == "JSB Chorales"]
     assert row[3] == "in progress (see Progress)"

@@ -179,3 +179,25 @@ def test_runs_stored_before_a_config_field_existed_share_a_cell_with_new_ones(tm
     assert by_decay == {None: 2, 0.01: 1}  # the legacy run joined the new default run's cell
     report = build_report(path, tmp_path / "rep")
     assert "lr_decay 0.01/None" in (report / "report.md").read_text()
+
+
+def test_trained_by_names_each_stores_commands_and_a_cell_where_every_run_diverged(tmp_path):
+    a, b = tmp_path / "a.db", tmp_path / "b.db"
+    with Store(a) as store:  # filled before rnnbench recorded commands
+        add_run(store, "fsdd-b", "lstm", 1e-3, status="done", valid=[2.0, 1.0])
+        for lr in (1e-5, 1e-4):
+            add_run(store, "fsdd-b", "tanh", lr, status="diverged", valid=[9.0])
+    with Store(b) as store:
+        store.add_command("rnnbench reproduce --sets fsdd-b --units tanh")
+        add_run(store, "fsdd-b", "tanh", 1e-3, status="diverged", valid=[9.0])
+    md = (build_report([a, b], tmp_path / "out") / "report.md").read_text(encoding="utf-8")
+    line = next(x for x in md.splitlines() if x.startswith("- Trained by: "))
+    assert line.startswith("- Trained by: `rnnbench reproduce --sets fsdd-b --units tanh` (")
+    assert line.endswith(f"; not recorded for `{a.resolve()}`")
+    tanh = next(
+        row
+        for row in md_table(md, "Table 2: NLL per time step")
+        if row[1] == "tanh" and "FSDD-B" in row[0]
+    )
+    assert tanh[3] == "every run diverged (see Runs that diverged or failed)"
+    assert tanh[-1] == "3 diverged"

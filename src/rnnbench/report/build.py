@@ -395,8 +395,9 @@ def _store_lines(sources: Sources) -> str:
     return text
 
 
-def _trained_by(commands: list[dict]) -> str:
+def _trained_by(sources: Sources) -> str:
     """The provenance line naming the commands that trained the runs, as the stores hold them."""
+    commands = sources.commands
     if not commands:
         return "Trained by: not recorded (the store predates rnnbench recording its commands)"
     calls: dict[str, list[dict]] = {}
@@ -409,6 +410,11 @@ def _trained_by(commands: list[dict]) -> str:
         if len(made) > 1:
             when = f"{len(made)} calls, first {when}, last {made[-1].get('at', '?')}"
         parts.append(f"`{command}` ({when}" + (f" on {', '.join(hosts)})" if hosts else ")"))
+    silent = [
+        p for p, store in zip(sources.paths, sources.stores, strict=True) if not store.commands()
+    ]
+    if silent:
+        parts.append("not recorded for " + ", ".join(f"`{p.resolve()}`" for p in silent))
     return "Trained by: " + "; ".join(parts)
 
 
@@ -436,7 +442,7 @@ def _front(sources: Sources, command: str, date: str, quick: bool, banner: str) 
         Heading("Provenance", 2, "provenance"),
         Bullets(
             [
-                _trained_by(sources.commands),
+                _trained_by(sources),
                 f"Report command: `{command}`",
                 _store_lines(sources),
                 f"Runs: {len(runs)} ({status_text})" + _span(runs),

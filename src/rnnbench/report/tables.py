@@ -156,8 +156,10 @@ def _divergence_text(cell: Cell) -> str:
     for status in ("diverged", "failed"):
         n_all = cell.count(status)
         if n_all:
-            n_at = cell.count(status, cell.chosen_lr) if cell.chosen_lr is not None else 0
-            parts.append(f"{n_all} {status} ({n_at} at chosen lr)")
+            if cell.chosen_lr is None:
+                parts.append(f"{n_all} {status}")
+                continue
+            parts.append(f"{n_all} {status} ({cell.count(status, cell.chosen_lr)} at chosen lr)")
     if cell.unfinished:
         parts.append(f"{len(cell.unfinished)} unfinished")
     return "; ".join(parts) or "0"
@@ -167,10 +169,14 @@ def _no_result_text(cell: Cell, started: Collection[str]) -> str:
     """Table 2's seeds column for a cell with no completed run.
 
     "in progress (see Progress)" when runs are still queued or running and one of its runs has
-    per-epoch rows (keys in ``started``), else "not run to completion".
+    per-epoch rows (keys in ``started``); "every run diverged" (or "... failed", "... diverged
+    or failed") when every run has ended without a result; else "not run to completion".
     """
     if cell.unfinished and any(r["key"] in started for r in cell.runs):
         return "in progress (see Progress)"
+    ended = {r["status"] for r in cell.runs}
+    if cell.runs and ended <= {"diverged", "failed"}:
+        return f"every run {' or '.join(sorted(ended))} (see Runs that diverged or failed)"
     return "not run to completion"
 
 
