@@ -195,8 +195,13 @@ def test_a_diverged_member_says_why_and_a_gradient_overflow_is_named(tiny, tmp_p
     assert again[1]["error"] == why
 
 
-def test_a_non_finite_loss_is_named_as_such(tiny, tmp_path):
+def test_a_non_finite_loss_is_named_as_such(tiny, tmp_path, monkeypatch):
+    real, calls = population_module.split_nll, []
+    monkeypatch.setattr(
+        population_module, "split_nll", lambda *a, **kw: calls.append(1) or real(*a, **kw)
+    )
     results, _ = run([cfg(lr=1e38, seed=1)], tmp_path, tiny)
+    assert len(calls) == 1  # epoch 1's validation; nothing is scored for a diverged member
     assert results[0]["status"] == "diverged"
     # The first update (lr 1e38) ruins the weights, so the next batch's loss is not finite.
     assert results[0]["error"] == "its training loss was not finite at epoch 1, batch 2"

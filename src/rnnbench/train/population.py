@@ -271,8 +271,10 @@ def _finalize(
         usable.append(states[i]["status"] == "done" and best is not None)
         model.load_member_state(slot, best if best is not None else states[i]["model"])
     model.eval()
+    # Only members with a usable best state get NLLs; a population that only diverged skips
+    # the three passes over the data (minutes on the speech sets).
     scores = {
-        split: split_nll(model, dataset.split(split), device=device)
+        split: split_nll(model, dataset.split(split), device=device) if any(usable) else None
         for split in ("train", "valid", "test")
     }
     results = {}
