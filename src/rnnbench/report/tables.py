@@ -156,10 +156,9 @@ def _divergence_text(cell: Cell) -> str:
     for status in ("diverged", "failed"):
         n_all = cell.count(status)
         if n_all:
-            if cell.chosen_lr is None:
-                parts.append(f"{n_all} {status}")
-                continue
-            parts.append(f"{n_all} {status} ({cell.count(status, cell.chosen_lr)} at chosen lr)")
+            at = cell.chosen_lr is not None
+            where = f" ({cell.count(status, cell.chosen_lr)} at chosen lr)" if at else ""
+            parts.append(f"{n_all} {status}{where}")
     if cell.unfinished:
         parts.append(f"{len(cell.unfinished)} unfinished")
     return "; ".join(parts) or "0"
