@@ -433,17 +433,22 @@ class SequenceModel(nn.Module):
             ``nll_sum (K,)`` in nats, ``n_steps`` (the number of real steps, one int shared by
             all members: divide to get the paper's NLL per time step) and the final state.
         """
+        per, state = self.step_nll(x, y, mask, state)
+        n_steps = per.shape[1] * per.shape[2] if mask is None else int((mask > 0).sum())
+        return per.sum((1, 2)), n_steps, state
+
+    def step_nll(
+        self, x: Tensor, y: Tensor, mask: Tensor | None = None, state: State | None = None
+    ) -> tuple[Tensor, State]:
+        """Negative log-likelihood of every step, per member: ``(K, T, B)`` (0 on padding)
+        and the final state; :meth:`nll` sums it. Per-sequence averages start here."""
         params, state = self.forward(x, mask, state)
         if mask is None:
-            per = self.head.nll(params, y)
-            n_steps = per.shape[1] * per.shape[2]
-        else:
-            real = mask > 0
-            y = torch.where(real.unsqueeze(-1), y, y.new_zeros(()))
-            per = self.head.nll(params, y)
-            per = torch.where(real, per, per.new_zeros(()))
-            n_steps = int(real.sum())
-        return per.sum((1, 2)), n_steps, state
+            return self.head.nll(params, y), state
+        real = mask > 0
+        y = torch.where(real.unsqueeze(-1), y, y.new_zeros(()))
+        per = self.head.nll(params, y)
+        return torch.where(real, per, per.new_zeros(())), state
 
     @staticmethod
     def detach_state(state: State | None) -> State | None:

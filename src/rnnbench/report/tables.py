@@ -10,7 +10,7 @@ from pathlib import Path
 from rnnbench.errors import RnnbenchError
 from rnnbench.report import paper
 from rnnbench.report.document import Table
-from rnnbench.report.results import Cell, PairedTest
+from rnnbench.report.results import Cell, PairedTest, replicate_label
 
 CSV_COLUMNS = ["dataset", "unit", "split", "nll_mean", "nll_std", "seeds", "paper_nll"]
 CSV_EXTRA = [
@@ -251,7 +251,7 @@ def lr_table(cells: list[Cell]) -> Table:
         lrs = sorted(cell.lr_scores)
         tried = sorted({float(r["config"]["lr"]) for r in cell.runs})
         score = cell.lr_scores.get(cell.chosen_lr, (math.nan, 0))
-        seeds = ", ".join(str(s) for s in cell.compared_seeds) or "all completed runs"
+        seeds = ", ".join(replicate_label(s) for s in cell.compared_seeds) or "all search runs"
         rows.append(
             [
                 paper.dataset_info(cell.dataset).label,
@@ -278,9 +278,12 @@ def lr_table(cells: list[Cell]) -> Table:
         rows,
         caption=(
             "Each cell's learning rate is the candidate with the lowest mean validation NLL "
-            "over completed runs (diverged and failed runs never count), compared on the seeds "
-            "that completed at every candidate rate. Table 2 reports every completed seed at "
-            "that rate."
+            "over the search runs (a run that diverged after its best epoch counts from its "
+            "best state; runs that never reached a finite validation NLL, and failed runs, "
+            "never count), compared on the seeds that completed at every candidate rate. "
+            "Table 2 reports the fresh seeds at that rate, which took no part in the choice; "
+            "a cell with none (a sweep without a seeds stage) reports the runs at that rate "
+            "and is marked as including its selection runs."
         ),
         numeric=[False, False, True, True, True, True, False, False],
     )
@@ -295,7 +298,7 @@ def paired_table(tests: list[PairedTest], a: str = "GRU", b: str = "LSTM") -> Ta
                 paper.dataset_info(t.dataset).label,
                 t.a.label,
                 t.b.label,
-                ", ".join(str(s) for s in t.seeds) or "none",
+                ", ".join(replicate_label(s) for s in t.seeds) or "none",
                 fmt(t.mean_diff),
                 fmt(t.t, 2),
                 fmt(t.p, 3),

@@ -37,7 +37,7 @@ from rnnbench import locks as locks_
 from rnnbench.errors import RnnbenchError
 from rnnbench.train import checkpoint as ckpt
 from rnnbench.train.config import RunConfig, with_defaults
-from rnnbench.train.metrics import split_nll
+from rnnbench.train.metrics import split_nll, split_scores
 from rnnbench.train.protocol import (
     EarlyStopping,
     PopulationRMSProp,
@@ -268,26 +268,38 @@ def _finalize(
     usable = []
     for slot, i in enumerate(ids):
         best = states[i]["best_model"]
-        usable.append(states[i]["status"] == "done" and best is not None)
+        # A member that diverged after a best epoch keeps that best state: it is scored from
+        # it and takes part in the learning-rate choice, like the authors' code, which kept
+        # the best parameters seen (docs/training.md, "Divergence").
+        usable.append(best is not None)
         model.load_member_state(slot, best if best is not None else states[i]["model"])
     model.eval()
     # Only members with a usable best state get NLLs; a population that only diverged skips
     # the three passes over the data (minutes on the speech sets).
     scores = {
-        split: split_nll(model, dataset.split(split), device=device) if any(usable) else None
+        split: split_scores(model, dataset.split(split), device=device) if any(usable) else None
         for split in ("train", "valid", "test")
     }
     results = {}
     for slot, i in enumerate(ids):
         state, ok = states[i], usable[slot]
         best_path = out_dirs[i] / ckpt.BEST
+        best_epoch = state["early_stopping"]["best_epoch"] or None
+        if not ok:
+            error = state.get("why") or "no epoch reached a finite validation NLL"
+        elif state["status"] == "diverged":
+            error = diverged_after_best(state["epochs"], best_epoch, state.get("why"))
+        else:
+            error = None
         result = {
             "status": "done" if ok else "diverged",
-            "error": None if ok else state.get("why") or "no epoch reached a finite validation NLL",
-            "train_nll": _clean(float(scores["train"][slot])) if ok else None,
-            "valid_nll": _clean(float(scores["valid"][slot])) if ok else None,
-            "test_nll": _clean(float(scores["test"][slot])) if ok else None,
-            "best_epoch": state["early_stopping"]["best_epoch"] or None,
+            "error": error,
+            **{
+                f"{split}_nll{suffix}": _clean(float(scores[split][kind][slot])) if ok else None
+                for split in ("train", "valid", "test")
+                for kind, suffix in (("frame", ""), ("sequence", "_seq"))
+            },
+            "best_epoch": best_epoch,
             "epochs": state["epochs"],
             "updates": state["updates"],
             "seconds": round(state["seconds"], 6),
@@ -300,6 +312,18 @@ def _finalize(
         )
         results[i] = result
     return results
+
+
+DIVERGED_AFTER_BEST = "diverged at epoch"
+
+
+def diverged_after_best(epoch: int, best_epoch: int | None, why: str | None) -> str:
+    """The flag of a run scored from its best state after it diverged: "diverged at epoch 95
+    after its best at 92 (scored from its best state): ..." (the store's ``error``)."""
+    text = (
+        f"{DIVERGED_AFTER_BEST} {epoch} after its best at {best_epoch} (scored from its best state)"
+    )
+    return f"{text}: {why}" if why else text
 
 
 def divergence_reason(loss: float, epoch: int, batch: int, steps: int) -> str:
