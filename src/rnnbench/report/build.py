@@ -22,6 +22,7 @@ from rnnbench.errors import RnnbenchError
 from rnnbench.report import paper
 from rnnbench.report.compute import compute_table
 from rnnbench.report.document import Banner, Block, Bullets, Heading, Image, Para, to_markdown
+from rnnbench.report.exports import EXPORT_FILES, collect, write_exports
 from rnnbench.report.figures import learning_curves, write_curves_csv
 from rnnbench.report.html import to_html
 from rnnbench.report.progress import cell_progress, progress_table
@@ -61,6 +62,7 @@ REPORT_FILES = (
     "curves.csv",
     "figure2.png",
     "figure3.png",
+    *EXPORT_FILES,
 )
 
 
@@ -91,7 +93,7 @@ def departures(runs: list[dict], cells: list[Cell]) -> list[str]:
         out.append(
             f"learning rates other than the protocol's draw in {len(drawn_elsewhere)} of "
             f"{len(n_lrs)} cells (protocol: {ref['lr_candidates']} per cell, ln lr ~ "
-            f"U({LOG_LR_LOW:g}, {LOG_LR_HIGH:g}) from a generator seeded per data set and unit)"
+            f"U({LOG_LR_LOW:g}, {LOG_LR_HIGH:g}) from a generator seeded per data set)"
         )
     for field, name in (("weight_noise", "weight noise σ"), ("clip", "gradient-norm clip")):
         other = [v for v in values(field) if float(v) != ref[field]]
@@ -99,6 +101,12 @@ def departures(runs: list[dict], cells: list[Cell]) -> list[str]:
             out.append(f"{name} {'/'.join(map(str, other))} (protocol: {ref[field]})")
     if values("hidden"):
         out.append("hidden sizes other than the paper's (Table 1)")
+    biased = [c for c in cells if c.chosen_lr is not None and not c.fresh]
+    if biased:
+        out.append(
+            f"in {len(biased)} cells the reported seeds include the runs that chose the "
+            "learning rate (no fresh seeds; their means are biased low and they are not tested)"
+        )
     windows = values("bptt")
     if windows:
         steps = "/".join(map(str, windows))
@@ -109,8 +117,10 @@ def departures(runs: list[dict], cells: list[Cell]) -> list[str]:
 def _protocol_rates(cell: Cell) -> bool:
     """True when every learning rate of ``cell`` is one of the protocol's candidates for its
     data set and unit (the draws ``reproduce`` makes without --log-lr)."""
-    draw = lr_candidates(
-        paper.PROTOCOL_VALUES["lr_candidates"], seed=stable_seed(cell.dataset, cell.unit)
+    count = paper.PROTOCOL_VALUES["lr_candidates"]
+    # One draw per data set (since the selection fix); the first grids drew per unit.
+    draw = lr_candidates(count, seed=stable_seed(cell.dataset)) + lr_candidates(
+        count, seed=stable_seed(cell.dataset, cell.unit)
     )
     return all(
         any(math.isclose(float(r["config"]["lr"]), d, rel_tol=1e-9) for d in draw)
@@ -300,6 +310,7 @@ def build_report(
         curves = _curves(sources, cells)
         sharing = _sharing(sources, runs, cells, curves)
         cost = compute_table(cells, lambda key: curves.get(key) or sources.epochs(key))
+        exported = collect(sources)
     quick = quick or sources.quick or any(r.get("quick") for r in runs)
     _make_folder(out)
     if command is None:
@@ -338,6 +349,7 @@ def build_report(
     if banner:
         blocks.append(Banner(banner))
     write_curves_csv(out / "curves.csv", cells, curves, sharing)
+    write_exports(exported, out)  # the stores as text: `report --store OUT` rebuilds it all
     _write(out, blocks, cells, runs, quick, provenance, reduced=bool(banner) and not quick)
     return out
 

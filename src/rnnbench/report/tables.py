@@ -22,6 +22,10 @@ CSV_EXTRA = [
     "diff_vs_paper",
     "diverged",
     "failed",
+    "diverged_after_best",
+    "nll_seq_mean",
+    "nll_seq_std",
+    "fresh_seeds",
     "note",
     "protocol",
     "provenance",
@@ -159,9 +163,19 @@ def _divergence_text(cell: Cell) -> str:
             at = cell.chosen_lr is not None
             where = f" ({cell.count(status, cell.chosen_lr)} at chosen lr)" if at else ""
             parts.append(f"{n_all} {status}{where}")
+    late = sum(1 for r in cell.runs if diverged_late(r))
+    if late:
+        parts.append(f"{late} diverged after their best (scored from it)")
     if cell.unfinished:
         parts.append(f"{len(cell.unfinished)} unfinished")
     return "; ".join(parts) or "0"
+
+
+def diverged_late(run: dict) -> bool:
+    """A ``done`` run scored from its best state after it diverged (its ``error`` says so)."""
+    from rnnbench.train.population import DIVERGED_AFTER_BEST
+
+    return run["status"] == "done" and (run.get("error") or "").startswith(DIVERGED_AFTER_BEST)
 
 
 def _no_result_text(cell: Cell, started: Collection[str]) -> str:
@@ -195,9 +209,10 @@ def table2(cells: list[Cell], started: Collection[str] = ()) -> Table:
             ours = ["—", _no_result_text(cell, started), "—", "—", "—", "—", "—", "—", "—"]
         else:
             lo, hi = te.ci95
+            seq = cell.summary("test", "sequence")
             ours = [
                 fmt_lr(cell.chosen_lr),
-                str(tr.n),
+                str(tr.n) + ("" if cell.fresh else " (incl. selection runs)"),
                 f"{fmt(tr.mean)} ± {fmt(tr.std)}",
                 fmt(ref[0], 2) if ref else "—",
                 _signed(tr.mean - ref[0]) if ref else "—",
@@ -205,7 +220,10 @@ def table2(cells: list[Cell], started: Collection[str] = ()) -> Table:
                 f"[{fmt(lo)}, {fmt(hi)}]" if tr.n >= 2 else "—",
                 fmt(ref[1], 2) if ref else "—",
                 _signed(te.mean - ref[1]) if ref else "—",
+                f"{fmt(seq.mean)} ± {fmt(seq.std)}" if seq.n else "—",
             ]
+        if cell.chosen_lr is None:
+            ours.append("—")
         if cell.chosen_lr is None and ref:
             ours[3], ours[7] = fmt(ref[0], 2), fmt(ref[1], 2)
         rows.append(
@@ -230,17 +248,21 @@ def table2(cells: list[Cell], started: Collection[str] = ()) -> Table:
             "test 95% CI",
             "test (paper)",
             "Δ test",
+            "test NLL per sequence",
             "diverged / failed",
         ],
         rows,
         caption=(
-            "NLL per time step in nats: mean ± sample standard deviation over the seeds at the "
-            "chosen learning rate; 95% CI from the t-distribution; Δ = ours − paper (negative "
-            "is better than the paper). The paper's numbers are single runs. FSDD stands in for "
-            "the private Ubisoft sets, so its rows have no paper value; the Ubisoft rows are "
-            "the paper's, for reference."
+            "NLL per time step in nats: mean ± sample standard deviation over the fresh seeds "
+            "at the chosen learning rate (seeds that took no part in choosing it); 95% CI from "
+            "the t-distribution; Δ = ours − paper (negative is better than the paper). The "
+            "test NLL is frame-weighted (every predicted step of the split counts once, the "
+            'paper\'s metric); "per sequence" is the mean over test sequences of each '
+            "sequence's NLL per step, for papers that report that average. The paper's numbers "
+            "are single runs. FSDD stands in for the private Ubisoft sets, so its rows have no "
+            "paper value; the Ubisoft rows are the paper's, for reference."
         ),
-        numeric=[False, False, True, True, True, True, True, True, True, True, True, False],
+        numeric=[False, False, True, True, True, True, True, True, True, True, True, True, False],
     )
 
 
@@ -348,6 +370,7 @@ def write_table2_csv(path: Path, cells: list[Cell], protocol: str, provenance: s
         ref = paper.paper_nll(cell.dataset, cell.unit)
         for split in ("train", "valid", "test"):
             s = cell.summary(split)
+            seq = cell.summary(split, "sequence")
             ref_v = {"train": ref[0], "test": ref[1]}.get(split) if ref else None
             lo, hi = s.ci95
             note = "" if cell.chosen_lr is not None else "no completed run"
@@ -368,6 +391,10 @@ def write_table2_csv(path: Path, cells: list[Cell], protocol: str, provenance: s
                     "diff_vs_paper": _csv_num(s.mean - ref_v) if ref_v is not None else "",
                     "diverged": cell.count("diverged"),
                     "failed": cell.count("failed"),
+                    "diverged_after_best": sum(1 for r in cell.runs if diverged_late(r)),
+                    "nll_seq_mean": _csv_num(seq.mean),
+                    "nll_seq_std": _csv_num(seq.std),
+                    "fresh_seeds": int(cell.fresh),
                     "note": note,
                 }
             )
@@ -407,6 +434,7 @@ RUNS_COLUMNS = [
     "stage",
     "lr",
     "seed",
+    "data_seed",
     "batch_size",
     "hidden",
     "status",
@@ -415,6 +443,9 @@ RUNS_COLUMNS = [
     "train_nll",
     "valid_nll",
     "test_nll",
+    "train_nll_seq",
+    "valid_nll_seq",
+    "test_nll_seq",
     "seconds",
     "params",
     "error",
@@ -452,6 +483,7 @@ def write_runs_csv(path: Path, runs: list[dict]) -> None:
                     "stage": r.get("stage") or "",
                     "lr": _csv_num(c["lr"]),
                     "seed": c.get("seed", 0),
+                    "data_seed": c.get("data_seed", 0),
                     "batch_size": c.get("batch_size", ""),
                     "hidden": r.get("hidden") or c.get("hidden") or "",
                     "status": r["status"],
@@ -459,7 +491,15 @@ def write_runs_csv(path: Path, runs: list[dict]) -> None:
                     "best_epoch": r.get("best_epoch") if r.get("best_epoch") is not None else "",
                     **{
                         n: _csv_num(r.get(n))
-                        for n in ("train_nll", "valid_nll", "test_nll", "seconds")
+                        for n in (
+                            "train_nll",
+                            "valid_nll",
+                            "test_nll",
+                            "train_nll_seq",
+                            "valid_nll_seq",
+                            "test_nll_seq",
+                            "seconds",
+                        )
                     },
                     "params": r.get("params") or "",
                     "error": r.get("error") or "",
@@ -472,7 +512,7 @@ def stopped_table(cells: list[Cell]) -> Table | None:
     rows = []
     for cell in cells:
         for run in cell.runs:
-            if run["status"] not in ("diverged", "failed"):
+            if run["status"] not in ("diverged", "failed") and not diverged_late(run):
                 continue
             rows.append(
                 [
@@ -492,7 +532,9 @@ def stopped_table(cells: list[Cell]) -> Table | None:
         rows,
         caption=(
             "A diverged run stopped because its loss, gradient or validation NLL stopped being "
-            "finite; its weights stop changing and it never counts for the learning-rate choice. "
+            "finite; its weights stop changing. A run that diverged after a best epoch (status "
+            "done) is scored from that best state and counts for the learning-rate choice like "
+            "any other; one that diverged before any finite validation NLL never counts. "
             "A failed run raised an error (after the sweep's retries); rerunning the command "
             "retries it."
         ),
