@@ -243,7 +243,8 @@ def _torch_variant_loop(cell, variant, xw, w_hh, b_hh, w_ch, reset, mask, h, c):
     outs = []
     for xw_t, m in zip(xw.unbind(1), steps, strict=True):
         if cell == "lstm":
-            gates = dict(zip(names, (xw_t + _affine(h, w_hh_t, b_rec)).chunk(len(names), -1)))
+            blocks = (xw_t + _affine(h, w_hh_t, b_rec)).chunk(len(names), -1)
+            gates = dict(zip(names, blocks, strict=True))
             h_new, c_new = _lstm_variant_step(variant, gates, c, peep)
         else:
             h_new = _gru_variant_step(variant, xw_t, h, w_s_t, w_n_t, b_s, b_n, reset)
@@ -270,10 +271,7 @@ def _lstm_variant_step(variant, a, c, peep):
         return torch.sigmoid(a[name])
 
     i = gate("i", c)
-    if variant == "cifg":
-        f = 1 - i
-    else:
-        f = gate("f", c)
+    f = 1 - i if variant == "cifg" else gate("f", c)
     g = a["g"] if variant == "niaf" else torch.tanh(a["g"])
     c_new = (c if f is None else f * c) + (g if i is None else i * g)
     o = gate("o", c_new)
