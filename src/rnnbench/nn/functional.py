@@ -126,11 +126,11 @@ def _check(cell, x, w_ih, w_hh, w_ch, reset, backend, variant) -> tuple[str, str
     """Validate the arguments; returns the canonical ``(variant, reset)``."""
     if cell not in GATES:
         raise RnnbenchError(f"unknown cell {cell!r}; choose one of {sorted(GATES)}.")
+    if reset not in RESETS:
+        raise RnnbenchError(f"reset must be 'before' or 'after', not {reset!r}.")
     if variant == "np" and w_ch is not None:
         raise RnnbenchError("variant 'np' has no peepholes; pass w_ch=None.")
     variant, _, reset = _variants.resolve(cell, variant, w_ch is not None, reset)
-    if reset not in RESETS:
-        raise RnnbenchError(f"reset must be 'before' or 'after', not {reset!r}.")
     if backend not in BACKENDS:
         raise RnnbenchError(f"backend must be one of {BACKENDS}, not {backend!r}.")
     if x.dim() not in (3, 4):
