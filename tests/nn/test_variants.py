@@ -390,3 +390,37 @@ def test_sequence_model_runs_a_variant_population():
     nll.sum().backward()
     assert steps == 18 and model.weight_hh_l0.grad.shape == (2, 8, 4)
     assert "variant='mgu'" in repr(model)
+
+
+def test_variants_in_sweeps_store_and_params():
+    from rnnbench.commands.params import collect
+    from rnnbench.store import form_of
+    from rnnbench.sweeps.grid import parse_sweep
+
+    spec = {
+        "datasets": ["jsb"],
+        "units": ["lstm", "gru"],
+        "forms": ["paper", "cudnn", "np", "after", "nig", "mgu"],
+        "seeds": 1,
+        "lr": {"values": [1e-3]},
+    }
+    _, pops = parse_sweep(spec)
+    forms = [form_of(p.configs[0].to_dict()) for p in pops]
+    # np and after are the cuDNN forms: one population each, not two
+    assert forms == ["peephole", "no-peephole", "nig", "reset-before", "reset-after", "mgu"]
+    mgu_after = RunConfig(dataset="jsb", unit="gru", variant="mgu", reset="after").to_dict()
+    assert form_of(mgu_after) == "mgu-reset-after"
+
+    class Args:
+        task, budget, match, no_peephole, reset, variant = (
+            "music",
+            None,
+            "paper",
+            False,
+            "before",
+            ["nig"],
+        )
+
+    report = collect(Args())
+    assert report["units"]["lstm nig"]["hidden"] == 45
+    assert report["units"]["lstm nig"]["recurrent_params"] == 3 * 45 * (88 + 45) + 3 * 45 + 2 * 45
