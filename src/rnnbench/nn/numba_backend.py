@@ -15,6 +15,10 @@ up to 10x slower on a busy 2-core machine).
 
 The kernels compile on first use (about 15 s for the three cells in one dtype on 2 cores) and
 are cached on disk (numba ``cache=True``), so later processes start in about a second.
+
+The variants of :mod:`rnnbench.nn.variants` that remove or change a gate run two more kernel
+pairs, one for every LSTM variant and one for every GRU variant, with the variant as flags
+(about 15 s more to compile per dtype, once); the full units keep their own kernels.
 """
 
 from __future__ import annotations
