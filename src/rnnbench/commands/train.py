@@ -71,10 +71,18 @@ def register(subparsers) -> None:
         help="GRU reset gate before (the paper) or after (cuDNN) the recurrent product",
     )
     p.add_argument(
+        "--variant",
+        default="",
+        metavar="NAME",
+        help="a variant of the unit (docs/variants.md): LSTM np, nig, nfg, nog, niaf, noaf, "
+        "cifg, fb1; GRU after, nrg, nug, mgu (default: the full unit)",
+    )
+    p.add_argument(
         "--hidden",
         type=int,
         metavar="N",
-        help="hidden units (default: the paper's size for the task and unit)",
+        help="hidden units (default: the paper's size for the task and unit; a variant that "
+        "removes gates: the size that matches the paper's parameter count)",
     )
     p.add_argument(
         "--lr",

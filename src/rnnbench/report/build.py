@@ -614,6 +614,8 @@ def _protocol_summary(runs: list[dict]) -> str:
         values = sorted({str(r["config"].get(field)) for r in runs})
         parts.append(f"{field} {'/'.join(values)}")
     for field, default in LATER_FIELDS.items():  # named only where a run left the default
+        if field == "variant":  # a unit form, named in the cells (docs/variants.md)
+            continue
         values = sorted({str(r["config"].get(field, default)) for r in runs})
         if values != [str(default)]:
             parts.append(f"{field} {'/'.join(values)}")

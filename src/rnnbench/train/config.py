@@ -70,12 +70,16 @@ class RunConfig:
         lr_decay: None (a constant learning rate), or the factor the learning rate reaches at
             ``max_epochs``, falling linearly from 1 at epoch 1 (the authors' code used 0.01;
             :func:`rnnbench.train.protocol.lr_factor`).
+        variant: ``""`` (the unit in its form above) or a variant of
+            :mod:`rnnbench.nn.variants` (issue 13). Stored canonical: ``"np"`` becomes
+            ``peephole=False`` and ``"after"`` ``reset="after"`` (with ``variant=""``), so one
+            model has one key; ``"nrg"`` stores ``reset="before"`` (no reset gate).
         noise_output: whether weight noise also perturbs the output layer's weights; the
             authors' code put it on the recurrent layer only. None means the task's default,
             :data:`DEFAULT_NOISE_OUTPUT` (music True, speech False), and is stored resolved.
 
-    ``lr_decay`` and ``noise_output`` came after the first grids: at their defaults they are
-    left out of :meth:`key`, so the runs stored before them keep their keys.
+    ``lr_decay``, ``noise_output`` and ``variant`` came after the first grids: at their
+    defaults they are left out of :meth:`key`, so the runs stored before them keep their keys.
     """
 
     dataset: str
@@ -98,6 +102,7 @@ class RunConfig:
     rms_eps: float = 1e-6
     lr_decay: float | None = None
     noise_output: bool | None = None
+    variant: str = ""
 
     def __post_init__(self) -> None:
         def fail(field: str, value, fix: str):
@@ -121,6 +126,19 @@ class RunConfig:
         set_(self, "peephole", bool(self.peephole) and self.unit == "lstm")
         if self.unit != "gru":
             set_(self, "reset", "before")
+        if not isinstance(self.variant, str):
+            fail("variant", self.variant, "use a variant name or ''")
+        from rnnbench.nn.variants import resolve
+
+        try:
+            variant, peephole, reset = resolve(
+                self.unit, self.variant, self.peephole and self.variant != "np", self.reset
+            )
+        except RnnbenchError as exc:
+            fail("variant", self.variant, str(exc).split("; ", 1)[-1].rstrip("."))
+        set_(self, "variant", variant)
+        set_(self, "peephole", peephole)
+        set_(self, "reset", reset)
         for name in ("hidden", "bptt"):
             value = getattr(self, name)
             if value is not None:
@@ -196,7 +214,7 @@ class RunConfig:
 
 
 # Fields added after runs were stored, with their defaults: left out of the key at the default.
-LATER_FIELDS = {"lr_decay": None, "noise_output": True}
+LATER_FIELDS = {"lr_decay": None, "noise_output": True, "variant": ""}
 
 
 def _keyed(d: dict) -> dict:

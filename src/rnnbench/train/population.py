@@ -174,7 +174,7 @@ def _train_locked(
         from rnnbench.data.registry import load_dataset
 
         dataset = load_dataset(configs[0].dataset, data_dir)
-    hidden = configs[0].hidden or _paper_hidden(dataset, configs[0].unit)
+    hidden = configs[0].hidden or _paper_hidden(dataset, configs[0])
     bar = None
     if progress:
         from tqdm import tqdm
@@ -232,10 +232,12 @@ def _train_locked(
     return results  # type: ignore[return-value]
 
 
-def _paper_hidden(dataset, unit: str) -> int:
+def _paper_hidden(dataset, cfg) -> int:
     from rnnbench.models import paper_hidden
 
-    return paper_hidden(dataset.task, unit)
+    if not cfg.variant:  # the paper's size for both forms, as before the variants
+        return paper_hidden(dataset.task, cfg.unit)
+    return paper_hidden(dataset.task, cfg.unit, variant=cfg.variant, peephole=cfg.peephole)
 
 
 def _build_model(configs, dataset, *, hidden, device, backend):
@@ -251,6 +253,7 @@ def _build_model(configs, dataset, *, hidden, device, backend):
         population=len(configs),
         peephole=cfg.peephole,
         reset=cfg.reset,
+        variant=cfg.variant,
         init=cfg.init,
         seeds=[c.seed for c in configs],
         backend=backend,
