@@ -45,6 +45,7 @@ from rnnbench.report.tables import (
 )
 from rnnbench.sweeps.grid import LOG_LR_HIGH, LOG_LR_LOW, lr_candidates, stable_seed
 from rnnbench.train.config import LATER_FIELDS
+from rnnbench.train.presets import preset_departures
 
 QUICK_BANNER = (
     "QUICK RUN: these numbers do not follow the paper's protocol (few learning-rate "
@@ -103,7 +104,7 @@ def departures(runs: list[dict], cells: list[Cell]) -> list[str]:
     if windows:
         steps = "/".join(map(str, windows))
         out.append(f"backpropagation truncated to {steps} steps (protocol: whole sequences)")
-    return out
+    return out + preset_departures(done)
 
 
 def _protocol_rates(cell: Cell) -> bool:
