@@ -20,6 +20,7 @@ from pathlib import Path
 from rnnbench import __version__
 from rnnbench.errors import RnnbenchError
 from rnnbench.report import paper
+from rnnbench.report.baselines import with_baselines
 from rnnbench.report.compute import compute_table
 from rnnbench.report.document import Banner, Block, Bullets, Heading, Image, Para, to_markdown
 from rnnbench.report.figures import learning_curves, write_curves_csv
@@ -466,7 +467,10 @@ def _tables(cells: list[Cell], runs: list[dict], curves: dict[str, list[dict]]) 
         Heading("Table 1: model sizes", 2, "table1"),
         table1(runs),
         Heading("Table 2: NLL per time step", 2, "table2"),
-        table2(cells, started={key for key, rows in curves.items() if rows}),
+        with_baselines(
+            table2(cells, started={key for key, rows in curves.items() if rows}),
+            [c.dataset for c in cells],
+        ),
     ]
     blocks += _progress(cells, curves)
     blocks += [
