@@ -25,6 +25,7 @@ from rnnbench.report.compute import compute_table
 from rnnbench.report.document import Banner, Block, Bullets, Heading, Image, Para, to_markdown
 from rnnbench.report.figures import learning_curves, write_curves_csv
 from rnnbench.report.html import to_html
+from rnnbench.report.literature import literature_blocks
 from rnnbench.report.progress import cell_progress, progress_table
 from rnnbench.report.results import (
     GATED_AGAINST_TANH,
@@ -473,6 +474,7 @@ def _tables(cells: list[Cell], runs: list[dict], curves: dict[str, list[dict]]) 
         ),
     ]
     blocks += _progress(cells, curves)
+    blocks += literature_blocks([c.dataset for c in cells])
     blocks += [
         Heading("Learning-rate choice", 2, "lr"),
         lr_table(cells),
