@@ -39,8 +39,9 @@ from rnnbench.train import authors
 from rnnbench.train import checkpoint as ckpt
 from rnnbench.train.config import RunConfig, with_defaults
 from rnnbench.train.metrics import split_nll
-from rnnbench.train.protocol import (
+from rnnbench.train.protocol import (  # PopulationRMSProp: tests patch its step here
     EarlyStopping,
+    PopulationRMSProp,  # noqa: F401
     WeightNoise,
     clip_member_grad_norms,
     finite_members,
