@@ -100,3 +100,16 @@ def test_table2_gets_the_rows_after_its_data_set(data_root, monkeypatch):
     markov = out.rows[2]
     assert markov[0] == "JSB Chorales" and markov[3] == "10.491" and markov[4] == "10.489"
     assert "add-half smoothing" in out.caption
+
+
+def test_table2_without_the_data_says_so(monkeypatch):
+    from rnnbench.report import baselines as report_baselines
+
+    def missing(name):
+        raise RnnbenchError(f"{name} not found")
+
+    monkeypatch.setattr(report_baselines, "_scores", missing)
+    table = Table(["data set", "unit", "test NLL (ours)"], [["JSB Chorales", "GRU", "8.6"]])
+    out = with_baselines(table, ["jsb"])
+    assert out.rows == table.rows
+    assert "Baselines not computed (data not found): JSB Chorales." in out.caption
