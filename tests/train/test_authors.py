@@ -218,3 +218,34 @@ def test_reproduce_and_sweep_files_take_the_protocol():
     }
     _, pops = parse_sweep(spec)
     assert pops[0].configs[0] == authors_config(max_epochs=20)
+
+
+class _Stop(Exception):
+    pass
+
+
+def test_resume_and_population_give_the_same_result_as_one_straight_run(tiny, tmp_path):
+    # the velocity holds the (decaying) rate: a resumed run must continue it exactly
+    from rnnbench.train.population import train_population
+
+    configs = [
+        authors_config(hidden=4, max_epochs=3, lr=lr, seed=s) for lr, s in ((0.01, 0), (0.003, 1))
+    ]
+
+    def run(folder, on_epoch=None, members=configs):
+        dirs = [tmp_path / folder / c.key() for c in members]
+        return train_population(members, out_dirs=dirs, dataset=tiny, on_epoch=on_epoch)
+
+    straight = run("straight")
+
+    def stop(k, record):
+        if record["epoch"] == 2:
+            raise _Stop
+
+    with pytest.raises(_Stop):
+        run("resumed", stop)
+    resumed = run("resumed")
+    for a, b in zip(straight, resumed, strict=True):
+        assert a["test_nll"] == b["test_nll"] and a["best_epoch"] == b["best_epoch"]
+    (alone,) = run("alone", members=configs[1:])
+    assert alone["test_nll"] == pytest.approx(straight[1]["test_nll"], rel=1e-6)
