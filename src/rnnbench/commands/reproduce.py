@@ -37,7 +37,8 @@ from rnnbench.commands.sweep import (
     summary_line,
 )
 from rnnbench.errors import RnnbenchError
-from rnnbench.train.config import UNITS
+from rnnbench.train.config import PROTOCOLS, UNITS
+from rnnbench.train.presets import with_preset
 
 PAPER_SETS = ("jsb", "nottingham", "musedata", "pianomidi", "fsdd-a", "fsdd-b")
 QUICK_SETS = ("jsb", "fsdd-a")
@@ -131,6 +132,15 @@ def register(subparsers) -> None:
         "paper's; FSDD-B's tanh RNN needs it: its gradient overflows through 798 steps)",
     )
     p.add_argument(
+        "--protocol",
+        choices=PROTOCOLS,
+        default="paper",
+        help="paper (default) or authors: the authors' code's recipe for every run (batch 1, "
+        "summed cost, RMSProp eps 0.01 as a floor, the update clipped instead of the gradient, "
+        "lr decayed to 1%%, no early stopping, noise on the recurrent layer only; "
+        "docs/training.md); the options above override its values",
+    )
+    p.add_argument(
         "--out",
         metavar="DIR",
         help="results folder: DIR/runs, DIR/results.db, DIR/report "
@@ -205,7 +215,7 @@ def plan(args: argparse.Namespace):
             out["weight_noise"] = noise
         if args.noise_output is not None:
             out["noise_output"] = args.noise_output
-        return out
+        return with_preset({"protocol": getattr(args, "protocol", "paper"), **out})
 
     def hidden(dataset: str, unit: str) -> int | None:
         if not quick or task_of(dataset) != "speech":

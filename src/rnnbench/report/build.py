@@ -20,11 +20,13 @@ from pathlib import Path
 from rnnbench import __version__
 from rnnbench.errors import RnnbenchError
 from rnnbench.report import paper
+from rnnbench.report.baselines import with_baselines
 from rnnbench.report.compute import compute_table
 from rnnbench.report.document import Banner, Block, Bullets, Heading, Image, Para, to_markdown
 from rnnbench.report.exports import EXPORT_FILES, collect, write_exports
 from rnnbench.report.figures import learning_curves, write_curves_csv
 from rnnbench.report.html import to_html
+from rnnbench.report.literature import literature_blocks
 from rnnbench.report.progress import cell_progress, progress_table
 from rnnbench.report.results import (
     GATED_AGAINST_TANH,
@@ -46,6 +48,7 @@ from rnnbench.report.tables import (
 )
 from rnnbench.sweeps.grid import LOG_LR_HIGH, LOG_LR_LOW, lr_candidates, stable_seed
 from rnnbench.train.config import LATER_FIELDS
+from rnnbench.train.presets import preset_departures
 
 QUICK_BANNER = (
     "QUICK RUN: these numbers do not follow the paper's protocol (few learning-rate "
@@ -111,7 +114,7 @@ def departures(runs: list[dict], cells: list[Cell]) -> list[str]:
     if windows:
         steps = "/".join(map(str, windows))
         out.append(f"backpropagation truncated to {steps} steps (protocol: whole sequences)")
-    return out
+    return out + preset_departures(done)
 
 
 def _protocol_rates(cell: Cell) -> bool:
@@ -477,9 +480,13 @@ def _tables(cells: list[Cell], runs: list[dict], curves: dict[str, list[dict]]) 
         Heading("Table 1: model sizes", 2, "table1"),
         table1(runs),
         Heading("Table 2: NLL per time step", 2, "table2"),
-        table2(cells, started={key for key, rows in curves.items() if rows}),
+        with_baselines(
+            table2(cells, started={key for key, rows in curves.items() if rows}),
+            [c.dataset for c in cells],
+        ),
     ]
     blocks += _progress(cells, curves)
+    blocks += literature_blocks([c.dataset for c in cells])
     blocks += [
         Heading("Learning-rate choice", 2, "lr"),
         lr_table(cells),

@@ -26,6 +26,8 @@ Sweep files (``rnnbench sweep CONFIG.toml``; example in ``examples/sweep.toml``)
     [train]                             # any RunConfig field but the ones above
     max_epochs = 200
     batch_size = 16
+    # protocol = "authors"              # the authors' recipe (docs/training.md); the keys
+                                        # beside it override its values
 
 Forms: ``paper`` is the peephole LSTM and the reset-before GRU, ``cudnn`` the LSTM without
 peepholes and the reset-after GRU (as ``torch.nn``). A variant name of
@@ -52,6 +54,7 @@ from rnnbench.data.names import task_of
 from rnnbench.errors import RnnbenchError
 from rnnbench.nn.variants import VARIANTS
 from rnnbench.train.config import UNITS, RunConfig
+from rnnbench.train.presets import with_preset
 
 # The paper's range: log lr ~ U(-12, -6), natural log.
 LOG_LR_LOW = -12.0
@@ -274,6 +277,7 @@ def parse_sweep(spec: dict, where: str = "the sweep file") -> tuple[str, list[Po
         raise _fail(where, "'train' must be a table", "write [train] with RunConfig fields")
     fields = {f.name for f in dataclasses.fields(RunConfig)} - _GRID_FIELDS
     _unknown(train, fields, where, "[train]")
+    train = with_preset(train)  # protocol = "authors": the preset, under the table's own values
 
     populations: list[Population] = []
     seen: set[str] = set()
