@@ -187,9 +187,10 @@ def find_run_dir(run: dict, store_paths: Sequence[str | os.PathLike] = ()) -> Pa
     for c in candidates:
         if (c / "best.pt").is_file():
             return c
+    recorded = run.get("run_dir") or f"runs/{run['key']}"
     raise RnnbenchError(
-        f"The checkpoint of run {run['key']} is not on this machine (looked in "
-        f"{', '.join(str(c) for c in dict.fromkeys(candidates))}); copy its run folder there."
+        f"The checkpoint of run {run['key']} is not on this machine (no best.pt in {recorded} "
+        "nor in runs/ beside the store); copy its run folder there."
     )
 
 
