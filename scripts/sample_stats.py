@@ -6,7 +6,8 @@ Draws ``--count`` unprimed samples (:mod:`rnnbench.samples`) and measures the sa
 them and on the data set's test split, cut into pieces of the same length:
 
 - music (per frame): notes sounding (mean), frames with exactly 4 notes, silent frames, the
-  mean length of a note in frames (a run of one key), the 5th-95th percentile of pitch (MIDI);
+  mean length of a note in frames (a run of one key), frames holding two keys a semitone
+  apart, the 5th-95th percentile of pitch (MIDI);
 - speech (20 ms windows of the un-standardised audio): RMS level in dB (mean, and the standard
   deviation over windows: how much the loudness moves), the spectral centroid in Hz (mean over
   windows louder than -40 dB from the piece's peak), zero crossings per second.
@@ -46,6 +47,7 @@ def music_stats(rolls: list[np.ndarray]) -> dict:
         "frames_with_4_notes": round(float((per == 4).mean()), 3),
         "silent_frames": round(float((per == 0).mean()), 3),
         "mean_note_frames": round(float(np.mean(lengths)), 2) if lengths else 0.0,
+        "frames_with_semitone_clash": round(float((on[:, 1:] & on[:, :-1]).any(1).mean()), 3),
         "pitch_p5_p95": [int(np.percentile(pitches, 5)), int(np.percentile(pitches, 95))]
         if pitches.size
         else None,

@@ -596,10 +596,19 @@ def speech_png(
 
 
 def _save(fig, plt, path) -> Path:
+    """Save at 80 dpi as a 64-colour palette PNG (a quarter of the RGBA file's size: the
+    report embeds these)."""
+    import io
+
+    from PIL import Image
+
+    buf = io.BytesIO()
     try:
-        return _atomic(Path(path), lambda tmp: fig.savefig(tmp, dpi=80, format="png"))
+        fig.savefig(buf, dpi=80, format="png")
     finally:
         plt.close(fig)
+    image = Image.open(io.BytesIO(buf.getvalue())).convert("RGB").quantize(colors=64)
+    return _atomic(Path(path), lambda tmp: image.save(tmp, format="PNG", optimize=True))
 
 
 # --------------------------------------------------------------------------- one call

@@ -76,6 +76,12 @@ def register(subparsers) -> None:
         default="auto",
         help="auto: MIDI for music, WAV for speech; wav: music rendered to audio too; both",
     )
+    p.add_argument(
+        "--audio-format",
+        choices=("wav", "ogg", "flac"),
+        default="wav",
+        help="audio files: wav (16-bit PCM, the default), ogg (Vorbis, small) or flac",
+    )
     p.add_argument("--fpb", type=float, help="music: frames per quarter note (default: the set's)")
     p.add_argument("--bpm", type=float, help="music: quarter notes per minute (default 120)")
     p.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
@@ -209,6 +215,7 @@ def handler(args: argparse.Namespace) -> int:
                 real=real if j == 0 else None,
                 formats=formats,
                 framing=framing,
+                audio_ext=args.audio_format,
             )
             entries.append(
                 {
