@@ -278,7 +278,8 @@ def test_missing_checkpoints_are_a_sentence_not_a_failure(study, tmp_path):
     fill_store(tmp_path / "fake.db", datasets=("jsb",))
     out = build_report(tmp_path / "fake.db", tmp_path / "out")
     md = (out / "report.md").read_text(encoding="utf-8")
-    assert "no sample. The checkpoint of run" in md
+    assert "No sample for 3 of 3 cells, whose checkpoints are not on this machine" in md
+    assert "### JSB" not in md  # no heading without a sample under it
 
 
 # --------------------------------------------------------------------------- the browser

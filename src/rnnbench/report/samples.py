@@ -14,8 +14,8 @@ synthesized audio) and ``STEM.png`` (piano rolls); speech ``STEM.wav``, ``STEM-r
 spectrogram). The HTML embeds the OGG Vorbis audio and the PNG as data URIs (Vorbis, not WAV,
 to keep the page small) and links the MIDI and WAV files; ``report.md`` links them all.
 
-A cell whose checkpoint is not on this machine, or whose data set cannot be loaded, gets one
-sentence saying so; the report is still written.
+Cells whose checkpoints are not on this machine are named in one sentence at the end; a cell
+whose data set cannot be loaded gets one sentence; the report is still written.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from pathlib import Path
 from rnnbench.errors import RnnbenchError
 from rnnbench.report import paper
 from rnnbench.report.document import Block, Heading, Media, Para
+from rnnbench.samples import find_run_dir, load_checkpoint
 
 SEED = 0
 MUSIC_SECONDS = 12.0
@@ -55,20 +56,36 @@ def samples_section(
     folder = Path(out) / FOLDER
     datasets: dict[str, object] = {}
     headed: set[str] = set()
+    absent: list[str] = []
     for cell in ready:
         info = paper.dataset_info(cell.dataset)
+        title = f"{info.label}, {cell.label}"
+        try:
+            run_dir = find_run_dir(cell.best_run, store_paths)
+        except RnnbenchError:
+            absent.append(f"{title} (run {cell.best_run['key']})")
+            continue
         if cell.dataset not in headed:
             headed.add(cell.dataset)
             blocks.append(Heading(info.label, 3))
-        title = f"{info.label}, {cell.label}"
         try:
-            ckpt = _checkpoint(cell.best_run, store_paths)  # before the data: it may be absent
+            ckpt = load_checkpoint(run_dir, status=cell.best_run["status"])
             dataset = datasets.get(cell.dataset)
             if dataset is None:
                 dataset = datasets[cell.dataset] = _load(cell.dataset, data_dir)
             blocks += _cell_media(cell, ckpt, dataset, folder, Path(out), seed, title)
         except RnnbenchError as exc:
             blocks.append(Para(f"{title}: no sample. {exc}"))
+    if absent:
+        blocks.append(
+            Para(
+                f"No sample for {len(absent)} of {len(ready)} cells, whose checkpoints are not "
+                "on this machine (no best.pt where the store recorded the run, nor in runs/ "
+                "beside the store; copy the run folders there to include them): "
+                + "; ".join(absent)
+                + "."
+            )
+        )
     return blocks
 
 
@@ -76,12 +93,6 @@ def _load(name: str, data_dir):
     from rnnbench.data.registry import load_dataset
 
     return load_dataset(name, data_dir)
-
-
-def _checkpoint(run: dict, store_paths):
-    from rnnbench.samples import find_run_dir, load_checkpoint
-
-    return load_checkpoint(find_run_dir(run, store_paths), status=run["status"])
 
 
 def _cell_media(cell, ckpt, dataset, folder: Path, root: Path, seed, title) -> list[Block]:
