@@ -147,6 +147,38 @@ def test_wav_reads_back_to_the_same_samples(study, tmp_path, capsys):
     assert np.std(audio) < 20 * std and std < 0.5
 
 
+def test_a_primed_speech_sample_starts_with_the_recording(study, tmp_path, capsys):
+    import soundfile as sf
+
+    argv = [str(study["runs"]["fsdd"]), "--out", str(tmp_path), "--steps", "12", "--prime", "5"]
+    assert _sample(argv, capsys)[0] == 0
+    files = json.loads((tmp_path / "samples.json").read_text())[0]["files"]
+    sample, _ = sf.read(tmp_path / files["wav"], dtype="float64")
+    real, _ = sf.read(tmp_path / files["real_wav"], dtype="float64")
+    # The test segment as recorded: its first input, then every target (20 + 10 T samples).
+    seq = study["fsdd"].split("test")[0]
+    segment = np.concatenate([seq.inputs[0], seq.targets.reshape(-1)])
+    meta = study["fsdd"].meta
+    recorded = segment * meta["std"] + meta["mean"]
+    assert sample.shape == real.shape == (60 + 120,)  # the prime's 60 samples, then 12 steps
+    assert np.abs(real - recorded[:180]).max() <= 2**-15 + 1e-6
+    assert np.abs(sample[:60] - recorded[:60]).max() <= 2**-15 + 1e-6
+    assert np.abs(sample[60:] - recorded[60:180]).max() > 1e-3  # drawn, not copied
+
+
+def test_framing_follows_the_data_set():
+    from types import SimpleNamespace
+
+    jsb = SimpleNamespace(name="jsb", meta={}, kind="music")
+    assert music_framing(jsb).seconds == 0.5
+    assert music_framing(SimpleNamespace(name="nottingham", meta={})).seconds == 0.25
+    folder = SimpleNamespace(name="midi:/x?fpb=3", meta={"fpb": 3.0, "fps": None})
+    assert music_framing(folder).fpb == 3.0
+    assert music_framing(folder, bpm=60).seconds == pytest.approx(1 / 3)
+    real_time = SimpleNamespace(name="midi:/x?fps=10", meta={"fpb": None, "fps": 10.0})
+    assert music_framing(real_time).seconds == pytest.approx(0.1)
+
+
 # --------------------------------------------------------------------------- determinism
 
 
