@@ -1,6 +1,6 @@
 """Compare a trained run's samples with real test data, in numbers (docs/samples.md).
 
-    python scripts/sample_stats.py RUN_DIR [--count 20] [--seconds S] [--seed 0]
+    python scripts/sample_stats.py RUN_DIR [--count 20] [--seconds S] [--seed 0] [--temperature 1]
 
 Draws ``--count`` unprimed samples (:mod:`rnnbench.samples`) and measures the same things on
 them and on the data set's test split, cut into pieces of the same length:
@@ -83,13 +83,15 @@ def main() -> None:
     p.add_argument("--count", type=int, default=20)
     p.add_argument("--seconds", type=float)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--temperature", type=float, default=1.0)
     args = p.parse_args()
     ckpt = load_checkpoint(args.run_dir)
     ds = load_dataset(ckpt.config["dataset"])
     music = ds.kind == "music"
     steps = steps_for_seconds(ds, args.seconds or (16.0 if music else 1.0))
     model = build_population([ckpt], ds, copies=args.count)
-    frames = draw(model, [member_seed(args.seed, ckpt.key, j) for j in range(args.count)], steps)
+    seeds = [member_seed(args.seed, ckpt.key, j) for j in range(args.count)]
+    frames = draw(model, seeds, steps, temperature=args.temperature)
     # Real pieces of the same length: every test sequence start that has `steps` steps after it.
     n_test = len(ds.split("test"))
     starts = np.linspace(0, n_test - 1, args.count).astype(int)
@@ -103,6 +105,7 @@ def main() -> None:
             "test": speech_stats([speech_wave(r, ds.meta) for r in real], rate),
         }
     out.update(run=ckpt.key, dataset=ds.name, steps=steps, count=args.count, seed=args.seed)
+    out["temperature"] = args.temperature
     print(json.dumps(out, indent=1))
 
 
