@@ -146,6 +146,12 @@ def register(subparsers) -> None:
         help="results folder: DIR/runs, DIR/results.db, DIR/report "
         "(default ./rnnbench-results, --quick ./rnnbench-quick)",
     )
+    p.add_argument(
+        "--no-samples",
+        action="store_true",
+        help="leave the Samples section (audio and pictures of each cell's samples) out of "
+        "the report",
+    )
     add_engine_arguments(p)
     p.set_defaults(func=handler)
 
@@ -300,6 +306,13 @@ def handler(args: argparse.Namespace) -> int:
     print(summary_line(counts, store_path))
     from rnnbench.report import build_report
 
-    report = build_report(store_path, out / "report", quick=quick, command=command_line(args))
+    report = build_report(
+        store_path,
+        out / "report",
+        quick=quick,
+        command=command_line(args),
+        samples=not args.no_samples,
+        data_dir=args.data_dir,
+    )
     print(f"report: {report}" + ("  (quick: NOT the paper's protocol)" if quick else ""))
     return 1 if counts["failed"] else 0

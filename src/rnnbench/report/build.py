@@ -35,6 +35,7 @@ from rnnbench.report.results import (
     build_cells,
     paired_tests,
 )
+from rnnbench.report.samples import samples_section
 from rnnbench.report.stores import Sources, StorePaths, open_stores
 from rnnbench.report.tables import (
     fmt,
@@ -297,14 +298,17 @@ def build_report(
     *,
     quick: bool = False,
     command: str | None = None,
+    samples: bool = True,
+    data_dir: str | Path | None = None,
 ) -> Path:
     """Build the report folder from one results store or several; return the folder.
 
     ``store_paths`` is one path or a sequence of paths; the stores' runs are merged by key
     (see :mod:`rnnbench.report.stores`). ``quick`` (or any run or store marked quick) puts the
     quick-run banner on every output. ``command`` is the command line named as provenance
-    (default: the ``rnnbench report`` call). Raises :class:`RnnbenchError` when a store is
-    missing or holds no runs.
+    (default: the ``rnnbench report`` call). ``samples``: write the Samples section
+    (:mod:`rnnbench.report.samples`, data from ``data_dir``). Raises :class:`RnnbenchError`
+    when a store is missing or holds no runs.
     """
     out = Path(out_dir)
     with open_stores(store_paths) as sources:
@@ -339,6 +343,8 @@ def build_report(
         footer=provenance + (f"\n{banner}" if banner else ""),
         sharing=sharing,
     )
+    if samples:
+        blocks += samples_section(cells, out, sources.paths, data_dir=data_dir)
     blocks += [
         Heading("Compute", 2, "compute"),
         Para(
