@@ -55,7 +55,8 @@ def add_engine_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--data-dir",
         metavar="D",
-        help="the data folder (default: $RNNBENCH_DATA or the user cache folder)",
+        help="the data folder (default: $RNNBENCH_DATA, else the user cache folder, else the "
+        "checkout's data/)",
     )
     p.add_argument("--store", metavar="PATH", help="results store (default OUT/results.db)")
     p.add_argument("--no-progress", action="store_true", help="no live display on stderr")

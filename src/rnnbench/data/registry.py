@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from rnnbench.data.dataset import Dataset
-from rnnbench.data.locate import data_root, missing
+from rnnbench.data.locate import data_root, locate, missing
 from rnnbench.data.music import MUSIC_SETS
 from rnnbench.data.names import split_options
 from rnnbench.errors import RnnbenchError
@@ -45,14 +45,35 @@ def load_dataset(name: str, data_dir=None) -> Dataset:
     modification times); user folders are re-read on each call, their decoded WAV files
     cached per file.
     """
-    root = data_root(data_dir)
     base = name.partition("?")[0]
     if base not in MUSIC_SETS and base not in SPEECH_SETS:
-        return _load(name, root, data_dir)
+        return _load(name, data_root(data_dir), data_dir)
+    root = find_set(base, data_dir)[0]
     key = (name, str(root.resolve()), _fingerprint(root, base))
     if key not in _cache:
         _cache[key] = _load(name, root, data_dir)
     return _cache[key]
+
+
+def holds(root: Path, base: str) -> bool:
+    """Whether ``root`` holds the built-in data set ``base`` (a music file, FSDD recordings)."""
+    from rnnbench.data.music import find_music_file
+
+    if base in MUSIC_SETS:
+        return find_music_file(root, base) is not None
+    folder = root / "fsdd" / "recordings"
+    return folder.is_dir() and any(folder.glob("*.wav"))
+
+
+def find_set(base: str, data_dir=None) -> tuple[Path, str]:
+    """(folder, origin) of the first data folder that holds ``base`` (see
+    :mod:`rnnbench.data.locate`); when none does, the folder a download would go to."""
+    found = locate(lambda root: holds(root, base), data_dir)
+    if found is not None:
+        return found
+    from rnnbench.data.locate import root_origin
+
+    return data_root(data_dir), root_origin(data_dir)
 
 
 def _fingerprint(root: Path, base: str) -> tuple:
