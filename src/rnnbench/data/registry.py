@@ -25,7 +25,8 @@ DESCRIPTIONS = {
     "pianomidi": "Piano-midi.de classical piano, 88-key piano rolls",
     "fsdd-a": "Free Spoken Digit Dataset, 500-sample segments (like Ubisoft A)",
     "fsdd-b": "Free Spoken Digit Dataset, 8,000-sample segments per speaker (like Ubisoft B)",
-    "midi:PATH": "your folder of MIDI files (?fpb=N frames per beat, default 4, or ?fps=N)",
+    "midi:PATH": "your folder of MIDI files (?fpb=N frames per beat, default 4, or ?fps=N; "
+    "?maxframes=N, default 100000)",
     "wav:PATH": "your folder of WAV files (?sr=N to resample, ?seg=N samples, default 500)",
     "music:FILE": "a .mat or Boulanger-Lewandowski .pickle piano-roll file",
 }
@@ -111,11 +112,12 @@ def _load(name: str, root: Path, data_dir) -> Dataset:
         ds.name = name
         return ds
     if base.startswith("midi:"):
-        _, opts = split_options(name, {"fps": float, "fpb": float})
+        _, opts = split_options(name, {"fps": float, "fpb": float, "maxframes": int})
         if "fps" in opts and "fpb" in opts:
             raise RnnbenchError(f"{name!r} gives both fps and fpb; choose one resolution.")
         path = _user_path(base, "midi:")
-        rolls = midi.load_midi_folder(path, **opts)
+        rolls = midi.load_midi_folder(path, **opts)  # maxframes: the bound on one file
+        opts.pop("maxframes", None)
         meta = {
             "fps": opts.get("fps"),
             "fpb": opts.get("fpb", None if "fps" in opts else midi.DEFAULT_FPB),
