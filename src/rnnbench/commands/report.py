@@ -6,6 +6,7 @@ import argparse
 import shlex
 import sys
 
+from rnnbench.errors import RnnbenchError
 from rnnbench.store import DEFAULT_PATH
 
 
@@ -48,7 +49,13 @@ def handler(args: argparse.Namespace) -> int:
         + ["--out", args.out]
         + (["--quick"] if args.quick else [])
     )
-    out = build_report(stores, args.out, quick=args.quick, command=command)
+    try:
+        out = build_report(stores, args.out, quick=args.quick, command=command)
+    except OSError as exc:  # a full disk, a read-only folder (matplotlib, PIL, csv, open)
+        raise RnnbenchError(
+            f"Cannot write the report to {args.out} ({exc.strerror or exc}); free some space or "
+            "choose another folder with --out (the results store is untouched)."
+        ) from None
     print(
         f"report written to {out}/report.html (also report.md, table2.csv, figures)",
         file=sys.stdout,

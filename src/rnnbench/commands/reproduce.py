@@ -77,7 +77,8 @@ def register(subparsers) -> None:
         "--seeds",
         type=int,
         metavar="N",
-        help="seeds per data set and unit, at least 3 (default 3; --quick 2)",
+        help="seeds per data set and unit (default 3, and at least 3; --quick: default 2, at "
+        "least 1)",
     )
     p.add_argument(
         "--candidates",
@@ -246,7 +247,25 @@ def plan(args: argparse.Namespace):
         ]
         return [Population(configs, {**labels, "stage": "seeds"}, f"{c.dataset}/{c.unit} seeds")]
 
+    # How many runs ``then`` chains after a population: the progress bar's total from the start.
+    then.runs_after = lambda pop: seeds - 1 if pop.labels.get("stage") == "lr" else 0
     return stage1, then
+
+
+def quick_banner(stage1, args: argparse.Namespace) -> str:
+    """The --quick warning, with the counts of this run (its --sets, --seeds, ...)."""
+    sets = len(dict.fromkeys(p.configs[0].dataset for p in stage1))
+    rates = len(stage1[0].configs) if stage1 else 0
+    seeds = args.seeds if args.seeds is not None else QUICK["seeds"]
+
+    def n(count: int, what: str) -> str:
+        return f"{count} {what}{'' if count == 1 else 's'}"
+
+    return (
+        "rnnbench: --quick is a smoke test: its numbers do NOT follow the paper's protocol "
+        f"({n(sets, 'data set')}, {n(rates, 'learning rate')}, {n(seeds, 'seed')}, capped "
+        "epochs, small speech models)."
+    )
 
 
 def handler(args: argparse.Namespace) -> int:
@@ -260,11 +279,7 @@ def handler(args: argparse.Namespace) -> int:
     stage1, then = plan(args)
     preflight(args, stage1)
     if quick:
-        print(
-            "rnnbench: --quick is a smoke test: its numbers do NOT follow the paper's protocol "
-            "(2 data sets, 3 learning rates, 2 seeds, capped epochs, small speech models).",
-            file=sys.stderr,
-        )
+        print(quick_banner(stage1, args), file=sys.stderr)
     with Store(store_path) as store:
         store.add_command(command_line(args))
         if quick:

@@ -220,7 +220,7 @@ def run_ray(
                 "the cluster (ray start --head) or check --address."
             ) from exc
     storage = os.environ.get("RNNBENCH_RAY_STORAGE") or str(out / "ray")
-    tally = common.Tally()
+    tally = common.Tally(planned=common.planned_runs(populations, then))
     display = common.Display(progress, tally)
     phase = list(populations)
     try:
