@@ -46,6 +46,7 @@ from rnnbench.train.protocol import (
     finite_members,
     lr_factor,
 )
+from rnnbench.train.warmup import warm_up
 
 __all__ = ["train_population", "resolve_device"]
 
@@ -537,6 +538,7 @@ class _Population:
         if bar is not None:
             bar.n = self.epoch
             bar.refresh()
+        warm_up(self.model, self.dataset, self.cfg, self.device)  # no compile time in epochs
         while True:
             saved = self._one_epoch(on_epoch, bar, ids)
             if any(s != "running" for s in self.status):
