@@ -319,7 +319,7 @@ def paired_table(tests: list[PairedTest], a: str = "GRU", b: str = "LSTM") -> Ta
         caption=(
             "Paired t-test (scipy.stats.ttest_rel, two-sided) on the test NLL of runs with the "
             "same seed, each unit at its own chosen learning rate (the seed sets the initial "
-            "weights and the weight-noise stream). Needs at least 2 matching seeds. The verdict "
+            "weights and the weight-noise stream). Needs at least 3 matching seeds (else: too few seeds to test). The verdict "
             "uses Holm's correction over all the tests in this table, since every data set and "
             "form is one more test."
         ),
