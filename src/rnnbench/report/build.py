@@ -24,6 +24,7 @@ from rnnbench.report.compute import compute_table
 from rnnbench.report.document import Banner, Block, Bullets, Heading, Image, Para, to_markdown
 from rnnbench.report.figures import learning_curves, write_curves_csv
 from rnnbench.report.html import to_html
+from rnnbench.report.marking import add_marking
 from rnnbench.report.progress import cell_progress, progress_table
 from rnnbench.report.results import (
     GATED_AGAINST_TANH,
@@ -578,14 +579,12 @@ def _write(
     paper's protocol, see :func:`departures`)."""
     write_runs_csv(out / "runs.csv", runs)
     protocol = _protocol_summary(runs)
-    write_table2_csv(
-        out / "table2.csv",
-        cells,
-        "quick: not the paper's protocol"
-        if quick
-        else (f"not the paper's protocol: {protocol}" if reduced else protocol),
-        provenance,
-    )
+    if quick:
+        protocol = "quick: not the paper's protocol"
+    elif reduced:
+        protocol = f"not the paper's protocol: {protocol}"
+    write_table2_csv(out / "table2.csv", cells, protocol, provenance)
+    add_marking(out, protocol, provenance)  # runs.csv and curves.csv: the same two columns
     title = TITLE
     if quick:
         title = f"QUICK RUN, not the paper's protocol: {TITLE}"

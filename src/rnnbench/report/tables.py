@@ -319,9 +319,9 @@ def paired_table(tests: list[PairedTest], a: str = "GRU", b: str = "LSTM") -> Ta
         caption=(
             "Paired t-test (scipy.stats.ttest_rel, two-sided) on the test NLL of runs with the "
             "same seed, each unit at its own chosen learning rate (the seed sets the initial "
-            "weights and the weight-noise stream). Needs at least 3 matching seeds (else: too few seeds to test). The verdict "
-            "uses Holm's correction over all the tests in this table, since every data set and "
-            "form is one more test."
+            "weights and the weight-noise stream). Needs at least 3 matching seeds (else: too "
+            "few seeds to test). The verdict uses Holm's correction over all the tests in this "
+            "table, since every data set and form is one more test."
         ),
         numeric=[False, False, False, False, True, True, True, True, False],
     )
