@@ -260,7 +260,7 @@ def test_markdown_and_html_show_the_tables(report_dir):
         "1 diverged",
         "1 failed",
         "Batch size: 16",
-        "Weight noise on the output layer: no, yes (paper: not said",
+        "Weight noise on the output layer: no (FSDD-A (speech)), yes (JSB Chorales) (paper: not",
         "torch",
     ):
         assert text in md, text

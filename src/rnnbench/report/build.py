@@ -33,6 +33,7 @@ from rnnbench.report.results import (
     build_cells,
     paired_tests,
 )
+from rnnbench.report.setting_values import labelled_values
 from rnnbench.report.stores import Sources, StorePaths, open_stores
 from rnnbench.report.tables import (
     fmt,
@@ -167,8 +168,7 @@ def _span(runs: list[dict]) -> str:
 
 
 def _values(runs: list[dict], key: str) -> str:
-    vals = sorted({repr(r["config"].get(key)) for r in runs if key in r["config"]})
-    return ", ".join(v.strip("'") for v in vals) if vals else "not recorded"
+    return labelled_values(runs, key)  # several values: each names its data sets
 
 
 def _differences(runs: list[dict], cells: list[Cell], where: str = "this store") -> list[str]:
@@ -323,7 +323,7 @@ def build_report(
         cells,
         curves,
         banner,
-        footer=provenance + (f"\n{banner}" if banner else ""),
+        footer=provenance,  # the banner heads the figure, in a line (figure_banner)
         sharing=sharing,
     )
     blocks += [
@@ -438,7 +438,9 @@ def _front(sources: Sources, command: str, date: str, quick: bool, banner: str) 
             'Reproduction of Chung, Gulcehre, Cho and Bengio, "Empirical Evaluation of Gated '
             'Recurrent Neural Networks on Sequence Modeling" (arXiv:1412.3555), from the '
             f"runs of {origin}. NLL is the average negative log-likelihood per time "
-            "step in nats; lower is better."
+            "step in nats; lower is better. Speech NLLs can be negative: they are of a density "
+            "over continuous (standardised) samples, which can exceed 1, unlike the "
+            "probabilities of the music's binary notes."
         ),
         Heading("Provenance", 2, "provenance"),
         Bullets(
