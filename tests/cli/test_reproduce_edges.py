@@ -41,7 +41,7 @@ def test_every_missing_data_set_is_named_at_once(tmp_path, capsys):
     )  # fmt: skip
     err = capsys.readouterr().err
     assert status == 2 and len(err.strip().splitlines()) == 1
-    assert "4 data sets are missing: jsb, nottingham, fsdd-a, fsdd-b" in err
+    assert "4 data sets not found: jsb, nottingham, fsdd-a, fsdd-b" in err
     for fetch in ("jsb", "nottingham", "fsdd"):
         assert f"`rnnbench data fetch {fetch}`" in err
     assert not (tmp_path / "out" / "results.db").exists()  # refused before the store

@@ -125,7 +125,7 @@ def _refuse_missing(names: list[str], data_dir) -> None:
     fetch = list(dict.fromkeys("fsdd" if b in SPEECH_SETS else b for b in lost))
     where = ", ".join(f"{root} ({origin})" for root, origin in looked)
     raise RnnbenchError(
-        f"{len(lost)} data set{'s are' if len(lost) > 1 else ' is'} missing: {', '.join(lost)} "
+        f"{len(lost)} data set{'s' if len(lost) > 1 else ''} not found: {', '.join(lost)} "
         f"(looked in {where}); download {'them' if len(lost) > 1 else 'it'} with "
         + " and ".join(f"`rnnbench data fetch {f}`" for f in fetch)
         + f", or point --data-dir / {ENV_VAR} at a folder that holds "
