@@ -42,6 +42,7 @@ def run_unit(
     h0: Tensor | None = None,
     c0: Tensor | None = None,
     backend: str = "auto",
+    trace: list | None = None,
 ) -> tuple[Tensor, Tensor, Tensor | None]:
     """Run ``cell`` over the sequence ``x`` for K population members.
 
@@ -58,6 +59,9 @@ def run_unit(
             sequence). Padded steps leave the state unchanged and output 0.
         h0, c0: ``(K, B, H)`` initial states, or None for zeros (``c0`` for LSTM only).
         backend: ``"auto"``, ``"torch"`` or ``"numba"``.
+        trace: None, or a list that receives one dict per step of the gate activations,
+            detached, ``(K, B, H)`` each (LSTM ``i f o``, GRU ``r z``; padded steps
+            included: mask them). Recorded by the torch loop, which ``"auto"`` then uses.
 
     Returns:
         ``out (K, T, B, H)``, ``h_n (K, B, H)`` and ``c_n (K, B, H)`` for LSTM, else None.
@@ -70,11 +74,11 @@ def run_unit(
         h0 = xw.new_zeros(K, B, H)
     if cell == "lstm" and c0 is None:
         c0 = xw.new_zeros(K, B, H)
-    if _use_numba(backend, xw):
+    if trace is None and _use_numba(backend, xw):
         from rnnbench.nn import numba_backend
 
         return numba_backend.run(cell, xw, w_hh, b_hh, w_ch, reset, mask, h0, c0)
-    return _torch_loop(cell, xw, w_hh, b_hh, w_ch, reset, mask, h0, c0)
+    return _torch_loop(cell, xw, w_hh, b_hh, w_ch, reset, mask, h0, c0, trace)
 
 
 def project_input(x: Tensor, w_ih: Tensor, b_ih: Tensor | None) -> Tensor:
@@ -132,7 +136,7 @@ def _check(cell, x, w_ih, w_hh, w_ch, reset, backend) -> None:
         raise RnnbenchError("peepholes (w_ch) exist for the LSTM only.")
 
 
-def _torch_loop(cell, xw, w_hh, b_hh, w_ch, reset, mask, h, c):
+def _torch_loop(cell, xw, w_hh, b_hh, w_ch, reset, mask, h, c, trace=None):
     """The reference: one autograd step per time step."""
     w_hh_t = w_hh.transpose(1, 2)
     b_rec = b_hh.unsqueeze(1) if b_hh is not None else None
@@ -145,15 +149,15 @@ def _torch_loop(cell, xw, w_hh, b_hh, w_ch, reset, mask, h, c):
     outs = []
     for xw_t, m in zip(xw.unbind(1), steps, strict=True):
         if cell == "gru" and reset == "before":
-            h_new = _gru_before_step(xw_t, h, w_rz_t, w_n_t, b_rz, b_n)
+            h_new = _gru_before_step(xw_t, h, w_rz_t, w_n_t, b_rz, b_n, trace)
         else:
             gh = _affine(h, w_hh_t, b_rec)
             if cell == "tanh":
                 h_new = torch.tanh(xw_t + gh)
             elif cell == "gru":
-                h_new = _gru_after_step(xw_t, gh, h)
+                h_new = _gru_after_step(xw_t, gh, h, trace)
             else:
-                h_new, c_new = _lstm_step(xw_t + gh, c, w_ch)
+                h_new, c_new = _lstm_step(xw_t + gh, c, w_ch, trace)
         if m is None:
             h = h_new
             outs.append(h_new)
@@ -172,31 +176,42 @@ def _affine(h, w_t, b):
     return torch.bmm(h, w_t) if b is None else torch.baddbmm(b, h, w_t)
 
 
-def _lstm_step(gates, c, w_ch):
+def _record(trace, **gates) -> None:
+    """Append one step's gate activations to ``trace`` (nothing when it is None)."""
+    if trace is not None:
+        trace.append({name: g.detach() for name, g in gates.items()})
+
+
+def _lstm_step(gates, c, w_ch, trace=None):
     i, f, g, o = gates.chunk(4, -1)
     if w_ch is not None:
         v_i, v_f, v_o = w_ch.unsqueeze(2).unbind(1)
         i = i + v_i * c
         f = f + v_f * c
-    c_new = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
+    i, f = torch.sigmoid(i), torch.sigmoid(f)
+    c_new = f * c + i * torch.tanh(g)
     if w_ch is not None:
         o = o + v_o * c_new
-    return torch.sigmoid(o) * torch.tanh(c_new), c_new
+    o = torch.sigmoid(o)
+    _record(trace, i=i, f=f, o=o)
+    return o * torch.tanh(c_new), c_new
 
 
-def _gru_after_step(xw_t, gh, h):
+def _gru_after_step(xw_t, gh, h, trace=None):
     x_r, x_z, x_n = xw_t.chunk(3, -1)
     h_r, h_z, h_n = gh.chunk(3, -1)
     r = torch.sigmoid(x_r + h_r)
     z = torch.sigmoid(x_z + h_z)
+    _record(trace, r=r, z=z)
     n = torch.tanh(x_n + r * h_n)
     return (1 - z) * n + z * h
 
 
-def _gru_before_step(xw_t, h, w_rz_t, w_n_t, b_rz, b_n):
+def _gru_before_step(xw_t, h, w_rz_t, w_n_t, b_rz, b_n, trace=None):
     x_r, x_z, x_n = xw_t.chunk(3, -1)
     h_r, h_z = _affine(h, w_rz_t, b_rz).chunk(2, -1)
     r = torch.sigmoid(x_r + h_r)
     z = torch.sigmoid(x_z + h_z)
+    _record(trace, r=r, z=z)
     n = torch.tanh(x_n + _affine(r * h, w_n_t, b_n))
     return (1 - z) * n + z * h
