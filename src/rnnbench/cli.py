@@ -18,7 +18,7 @@ import threading
 from rnnbench import __version__
 from rnnbench.errors import RnnbenchError
 
-COMMANDS = ["params", "data", "train", "reproduce", "report", "runs", "sweep"]
+COMMANDS = ["params", "data", "train", "reproduce", "report", "runs", "sweep", "ablate"]
 
 
 class _Parser(argparse.ArgumentParser):
