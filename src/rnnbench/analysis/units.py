@@ -26,7 +26,6 @@ KNOWN = {
     "gru": ("after", "nrg", "nug", "mgu"),
 }
 FORMS = {"np": {"peephole": False}, "after": {"reset": "after"}}  # variants that are forms
-SIGMOID_GATES = {"lstm": ("i", "f", "o"), "gru": ("r", "z")}
 
 
 def has_variants() -> bool:

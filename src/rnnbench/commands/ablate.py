@@ -44,6 +44,7 @@ QUICK = {
     "max_epochs": {"music": 20, "speech": 2},
     "patience": 5,
     "log_lr": (-7.5, -6.0),
+    "speech_budget": 20000,  # as reproduce --quick: 169k-parameter speech models take minutes
 }
 
 
@@ -171,7 +172,10 @@ def plan(args: argparse.Namespace):
         lrs = proto.candidates(dataset)  # the same candidates for every variant
         task = task_of(dataset)
         for unit, variant in pairs:
-            hidden = units.hidden_size(task, unit, variant, args.budget)
+            budget = args.budget
+            if budget is None and proto.quick and task == "speech":
+                budget = QUICK["speech_budget"]
+            hidden = units.hidden_size(task, unit, variant, budget)
             configs = [
                 RunConfig(
                     dataset=dataset,

@@ -372,7 +372,10 @@ def checkpoint_analyses(
                     }
                 )
             if state == "trained":
-                for name, s in gate_use(model.float(), dataset.split("test")).items():
+                used = gate_use(model.float(), dataset.split("test"))
+                if not used:  # a unit loop without the trace hook
+                    notes.append(f"{paper.dataset_info(v.dataset).label} {v.label} (gate use)")
+                for name, s in used.items():
                     gates.append(
                         {
                             **ident,
