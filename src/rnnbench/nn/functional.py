@@ -61,7 +61,7 @@ def run_unit(
         backend: ``"auto"``, ``"torch"`` or ``"numba"``.
         trace: None, or a list that receives one dict per step of the gate activations,
             detached, ``(K, B, H)`` each (LSTM ``i f o``, GRU ``r z``; padded steps
-            included: mask them). Recorded by the torch loop, which ``"auto"`` then uses.
+            included: mask them). Recorded by the torch loop, which then runs.
 
     Returns:
         ``out (K, T, B, H)``, ``h_n (K, B, H)`` and ``c_n (K, B, H)`` for LSTM, else None.
