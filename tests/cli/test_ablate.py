@@ -125,6 +125,8 @@ def test_ablate_end_to_end_writes_every_report_file_and_rebuilds_from_its_export
     assert rows[2]["paired_seeds"] == "1 2" and rows[2]["p_holm"] != ""
     assert all("QUICK RUN" in r["protocol"] for r in rows)
     flow = (out / "report" / "gradflow.csv").read_text(encoding="utf-8")
+    assert main(argv) == 0  # again: every run found finished, nothing trained
+    assert "(12 were already finished)" in capsys.readouterr().out
 
     # The checkpoints gone, the report rebuilds from its own folder: the same analyses.
     shutil.rmtree(out / "runs")
