@@ -136,3 +136,16 @@ def test_variant_specs_and_matching():
     for bad in ("tanh", "lstm:nope"):
         with pytest.raises(RnnbenchError, match="--variants"):
             units.parse(bad)
+
+
+def test_the_gradient_flow_batch_is_the_longest_rows_cut_to_the_shortest_of_them():
+    from rnnbench.analysis.gradflow import flow_batch
+
+    seqs = [
+        Sequence(np.full((n, 2), n, np.float32), np.full((n, 1), -n, np.float32))
+        for n in (3, 9, 5, 7)
+    ]
+    x, y = flow_batch(seqs, batch_size=2)
+    assert x.shape == (7, 2, 2) and y.shape == (7, 2, 1)
+    assert x[:, 0].eq(9).all() and x[:, 1].eq(7).all() and y[:, 1].eq(-7).all()
+    assert flow_batch(seqs, batch_size=2, max_steps=4)[0].shape == (4, 2, 2)

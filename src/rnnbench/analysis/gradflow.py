@@ -64,14 +64,18 @@ def gradient_flow(model, x: Tensor, y: Tensor) -> list[dict]:
     ]
 
 
-def flow_batch(seqs, *, batch_size: int = 8, max_steps: int | None = 200) -> tuple[Tensor, Tensor]:
-    """One real batch for :func:`gradient_flow`: the first batch of ``seqs`` in the data set's
-    fixed (unshuffled) order, cut to the length of its shortest row (so every step is real)
-    and to ``max_steps`` (None: no cap). Returns ``x (T, B, I)``, ``y (T, B, D)``."""
-    from rnnbench.data.batching import iterate_batches
+def flow_batch(seqs, *, batch_size: int = 8, max_steps: int | None = 400) -> tuple[Tensor, Tensor]:
+    """One real batch for :func:`gradient_flow`: the ``batch_size`` longest sequences of
+    ``seqs`` (ties in the data set's order), cut to the length of the shortest of them (so every
+    step is real) and to ``max_steps`` (None: no cap). Returns ``x (T, B, I)``, ``y (T, B, D)``."""
+    import numpy as np
 
-    batch = next(iter(iterate_batches(seqs, batch_size, seed=0, epoch=0, shuffle=False)))
-    steps = int(batch.mask.sum(0).min())
+    chosen = sorted(seqs, key=len, reverse=True)[: int(batch_size)]
+    if not chosen:
+        raise ValueError("no sequences to take a batch from")
+    steps = min(len(s) for s in chosen)
     if max_steps is not None:
         steps = min(steps, int(max_steps))
-    return batch.x[:steps], batch.y[:steps]
+    x = np.stack([s.inputs[:steps] for s in chosen], axis=1)
+    y = np.stack([s.targets[:steps] for s in chosen], axis=1)
+    return torch.from_numpy(np.ascontiguousarray(x)), torch.from_numpy(np.ascontiguousarray(y))

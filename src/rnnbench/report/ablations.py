@@ -738,7 +738,8 @@ def build_ablation_report(
         Heading("Gradient flow", 2, "gradflow"),
         Para(
             "The mean norm of ∂L/∂h_t, L the NLL of the last step of one validation batch "
-            "(every row real), against the distance T − t to that loss, for each variant's "
+            "(its 8 longest sequences, cut to the shortest of them and to 400 steps), "
+            "against the distance T − t to that loss, for each variant's "
             "best fresh seed at initialisation (dashed) and at its best checkpoint (solid); "
             "how far back the error reaches. Computed in one backward pass through the unit "
             "run step by step (rnnbench.analysis.gradflow); gradflow.csv has every point, "
