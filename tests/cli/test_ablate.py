@@ -115,6 +115,8 @@ def test_ablate_end_to_end_writes_every_report_file_and_rebuilds_from_its_export
         assert (out / "report" / name).stat().st_size > 0, name
     md = (out / "report" / "ablations.md").read_text(encoding="utf-8")
     assert "QUICK RUN" in md and "GRU after" in md and "| LSTM | i |" in md
+    page = (out / "report" / "ablations.html").read_text(encoding="utf-8")
+    assert page.count("data:image/png;base64,") == 2 and "QUICK RUN" in page  # self-contained
     with open(out / "report" / "ablations.csv", encoding="utf-8") as f:
         rows = list(csv.DictReader(f))
     assert [(r["unit"], r["variant"]) for r in rows] == [
