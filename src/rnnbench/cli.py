@@ -18,7 +18,18 @@ import threading
 from rnnbench import __version__
 from rnnbench.errors import RnnbenchError
 
-COMMANDS = ["params", "data", "train", "reproduce", "report", "runs", "sweep", "ablate"]
+COMMANDS = [
+    "params",
+    "data",
+    "train",
+    "reproduce",
+    "report",
+    "runs",
+    "sweep",
+    "baselines",
+    "sample",
+    "ablate",
+]
 
 
 class _Parser(argparse.ArgumentParser):

@@ -130,8 +130,18 @@ def now() -> str:
 
 
 def form_of(config: dict) -> str:
-    """The unit's form as one word: plain (tanh), peephole/no-peephole, reset-before/after."""
+    """The unit's form as one word: plain (tanh), peephole/no-peephole, reset-before/after;
+    a variant (issue 13) by its name, followed by ``-no-peephole`` / ``-reset-after`` when
+    it departs from the paper's form there (``nig``, ``nig-no-peephole``, ``mgu-reset-after``).
+    """
     unit = config.get("unit")
+    variant = config.get("variant") or ""
+    if variant:
+        if unit == "lstm" and not config.get("peephole", True):
+            return f"{variant}-no-peephole"
+        if unit == "gru" and config.get("reset", "before") == "after":
+            return f"{variant}-reset-after"
+        return variant
     if unit == "lstm":
         return "peephole" if config.get("peephole", True) else "no-peephole"
     if unit == "gru":

@@ -34,6 +34,7 @@ from rnnbench.commands.sweep import (
     summary_line,
 )
 from rnnbench.errors import RnnbenchError
+from rnnbench.train.config import PROTOCOLS
 
 SWEEP = "ablate"  # the store's sweep label of every ablation run
 STUDY_SETS = ("jsb", "pianomidi", "fsdd-a")
@@ -111,6 +112,12 @@ def register(subparsers) -> None:
         help="as in reproduce",
     )
     p.add_argument("--bptt", type=int, metavar="N", help="as in reproduce")
+    p.add_argument(
+        "--protocol",
+        choices=PROTOCOLS,
+        default="paper",
+        help="paper (default) or authors, the training preset, as in reproduce",
+    )
     p.add_argument(
         "--out",
         metavar="DIR",

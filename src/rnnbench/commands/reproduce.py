@@ -38,7 +38,8 @@ from rnnbench.commands.sweep import (
     summary_line,
 )
 from rnnbench.errors import RnnbenchError
-from rnnbench.train.config import UNITS
+from rnnbench.train.config import PROTOCOLS, UNITS
+from rnnbench.train.presets import with_preset
 
 PAPER_SETS = ("jsb", "nottingham", "musedata", "pianomidi", "fsdd-a", "fsdd-b")
 QUICK_SETS = ("jsb", "fsdd-a")
@@ -132,10 +133,25 @@ def register(subparsers) -> None:
         "paper's; FSDD-B's tanh RNN needs it: its gradient overflows through 798 steps)",
     )
     p.add_argument(
+        "--protocol",
+        choices=PROTOCOLS,
+        default="paper",
+        help="paper (default) or authors: the authors' code's recipe for every run (batch 1, "
+        "summed cost, RMSProp eps 0.01 as a floor, the update clipped instead of the gradient, "
+        "lr decayed to 1%%, no early stopping, noise on the recurrent layer only; "
+        "docs/training.md); the options above override its values",
+    )
+    p.add_argument(
         "--out",
         metavar="DIR",
         help="results folder: DIR/runs, DIR/results.db, DIR/report "
         "(default ./rnnbench-results, --quick ./rnnbench-quick)",
+    )
+    p.add_argument(
+        "--no-samples",
+        action="store_true",
+        help="leave the Samples section (audio and pictures of each cell's samples) out of "
+        "the report",
     )
     add_engine_arguments(p)
     p.set_defaults(func=handler)
@@ -189,6 +205,7 @@ class SearchProtocol:
     high: float
     overrides: dict  # RunConfig fields every run gets (epochs, noise, bptt, ...)
     quick_epochs: dict  # --quick: max_epochs per task when --max-epochs is not given
+    protocol: str = "paper"  # the training preset (--protocol), under the overrides
 
     def candidates(self, dataset: str) -> list[float]:
         """The data set's candidate rates: one draw per data set (and range), so every unit,
@@ -204,15 +221,15 @@ class SearchProtocol:
         out = dict(self.overrides)
         if self.quick and "max_epochs" not in out:
             out["max_epochs"] = self.quick_epochs[task_of(dataset)]
-        return out
+        return with_preset({"protocol": self.protocol, **out})
 
 
 def search_protocol(args: argparse.Namespace, quick_defaults: dict = QUICK) -> SearchProtocol:
     """Check the options of the learning-rate search and the fresh seeds (``--seeds``,
     ``--candidates``, ``--log-lr``, ``--max-epochs``, ``--lr-decay``, ``--weight-noise``,
-    ``--noise-output``, ``--bptt``, ``--quick``) and return them; one sentence per bad value.
-    ``quick_defaults`` holds ``candidates``, ``seeds``, ``max_epochs`` (per task), ``patience``
-    and, optionally, ``log_lr`` for ``--quick``."""
+    ``--noise-output``, ``--bptt``, ``--quick``, ``--protocol``) and return them; one sentence
+    per bad value. ``quick_defaults`` holds ``candidates``, ``seeds``, ``max_epochs`` (per
+    task), ``patience`` and, optionally, ``log_lr`` for ``--quick``."""
     from rnnbench.sweeps.grid import LOG_LR_HIGH, LOG_LR_LOW
 
     quick = bool(args.quick)
@@ -263,7 +280,14 @@ def search_protocol(args: argparse.Namespace, quick_defaults: dict = QUICK) -> S
     if getattr(args, "noise_output", None) is not None:
         overrides["noise_output"] = args.noise_output
     return SearchProtocol(
-        quick, seeds, count, low, high, overrides, dict(quick_defaults["max_epochs"])
+        quick,
+        seeds,
+        count,
+        low,
+        high,
+        overrides,
+        dict(quick_defaults["max_epochs"]),
+        getattr(args, "protocol", "paper"),
     )
 
 
@@ -334,6 +358,13 @@ def handler(args: argparse.Namespace) -> int:
     print(summary_line(counts, store_path))
     from rnnbench.report import build_report
 
-    report = build_report(store_path, out / "report", quick=quick, command=command_line(args))
+    report = build_report(
+        store_path,
+        out / "report",
+        quick=quick,
+        command=command_line(args),
+        samples=not args.no_samples,
+        data_dir=args.data_dir,
+    )
     print(f"report: {report}" + ("  (quick: NOT the paper's protocol)" if quick else ""))
     return 1 if counts["failed"] else 0

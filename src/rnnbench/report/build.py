@@ -21,11 +21,13 @@ from rnnbench import __version__
 from rnnbench.errors import RnnbenchError
 from rnnbench.report import paper
 from rnnbench.report.ablations import reproduce_runs
+from rnnbench.report.baselines import with_baselines
 from rnnbench.report.compute import compute_table
 from rnnbench.report.document import Banner, Block, Bullets, Heading, Image, Para, to_markdown
 from rnnbench.report.exports import EXPORT_FILES, collect, write_exports
 from rnnbench.report.figures import learning_curves, write_curves_csv
 from rnnbench.report.html import to_html
+from rnnbench.report.literature import literature_blocks
 from rnnbench.report.progress import cell_progress, progress_table
 from rnnbench.report.results import (
     GATED_AGAINST_TANH,
@@ -34,6 +36,7 @@ from rnnbench.report.results import (
     build_cells,
     paired_tests,
 )
+from rnnbench.report.samples import samples_section
 from rnnbench.report.stores import Sources, StorePaths, open_stores
 from rnnbench.report.tables import (
     fmt,
@@ -47,6 +50,7 @@ from rnnbench.report.tables import (
 )
 from rnnbench.sweeps.grid import LOG_LR_HIGH, LOG_LR_LOW, lr_candidates, stable_seed
 from rnnbench.train.config import LATER_FIELDS
+from rnnbench.train.presets import preset_departures
 
 QUICK_BANNER = (
     "QUICK RUN: these numbers do not follow the paper's protocol (few learning-rate "
@@ -112,7 +116,7 @@ def departures(runs: list[dict], cells: list[Cell]) -> list[str]:
     if windows:
         steps = "/".join(map(str, windows))
         out.append(f"backpropagation truncated to {steps} steps (protocol: whole sequences)")
-    return out
+    return out + preset_departures(done)
 
 
 def _protocol_rates(cell: Cell) -> bool:
@@ -295,14 +299,17 @@ def build_report(
     *,
     quick: bool = False,
     command: str | None = None,
+    samples: bool = True,
+    data_dir: str | Path | None = None,
 ) -> Path:
     """Build the report folder from one results store or several; return the folder.
 
     ``store_paths`` is one path or a sequence of paths; the stores' runs are merged by key
     (see :mod:`rnnbench.report.stores`). ``quick`` (or any run or store marked quick) puts the
     quick-run banner on every output. ``command`` is the command line named as provenance
-    (default: the ``rnnbench report`` call). Raises :class:`RnnbenchError` when a store is
-    missing or holds no runs.
+    (default: the ``rnnbench report`` call). ``samples``: write the Samples section
+    (:mod:`rnnbench.report.samples`, data from ``data_dir``). Raises :class:`RnnbenchError`
+    when a store is missing or holds no runs.
     """
     out = Path(out_dir)
     with open_stores(store_paths) as sources:
@@ -338,6 +345,8 @@ def build_report(
         footer=provenance + (f"\n{banner}" if banner else ""),
         sharing=sharing,
     )
+    if samples:
+        blocks += samples_section(cells, out, sources.paths, data_dir=data_dir)
     blocks += [
         Heading("Compute", 2, "compute"),
         Para(
@@ -479,9 +488,13 @@ def _tables(cells: list[Cell], runs: list[dict], curves: dict[str, list[dict]]) 
         Heading("Table 1: model sizes", 2, "table1"),
         table1(runs),
         Heading("Table 2: NLL per time step", 2, "table2"),
-        table2(cells, started={key for key, rows in curves.items() if rows}),
+        with_baselines(
+            table2(cells, started={key for key, rows in curves.items() if rows}),
+            [c.dataset for c in cells],
+        ),
     ]
     blocks += _progress(cells, curves)
+    blocks += literature_blocks([c.dataset for c in cells])
     blocks += [
         Heading("Learning-rate choice", 2, "lr"),
         lr_table(cells),
@@ -616,6 +629,8 @@ def _protocol_summary(runs: list[dict]) -> str:
         values = sorted({str(r["config"].get(field)) for r in runs})
         parts.append(f"{field} {'/'.join(values)}")
     for field, default in LATER_FIELDS.items():  # named only where a run left the default
+        if field == "variant":  # a unit form, named in the cells (docs/variants.md)
+            continue
         values = sorted({str(r["config"].get(field, default)) for r in runs})
         if values != [str(default)]:
             parts.append(f"{field} {'/'.join(values)}")

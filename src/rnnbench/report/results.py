@@ -32,7 +32,7 @@ from rnnbench.report import paper
 from rnnbench.store import form_of
 
 # Config keys that do not define a cell: the search dimensions and bookkeeping.
-_NOT_CELL_KEYS = {"lr", "seed", "data_seed", "dataset", "unit", "peephole", "reset"}
+_NOT_CELL_KEYS = {"lr", "seed", "data_seed", "dataset", "unit", "peephole", "reset", "variant"}
 # Statuses of runs that a resumed sweep will still train: a cell with any is in progress.
 UNFINISHED = ("queued", "running")
 # The stage label of runs that took no part in choosing the learning rate.
@@ -64,7 +64,8 @@ def _lr_key(lr: float) -> float:
 
 def form_label(config: dict) -> str:
     """The unit's form as the report prints it: "peephole", "no peephole", "reset before"/"after",
-    "" for tanh (the store's :func:`rnnbench.store.form_of` with spaces)."""
+    a variant's name ("nig", "mgu reset after"; the cell reads "LSTM (nig)"), "" for tanh (the
+    store's :func:`rnnbench.store.form_of` with spaces)."""
     form = form_of(config)
     return "" if form == "plain" else form.replace("-", " ")
 

@@ -70,6 +70,8 @@ def table1(runs: list[dict]) -> Table:
             models = {(None, True)}
             for r in runs:
                 cfg = r["config"]
+                if cfg.get("variant"):  # a variant's size is not Table 1's (docs/variants.md)
+                    continue
                 if cfg.get("unit") == unit and paper.dataset_info(cfg["dataset"]).task == task:
                     models.add(
                         (cfg.get("hidden"), bool(cfg.get("peephole", True)) or unit != "lstm")

@@ -35,16 +35,16 @@ import torch
 
 from rnnbench import locks as locks_
 from rnnbench.errors import RnnbenchError
+from rnnbench.train import authors
 from rnnbench.train import checkpoint as ckpt
 from rnnbench.train.config import RunConfig, with_defaults
 from rnnbench.train.metrics import split_nll, split_scores
-from rnnbench.train.protocol import (
+from rnnbench.train.protocol import (  # PopulationRMSProp: tests patch its step here
     EarlyStopping,
-    PopulationRMSProp,
+    PopulationRMSProp,  # noqa: F401
     WeightNoise,
     clip_member_grad_norms,
     finite_members,
-    lr_factor,
 )
 
 __all__ = ["train_population", "resolve_device"]
@@ -174,7 +174,7 @@ def _train_locked(
         from rnnbench.data.registry import load_dataset
 
         dataset = load_dataset(configs[0].dataset, data_dir)
-    hidden = configs[0].hidden or _paper_hidden(dataset, configs[0].unit)
+    hidden = configs[0].hidden or _paper_hidden(dataset, configs[0])
     bar = None
     if progress:
         from tqdm import tqdm
@@ -232,10 +232,12 @@ def _train_locked(
     return results  # type: ignore[return-value]
 
 
-def _paper_hidden(dataset, unit: str) -> int:
+def _paper_hidden(dataset, cfg) -> int:
     from rnnbench.models import paper_hidden
 
-    return paper_hidden(dataset.task, unit)
+    if not cfg.variant:  # the paper's size for both forms, as before the variants
+        return paper_hidden(dataset.task, cfg.unit)
+    return paper_hidden(dataset.task, cfg.unit, variant=cfg.variant, peephole=cfg.peephole)
 
 
 def _build_model(configs, dataset, *, hidden, device, backend):
@@ -251,6 +253,7 @@ def _build_model(configs, dataset, *, hidden, device, backend):
         population=len(configs),
         peephole=cfg.peephole,
         reset=cfg.reset,
+        variant=cfg.variant,
         init=cfg.init,
         seeds=[c.seed for c in configs],
         backend=backend,
@@ -416,13 +419,7 @@ class _Population:
         self.model = _build_model(configs, dataset, hidden=hidden, device=device, backend=backend)
         self.names = [name for name, _ in self.model.named_parameters()]
         self.params = [p for _, p in self.model.named_parameters()]
-        self.optimizer = PopulationRMSProp(
-            self.params,
-            [c.lr for c in configs],
-            decay=cfg.rms_decay,
-            momentum=cfg.rms_momentum,
-            eps=cfg.rms_eps,
-        )
+        self.optimizer = authors.make_optimizer(cfg, self.params, [c.lr for c in configs])
         self.noise = WeightNoise([c.seed for c in configs], cfg.weight_noise, device)
         self.stopping = EarlyStopping(k, cfg.patience)
         self.status = ["running"] * k
@@ -507,7 +504,7 @@ class _Population:
         sums = torch.zeros(self.k, dtype=torch.float64)
         steps = torch.zeros(self.k, dtype=torch.float64)
         weights = self.model.weight_matrices(output=cfg.noise_output)
-        self.optimizer.scale_lr(lr_factor(epoch, cfg.max_epochs, cfg.lr_decay))
+        self.optimizer.scale_lr(authors.schedule(cfg, epoch))
         state = None
         last_shown = 0.0
         batches = iterate_batches(
@@ -524,10 +521,10 @@ class _Population:
             self.optimizer.zero_grad()
             with self.noise.applied(weights):
                 nll_sum, n, state = self.model.nll(x, y, mask, state)
-                loss = nll_sum / n
+                loss = authors.training_loss(cfg, nll_sum, n)
                 loss.sum().backward()
             state = self.model.detach_state(state)
-            norms = clip_member_grad_norms(self.params, cfg.clip)
+            norms = clip_member_grad_norms(self.params, authors.gradient_clip(cfg))
             ok = finite_members(loss, norms).to(dev)
             for k in torch.nonzero(active & ~ok).flatten().tolist():
                 self.status[k] = "diverged"
