@@ -149,3 +149,22 @@ def test_the_gradient_flow_batch_is_the_longest_rows_cut_to_the_shortest_of_them
     assert x.shape == (7, 2, 2) and y.shape == (7, 2, 1)
     assert x[:, 0].eq(9).all() and x[:, 1].eq(7).all() and y[:, 1].eq(-7).all()
     assert flow_batch(seqs, batch_size=2, max_steps=4)[0].shape == (4, 2, 2)
+
+
+def test_the_trace_records_the_gates_a_variant_keeps():
+    torch.manual_seed(3)
+    x = torch.randn(3, 2, 3)
+    for unit, variant, gates in (
+        ("gru", "mgu", {"f"}),
+        ("gru", "nrg", {"z"}),
+        ("lstm", "nog", {"i", "f"}),
+        ("lstm", "cifg", {"i", "f", "o"}),
+    ):
+        model = SequenceModel(unit, 3, 3, 4, head="bernoulli", variant=variant)
+        trace: list = []
+        out, _, _ = run_unit(unit, x, trace=trace, **units.unit_arguments(model))
+        assert len(trace) == 3 and set(trace[0]) == gates, (unit, variant)
+        plain, _, _ = run_unit(unit, x, backend="numba", **units.unit_arguments(model))
+        assert torch.allclose(out, plain, atol=1e-5)  # the trace changes nothing
+        if variant == "cifg":
+            assert torch.allclose(trace[1]["f"], 1 - trace[1]["i"])
