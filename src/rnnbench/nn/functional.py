@@ -18,6 +18,8 @@ when you need gradients of gradients.
 
 from __future__ import annotations
 
+import importlib.util
+
 import torch
 from torch import Tensor
 
@@ -71,9 +73,9 @@ def run_unit(
     if cell == "lstm" and c0 is None:
         c0 = xw.new_zeros(K, B, H)
     if _use_numba(backend, xw):
-        from rnnbench.nn import numba_backend
+        from rnnbench.nn import ops
 
-        return numba_backend.run(cell, xw, w_hh, b_hh, w_ch, reset, mask, h0, c0)
+        return ops.run(cell, xw, w_hh, b_hh, w_ch, reset, mask, h0, c0)
     return _torch_loop(cell, xw, w_hh, b_hh, w_ch, reset, mask, h0, c0)
 
 
@@ -88,12 +90,12 @@ def project_input(x: Tensor, w_ih: Tensor, b_ih: Tensor | None) -> Tensor:
     return xw.reshape(K, T, B, -1)
 
 
+_NUMBA = importlib.util.find_spec("numba") is not None
+
+
 def numba_available() -> bool:
-    try:
-        import numba  # noqa: F401
-    except ImportError:
-        return False
-    return True
+    """Whether numba is installed (looked up once, so compiled graphs do not trace imports)."""
+    return _NUMBA
 
 
 def _use_numba(backend: str, xw: Tensor) -> bool:

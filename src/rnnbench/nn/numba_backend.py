@@ -29,13 +29,13 @@ import scipy
 import torch
 from numba import types
 from numba.extending import overload
-from torch.autograd.function import once_differentiable
 
 _jit = numba.njit(cache=True, nogil=True, error_model="numpy")
 
 # ---- activations: libm in float64; in float32 a rational tanh that vectorises ----------------
 # tanh(x) ~ x P(x^2) / Q(x^2) on x clamped to +-7.905 (where float32 tanh rounds to +-1), the
 # minimax fit of Eigen / XLA / MLAS, within a few float32 ulps; sigmoid(x) = (1 + tanh(x/2)) / 2.
+# NaN propagates (tanh(NaN) = NaN) and +-inf saturates to +-1, exactly as torch.tanh.
 # libm's expf and tanhf are opaque calls that stop LLVM from vectorising the gate loops, and
 # numba has no SVML here, so the rational form makes the float32 kernels about 2x faster.
 
@@ -72,13 +72,17 @@ def _sigmoid(x):
     return 1.0 / (1.0 + math.exp(-x))
 
 
-@overload(_tanh, inline="always")
+@overload(_tanh)
 def _tanh_impl(x):
     if x != types.float32:
         return lambda x: math.tanh(x)
 
     def rational_tanh(x):
-        x = max(-_TANH_CLAMP, min(_TANH_CLAMP, x))
+        # Two selects, not min/max: numba's min and max return the other operand for a NaN,
+        # which swallowed NaNs (tanh(NaN) came out finite); a comparison with NaN is False,
+        # so NaN passes through both selects and the rational form, as in torch.tanh.
+        x = _TANH_CLAMP if x > _TANH_CLAMP else x
+        x = -_TANH_CLAMP if x < -_TANH_CLAMP else x
         x2 = x * x
         p = _P1 + x2 * (_P3 + x2 * (_P5 + x2 * (_P7 + x2 * (_P9 + x2 * (_P11 + x2 * _P13)))))
         q = _Q0 + x2 * (_Q2 + x2 * (_Q4 + x2 * _Q6))
@@ -365,7 +369,7 @@ def gru_backward(d_out, d_hn, w_rz, w_n, before, mask, hs, acts, aux):
     return np.concatenate((d_rz, d_xn), axis=3), d_rec_n, d_h0
 
 
-# ---- autograd glue ---------------------------------------------------------------------------
+# ---- torch glue: plain tensors in and out; autograd lives in rnnbench.nn.ops ----------------
 
 
 def _find_openblas_local_threads():
@@ -397,24 +401,15 @@ def _call(kernel, *args):
 
 
 def run(cell, xw, w_hh, b_hh, w_ch, reset, mask, h0, c0):
-    """:func:`rnnbench.nn.functional.run_unit` after the input projection, on the fused kernels."""
-    if cell == "lstm":
-        return _FusedLSTM.apply(xw, w_hh, b_hh, w_ch, mask, h0, c0)
-    if cell == "gru":
-        out, h_n = _FusedGRU.apply(xw, w_hh, b_hh, reset == "before", mask, h0)
-    else:
-        out, h_n = _FusedTanh.apply(xw, w_hh, b_hh, mask, h0)
-    return out, h_n, None
+    """:func:`rnnbench.nn.functional.run_unit` after the input projection, on the fused kernels
+    (through the custom operator of :mod:`rnnbench.nn.ops`)."""
+    from rnnbench.nn import ops
+
+    return ops.run(cell, xw, w_hh, b_hh, w_ch, reset, mask, h0, c0)
 
 
 def _np(t: torch.Tensor, dtype) -> np.ndarray:
     return t.detach().to(dtype).contiguous().numpy()
-
-
-def _mask_np(mask, xw) -> np.ndarray:
-    if mask is None:
-        return np.ones(xw.shape[1:3], dtype=_np_dtype(xw))
-    return _np(mask, xw.dtype)
 
 
 def _np_dtype(t: torch.Tensor):
@@ -427,53 +422,32 @@ def _bias_np(b_hh, xw) -> np.ndarray:
     return _np(b_hh, xw.dtype)
 
 
-def _weight_grads(d_rec, inputs, b_hh):
-    """``dW = sum_t,b d_rec^T inputs`` per member, and ``db`` when there is a bias."""
+def _weight_grads(d_rec, inputs):
+    """``dW = sum_t,b d_rec^T inputs`` and ``db = sum_t,b d_rec`` per member."""
     K, T, B, G = d_rec.shape
     flat = d_rec.reshape(K, T * B, G)
     d_w = torch.bmm(flat.transpose(1, 2), inputs.reshape(K, T * B, -1))
-    return d_w, (flat.sum(1) if b_hh is not None else None)
+    return d_w, flat.sum(1)
 
 
-class _FusedTanh(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, xw, w_hh, b_hh, mask, h0):
-        m = _mask_np(mask, xw)
-        w_hh_t = _np(w_hh.transpose(1, 2), xw.dtype)
-        out, hs = _call(
-            tanh_forward, _np(xw, xw.dtype), w_hh_t, _bias_np(b_hh, xw), m, _np(h0, xw.dtype)
-        )
-        out, hs = torch.from_numpy(out), torch.from_numpy(hs)
-        ctx.save_for_backward(w_hh, b_hh, out)
-        ctx.state = (m, hs)
-        return out, hs[:, -1].clone()
-
-    @staticmethod
-    @once_differentiable
-    def backward(ctx, d_out, d_hn):
-        w_hh, b_hh, out = ctx.saved_tensors
-        m, hs = ctx.state
-        dt = out.dtype
-        d_pre, d_h0 = _call(
-            tanh_backward, _np(d_out, dt), _np(d_hn, dt), _np(w_hh, dt), m, _np(out, dt)
-        )
-        d_pre = torch.from_numpy(d_pre)
-        d_w, d_b = _weight_grads(d_pre, hs[:, :-1], b_hh)
-        return d_pre, d_w, d_b, None, torch.from_numpy(d_h0)
-
-
-class _FusedLSTM(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, xw, w_hh, b_hh, w_ch, mask, h0, c0):
-        dt = xw.dtype
-        m = _mask_np(mask, xw)
-        peephole = w_ch is not None
+def forward(cell, reset, peephole, xw, w_hh, b_hh, w_ch, mask, h0, c0):
+    """The fused forward of ``cell`` on plain tensors (no autograd): ``(out, h_n, c_n, hs,
+    cs, acts, aux)``, where ``c_n``, ``cs`` (LSTM), ``acts`` (LSTM, GRU) and ``aux`` (GRU)
+    are empty tensors for the cells that have none. ``mask (T, B)`` is a tensor (ones for
+    no padding); ``b_hh`` and ``w_ch`` may be None; ``peephole`` says whether ``w_ch`` is used.
+    """
+    dt = xw.dtype
+    m = _np(mask, dt)
+    x = _np(xw, dt)
+    bias = _bias_np(b_hh, xw)
+    empty = (xw.new_empty(0) for _ in range(4))
+    if cell == "lstm":
         v = _np(w_ch, dt) if peephole else np.zeros((xw.shape[0], 3, 1), _np_dtype(xw))
         out, hs, cs, acts = _call(
             lstm_forward,
-            _np(xw, dt),
+            x,
             _np(w_hh.transpose(1, 2), dt),
-            _bias_np(b_hh, xw),
+            bias,
             v,
             peephole,
             m,
@@ -481,17 +455,39 @@ class _FusedLSTM(torch.autograd.Function):
             _np(c0, dt),
         )
         hs, cs = torch.from_numpy(hs), torch.from_numpy(cs)
-        ctx.save_for_backward(w_hh, b_hh, w_ch)
-        ctx.state = (v, peephole, m, hs, cs, acts)
-        return torch.from_numpy(out), hs[:, -1].clone(), cs[:, -1].clone()
+        c_n, acts, aux = cs[:, -1].clone(), torch.from_numpy(acts), next(empty)
+    elif cell == "gru":
+        H = w_hh.shape[-1]
+        out, hs, acts, aux = _call(
+            gru_forward,
+            x,
+            _np(w_hh[:, : 2 * H].transpose(1, 2), dt),
+            _np(w_hh[:, 2 * H :].transpose(1, 2), dt),
+            bias,
+            reset == "before",
+            m,
+            _np(h0, dt),
+        )
+        hs, acts, aux = torch.from_numpy(hs), torch.from_numpy(acts), torch.from_numpy(aux)
+        c_n, cs = next(empty), next(empty)
+    else:
+        out, hs = _call(tanh_forward, x, _np(w_hh.transpose(1, 2), dt), bias, m, _np(h0, dt))
+        hs = torch.from_numpy(hs)
+        c_n, cs, acts, aux = empty
+    return torch.from_numpy(out), hs[:, -1].clone(), c_n, hs, cs, acts, aux
 
-    @staticmethod
-    @once_differentiable
-    def backward(ctx, d_out, d_hn, d_cn):
-        w_hh, b_hh, _ = ctx.saved_tensors
-        v, peephole, m, hs, cs, acts = ctx.state
-        dt = hs.dtype
-        d_pre, d_h0, d_c0, d_v = _call(
+
+def backward(cell, reset, peephole, d_out, d_hn, d_cn, w_hh, w_ch, mask, out, hs, cs, acts, aux):
+    """The fused backward through time on plain tensors: the gradients ``(d_xw, d_w_hh,
+    d_b_hh, d_w_ch, d_h0, d_c0)`` of the loss with respect to the inputs of :func:`forward`
+    (``d_w_ch`` and ``d_c0`` empty where the cell has none)."""
+    dt = hs.dtype
+    m = _np(mask, dt)
+    h_prev = hs[:, :-1]
+    empty = (hs.new_empty(0) for _ in range(2))
+    if cell == "lstm":
+        v = _np(w_ch, dt) if peephole else np.zeros((hs.shape[0], 3, 1), _np_dtype(hs))
+        d_xw, d_h0, d_c0, d_v = _call(
             lstm_backward,
             _np(d_out, dt),
             _np(d_hn, dt),
@@ -500,62 +496,36 @@ class _FusedLSTM(torch.autograd.Function):
             v,
             peephole,
             m,
-            cs.numpy(),
-            acts,
+            _np(cs, dt),
+            _np(acts, dt),
         )
-        d_pre = torch.from_numpy(d_pre)
-        d_w, d_b = _weight_grads(d_pre, hs[:, :-1], b_hh)
-        d_v = torch.from_numpy(d_v) if peephole else None
-        return d_pre, d_w, d_b, d_v, None, torch.from_numpy(d_h0), torch.from_numpy(d_c0)
-
-
-class _FusedGRU(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, xw, w_hh, b_hh, before, mask, h0):
-        dt = xw.dtype
+        d_xw = torch.from_numpy(d_xw)
+        d_w, d_b = _weight_grads(d_xw, h_prev)
+        d_v = torch.from_numpy(d_v) if peephole else next(empty)
+        return d_xw, d_w, d_b, d_v, torch.from_numpy(d_h0), torch.from_numpy(d_c0)
+    if cell == "gru":
         H = w_hh.shape[-1]
-        m = _mask_np(mask, xw)
-        w_rz, w_n = w_hh[:, : 2 * H], w_hh[:, 2 * H :]
-        out, hs, acts, aux = _call(
-            gru_forward,
-            _np(xw, dt),
-            _np(w_rz.transpose(1, 2), dt),
-            _np(w_n.transpose(1, 2), dt),
-            _bias_np(b_hh, xw),
-            before,
-            m,
-            _np(h0, dt),
-        )
-        hs = torch.from_numpy(hs)
-        ctx.save_for_backward(w_hh, b_hh)
-        ctx.state = (before, m, hs, acts, aux)
-        return torch.from_numpy(out), hs[:, -1].clone()
-
-    @staticmethod
-    @once_differentiable
-    def backward(ctx, d_out, d_hn):
-        w_hh, b_hh = ctx.saved_tensors
-        before, m, hs, acts, aux = ctx.state
-        H = w_hh.shape[-1]
-        w_rz, w_n = w_hh[:, : 2 * H], w_hh[:, 2 * H :]
-        dt = hs.dtype
+        before = reset == "before"
         d_xw, d_rec_n, d_h0 = _call(
             gru_backward,
             _np(d_out, dt),
             _np(d_hn, dt),
-            _np(w_rz, dt),
-            _np(w_n, dt),
+            _np(w_hh[:, : 2 * H], dt),
+            _np(w_hh[:, 2 * H :], dt),
             before,
             m,
-            hs.numpy(),
-            acts,
-            aux,
+            _np(hs, dt),
+            _np(acts, dt),
+            _np(aux, dt),
         )
         d_xw, d_rec_n = torch.from_numpy(d_xw), torch.from_numpy(d_rec_n)
-        h_prev = hs[:, :-1]
-        d_w_rz, d_b_rz = _weight_grads(d_xw[..., : 2 * H], h_prev, b_hh)
-        n_input = torch.from_numpy(aux) if before else h_prev
-        d_w_n, d_b_n = _weight_grads(d_rec_n, n_input, b_hh)
-        d_w = torch.cat((d_w_rz, d_w_n), 1)
-        d_b = torch.cat((d_b_rz, d_b_n), 1) if b_hh is not None else None
-        return d_xw, d_w, d_b, None, None, torch.from_numpy(d_h0)
+        d_w_rz, d_b_rz = _weight_grads(d_xw[..., : 2 * H], h_prev)
+        d_w_n, d_b_n = _weight_grads(d_rec_n, aux if before else h_prev)
+        d_w, d_b = torch.cat((d_w_rz, d_w_n), 1), torch.cat((d_b_rz, d_b_n), 1)
+        return d_xw, d_w, d_b, next(empty), torch.from_numpy(d_h0), next(empty)
+    d_xw, d_h0 = _call(
+        tanh_backward, _np(d_out, dt), _np(d_hn, dt), _np(w_hh, dt), m, _np(out, dt)
+    )
+    d_xw = torch.from_numpy(d_xw)
+    d_w, d_b = _weight_grads(d_xw, h_prev)
+    return d_xw, d_w, d_b, next(empty), torch.from_numpy(d_h0), next(empty)
