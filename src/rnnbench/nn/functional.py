@@ -25,7 +25,7 @@ from torch import Tensor
 
 from rnnbench.errors import RnnbenchError
 
-GATES = {"tanh": 1, "gru": 3, "lstm": 4}
+GATES = {"tanh": 1, "relu": 1, "gru": 3, "lstm": 4}
 RESETS = ("before", "after")
 BACKENDS = ("auto", "torch", "numba")
 
@@ -48,7 +48,9 @@ def run_unit(
     """Run ``cell`` over the sequence ``x`` for K population members.
 
     Args:
-        cell: ``"tanh"``, ``"lstm"`` or ``"gru"``.
+        cell: ``"tanh"``, ``"lstm"`` or ``"gru"``; or ``"relu"`` (``h = relu(W x + b + U h)``,
+            torch's ``nonlinearity="relu"``), which has no fused kernel and runs the torch
+            loop whatever ``backend`` says.
         x: ``(T, B, I)`` shared by all members, or ``(K, T, B, I)``.
         w_ih: ``(K, G*H, I)``; ``w_hh``: ``(K, G*H, H)``; ``b_ih``, ``b_hh``: ``(K, G*H)`` or
             None. Gate blocks in torch's order: LSTM i, f, g, o; GRU r, z, n.
@@ -72,7 +74,7 @@ def run_unit(
         h0 = xw.new_zeros(K, B, H)
     if cell == "lstm" and c0 is None:
         c0 = xw.new_zeros(K, B, H)
-    if _use_numba(backend, xw):
+    if cell != "relu" and _use_numba(backend, xw):
         from rnnbench.nn import ops
 
         return ops.run(cell, xw, w_hh, b_hh, w_ch, reset, mask, h0, c0)
@@ -152,6 +154,8 @@ def _torch_loop(cell, xw, w_hh, b_hh, w_ch, reset, mask, h, c):
             gh = _affine(h, w_hh_t, b_rec)
             if cell == "tanh":
                 h_new = torch.tanh(xw_t + gh)
+            elif cell == "relu":
+                h_new = torch.relu(xw_t + gh)
             elif cell == "gru":
                 h_new = _gru_after_step(xw_t, gh, h)
             else:

@@ -523,9 +523,7 @@ def backward(cell, reset, peephole, d_out, d_hn, d_cn, w_hh, w_ch, mask, out, hs
         d_w_n, d_b_n = _weight_grads(d_rec_n, aux if before else h_prev)
         d_w, d_b = torch.cat((d_w_rz, d_w_n), 1), torch.cat((d_b_rz, d_b_n), 1)
         return d_xw, d_w, d_b, next(empty), torch.from_numpy(d_h0), next(empty)
-    d_xw, d_h0 = _call(
-        tanh_backward, _np(d_out, dt), _np(d_hn, dt), _np(w_hh, dt), m, _np(out, dt)
-    )
+    d_xw, d_h0 = _call(tanh_backward, _np(d_out, dt), _np(d_hn, dt), _np(w_hh, dt), m, _np(out, dt))
     d_xw = torch.from_numpy(d_xw)
     d_w, d_b = _weight_grads(d_xw, h_prev)
     return d_xw, d_w, d_b, next(empty), torch.from_numpy(d_h0), next(empty)

@@ -156,6 +156,8 @@ def _no_double_backward(ctx, *grads):
 
 
 fused_rnn.register_autograd(_backward, setup_context=_setup_context)
+
+
 def _no_context(ctx, inputs, output):
     pass
 
@@ -167,7 +169,5 @@ def run(cell, xw, w_hh, b_hh, w_ch, reset, mask, h0, c0):
     """:func:`rnnbench.nn.functional.run_unit` after the input projection, on the custom op:
     ``(out, h_n, c_n)``, ``c_n`` None except for the LSTM."""
     mask = xw.new_ones(xw.shape[1:3]) if mask is None else mask.to(xw.dtype)
-    out, h_n, c_n, *_ = fused_rnn(
-        cell, reset, w_ch is not None, xw, w_hh, b_hh, w_ch, mask, h0, c0
-    )
+    out, h_n, c_n, *_ = fused_rnn(cell, reset, w_ch is not None, xw, w_hh, b_hh, w_ch, mask, h0, c0)
     return out, h_n, (c_n if cell == "lstm" else None)
