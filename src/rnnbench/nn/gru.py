@@ -120,8 +120,7 @@ class GRU(RecurrentUnit):
         >>> GRU(10, 20).load_state_dict(torch.nn.GRU(10, 20).state_dict())
         Traceback (most recent call last):
         ...
-        RuntimeError: Error(s) in loading state_dict for GRU:
-        	this state dict does not say its GRU form ...
+        RuntimeError: Error(s) in loading state_dict for GRU: ...this state dict does not say...
     """
 
     cell = "gru"
