@@ -173,7 +173,9 @@ class RecurrentUnit(nn.Module):
         return {"cell": self.cell, **{name: getattr(self, name) for name in self.form}}
 
     def set_extra_state(self, state) -> None:
-        """Nothing to set: :meth:`_load_from_state_dict` compares the form and refuses."""
+        """Nothing to set: :meth:`_load_from_state_dict` compares the form and refuses a
+        state dict of the other form (a missing key that names the argument: a strict load
+        raises it, a non-strict one returns it; both warn)."""
 
     def _save_to_state_dict(self, destination, prefix, keep_vars) -> None:
         super()._save_to_state_dict(destination, prefix, keep_vars)
@@ -191,9 +193,11 @@ class RecurrentUnit(nn.Module):
         )
         if prefix + EXTRA_STATE_KEY in missing_keys:
             missing_keys.remove(prefix + EXTRA_STATE_KEY)
-        if problem and strict:
-            errors.append(problem)
-        elif problem:
+        if problem:
+            # torch calls this with strict=True whatever the caller asked and applies
+            # ``strict`` to missing_keys afterwards: a missing key that carries the sentence
+            # makes a strict load fail with it, and a non-strict load return it (and warn).
+            missing_keys.append(f"{prefix}{EXTRA_STATE_KEY} (the form: {problem})")
             warnings.warn(problem, stacklevel=4)
 
     def _form_problem(self, saved, peepholes: bool) -> str | None:
@@ -218,8 +222,8 @@ class RecurrentUnit(nn.Module):
             return (
                 "this state dict does not say its GRU form (torch.nn.GRU's never do) and this "
                 "module computes the paper's reset='before': build GRU(..., reset='after') to "
-                "load a torch.nn.GRU state dict, or load a reset='before' state dict saved by "
-                "rnnbench before it recorded forms with strict=False."
+                "load a torch.nn.GRU state dict, or pass strict=False to load a reset='before' "
+                "state dict saved by an rnnbench that did not record forms."
             )
         return None
 
@@ -260,7 +264,8 @@ class RecurrentUnit(nn.Module):
         D, H = (2 if self.bidirectional else 1), self.hidden_size
         if B == 0:
             empty = x.new_zeros(self.num_layers * D, 0, H)
-            return x.new_zeros(T, 0, D * H), empty, (empty.clone() if c0 is not None else None)
+            c_n = empty.clone() if self.cell == "lstm" else None
+            return x.new_zeros(T, 0, D * H), empty, c_n
         reverse = _time_reversal(mask, lengths, T, B, x.device) if D == 2 else None
         finals_h, finals_c = [], []
         for layer in range(self.num_layers):
