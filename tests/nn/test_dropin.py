@@ -241,7 +241,7 @@ REFUSED = [
 def test_wrong_state_kinds_are_refused_in_one_sentence(name, kind, call, error, match, backend):
     ours, native = pair(FORMS[FORM_IDS.index(kind)], backend)
     x = torch.randn(T, B, I, dtype=torch.float64)
-    with pytest.raises(Exception):
+    with pytest.raises((IndexError, AttributeError, RuntimeError)):  # torch's, unrelated
         call(native, x)
     with pytest.raises(error, match=match):
         call(ours, x)
@@ -327,24 +327,29 @@ def _state_dict_without_form(module):
     return state
 
 
+def make(cls, *args, **kwargs):
+    return lambda: cls(I, H, *args, **kwargs)
+
+
+TORCH_GRU, TORCH_LSTM, TORCH_RNN = torch.nn.GRU, torch.nn.LSTM, torch.nn.RNN
 # (name, source module, target module, None if it loads strictly else a regex of the refusal)
 ROUND_TRIPS = [
-    ("torch GRU -> cuDNN GRU", lambda: torch.nn.GRU(I, H, 2), lambda: GRU(I, H, 2, reset="after"), None),
-    ("cuDNN GRU -> torch GRU", lambda: GRU(I, H, 2, reset="after"), lambda: torch.nn.GRU(I, H, 2), None),
-    ("torch LSTM -> cuDNN LSTM", lambda: torch.nn.LSTM(I, H, bidirectional=True),
-     lambda: LSTM(I, H, bidirectional=True, peephole=False), None),
-    ("cuDNN LSTM -> torch LSTM", lambda: LSTM(I, H, peephole=False), lambda: torch.nn.LSTM(I, H), None),
-    ("torch RNN -> RNN", lambda: torch.nn.RNN(I, H, 2), lambda: RNN(I, H, 2), None),
-    ("RNN -> torch RNN", lambda: RNN(I, H, 2), lambda: torch.nn.RNN(I, H, 2), None),
-    ("torch GRU -> paper GRU", lambda: torch.nn.GRU(I, H), lambda: GRU(I, H), "reset='after'"),
-    ("torch LSTM -> paper LSTM", lambda: torch.nn.LSTM(I, H), lambda: LSTM(I, H), "peephole=False"),
-    ("paper GRU -> cuDNN GRU", lambda: GRU(I, H), lambda: GRU(I, H, reset="after"), "reset='before'"),
-    ("paper GRU -> torch GRU", lambda: GRU(I, H), lambda: torch.nn.GRU(I, H), "_extra_state"),
-    ("paper LSTM -> cuDNN LSTM", lambda: LSTM(I, H), lambda: LSTM(I, H, peephole=False), "peephole=True"),
-    ("paper GRU -> paper GRU", lambda: GRU(I, H, 2), lambda: GRU(I, H, 2), None),
-    ("paper LSTM -> paper LSTM", lambda: LSTM(I, H, 2), lambda: LSTM(I, H, 2), None),
-    ("old paper LSTM -> paper LSTM", lambda: LSTM(I, H), lambda: LSTM(I, H), None),
-    ("old paper GRU -> paper GRU", lambda: GRU(I, H), lambda: GRU(I, H), "strict=False"),
+    ("torch GRU -> cuDNN GRU", make(TORCH_GRU, 2), make(GRU, 2, reset="after"), None),
+    ("cuDNN GRU -> torch GRU", make(GRU, 2, reset="after"), make(TORCH_GRU, 2), None),
+    ("torch LSTM -> cuDNN LSTM", make(TORCH_LSTM, bidirectional=True),
+     make(LSTM, bidirectional=True, peephole=False), None),
+    ("cuDNN LSTM -> torch LSTM", make(LSTM, peephole=False), make(TORCH_LSTM), None),
+    ("torch RNN -> RNN", make(TORCH_RNN, 2), make(RNN, 2), None),
+    ("RNN -> torch RNN", make(RNN, 2), make(TORCH_RNN, 2), None),
+    ("torch GRU -> paper GRU", make(TORCH_GRU), make(GRU), "reset='after'"),
+    ("torch LSTM -> paper LSTM", make(TORCH_LSTM), make(LSTM), "peephole=False"),
+    ("paper GRU -> cuDNN GRU", make(GRU), make(GRU, reset="after"), "reset='before'"),
+    ("paper GRU -> torch GRU", make(GRU), make(TORCH_GRU), "_extra_state"),
+    ("paper LSTM -> cuDNN LSTM", make(LSTM), make(LSTM, peephole=False), "peephole=True"),
+    ("paper GRU -> paper GRU", make(GRU, 2), make(GRU, 2), None),
+    ("paper LSTM -> paper LSTM", make(LSTM, 2), make(LSTM, 2), None),
+    ("old paper LSTM -> paper LSTM", make(LSTM), make(LSTM), None),
+    ("old paper GRU -> paper GRU", make(GRU), make(GRU), "strict=False"),
 ]  # fmt: skip
 
 
