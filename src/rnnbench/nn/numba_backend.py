@@ -72,17 +72,16 @@ def _sigmoid(x):
     return 1.0 / (1.0 + math.exp(-x))
 
 
-@overload(_tanh)
+@overload(_tanh, inline="always")
 def _tanh_impl(x):
     if x != types.float32:
         return lambda x: math.tanh(x)
 
     def rational_tanh(x):
-        # Two selects, not min/max: numba's min and max return the other operand for a NaN,
-        # which swallowed NaNs (tanh(NaN) came out finite); a comparison with NaN is False,
-        # so NaN passes through both selects and the rational form, as in torch.tanh.
-        x = _TANH_CLAMP if x > _TANH_CLAMP else x
-        x = -_TANH_CLAMP if x < -_TANH_CLAMP else x
+        # x first: numba's min and max follow Python's, which return their first argument
+        # when a comparison with NaN is False, so NaN passes through the clamp and the
+        # rational form, as through torch.tanh (max(-C, min(C, x)) returned C for NaN).
+        x = max(min(x, _TANH_CLAMP), -_TANH_CLAMP)
         x2 = x * x
         p = _P1 + x2 * (_P3 + x2 * (_P5 + x2 * (_P7 + x2 * (_P9 + x2 * (_P11 + x2 * _P13)))))
         q = _Q0 + x2 * (_Q2 + x2 * (_Q4 + x2 * _Q6))
