@@ -139,6 +139,8 @@ class RecurrentUnit(nn.Module):
 
     def extra_repr(self) -> str:
         text = f"{self.input_size}, {self.hidden_size}"
+        if self.cell == "relu":
+            text += ", nonlinearity='relu'"
         if self.num_layers != 1:
             text += f", num_layers={self.num_layers}"
         if not self.bias:
