@@ -401,6 +401,7 @@ def test_gradcheck_stacked_bidirectional_paper_forms(make, backend):
 
 
 COLD_SCRIPT = """
+import sys
 import torch
 from rnnbench.nn import GRU, LSTM
 torch.manual_seed(0)
@@ -417,13 +418,20 @@ assert "rnnbench.fused_rnn" in str(program.graph)
 assert torch.allclose(program.module()(x)[0], gru(x)[0], atol=1e-6)
 traced = torch.jit.trace(gru, (x,))
 assert "rnnbench::fused_rnn" in str(traced.graph)
+traced.save(sys.argv[1])
+loaded = torch.jit.load(sys.argv[1])
+assert torch.allclose(loaded(x)[0], gru(x)[0], atol=1e-6)
 print("cold ok")
 """
 
 
-def test_compile_export_and_trace_on_a_cold_process():
+def test_compile_export_and_trace_on_a_cold_process(tmp_path):
+    """A fresh interpreter: compile (fullgraph), export, trace and a saved trace, first call."""
     done = subprocess.run(
-        [sys.executable, "-c", COLD_SCRIPT], capture_output=True, text=True, timeout=600
+        [sys.executable, "-c", COLD_SCRIPT, str(tmp_path / "traced.pt")],
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert "cold ok" in done.stdout, done.stderr[-3000:]
 
