@@ -440,3 +440,15 @@ def test_paper_forms_warn_nothing_on_their_own_state_dicts():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         GRU(I, H).load_state_dict(GRU(I, H).state_dict(), strict=False)
+
+
+@pytest.mark.parametrize("unit", ["tanh", "lstm", "gru"])
+def test_nan_reaches_the_trainers_loss_through_the_float32_kernels(unit):
+    """The population model (what the trainer's divergence check reads) on the fused kernels."""
+    from rnnbench.models import SequenceModel
+
+    model = SequenceModel(unit, 4, 4, 3, head="bernoulli", population=2, backend="numba")
+    with torch.no_grad():
+        model.weight_hh_l0[1, 0, 0] = float("nan")  # member 1 only
+    params, _ = model(torch.randn(5, 2, 4))
+    assert params[1].isnan().any() and not params[0].isnan().any()
