@@ -20,8 +20,12 @@ Tables
   ``quick`` (1 for ``reproduce --quick`` runs, whose numbers do not follow the paper's protocol);
 - ``status``: queued, running, done, failed, diverged;
 - ``run_dir``, ``checkpoint`` (the best checkpoint's path), final ``train_nll``, ``valid_nll``,
-  ``test_nll``, ``best_epoch``, ``epochs``, ``updates``, ``seconds``, ``params``;
-- ``error`` (the last failure's message), ``attempts`` (how many times the run was started);
+  ``test_nll`` (frame-weighted, the paper's metric) and ``train_nll_seq``, ``valid_nll_seq``,
+  ``test_nll_seq`` (the mean over sequences of each one's NLL per step), ``best_epoch``,
+  ``epochs``, ``updates``, ``seconds``, ``params``;
+- ``error`` (the last failure's message; on a ``done`` run that diverged after its best epoch,
+  the flag "diverged at epoch E after its best at B (scored from its best state): why"),
+  ``attempts`` (how many times the run was started);
 - software versions ``python``, ``torch``, ``numpy``, ``rnnbench`` and ``host`` of the last start;
 - timestamps (ISO 8601, UTC): ``created``, ``started``, ``finished``, ``updated``.
 
@@ -76,6 +80,9 @@ RESULT_COLUMNS = (
     "train_nll",
     "valid_nll",
     "test_nll",
+    "train_nll_seq",
+    "valid_nll_seq",
+    "test_nll_seq",
     "best_epoch",
     "epochs",
     "updates",
@@ -84,6 +91,9 @@ RESULT_COLUMNS = (
     "checkpoint",
 )
 LABEL_COLUMNS = ("sweep", "stage", "quick")
+# Columns added after stores were written: a writable store gains them when opened; a store
+# read as it is lacks them, and its runs read them as absent (None).
+LATER_COLUMNS = {"train_nll_seq": "REAL", "valid_nll_seq": "REAL", "test_nll_seq": "REAL"}
 EPOCH_COLUMNS = ("train_nll", "valid_nll", "updates", "seconds")
 
 _SCHEMA = """
@@ -96,6 +106,7 @@ CREATE TABLE IF NOT EXISTS runs (
     status TEXT NOT NULL DEFAULT 'queued',
     run_dir TEXT, checkpoint TEXT,
     train_nll REAL, valid_nll REAL, test_nll REAL,
+    train_nll_seq REAL, valid_nll_seq REAL, test_nll_seq REAL,
     best_epoch INTEGER, epochs INTEGER, updates INTEGER, seconds REAL, params INTEGER,
     error TEXT, attempts INTEGER NOT NULL DEFAULT 0,
     python TEXT, torch TEXT, numpy TEXT, rnnbench TEXT, host TEXT,
@@ -119,8 +130,18 @@ def now() -> str:
 
 
 def form_of(config: dict) -> str:
-    """The unit's form as one word: plain (tanh), peephole/no-peephole, reset-before/after."""
+    """The unit's form as one word: plain (tanh), peephole/no-peephole, reset-before/after;
+    a variant (issue 13) by its name, followed by ``-no-peephole`` / ``-reset-after`` when
+    it departs from the paper's form there (``nig``, ``nig-no-peephole``, ``mgu-reset-after``).
+    """
     unit = config.get("unit")
+    variant = config.get("variant") or ""
+    if variant:
+        if unit == "lstm" and not config.get("peephole", True):
+            return f"{variant}-no-peephole"
+        if unit == "gru" and config.get("reset", "before") == "after":
+            return f"{variant}-reset-after"
+        return variant
     if unit == "lstm":
         return "peephole" if config.get("peephole", True) else "no-peephole"
     if unit == "gru":
@@ -195,6 +216,10 @@ class Store:
             for statement in _SCHEMA.split(";"):
                 if statement.strip():
                     conn.execute(statement)
+            have = {row[1] for row in conn.execute("PRAGMA table_info(runs)")}
+            for name, kind in LATER_COLUMNS.items():
+                if name not in have:  # a store written before the column existed
+                    conn.execute(f"ALTER TABLE runs ADD COLUMN {name} {kind}")
             conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
     # -- connection -------------------------------------------------------------------------

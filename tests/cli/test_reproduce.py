@@ -49,10 +49,18 @@ def test_the_paper_plan():
         for i, c in enumerate(stage1[0].configs)
     ]
     runs[-1]["status"] = "diverged"
-    (seeds,) = then(stage1[0], runs)
-    assert [c.seed for c in seeds.configs] == [1, 2]
-    assert {c.lr for c in seeds.configs} == {stage1[0].configs[-2].lr}
-    assert then(seeds, []) == []
+    fresh = then(stage1[0], runs)
+    # Three fresh seeds (none is the search's seed 0), each with its own batch order.
+    assert [(c.seed, c.data_seed) for p in fresh for c in p.configs] == [(1, 1), (2, 2), (3, 3)]
+    assert {c.lr for p in fresh for c in p.configs} == {stage1[0].configs[-2].lr}
+    assert {p.labels["stage"] for p in fresh} == {"seeds"}
+    assert then(fresh[0], []) == []
+    # One candidate set per data set: every unit of a data set sees the same rates.
+    by_set = {}
+    for pop in stage1:
+        by_set.setdefault(pop.configs[0].dataset, set()).add(tuple(c.lr for c in pop.configs))
+    assert all(len(rates) == 1 for rates in by_set.values())
+    assert len({rates.pop() for rates in by_set.values()}) == len(PAPER_SETS)
     with pytest.raises(RnnbenchError, match="at least 3"):
         plan(args(seeds=2))
 
@@ -62,8 +70,8 @@ def test_the_authors_schedule_and_noise_placement_reach_every_run():
     configs = [c for p in stage1 for c in p.configs]
     assert {(c.lr_decay, c.noise_output) for c in configs} == {(0.01, False)}
     runs = [{"status": "done", "valid_nll": 1.0, "config": stage1[0].configs[0].to_dict()}]
-    (seeds,) = then(stage1[0], runs)
-    assert {(c.lr_decay, c.noise_output) for c in seeds.configs} == {(0.01, False)}
+    seeds = [c for p in then(stage1[0], runs) for c in p.configs]
+    assert {(c.lr_decay, c.noise_output) for c in seeds} == {(0.01, False)}
     default, _ = plan(args(sets=["jsb"]))  # the defaults keep the grid's keys
     assert default[0].configs[0].key() != stage1[0].configs[0].key()
 
@@ -72,8 +80,8 @@ def test_weight_noise_and_its_placement_reach_every_run_and_a_bad_value_is_one_s
     stage1, then = plan(args(weight_noise=0.02, sets=["fsdd-a"]))
     assert {c.weight_noise for p in stage1 for c in p.configs} == {0.02}
     runs = [{"status": "done", "valid_nll": 1.0, "config": stage1[0].configs[0].to_dict()}]
-    (seeds,) = then(stage1[0], runs)
-    assert {c.weight_noise for c in seeds.configs} == {0.02}
+    seeds = [c for p in then(stage1[0], runs) for c in p.configs]
+    assert {c.weight_noise for c in seeds} == {0.02}
     assert {c.weight_noise for p in plan(args(sets=["fsdd-a"]))[0] for c in p.configs} == {0.075}
     speech, _ = plan(args(sets=["fsdd-a", "jsb"]))
     assert {(p.configs[0].dataset, c.noise_output) for p in speech for c in p.configs} == {
@@ -155,8 +163,8 @@ def test_reproduce_end_to_end_writes_every_report_file_and_resumes(tmp_path, tin
         assert (out / "report" / name).stat().st_size > 0, name
     store = Store(out / "results.db")
     runs = store.runs()
-    # 2 sets x 3 units x (2 candidates + 2 more seeds)
-    assert len(runs) == 2 * 3 * 4
+    # 2 sets x 3 units x (2 candidates + 3 fresh seeds)
+    assert len(runs) == 2 * 3 * 5
     assert {r["stage"] for r in runs} == {"lr", "seeds"}
     for r in store.runs(stage="seeds"):
         lr_runs = store.runs(stage="lr", dataset=r["dataset"], unit=r["unit"])
@@ -165,7 +173,7 @@ def test_reproduce_end_to_end_writes_every_report_file_and_resumes(tmp_path, tin
     assert not any(r["quick"] for r in runs)
 
     assert main(argv) == 0  # again: nothing trained, the report rebuilt
-    assert "(24 were already finished)" in capsys.readouterr().out
+    assert "(30 were already finished)" in capsys.readouterr().out
     # The store names the command that trained it, so a report rebuilt later still does.
     command = shlex.join(["rnnbench", *argv])
     assert [c["command"] for c in store.commands()] == [command, command]
@@ -199,7 +207,7 @@ def test_reproduce_quick_says_it_is_not_the_paper(tmp_path, tiny_sets, capsys):
     store = Store(out / "results.db")
     assert store.meta()["quick"] == "1"
     assert all(r["quick"] for r in store.runs())
-    assert len(store.runs()) == QUICK["candidates"] + QUICK["seeds"] - 1
+    assert len(store.runs()) == QUICK["candidates"] + QUICK["seeds"]
     assert "not the paper" in (out / "report" / "report.md").read_text().lower()
 
 

@@ -255,3 +255,18 @@ def test_a_diverged_run_says_why_on_its_last_line_and_in_the_store(jsb_file, tmp
     with Store(out / "results.db") as store:
         (row,) = store.runs()
         assert row["status"] == "diverged" and row["error"] in line
+
+
+def test_train_a_variant(jsb_file, tmp_path, capsys):
+    """--variant: a gate removed, the size matched to the paper's LSTM, the form in the store."""
+    dataset = f"music:{jsb_file}"
+    argv = ["--dataset", dataset, "--unit", "lstm", "--variant", "cifg", "--max-epochs", "1"]
+    argv += ["--out", str(tmp_path), "--json", "--no-progress"]
+    assert run_train(argv) == 0
+    obj = json.loads(capsys.readouterr().out)
+    assert obj["hidden"] == 45 and obj["config"]["variant"] == "cifg"  # 18,180 vs 18,108
+    assert obj["params"] == 3 * 45 * (88 + 45) + 2 * 3 * 45 + 2 * 45 + 45 * 88 + 88
+    with Store(tmp_path / "results.db") as store:
+        assert store.get_run(obj["key"])["form"] == "cifg"
+    with pytest.raises(RnnbenchError, match="variant='mgu'"):
+        run_train([*argv[:4], "--variant", "mgu", "--out", str(tmp_path)])

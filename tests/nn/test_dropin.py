@@ -13,7 +13,7 @@ import torch
 from torch.nn.utils.rnn import PackedSequence, pack_sequence
 
 from rnnbench.errors import RnnbenchError
-from rnnbench.nn import GRU, LSTM, RNN
+from rnnbench.nn import GRU, LSTM, RNN, variants
 
 BACKENDS = ["torch", "numba"]
 # (name, our class, our form arguments, torch class, arguments both take)
@@ -350,6 +350,21 @@ ROUND_TRIPS = [
     ("paper LSTM -> paper LSTM", make(LSTM, 2), make(LSTM, 2), None),
     ("old paper LSTM -> paper LSTM", make(LSTM), make(LSTM), None),
     ("old paper GRU -> paper GRU", make(GRU), make(GRU), "strict=False"),
+    # variants (issue 13): the variant is part of the form; nig/nfg and nug/mgu share shapes
+    ("variant LSTM -> same variant", make(LSTM, 2, variant="cifg"),
+     make(LSTM, 2, variant="cifg"), None),
+    ("variant GRU -> same variant", make(GRU, bidirectional=True, variant="mgu"),
+     make(GRU, bidirectional=True, variant="mgu"), None),
+    ("variant LSTM -> other variant", make(LSTM, variant="nig"), make(LSTM, variant="nfg"),
+     "variant='nig'"),
+    ("variant GRU -> other variant", make(GRU, variant="nug"), make(GRU, variant="mgu"),
+     "variant='nug'"),
+    ("variant LSTM -> paper LSTM", make(LSTM, variant="niaf"), make(LSTM), "variant='niaf'"),
+    ("paper LSTM -> variant LSTM", make(LSTM), make(LSTM, variant="noaf"), "variant=''"),
+    ("torch LSTM -> cuDNN-form variant", make(TORCH_LSTM),
+     make(LSTM, peephole=False, variant="noaf"), "variant=''"),
+    ("old variant LSTM -> variant LSTM", make(LSTM, variant="nog"), make(LSTM, variant="nog"),
+     "strict=False"),
 ]  # fmt: skip
 
 
@@ -452,3 +467,82 @@ def test_nan_reaches_the_trainers_loss_through_the_float32_kernels(unit):
         model.weight_hh_l0[1, 0, 0] = float("nan")  # member 1 only
     params, _ = model(torch.randn(5, 2, 4))
     assert params[1].isnan().any() and not params[0].isnan().any()
+
+
+# ---- the variants of issue 13 in the drop-in modules ------------------------------------------
+
+VARIANT_STACKS = [("lstm", "cifg"), ("lstm", "nog"), ("gru", "mgu"), ("gru", "nrg")]
+
+
+@pytest.mark.parametrize(("unit", "variant"), VARIANT_STACKS, ids=[v for _, v in VARIANT_STACKS])
+def test_stacked_bidirectional_variants_agree_between_backends(unit, variant):
+    """Two bidirectional layers of a variant, packed unsorted input: the custom op (numba)
+    against the torch loop, outputs, states and every gradient."""
+    cls = LSTM if unit == "lstm" else GRU
+    torch.manual_seed(0)
+    ref = cls(I, H, 2, bidirectional=True, variant=variant, backend="torch").double()
+    fused = cls(I, H, 2, bidirectional=True, variant=variant, backend="numba").double()
+    fused.load_state_dict(ref.state_dict())
+    gen = torch.Generator().manual_seed(1)
+    make_x, batch, leaves = make_input("packed_unsorted", torch.float64, gen)
+    hx = initial_state(unit == "lstm", 4, batch, torch.float64, gen)
+    leaves = [*leaves, *(hx if isinstance(hx, tuple) else (hx,))]
+    assert_close(
+        run_and_grads(fused, make_x, hx, leaves), run_and_grads(ref, make_x, hx, leaves), 1e-10
+    )
+
+
+def _op_arguments(unit, variant, peephole=True):
+    """Arguments of ``rnnbench::fused_rnn`` for one variant, with random float64 tensors."""
+    variant, peephole, reset = variants.resolve(unit, variant, peephole, "before")
+    G, P = variants.gate_count(unit, variant), len(variants.peephole_rows(unit, variant))
+    K, steps, batch = 2, 3, 2
+    gen = torch.Generator().manual_seed(0)
+
+    def rand(*shape):
+        return torch.randn(shape, dtype=torch.float64, generator=gen).requires_grad_()
+
+    w_ch = rand(K, P, H) if peephole else None
+    c0 = rand(K, batch, H) if unit == "lstm" else None
+    mask = torch.ones(steps, batch, dtype=torch.float64)
+    mask[2, 1] = 0
+    xw, w_hh, b_hh, h0 = (
+        rand(K, steps, batch, G * H),
+        rand(K, G * H, H),
+        rand(K, G * H),
+        rand(K, batch, H),
+    )
+    return (unit, reset, peephole, variant, xw, w_hh, b_hh, w_ch, mask, h0, c0)
+
+
+OP_CASES = [
+    (unit, name, peephole)
+    for unit in ("lstm", "gru")
+    for name in ("", *variants.NAMES[unit])
+    for peephole in ((True, False) if unit == "lstm" else (False,))
+]
+
+
+@pytest.mark.parametrize(
+    ("unit", "variant", "peephole"),
+    OP_CASES,
+    ids=[f"{u}-{v or 'full'}-{p}" for u, v, p in OP_CASES],
+)
+def test_custom_ops_fake_shapes_and_autograd_for_every_variant(unit, variant, peephole):
+    """torch.library.opcheck of both ops: the fake (meta) outputs match the real ones in shape,
+    dtype and strides (removed gates remove rows of G), and autograd is registered."""
+    from rnnbench.nn import ops
+
+    args = _op_arguments(unit, variant, peephole)
+    checks = ("test_schema", "test_faketensor", "test_autograd_registration")
+    torch.library.opcheck(ops.fused_rnn, args, test_utils=checks)
+    cell, reset, peep, name, xw, w_hh, b_hh, w_ch, mask, h0, c0 = args
+    with torch.no_grad():
+        out, h_n, c_n, hs, cs, acts, aux = ops.fused_rnn(*args)
+    d_cn = torch.randn_like(h_n) if cell == "lstm" else None
+    backward_args = (cell, reset, peep, name, torch.randn_like(out), torch.randn_like(h_n), d_cn,
+                     w_hh.detach(), w_ch.detach() if w_ch is not None else None, mask, out, hs,
+                     cs, acts, aux)  # fmt: skip
+    torch.library.opcheck(ops.fused_rnn_backward, backward_args, test_utils=checks[:2])
+    d_w_ch = ops.fused_rnn_backward(*backward_args)[3]
+    assert d_w_ch.shape == (w_ch.shape if w_ch is not None else (0,))

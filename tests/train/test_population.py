@@ -195,6 +195,57 @@ def test_a_diverged_member_says_why_and_a_gradient_overflow_is_named(tiny, tmp_p
     assert again[1]["error"] == why
 
 
+def test_a_member_that_diverges_after_its_best_epoch_is_scored_from_its_best_state(
+    tiny, tmp_path, monkeypatch
+):
+    real = population_module.clip_member_grad_norms
+    calls = iter(range(10**6))
+
+    def overflow_member_1_in_epoch_2(params, max_norm):  # 3 batches an epoch
+        norms = real(params, max_norm)
+        if next(calls) == 4:
+            norms[1] = math.inf
+        return norms
+
+    monkeypatch.setattr(population_module, "clip_member_grad_norms", overflow_member_1_in_epoch_2)
+    configs = [cfg(lr=1e-3, seed=0), cfg(lr=2e-3, seed=1)]
+    results, dirs = run(configs, tmp_path, tiny)
+    late = results[1]
+    # Before the fix: status "diverged" with no NLLs, dropped from selection and Table 2.
+    assert late["status"] == "done" and late["best_epoch"] == 1 and late["epochs"] == 2
+    assert late["error"].startswith(
+        "diverged at epoch 2 after its best at 1 (scored from its best state): its gradient "
+        "overflowed at epoch 2, batch 2"
+    )
+    best = torch.load(dirs[1] / "best.pt", weights_only=True)
+    assert best["epoch"] == 1
+    assert late["valid_nll"] == pytest.approx(best["valid_nll"], abs=1e-6)
+    for split in ("train", "valid", "test"):
+        assert math.isfinite(late[f"{split}_nll"]) and math.isfinite(late[f"{split}_nll_seq"])
+    assert results[0]["error"] is None and results[0]["status"] == "done"
+
+
+def test_the_per_sequence_average_is_the_mean_of_each_sequences_mean(tiny):
+    from rnnbench.models import SequenceModel
+    from rnnbench.train.metrics import split_scores
+
+    model = SequenceModel("gru", tiny.in_dim, tiny.out_dim, 8, head="bernoulli", population=2)
+    seqs = tiny.split("test")  # lengths 16, 15, 14: the two averages differ
+    scores = split_scores(model, seqs)
+    sums, lengths = [], []
+    for s in seqs:
+        x = torch.tensor(s.inputs)[:, None]
+        y = torch.tensor(s.targets)[:, None]
+        total, n, _ = model.nll(x, y)
+        sums.append(total.double())
+        lengths.append(n)
+    frame = sum(sums) / sum(lengths)
+    per_sequence = sum(t / n for t, n in zip(sums, lengths, strict=True)) / len(seqs)
+    assert torch.allclose(scores["frame"], frame, atol=1e-6)
+    assert torch.allclose(scores["sequence"], per_sequence, atol=1e-6)
+    assert (scores["frame"] - scores["sequence"]).abs().min() > 1e-4
+
+
 def test_a_non_finite_loss_is_named_as_such(tiny, tmp_path, monkeypatch):
     real, calls = population_module.split_nll, []
     monkeypatch.setattr(

@@ -1,5 +1,7 @@
 """``rnnbench train``: train one model (or one population) with the paper's protocol.
 
+``--protocol authors`` trains with the authors' code's recipe instead (docs/training.md).
+
 RMSProp, weight noise 0.075, gradient norm clipped to 1, early stopping on validation NLL
 (docs/training.md). Several comma-separated ``--lr`` and ``--seed`` values train every
 combination together as one population (stacked weights, one batched model); each member is
@@ -16,7 +18,8 @@ import json
 from pathlib import Path
 
 from rnnbench.errors import RnnbenchError
-from rnnbench.train.config import UNITS, RunConfig
+from rnnbench.train.config import PROTOCOLS, UNITS, RunConfig
+from rnnbench.train.presets import AUTHORS, with_preset
 
 DEFAULTS = RunConfig(dataset="jsb", unit="lstm")
 
@@ -37,10 +40,18 @@ def _number_list(kind):
 
 
 def _with_default(p, flag: str, kind: type, metavar: str, text: str, spec: str = "") -> None:
-    """An option whose default is the RunConfig field of the same name, shown in its help."""
-    default = getattr(DEFAULTS, flag.removeprefix("--").replace("-", "_"))
+    """An option whose default is the RunConfig field of the same name, shown in its help (left
+    None when not given, so that ``--protocol authors`` can fill it from its preset)."""
+    name = flag.removeprefix("--").replace("-", "_")
+    default = getattr(DEFAULTS, name)
+    authors = AUTHORS.get(name)
+    also = f"; --protocol authors: {authors:{spec}}" if authors not in (None, default) else ""
     p.add_argument(
-        flag, type=kind, default=default, metavar=metavar, help=f"{text} (default {default:{spec}})"
+        flag,
+        type=kind,
+        default=None,
+        metavar=metavar,
+        help=f"{text} (default {default:{spec}}{also})",
     )
 
 
@@ -71,10 +82,18 @@ def register(subparsers) -> None:
         help="GRU reset gate before (the paper) or after (cuDNN) the recurrent product",
     )
     p.add_argument(
+        "--variant",
+        default="",
+        metavar="NAME",
+        help="a variant of the unit (docs/variants.md): LSTM np, nig, nfg, nog, niaf, noaf, "
+        "cifg, fb1; GRU after, nrg, nug, mgu (default: the full unit)",
+    )
+    p.add_argument(
         "--hidden",
         type=int,
         metavar="N",
-        help="hidden units (default: the paper's size for the task and unit)",
+        help="hidden units (default: the paper's size for the task and unit; a variant that "
+        "removes gates: the size that matches the paper's parameter count)",
     )
     p.add_argument(
         "--lr",
@@ -110,8 +129,18 @@ def register(subparsers) -> None:
     p.add_argument(
         "--init",
         choices=["paper", "torch"],
-        default=DEFAULTS.init,
-        help="initialisation: paper (uniform ±0.1, orthogonal recurrent) or torch",
+        default=None,
+        help="initialisation: paper (uniform ±0.1, orthogonal recurrent; the default) or torch",
+    )
+    p.add_argument(
+        "--protocol",
+        choices=PROTOCOLS,
+        default="paper",
+        help="paper (default: the paper's wording, docs/training.md) or authors (the authors' "
+        "code, jych/librnn: batch 1, summed cost, RMSProp eps 0.01 as a floor, the update "
+        "clipped to norm 1 instead of the gradient, lr decayed linearly to 1%% over the "
+        "epochs, no early stopping, weight noise on the recurrent layer only); flags given "
+        "beside it override its values",
     )
     _with_default(p, "--data-seed", int, "N", "seed of the minibatch order")
     _with_default(p, "--rms-decay", float, "X", "RMSProp decay")
@@ -169,12 +198,17 @@ _FLAG_FIELDS = [f.name for f in dataclasses.fields(RunConfig) if f.name not in (
 
 def build_configs(args: argparse.Namespace) -> list[RunConfig]:
     """One RunConfig per (lr, seed) combination of the command line."""
+    if args.protocol == "authors" and args.patience is not None:
+        raise RnnbenchError(
+            "--patience has no effect under --protocol authors (no early stopping: every run "
+            "trains --max-epochs epochs and keeps its best validation state); drop it."
+        )
+    given = {name: getattr(args, name) for name in _FLAG_FIELDS}
+    fields = with_preset({name: v for name, v in given.items() if v is not None})
     configs = []
     for lr in args.lr:
         for seed in args.seed:
-            configs.append(
-                RunConfig(**{name: getattr(args, name) for name in _FLAG_FIELDS}, lr=lr, seed=seed)
-            )
+            configs.append(RunConfig(**fields, lr=lr, seed=seed))
     if len({c.key() for c in configs}) != len(configs):
         raise RnnbenchError("--lr or --seed repeats a value; give each value once.")
     return configs

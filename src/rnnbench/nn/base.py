@@ -18,6 +18,7 @@ from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_
 from rnnbench.errors import RnnbenchError
 from rnnbench.nn.functional import BACKENDS, numba_available, run_unit
 from rnnbench.nn.init import SCHEMES, init_unit
+from rnnbench.nn.variants import resolve
 
 EXTRA_STATE_KEY = "_extra_state"  # torch's key for Module.get_extra_state
 
@@ -48,8 +49,11 @@ class RecurrentUnit(nn.Module):
         backend: str,
         peephole: bool = False,
         reset: str = "before",
+        variant: str = "",
     ) -> None:
-        """The subclasses' public arguments; defaults live in the subclasses."""
+        """The subclasses' public arguments; defaults live in the subclasses.
+        ``variant`` (:mod:`rnnbench.nn.variants`) is stored canonical: ``np`` becomes
+        ``peephole=False`` and ``after`` ``reset="after"``, with ``variant=""``."""
         _check_arguments(input_size, hidden_size, num_layers, bias, batch_first, dropout)
         if proj_size != 0:
             raise RnnbenchError(
@@ -64,6 +68,11 @@ class RecurrentUnit(nn.Module):
             raise RnnbenchError(f"reset must be 'before' or 'after', not {reset!r}.")
         if not isinstance(peephole, bool):
             raise RnnbenchError(f"peephole must be True or False, not {peephole!r}.")
+        if not isinstance(variant, str):
+            raise RnnbenchError(f"variant must be a string such as 'nig', not {variant!r}.")
+        if variant == "np":
+            peephole = False
+        variant, peephole, reset = resolve(self.cell, variant, peephole, reset)
         if init not in SCHEMES:
             raise RnnbenchError(f"init must be 'torch' or 'paper', not {init!r}.")
         if backend not in BACKENDS:
@@ -89,6 +98,7 @@ class RecurrentUnit(nn.Module):
         self.backend = backend
         self.peephole = peephole
         self.reset = reset
+        self.variant = variant
         if backend != "torch" and numba_available():
             import rnnbench.nn.ops  # noqa: F401  (registers the custom ops before any tracing)
         self._flat_weights_names: list[str] = []
@@ -127,6 +137,7 @@ class RecurrentUnit(nn.Module):
                     peephole=self.peephole,
                     scheme=self.init,
                     generator=generator,
+                    variant=self.variant,
                 )
                 yield layer, suffix, weights
 
@@ -152,7 +163,8 @@ class RecurrentUnit(nn.Module):
         if self.bidirectional:
             text += ", bidirectional=True"
         text += f", init={self.init!r}, backend={self.backend!r}"
-        return text + "".join(f", {name}={getattr(self, name)!r}" for name in self.form)
+        text += "".join(f", {name}={getattr(self, name)!r}" for name in self.form)
+        return text + (f", variant={self.variant!r}" if self.variant else "")
 
     def flatten_parameters(self) -> None:
         """Does nothing: here for code written against ``torch.nn.LSTM`` (no cuDNN buffer)."""
@@ -167,12 +179,15 @@ class RecurrentUnit(nn.Module):
     # ---- the form in the state dict -----------------------------------------------------------
 
     def _is_paper_form(self) -> bool:
-        return any(getattr(self, name) == value for name, value in self.paper_form.items())
+        """Whether the module computes a form torch.nn cannot: a paper form or a variant."""
+        paper = any(getattr(self, name) == value for name, value in self.paper_form.items())
+        return paper or bool(self.variant)
 
     def get_extra_state(self) -> dict:
-        """The form (``{"cell": "gru", "reset": "before"}``), saved by the paper forms only, so
-        that the cuDNN forms' state dicts are exactly torch's."""
-        return {"cell": self.cell, **{name: getattr(self, name) for name in self.form}}
+        """The form (``{"cell": "gru", "reset": "before", "variant": ""}``), saved by the paper
+        forms and the variants only, so that the cuDNN forms' state dicts are exactly torch's."""
+        form = {name: getattr(self, name) for name in self.form}
+        return {"cell": self.cell, **form, "variant": self.variant}
 
     def set_extra_state(self, state) -> None:
         """Nothing to set: :meth:`_load_from_state_dict` compares the form and refuses a
@@ -206,7 +221,8 @@ class RecurrentUnit(nn.Module):
         """One sentence when the state dict's form differs from this module's, else None."""
         name = type(self).__name__
         if isinstance(saved, dict):
-            for arg in self.form:
+            saved = {"variant": "", **saved}  # recorded before the variants: the full unit
+            for arg in (*self.form, "variant"):
                 if arg in saved and saved[arg] != getattr(self, arg):
                     return (
                         f"this state dict is of a {name} with {arg}={saved[arg]!r} and this "
@@ -219,6 +235,13 @@ class RecurrentUnit(nn.Module):
                 f"this state dict {'has' if peepholes else 'has no'} peephole weights "
                 f"(weight_ch_l*) and this module has peephole={self.peephole}: build the "
                 f"module with peephole={peepholes} to load it."
+            )
+        if self.variant:
+            return (
+                f"this state dict does not record a variant (torch.nn's never do) and this "
+                f"module has variant={self.variant!r}: build the module with variant='' to "
+                f"load a state dict of the full unit, or pass strict=False to load a "
+                f"{self.variant!r} state dict saved by an rnnbench that did not record forms."
             )
         if self.cell == "gru" and self.reset == "before":
             return (
@@ -296,6 +319,7 @@ class RecurrentUnit(nn.Module):
                 h0=h0[states] if h0 is not None else None,
                 c0=c0[states] if c0 is not None else None,
                 backend=self.backend,
+                variant=self.variant,
             )
             x = torch.cat((out[0], _reverse(out[1], reverse)), -1) if D == 2 else out[0]
             finals_h.append(h_n)

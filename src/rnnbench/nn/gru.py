@@ -33,7 +33,8 @@ class GRU(RecurrentUnit):
     the same parameters but compute different functions of them, so the state dict of a
     ``reset="before"`` module records its form (``_extra_state``), and a ``reset="before"``
     module refuses a state dict that does not say it is one (a ``torch.nn.GRU``'s), with a
-    sentence naming ``reset="after"`` (a warning with ``strict=False``).
+    sentence naming ``reset="after"`` (a warning with ``strict=False``). A ``variant``'s state
+    dict records the variant too, and any other form's is refused the same way.
 
     Args:
         input_size: :math:`H_{in}`, the number of features of :math:`x_t`.
@@ -54,6 +55,19 @@ class GRU(RecurrentUnit):
         backend: (keyword only) ``"auto"`` (default: the fused numba kernels on CPU, the torch
             loop elsewhere), ``"numba"`` or ``"torch"``; see
             :func:`rnnbench.nn.functional.run_unit`.
+        variant: (keyword only) ``""`` (default, the unit above) or a variant of
+            :mod:`rnnbench.nn.variants`; a removed gate removes its rows of every weight and
+            bias (of every layer and direction):
+
+            - ``"after"``: the same as ``reset="after"``.
+            - ``"nrg"``: :math:`r_t = 1`, :math:`n_t = \tanh(W_{in} x_t + b_{in} + W_{hn}
+              h_{t-1} + b_{hn})` (gates z, n; ``reset`` no longer matters).
+            - ``"nug"``: no update gate, :math:`h_t = n_t` (gates r, n).
+            - ``"mgu"``: the minimal gated unit (Zhou et al. 2016), gates f, n (f in the r
+              rows): :math:`f_t = \sigma(W_{if} x_t + b_{if} + W_{hf} h_{t-1} + b_{hf})`,
+              :math:`n_t = \tanh(W_{in} x_t + b_{in} + W_{hn} (f_t \odot h_{t-1}) + b_{hn})`,
+              :math:`h_t = (1 - f_t) \odot h_{t-1} + f_t \odot n_t` (``reset="after"``
+              moves :math:`f_t` after the product, as for r).
 
     Shapes, with :math:`N` the batch size, :math:`L` the sequence length,
     :math:`D` = 2 if ``bidirectional`` else 1, :math:`H_{in}` = ``input_size`` and
@@ -142,6 +156,7 @@ class GRU(RecurrentUnit):
         reset: str = "before",
         init: str = "torch",
         backend: str = "auto",
+        variant: str = "",
     ) -> None:
         super().__init__(
             "GRU",
@@ -158,4 +173,5 @@ class GRU(RecurrentUnit):
             init=init,
             backend=backend,
             reset=reset,
+            variant=variant,
         )

@@ -31,8 +31,8 @@ class LSTM(RecurrentUnit):
     With ``peephole=False`` the :math:`v` terms vanish and the module is a drop-in
     :class:`torch.nn.LSTM`: same constructor (positional order included), parameters, state
     dict, inputs and outputs, except ``proj_size`` (refused). The state dict of a
-    ``peephole=True`` module records its form, and a state dict of the other form is refused
-    with a sentence naming the argument (a warning with ``strict=False``).
+    ``peephole=True`` module or a ``variant`` records its form, and a state dict of another
+    form is refused with a sentence naming the argument (a warning with ``strict=False``).
 
     Args:
         input_size: :math:`H_{in}`, the number of features of :math:`x_t`.
@@ -55,6 +55,20 @@ class LSTM(RecurrentUnit):
         backend: (keyword only) ``"auto"`` (default: the fused numba kernels on CPU, the torch
             loop elsewhere), ``"numba"`` or ``"torch"``; see
             :func:`rnnbench.nn.functional.run_unit`.
+        variant: (keyword only) ``""`` (default, the unit above) or one of Greff et al.'s
+            (2017) variants (:mod:`rnnbench.nn.variants`); a removed gate removes its rows of
+            every weight and bias (of every layer and direction) and its peephole; the others
+            keep theirs:
+
+            - ``"np"``: no peepholes, the same as ``peephole=False``.
+            - ``"nig"``: :math:`i_t = 1`, :math:`c_t = f_t \odot c_{t-1} + g_t` (gates f, g, o).
+            - ``"nfg"``: :math:`f_t = 1`, :math:`c_t = c_{t-1} + i_t \odot g_t` (gates i, g, o).
+            - ``"nog"``: :math:`o_t = 1`, :math:`h_t = \tanh(c_t)` (gates i, f, g).
+            - ``"niaf"``: :math:`g_t = W_{ig} x_t + b_{ig} + W_{hg} h_{t-1} + b_{hg}` (linear).
+            - ``"noaf"``: :math:`h_t = o_t \odot c_t`.
+            - ``"cifg"``: :math:`f_t = 1 - i_t` (gates i, g, o; peepholes i, o).
+            - ``"fb1"``: the unit above, with the forget-gate bias 1 at init
+              (:math:`b_{if} = 1, b_{hf} = 0`; Jozefowicz et al. 2015).
 
     Shapes, with :math:`N` the batch size, :math:`L` the sequence length,
     :math:`D` = 2 if ``bidirectional`` else 1, :math:`H_{in}` = ``input_size`` and
@@ -148,6 +162,7 @@ class LSTM(RecurrentUnit):
         peephole: bool = True,
         init: str = "torch",
         backend: str = "auto",
+        variant: str = "",
     ) -> None:
         super().__init__(
             "LSTM",
@@ -164,4 +179,5 @@ class LSTM(RecurrentUnit):
             init=init,
             backend=backend,
             peephole=peephole,
+            variant=variant,
         )

@@ -20,10 +20,13 @@ from pathlib import Path
 from rnnbench import __version__
 from rnnbench.errors import RnnbenchError
 from rnnbench.report import paper
+from rnnbench.report.baselines import with_baselines
 from rnnbench.report.compute import compute_table
 from rnnbench.report.document import Banner, Block, Bullets, Heading, Image, Para, to_markdown
+from rnnbench.report.exports import EXPORT_FILES, collect, write_exports
 from rnnbench.report.figures import learning_curves, write_curves_csv
 from rnnbench.report.html import to_html
+from rnnbench.report.literature import literature_blocks
 from rnnbench.report.progress import cell_progress, progress_table
 from rnnbench.report.results import (
     GATED_AGAINST_TANH,
@@ -32,6 +35,7 @@ from rnnbench.report.results import (
     build_cells,
     paired_tests,
 )
+from rnnbench.report.samples import samples_section
 from rnnbench.report.stores import Sources, StorePaths, open_stores
 from rnnbench.report.tables import (
     fmt,
@@ -45,6 +49,7 @@ from rnnbench.report.tables import (
 )
 from rnnbench.sweeps.grid import LOG_LR_HIGH, LOG_LR_LOW, lr_candidates, stable_seed
 from rnnbench.train.config import LATER_FIELDS
+from rnnbench.train.presets import preset_departures
 
 QUICK_BANNER = (
     "QUICK RUN: these numbers do not follow the paper's protocol (few learning-rate "
@@ -61,6 +66,7 @@ REPORT_FILES = (
     "curves.csv",
     "figure2.png",
     "figure3.png",
+    *EXPORT_FILES,
 )
 
 
@@ -91,7 +97,7 @@ def departures(runs: list[dict], cells: list[Cell]) -> list[str]:
         out.append(
             f"learning rates other than the protocol's draw in {len(drawn_elsewhere)} of "
             f"{len(n_lrs)} cells (protocol: {ref['lr_candidates']} per cell, ln lr ~ "
-            f"U({LOG_LR_LOW:g}, {LOG_LR_HIGH:g}) from a generator seeded per data set and unit)"
+            f"U({LOG_LR_LOW:g}, {LOG_LR_HIGH:g}) from a generator seeded per data set)"
         )
     for field, name in (("weight_noise", "weight noise σ"), ("clip", "gradient-norm clip")):
         other = [v for v in values(field) if float(v) != ref[field]]
@@ -99,18 +105,26 @@ def departures(runs: list[dict], cells: list[Cell]) -> list[str]:
             out.append(f"{name} {'/'.join(map(str, other))} (protocol: {ref[field]})")
     if values("hidden"):
         out.append("hidden sizes other than the paper's (Table 1)")
+    biased = [c for c in cells if c.chosen_lr is not None and not c.fresh]
+    if biased:
+        out.append(
+            f"in {len(biased)} cells the reported seeds include the runs that chose the "
+            "learning rate (no fresh seeds; their means are biased low and they are not tested)"
+        )
     windows = values("bptt")
     if windows:
         steps = "/".join(map(str, windows))
         out.append(f"backpropagation truncated to {steps} steps (protocol: whole sequences)")
-    return out
+    return out + preset_departures(done)
 
 
 def _protocol_rates(cell: Cell) -> bool:
     """True when every learning rate of ``cell`` is one of the protocol's candidates for its
     data set and unit (the draws ``reproduce`` makes without --log-lr)."""
-    draw = lr_candidates(
-        paper.PROTOCOL_VALUES["lr_candidates"], seed=stable_seed(cell.dataset, cell.unit)
+    count = paper.PROTOCOL_VALUES["lr_candidates"]
+    # One draw per data set (since the selection fix); the first grids drew per unit.
+    draw = lr_candidates(count, seed=stable_seed(cell.dataset)) + lr_candidates(
+        count, seed=stable_seed(cell.dataset, cell.unit)
     )
     return all(
         any(math.isclose(float(r["config"]["lr"]), d, rel_tol=1e-9) for d in draw)
@@ -284,14 +298,17 @@ def build_report(
     *,
     quick: bool = False,
     command: str | None = None,
+    samples: bool = True,
+    data_dir: str | Path | None = None,
 ) -> Path:
     """Build the report folder from one results store or several; return the folder.
 
     ``store_paths`` is one path or a sequence of paths; the stores' runs are merged by key
     (see :mod:`rnnbench.report.stores`). ``quick`` (or any run or store marked quick) puts the
     quick-run banner on every output. ``command`` is the command line named as provenance
-    (default: the ``rnnbench report`` call). Raises :class:`RnnbenchError` when a store is
-    missing or holds no runs.
+    (default: the ``rnnbench report`` call). ``samples``: write the Samples section
+    (:mod:`rnnbench.report.samples`, data from ``data_dir``). Raises :class:`RnnbenchError`
+    when a store is missing or holds no runs.
     """
     out = Path(out_dir)
     with open_stores(store_paths) as sources:
@@ -300,6 +317,7 @@ def build_report(
         curves = _curves(sources, cells)
         sharing = _sharing(sources, runs, cells, curves)
         cost = compute_table(cells, lambda key: curves.get(key) or sources.epochs(key))
+        exported = collect(sources)
     quick = quick or sources.quick or any(r.get("quick") for r in runs)
     _make_folder(out)
     if command is None:
@@ -325,6 +343,8 @@ def build_report(
         footer=provenance + (f"\n{banner}" if banner else ""),
         sharing=sharing,
     )
+    if samples:
+        blocks += samples_section(cells, out, sources.paths, data_dir=data_dir)
     blocks += [
         Heading("Compute", 2, "compute"),
         Para(
@@ -338,6 +358,7 @@ def build_report(
     if banner:
         blocks.append(Banner(banner))
     write_curves_csv(out / "curves.csv", cells, curves, sharing)
+    write_exports(exported, out)  # the stores as text: `report --store OUT` rebuilds it all
     _write(out, blocks, cells, runs, quick, provenance, reduced=bool(banner) and not quick)
     return out
 
@@ -465,9 +486,13 @@ def _tables(cells: list[Cell], runs: list[dict], curves: dict[str, list[dict]]) 
         Heading("Table 1: model sizes", 2, "table1"),
         table1(runs),
         Heading("Table 2: NLL per time step", 2, "table2"),
-        table2(cells, started={key for key, rows in curves.items() if rows}),
+        with_baselines(
+            table2(cells, started={key for key, rows in curves.items() if rows}),
+            [c.dataset for c in cells],
+        ),
     ]
     blocks += _progress(cells, curves)
+    blocks += literature_blocks([c.dataset for c in cells])
     blocks += [
         Heading("Learning-rate choice", 2, "lr"),
         lr_table(cells),
@@ -602,6 +627,8 @@ def _protocol_summary(runs: list[dict]) -> str:
         values = sorted({str(r["config"].get(field)) for r in runs})
         parts.append(f"{field} {'/'.join(values)}")
     for field, default in LATER_FIELDS.items():  # named only where a run left the default
+        if field == "variant":  # a unit form, named in the cells (docs/variants.md)
+            continue
         values = sorted({str(r["config"].get(field, default)) for r in runs})
         if values != [str(default)]:
             parts.append(f"{field} {'/'.join(values)}")

@@ -1,13 +1,21 @@
 """From a store's runs to the cells of Table 2: grouping, learning-rate choice, statistics.
 
-A *cell* is one (data set, unit, form): the runs that differ only by learning rate and seed.
-Its learning rate is the candidate with the best mean validation NLL over completed runs
-(status ``done``; diverged and failed runs never count), compared on the seeds that completed at
-every candidate rate when there are any (so a rate that also ran extra seeds is not judged on
-other seeds than its rivals), else on all completed runs. Table 2 then reports every completed
-seed at that rate. No rate is chosen while the search itself is unfinished (a run outside the
-``seeds`` stage still queued or running): a rate still training might win, so a report built
-half-way shows such a cell as in progress, not as a result.
+A *cell* is one (data set, unit, form): the runs that differ only by learning rate, seed and
+batch order (``data_seed``). Selection and reporting use disjoint runs:
+
+- The learning rate is chosen on the *search* runs (every stage but ``seeds``): the candidate
+  with the best mean validation NLL over the search runs with a finite validation NLL (status
+  ``done``; a run that diverged after its best epoch is ``done`` and counts from its best
+  state; the test split never takes part), compared on the replicates (seed, batch order) that
+  completed at every candidate when there are any, else on all of them.
+- Table 2, its intervals and the paired tests use the *fresh* runs at that rate (stage
+  ``seeds``: seeds that took no part in the choice) with a finite test NLL. A cell with no
+  stage labels (a user's sweep) has no fresh runs: it reports the runs at the chosen rate and
+  is flagged (:attr:`Cell.fresh` False; the report names it as a departure).
+
+No rate is chosen while the search itself is unfinished (a search run queued, running or
+failed): a rate still training might win, so a report built half-way shows such a cell as in
+progress, not as a result (``reproduce`` likewise chains no seeds after a failed search run).
 """
 
 from __future__ import annotations
@@ -24,9 +32,29 @@ from rnnbench.report import paper
 from rnnbench.store import form_of
 
 # Config keys that do not define a cell: the search dimensions and bookkeeping.
-_NOT_CELL_KEYS = {"lr", "seed", "data_seed", "dataset", "unit", "peephole", "reset"}
+_NOT_CELL_KEYS = {"lr", "seed", "data_seed", "dataset", "unit", "peephole", "reset", "variant"}
 # Statuses of runs that a resumed sweep will still train: a cell with any is in progress.
 UNFINISHED = ("queued", "running")
+# The stage label of runs that took no part in choosing the learning rate.
+FRESH_STAGE = "seeds"
+
+
+def replicate(run: dict) -> tuple[int, int]:
+    """A run's replicate within its cell: (seed, batch order). Runs that differ only in
+    ``data_seed`` are different replicates, never one overwriting the other."""
+    config = run["config"]
+    return (int(config.get("seed", 0)), int(config.get("data_seed", 0)))
+
+
+def replicate_label(rep: tuple[int, int]) -> str:
+    """ "3" for seed 3 with its own batch order (or the shared order 0), "3/0" otherwise."""
+    seed, order = rep
+    return str(seed) if order in (0, seed) else f"{seed}/{order}"
+
+
+def is_fresh(run: dict) -> bool:
+    """Whether the run took no part in choosing its cell's learning rate."""
+    return run.get("stage") == FRESH_STAGE
 
 
 def _lr_key(lr: float) -> float:
@@ -36,7 +64,8 @@ def _lr_key(lr: float) -> float:
 
 def form_label(config: dict) -> str:
     """The unit's form as the report prints it: "peephole", "no peephole", "reset before"/"after",
-    "" for tanh (the store's :func:`rnnbench.store.form_of` with spaces)."""
+    a variant's name ("nig", "mgu reset after"; the cell reads "LSTM (nig)"), "" for tanh (the
+    store's :func:`rnnbench.store.form_of` with spaces)."""
     form = form_of(config)
     return "" if form == "plain" else form.replace("-", " ")
 
@@ -76,7 +105,7 @@ class Cell:
     form: str
     runs: list[dict] = field(default_factory=list)
     lr_scores: dict[float, tuple[float, int]] = field(default_factory=dict)  # lr -> (mean, n)
-    compared_seeds: list[int] = field(default_factory=list)  # seeds the lr choice compared on
+    compared_seeds: list[tuple[int, int]] = field(default_factory=list)  # replicates compared
     chosen_lr: float | None = None
 
     @property
@@ -101,23 +130,38 @@ class Cell:
         return [r for r in self.runs if r["status"] in UNFINISHED]
 
     @property
+    def fresh(self) -> bool:
+        """Whether Table 2 reports runs that took no part in the choice (stage ``seeds``).
+        False for a cell with no such run (a user's sweep): its numbers include the runs that
+        chose the rate, biased low, and the report says so."""
+        return any(is_fresh(r) for r in self.runs)
+
+    @property
     def chosen(self) -> list[dict]:
-        """Completed runs at the chosen learning rate, by seed."""
+        """The runs Table 2 reports: at the chosen learning rate, with a finite test NLL, and
+        fresh (:attr:`fresh`) when the cell has fresh runs; by seed."""
         if self.chosen_lr is None:
             return []
+        fresh = self.fresh
         runs = [
             r
             for r in self.runs
-            if r["status"] == "done" and _lr_key(r["config"]["lr"]) == self.chosen_lr
+            if r["status"] == "done"
+            and _lr_key(r["config"]["lr"]) == self.chosen_lr
+            and _is_number(r.get("test_nll"))
+            and (is_fresh(r) or not fresh)
         ]
-        return sorted(runs, key=lambda r: r["config"].get("seed", 0))
+        return sorted(runs, key=replicate)
 
-    def summary(self, split: str) -> Summary:
-        return Summary([float(r[f"{split}_nll"]) for r in self.chosen])
+    def summary(self, split: str, average: str = "frame") -> Summary:
+        """``split`` over the reported runs; ``average`` ``"frame"`` (the paper's metric) or
+        ``"sequence"`` (per-sequence mean; runs stored without it are left out)."""
+        name = f"{split}_nll" if average == "frame" else f"{split}_nll_seq"
+        return Summary([float(r[name]) for r in self.chosen if _is_number(r.get(name))])
 
     @property
     def seeds(self) -> list[int]:
-        return [r["config"].get("seed", 0) for r in self.chosen]
+        return [replicate(r)[0] for r in self.chosen]
 
     @property
     def best_run(self) -> dict | None:
@@ -131,18 +175,19 @@ def _is_number(x) -> bool:
 
 
 def completed(run: dict) -> bool:
-    """A run that finished with usable numbers for every split."""
-    return run.get("status") == "done" and all(
-        _is_number(run.get(f"{s}_nll")) for s in ("train", "valid", "test")
-    )
+    """A run that may take part in the learning-rate choice: finished (``done``, which
+    includes a run scored from its best state after it diverged) with a finite validation NLL.
+    The test split never gates selection."""
+    return run.get("status") == "done" and _is_number(run.get("valid_nll"))
 
 
 def choose_lr(cell: Cell) -> None:
     """Fill ``cell.lr_scores``, ``compared_seeds`` and ``chosen_lr`` (see the module docstring)."""
-    by_lr: dict[float, dict[int, float]] = defaultdict(dict)
+    by_lr: dict[float, dict[tuple[int, int], float]] = defaultdict(dict)
+    fresh = cell.fresh
     for r in cell.runs:
-        if completed(r):
-            by_lr[_lr_key(r["config"]["lr"])][r["config"].get("seed", 0)] = float(r["valid_nll"])
+        if completed(r) and not (fresh and is_fresh(r)):
+            by_lr[_lr_key(r["config"]["lr"])][replicate(r)] = float(r["valid_nll"])
     if not by_lr:
         return
     shared = set.intersection(*(set(seeds) for seeds in by_lr.values()))
@@ -157,8 +202,8 @@ def choose_lr(cell: Cell) -> None:
 
 def searching(cell: Cell) -> bool:
     """Whether the cell's learning-rate search is unfinished: a run outside the ``seeds``
-    stage (reproduce's stage 2) is still queued or running."""
-    return any(r["status"] in UNFINISHED and r.get("stage") != "seeds" for r in cell.runs)
+    stage (reproduce's stage 2) is still queued or running, or failed (a rerun retries it)."""
+    return any(r["status"] in (*UNFINISHED, "failed") and not is_fresh(r) for r in cell.runs)
 
 
 def build_cells(runs: list[dict]) -> list[Cell]:
@@ -203,8 +248,8 @@ class PairedTest:
     dataset: str
     a: Cell
     b: Cell
-    seeds: list[int]
-    diffs: list[float]  # a minus b, per seed
+    seeds: list[tuple[int, int]]  # the paired replicates (seed, batch order)
+    diffs: list[float]  # a minus b, per replicate
     t: float
     p: float
     p_holm: float = math.nan  # Holm-adjusted over all the tests of one table
@@ -247,8 +292,12 @@ def paired_tests(
 
 
 def _paired(a: Cell, b: Cell) -> PairedTest:
-    x = {r["config"].get("seed", 0): float(r["test_nll"]) for r in a.chosen}
-    y = {r["config"].get("seed", 0): float(r["test_nll"]) for r in b.chosen}
+    """Pairs runs by replicate (seed and batch order); cells whose reported runs include the
+    selection runs (not :attr:`Cell.fresh`) are not tested."""
+    if not (a.fresh and b.fresh):
+        return PairedTest(a.dataset, a, b, [], [], math.nan, math.nan)
+    x = {replicate(r): float(r["test_nll"]) for r in a.chosen}
+    y = {replicate(r): float(r["test_nll"]) for r in b.chosen}
     seeds = sorted(set(x) & set(y))
     diffs = [x[s] - y[s] for s in seeds]
     t = p = math.nan

@@ -55,8 +55,13 @@ class Sources:
         return any(meta.get("quick") == "1" for meta in self.metas)
 
     def close(self) -> None:
+        import shutil
+
         for store in self.stores:
             store.close()
+            temp = getattr(store, "_cleanup", None)
+            if temp is not None:
+                shutil.rmtree(temp, ignore_errors=True)
 
     def __enter__(self) -> Sources:
         return self
@@ -96,11 +101,26 @@ def open_stores(paths: StorePaths) -> Sources:
 
 
 def _open(path: Path) -> tuple[Store, list[dict]]:
-    """The store at ``path`` and its runs; a missing or empty store is an error naming it."""
+    """The store at ``path`` and its runs; a missing or empty store is an error naming it.
+
+    ``path`` may also be a folder of exports (:mod:`rnnbench.report.exports`: a committed
+    report folder), read into a temporary store that :meth:`Sources.close` deletes."""
+    from rnnbench.report import exports
+
+    if path.is_dir() and exports.is_export(path):
+        temp = exports.materialize(path)
+        store = Store(temp, readonly=True)
+        store._cleanup = temp.parent  # noqa: SLF001 - deleted with the store (Sources.close)
+        runs = [{**r, "config": with_defaults(r["config"])} for r in store.runs()]
+        if not runs:
+            store.close()
+            raise RnnbenchError(f"The exports in {path} hold no runs: point --store elsewhere.")
+        return store, runs
     if not path.is_file():
         raise RnnbenchError(
             f"No results store at {path}: run `rnnbench reproduce` or `rnnbench train` "
-            "first, or point --store at an existing results.db."
+            "first, or point --store at an existing results.db or a report folder with its "
+            "exports (store-runs.csv)."
         )
     store = Store(path, readonly=True)
     try:

@@ -10,7 +10,7 @@ from pathlib import Path
 from rnnbench.errors import RnnbenchError
 from rnnbench.report import paper
 from rnnbench.report.document import Table
-from rnnbench.report.results import Cell, PairedTest
+from rnnbench.report.results import Cell, PairedTest, replicate_label
 
 CSV_COLUMNS = ["dataset", "unit", "split", "nll_mean", "nll_std", "seeds", "paper_nll"]
 CSV_EXTRA = [
@@ -22,6 +22,10 @@ CSV_EXTRA = [
     "diff_vs_paper",
     "diverged",
     "failed",
+    "diverged_after_best",
+    "nll_seq_mean",
+    "nll_seq_std",
+    "fresh_seeds",
     "note",
     "protocol",
     "provenance",
@@ -66,6 +70,8 @@ def table1(runs: list[dict]) -> Table:
             models = {(None, True)}
             for r in runs:
                 cfg = r["config"]
+                if cfg.get("variant"):  # a variant's size is not Table 1's (docs/variants.md)
+                    continue
                 if cfg.get("unit") == unit and paper.dataset_info(cfg["dataset"]).task == task:
                     models.add(
                         (cfg.get("hidden"), bool(cfg.get("peephole", True)) or unit != "lstm")
@@ -159,9 +165,19 @@ def _divergence_text(cell: Cell) -> str:
             at = cell.chosen_lr is not None
             where = f" ({cell.count(status, cell.chosen_lr)} at chosen lr)" if at else ""
             parts.append(f"{n_all} {status}{where}")
+    late = sum(1 for r in cell.runs if diverged_late(r))
+    if late:
+        parts.append(f"{late} diverged after their best (scored from it)")
     if cell.unfinished:
         parts.append(f"{len(cell.unfinished)} unfinished")
     return "; ".join(parts) or "0"
+
+
+def diverged_late(run: dict) -> bool:
+    """A ``done`` run scored from its best state after it diverged (its ``error`` says so)."""
+    from rnnbench.train.population import DIVERGED_AFTER_BEST
+
+    return run["status"] == "done" and (run.get("error") or "").startswith(DIVERGED_AFTER_BEST)
 
 
 def _no_result_text(cell: Cell, started: Collection[str]) -> str:
@@ -195,9 +211,10 @@ def table2(cells: list[Cell], started: Collection[str] = ()) -> Table:
             ours = ["—", _no_result_text(cell, started), "—", "—", "—", "—", "—", "—", "—"]
         else:
             lo, hi = te.ci95
+            seq = cell.summary("test", "sequence")
             ours = [
                 fmt_lr(cell.chosen_lr),
-                str(tr.n),
+                str(tr.n) + ("" if cell.fresh else " (incl. selection runs)"),
                 f"{fmt(tr.mean)} ± {fmt(tr.std)}",
                 fmt(ref[0], 2) if ref else "—",
                 _signed(tr.mean - ref[0]) if ref else "—",
@@ -205,7 +222,10 @@ def table2(cells: list[Cell], started: Collection[str] = ()) -> Table:
                 f"[{fmt(lo)}, {fmt(hi)}]" if tr.n >= 2 else "—",
                 fmt(ref[1], 2) if ref else "—",
                 _signed(te.mean - ref[1]) if ref else "—",
+                f"{fmt(seq.mean)} ± {fmt(seq.std)}" if seq.n else "—",
             ]
+        if cell.chosen_lr is None:
+            ours.append("—")
         if cell.chosen_lr is None and ref:
             ours[3], ours[7] = fmt(ref[0], 2), fmt(ref[1], 2)
         rows.append(
@@ -230,17 +250,21 @@ def table2(cells: list[Cell], started: Collection[str] = ()) -> Table:
             "test 95% CI",
             "test (paper)",
             "Δ test",
+            "test NLL per sequence",
             "diverged / failed",
         ],
         rows,
         caption=(
-            "NLL per time step in nats: mean ± sample standard deviation over the seeds at the "
-            "chosen learning rate; 95% CI from the t-distribution; Δ = ours − paper (negative "
-            "is better than the paper). The paper's numbers are single runs. FSDD stands in for "
-            "the private Ubisoft sets, so its rows have no paper value; the Ubisoft rows are "
-            "the paper's, for reference."
+            "NLL per time step in nats: mean ± sample standard deviation over the fresh seeds "
+            "at the chosen learning rate (seeds that took no part in choosing it); 95% CI from "
+            "the t-distribution; Δ = ours − paper (negative is better than the paper). The "
+            "test NLL is frame-weighted (every predicted step of the split counts once, the "
+            'paper\'s metric); "per sequence" is the mean over test sequences of each '
+            "sequence's NLL per step, for papers that report that average. The paper's numbers "
+            "are single runs. FSDD stands in for the private Ubisoft sets, so its rows have no "
+            "paper value; the Ubisoft rows are the paper's, for reference."
         ),
-        numeric=[False, False, True, True, True, True, True, True, True, True, True, False],
+        numeric=[False, False, True, True, True, True, True, True, True, True, True, True, False],
     )
 
 
@@ -251,7 +275,7 @@ def lr_table(cells: list[Cell]) -> Table:
         lrs = sorted(cell.lr_scores)
         tried = sorted({float(r["config"]["lr"]) for r in cell.runs})
         score = cell.lr_scores.get(cell.chosen_lr, (math.nan, 0))
-        seeds = ", ".join(str(s) for s in cell.compared_seeds) or "all completed runs"
+        seeds = ", ".join(replicate_label(s) for s in cell.compared_seeds) or "all search runs"
         rows.append(
             [
                 paper.dataset_info(cell.dataset).label,
@@ -278,9 +302,12 @@ def lr_table(cells: list[Cell]) -> Table:
         rows,
         caption=(
             "Each cell's learning rate is the candidate with the lowest mean validation NLL "
-            "over completed runs (diverged and failed runs never count), compared on the seeds "
-            "that completed at every candidate rate. Table 2 reports every completed seed at "
-            "that rate."
+            "over the search runs (a run that diverged after its best epoch counts from its "
+            "best state; runs that never reached a finite validation NLL, and failed runs, "
+            "never count), compared on the seeds that completed at every candidate rate. "
+            "Table 2 reports the fresh seeds at that rate, which took no part in the choice; "
+            "a cell with none (a sweep without a seeds stage) reports the runs at that rate "
+            "and is marked as including its selection runs."
         ),
         numeric=[False, False, True, True, True, True, False, False],
     )
@@ -295,7 +322,7 @@ def paired_table(tests: list[PairedTest], a: str = "GRU", b: str = "LSTM") -> Ta
                 paper.dataset_info(t.dataset).label,
                 t.a.label,
                 t.b.label,
-                ", ".join(str(s) for s in t.seeds) or "none",
+                ", ".join(replicate_label(s) for s in t.seeds) or "none",
                 fmt(t.mean_diff),
                 fmt(t.t, 2),
                 fmt(t.p, 3),
@@ -345,6 +372,7 @@ def write_table2_csv(path: Path, cells: list[Cell], protocol: str, provenance: s
         ref = paper.paper_nll(cell.dataset, cell.unit)
         for split in ("train", "valid", "test"):
             s = cell.summary(split)
+            seq = cell.summary(split, "sequence")
             ref_v = {"train": ref[0], "test": ref[1]}.get(split) if ref else None
             lo, hi = s.ci95
             note = "" if cell.chosen_lr is not None else "no completed run"
@@ -365,6 +393,10 @@ def write_table2_csv(path: Path, cells: list[Cell], protocol: str, provenance: s
                     "diff_vs_paper": _csv_num(s.mean - ref_v) if ref_v is not None else "",
                     "diverged": cell.count("diverged"),
                     "failed": cell.count("failed"),
+                    "diverged_after_best": sum(1 for r in cell.runs if diverged_late(r)),
+                    "nll_seq_mean": _csv_num(seq.mean),
+                    "nll_seq_std": _csv_num(seq.std),
+                    "fresh_seeds": int(cell.fresh),
                     "note": note,
                 }
             )
@@ -404,6 +436,7 @@ RUNS_COLUMNS = [
     "stage",
     "lr",
     "seed",
+    "data_seed",
     "batch_size",
     "hidden",
     "status",
@@ -412,6 +445,9 @@ RUNS_COLUMNS = [
     "train_nll",
     "valid_nll",
     "test_nll",
+    "train_nll_seq",
+    "valid_nll_seq",
+    "test_nll_seq",
     "seconds",
     "params",
     "error",
@@ -449,6 +485,7 @@ def write_runs_csv(path: Path, runs: list[dict]) -> None:
                     "stage": r.get("stage") or "",
                     "lr": _csv_num(c["lr"]),
                     "seed": c.get("seed", 0),
+                    "data_seed": c.get("data_seed", 0),
                     "batch_size": c.get("batch_size", ""),
                     "hidden": r.get("hidden") or c.get("hidden") or "",
                     "status": r["status"],
@@ -456,7 +493,15 @@ def write_runs_csv(path: Path, runs: list[dict]) -> None:
                     "best_epoch": r.get("best_epoch") if r.get("best_epoch") is not None else "",
                     **{
                         n: _csv_num(r.get(n))
-                        for n in ("train_nll", "valid_nll", "test_nll", "seconds")
+                        for n in (
+                            "train_nll",
+                            "valid_nll",
+                            "test_nll",
+                            "train_nll_seq",
+                            "valid_nll_seq",
+                            "test_nll_seq",
+                            "seconds",
+                        )
                     },
                     "params": r.get("params") or "",
                     "error": r.get("error") or "",
@@ -469,7 +514,7 @@ def stopped_table(cells: list[Cell]) -> Table | None:
     rows = []
     for cell in cells:
         for run in cell.runs:
-            if run["status"] not in ("diverged", "failed"):
+            if run["status"] not in ("diverged", "failed") and not diverged_late(run):
                 continue
             rows.append(
                 [
@@ -489,7 +534,9 @@ def stopped_table(cells: list[Cell]) -> Table | None:
         rows,
         caption=(
             "A diverged run stopped because its loss, gradient or validation NLL stopped being "
-            "finite; its weights stop changing and it never counts for the learning-rate choice. "
+            "finite; its weights stop changing. A run that diverged after a best epoch (status "
+            "done) is scored from that best state and counts for the learning-rate choice like "
+            "any other; one that diverged before any finite validation NLL never counts. "
             "A failed run raised an error (after the sweep's retries); rerunning the command "
             "retries it."
         ),

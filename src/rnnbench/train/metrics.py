@@ -15,6 +15,10 @@ means: a long sequence counts for more than a short one.
   at step :math:`t`.
 
 Evaluation runs the noise-free weights without gradients; padding steps are masked out.
+
+:func:`split_scores` also gives the *per-sequence* average, the mean over sequences of each
+sequence's mean per-step NLL, :math:`\frac{1}{S}\sum_s \frac{1}{T_s}\sum_t
+\mathrm{nll}_{s,t}`, which some papers report instead (every piece counts the same).
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
-__all__ = ["EVAL_BATCH_SIZE", "average_nll", "split_nll"]
+__all__ = ["EVAL_BATCH_SIZE", "average_nll", "split_nll", "split_scores"]
 
 # Sequences per evaluation batch, by device type. Fixed per device, so that a member's score
 # does not depend on its population or its training batch size (scores at other batch sizes
@@ -56,19 +60,39 @@ def split_nll(
     Returns:
         ``(K,)`` float64 on CPU; NaN for every member when ``seqs`` is empty.
     """
+    return split_scores(model, seqs, device=device, batch_size=batch_size)["frame"]
+
+
+@torch.no_grad()
+def split_scores(
+    model, seqs: Sequence, *, device: str | torch.device = "cpu", batch_size: int | None = None
+) -> dict[str, Tensor]:
+    """Both averages of every member on ``seqs``: ``{"frame": (K,), "sequence": (K,)}``
+    float64 on CPU — the frame-weighted NLL per step (the paper's metric, :func:`split_nll`)
+    and the mean over sequences of each sequence's NLL per step. NaN when ``seqs`` is empty
+    (a sequence with no predicted step is left out of the per-sequence mean)."""
     from rnnbench.data.batching import iterate_batches
 
     if batch_size is None:
         batch_size = EVAL_BATCH_SIZE.get(torch.device(device).type, EVAL_BATCH_SIZE["cuda"])
     total = None
+    per_seq = None
     steps = 0
+    sequences = 0
     for batch in iterate_batches(seqs, batch_size, seed=0, epoch=0, shuffle=False):
         x, y, mask = (t.to(device) for t in (batch.x, batch.y, batch.mask))
-        nll_sum, n, _ = model.nll(x, y, mask)
-        part = nll_sum.detach().double().cpu()
+        per, _ = model.step_nll(x, y, mask)
+        rows = per.sum(1).detach().double().cpu()  # (K, B)
+        lengths = mask.sum(0).double().cpu()  # (B,)
+        real = lengths > 0
+        part = rows.sum(1)
+        means = (rows[:, real] / lengths[real]).sum(1)
         total = part if total is None else total + part
-        steps += int(n)
+        per_seq = means if per_seq is None else per_seq + means
+        steps += int(lengths.sum())
+        sequences += int(real.sum())
     if total is None:
         k = next(model.parameters()).shape[0]
-        return torch.full((k,), float("nan"), dtype=torch.float64)
-    return average_nll(total, steps)
+        nan = torch.full((k,), float("nan"), dtype=torch.float64)
+        return {"frame": nan, "sequence": nan.clone()}
+    return {"frame": average_nll(total, steps), "sequence": average_nll(per_seq, sequences)}

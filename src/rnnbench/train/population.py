@@ -35,16 +35,16 @@ import torch
 
 from rnnbench import locks as locks_
 from rnnbench.errors import RnnbenchError
+from rnnbench.train import authors
 from rnnbench.train import checkpoint as ckpt
 from rnnbench.train.config import RunConfig, with_defaults
-from rnnbench.train.metrics import split_nll
-from rnnbench.train.protocol import (
+from rnnbench.train.metrics import split_nll, split_scores
+from rnnbench.train.protocol import (  # PopulationRMSProp: tests patch its step here
     EarlyStopping,
-    PopulationRMSProp,
+    PopulationRMSProp,  # noqa: F401
     WeightNoise,
     clip_member_grad_norms,
     finite_members,
-    lr_factor,
 )
 
 __all__ = ["train_population", "resolve_device"]
@@ -174,7 +174,7 @@ def _train_locked(
         from rnnbench.data.registry import load_dataset
 
         dataset = load_dataset(configs[0].dataset, data_dir)
-    hidden = configs[0].hidden or _paper_hidden(dataset, configs[0].unit)
+    hidden = configs[0].hidden or _paper_hidden(dataset, configs[0])
     bar = None
     if progress:
         from tqdm import tqdm
@@ -232,10 +232,12 @@ def _train_locked(
     return results  # type: ignore[return-value]
 
 
-def _paper_hidden(dataset, unit: str) -> int:
+def _paper_hidden(dataset, cfg) -> int:
     from rnnbench.models import paper_hidden
 
-    return paper_hidden(dataset.task, unit)
+    if not cfg.variant:  # the paper's size for both forms, as before the variants
+        return paper_hidden(dataset.task, cfg.unit)
+    return paper_hidden(dataset.task, cfg.unit, variant=cfg.variant, peephole=cfg.peephole)
 
 
 def _build_model(configs, dataset, *, hidden, device, backend):
@@ -251,6 +253,7 @@ def _build_model(configs, dataset, *, hidden, device, backend):
         population=len(configs),
         peephole=cfg.peephole,
         reset=cfg.reset,
+        variant=cfg.variant,
         init=cfg.init,
         seeds=[c.seed for c in configs],
         backend=backend,
@@ -268,26 +271,38 @@ def _finalize(
     usable = []
     for slot, i in enumerate(ids):
         best = states[i]["best_model"]
-        usable.append(states[i]["status"] == "done" and best is not None)
+        # A member that diverged after a best epoch keeps that best state: it is scored from
+        # it and takes part in the learning-rate choice, like the authors' code, which kept
+        # the best parameters seen (docs/training.md, "Divergence").
+        usable.append(best is not None)
         model.load_member_state(slot, best if best is not None else states[i]["model"])
     model.eval()
     # Only members with a usable best state get NLLs; a population that only diverged skips
     # the three passes over the data (minutes on the speech sets).
     scores = {
-        split: split_nll(model, dataset.split(split), device=device) if any(usable) else None
+        split: split_scores(model, dataset.split(split), device=device) if any(usable) else None
         for split in ("train", "valid", "test")
     }
     results = {}
     for slot, i in enumerate(ids):
         state, ok = states[i], usable[slot]
         best_path = out_dirs[i] / ckpt.BEST
+        best_epoch = state["early_stopping"]["best_epoch"] or None
+        if not ok:
+            error = state.get("why") or "no epoch reached a finite validation NLL"
+        elif state["status"] == "diverged":
+            error = diverged_after_best(state["epochs"], best_epoch, state.get("why"))
+        else:
+            error = None
         result = {
             "status": "done" if ok else "diverged",
-            "error": None if ok else state.get("why") or "no epoch reached a finite validation NLL",
-            "train_nll": _clean(float(scores["train"][slot])) if ok else None,
-            "valid_nll": _clean(float(scores["valid"][slot])) if ok else None,
-            "test_nll": _clean(float(scores["test"][slot])) if ok else None,
-            "best_epoch": state["early_stopping"]["best_epoch"] or None,
+            "error": error,
+            **{
+                f"{split}_nll{suffix}": _clean(float(scores[split][kind][slot])) if ok else None
+                for split in ("train", "valid", "test")
+                for kind, suffix in (("frame", ""), ("sequence", "_seq"))
+            },
+            "best_epoch": best_epoch,
             "epochs": state["epochs"],
             "updates": state["updates"],
             "seconds": round(state["seconds"], 6),
@@ -300,6 +315,18 @@ def _finalize(
         )
         results[i] = result
     return results
+
+
+DIVERGED_AFTER_BEST = "diverged at epoch"
+
+
+def diverged_after_best(epoch: int, best_epoch: int | None, why: str | None) -> str:
+    """The flag of a run scored from its best state after it diverged: "diverged at epoch 95
+    after its best at 92 (scored from its best state): ..." (the store's ``error``)."""
+    text = (
+        f"{DIVERGED_AFTER_BEST} {epoch} after its best at {best_epoch} (scored from its best state)"
+    )
+    return f"{text}: {why}" if why else text
 
 
 def divergence_reason(loss: float, epoch: int, batch: int, steps: int) -> str:
@@ -392,13 +419,7 @@ class _Population:
         self.model = _build_model(configs, dataset, hidden=hidden, device=device, backend=backend)
         self.names = [name for name, _ in self.model.named_parameters()]
         self.params = [p for _, p in self.model.named_parameters()]
-        self.optimizer = PopulationRMSProp(
-            self.params,
-            [c.lr for c in configs],
-            decay=cfg.rms_decay,
-            momentum=cfg.rms_momentum,
-            eps=cfg.rms_eps,
-        )
+        self.optimizer = authors.make_optimizer(cfg, self.params, [c.lr for c in configs])
         self.noise = WeightNoise([c.seed for c in configs], cfg.weight_noise, device)
         self.stopping = EarlyStopping(k, cfg.patience)
         self.status = ["running"] * k
@@ -483,7 +504,7 @@ class _Population:
         sums = torch.zeros(self.k, dtype=torch.float64)
         steps = torch.zeros(self.k, dtype=torch.float64)
         weights = self.model.weight_matrices(output=cfg.noise_output)
-        self.optimizer.scale_lr(lr_factor(epoch, cfg.max_epochs, cfg.lr_decay))
+        self.optimizer.scale_lr(authors.schedule(cfg, epoch))
         state = None
         last_shown = 0.0
         batches = iterate_batches(
@@ -500,10 +521,10 @@ class _Population:
             self.optimizer.zero_grad()
             with self.noise.applied(weights):
                 nll_sum, n, state = self.model.nll(x, y, mask, state)
-                loss = nll_sum / n
+                loss = authors.training_loss(cfg, nll_sum, n)
                 loss.sum().backward()
             state = self.model.detach_state(state)
-            norms = clip_member_grad_norms(self.params, cfg.clip)
+            norms = clip_member_grad_norms(self.params, authors.gradient_clip(cfg))
             ok = finite_members(loss, norms).to(dev)
             for k in torch.nonzero(active & ~ok).flatten().tolist():
                 self.status[k] = "diverged"
