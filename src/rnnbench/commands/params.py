@@ -12,8 +12,10 @@ import argparse
 import json
 
 from rnnbench.errors import RnnbenchError
-from rnnbench.models import TASKS, UNITS, count_params, match_hidden, paper_hidden, task_head
-from rnnbench.nn import variants
+
+# The task names, spelled out so that building the parser imports no torch (rnnbench.models
+# does); tests/cli/test_fast_cli.py checks they equal rnnbench.models.TASKS.
+TASK_NAMES = ("music", "speech")
 
 MATCH_KEYS = {
     "paper": "recurrent_params",
@@ -52,7 +54,7 @@ def register(subparsers) -> None:
     )
     p.add_argument(
         "--task",
-        choices=sorted(TASKS),
+        choices=sorted(TASK_NAMES),
         required=True,
         help="music (88 notes in and out, Bernoulli head) or speech (20 samples in, "
         "10 out, 20-component Gaussian mixture)",
@@ -95,6 +97,9 @@ def register(subparsers) -> None:
 
 def _variant_rows(names: list[str] | None) -> list[tuple[str, str]]:
     """``(unit, variant)`` of every requested variant, in the registry's order."""
+    from rnnbench.models import UNITS
+    from rnnbench.nn import variants
+
     if not names:
         return []
     if "all" in names:
@@ -111,6 +116,8 @@ def _variant_rows(names: list[str] | None) -> list[tuple[str, str]]:
 
 def collect(args: argparse.Namespace) -> dict:
     """Everything the command reports, as the ``--json`` object."""
+    from rnnbench.models import TASKS, UNITS, count_params, match_hidden, paper_hidden, task_head
+
     spec = TASKS[args.task]
     peephole = not args.no_peephole
     head = task_head(args.task)

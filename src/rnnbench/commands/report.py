@@ -6,6 +6,7 @@ import argparse
 import shlex
 import sys
 
+from rnnbench.errors import RnnbenchError
 from rnnbench.store import DEFAULT_PATH
 
 
@@ -56,14 +57,20 @@ def handler(args: argparse.Namespace) -> int:
         + (["--quick"] if args.quick else [])
         + (["--no-samples"] if args.no_samples else [])
     )
-    out = build_report(
-        stores,
-        args.out,
-        quick=args.quick,
-        command=command,
-        samples=not args.no_samples,
-        data_dir=args.data_dir,
-    )
+    try:
+        out = build_report(
+            stores,
+            args.out,
+            quick=args.quick,
+            command=command,
+            samples=not args.no_samples,
+            data_dir=args.data_dir,
+        )
+    except OSError as exc:  # a full disk, a read-only folder (matplotlib, PIL, csv, open)
+        raise RnnbenchError(
+            f"Cannot write the report to {args.out} ({exc.strerror or exc}); free some space or "
+            "choose another folder with --out (the results store is untouched)."
+        ) from None
     print(
         f"report written to {out}/report.html (also report.md, table2.csv, figures)",
         file=sys.stdout,

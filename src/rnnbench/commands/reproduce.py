@@ -80,8 +80,8 @@ def register(subparsers) -> None:
         "--seeds",
         type=int,
         metavar="N",
-        help="fresh seeds per data set and unit at the chosen rate, at least 3 (default 3; "
-        "--quick 2); the search's own run is not among them",
+        help="fresh seeds per data set and unit at the chosen rate (default 3, and at least 3; "
+        "--quick: default 2, at least 1); the search's own run is not among them",
     )
     p.add_argument(
         "--candidates",
@@ -265,6 +265,8 @@ def plan(args: argparse.Namespace):
             for s, config in fresh_seeds(c, lr, seeds)
         ]
 
+    # How many runs ``then`` chains after a population: the progress bar's total from the start.
+    then.runs_after = lambda pop: seeds if pop.labels.get("stage") == "lr" else 0
     return stage1, then
 
 
@@ -282,6 +284,22 @@ def fresh_seeds(search, lr: float, count: int) -> list:
     ]
 
 
+def quick_banner(stage1, args: argparse.Namespace) -> str:
+    """The --quick warning, with the counts of this run (its --sets, --seeds, ...)."""
+    sets = len(dict.fromkeys(p.configs[0].dataset for p in stage1))
+    rates = len(stage1[0].configs) if stage1 else 0
+    seeds = args.seeds if args.seeds is not None else QUICK["seeds"]
+
+    def n(count: int, what: str) -> str:
+        return f"{count} {what}{'' if count == 1 else 's'}"
+
+    return (
+        "rnnbench: --quick is a smoke test: its numbers do NOT follow the paper's protocol "
+        f"({n(sets, 'data set')}, {n(rates, 'learning rate')}, {n(seeds, 'seed')}, capped "
+        "epochs, small speech models)."
+    )
+
+
 def handler(args: argparse.Namespace) -> int:
     from rnnbench.store import Store
     from rnnbench.sweeps import run_sweep
@@ -293,11 +311,7 @@ def handler(args: argparse.Namespace) -> int:
     stage1, then = plan(args)
     preflight(args, stage1)
     if quick:
-        print(
-            "rnnbench: --quick is a smoke test: its numbers do NOT follow the paper's protocol "
-            "(2 data sets, 3 learning rates, 2 seeds, capped epochs, small speech models).",
-            file=sys.stderr,
-        )
+        print(quick_banner(stage1, args), file=sys.stderr)
     with Store(store_path) as store:
         store.add_command(command_line(args))
         if quick:

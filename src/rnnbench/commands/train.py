@@ -174,7 +174,8 @@ def register(subparsers) -> None:
     p.add_argument(
         "--data-dir",
         metavar="D",
-        help="the data folder (default: $RNNBENCH_DATA or the user cache folder)",
+        help="the data folder (default: $RNNBENCH_DATA, else the user cache folder, else the "
+        "checkout's data/)",
     )
     p.add_argument(
         "--out",
@@ -232,6 +233,7 @@ def handler(args: argparse.Namespace) -> int:
     from rnnbench.commands.sweep import command_line
     from rnnbench.data.registry import load_dataset
     from rnnbench.store import Store
+    from rnnbench.sweeps.common import read_metrics
     from rnnbench.train.population import resolve_device, train_population
 
     configs = build_configs(args)
@@ -246,16 +248,27 @@ def handler(args: argparse.Namespace) -> int:
     store.add_command(command_line(args))
     keys = [c.key() for c in configs]
     finished: set[str] = set()
+    started: list[bool] = []
 
     def record(k: int, result: dict) -> None:
         # A member that stops early is recorded at once: a later failure or Ctrl-C of the
-        # members still training must not lose it.
+        # members still training must not lose it. Every epoch of its metrics.jsonl goes in
+        # too, as a sweep does: a live store write that failed is not lost.
+        store.log_epochs(keys[k], read_metrics(run_dirs[k]))
         store.finish_run(keys[k], result["status"], result)
         finished.add(keys[k])
 
-    try:
+    def begin() -> None:
+        # Only once this process holds every run folder's lock: a refused process must not
+        # touch the rows of runs another process is training.
         for cfg, key, run_dir in zip(configs, keys, run_dirs, strict=True):
             store.start_run(key, cfg.to_dict(), str(run_dir))
+            # Backfill epochs a failed store write (or a crash between the checkpoint and the
+            # store) left out: metrics.jsonl is written with the checkpoint.
+            store.log_epochs(key, read_metrics(run_dir))
+        started.append(True)
+
+    try:
         try:
             results = train_population(
                 configs,
@@ -265,8 +278,11 @@ def handler(args: argparse.Namespace) -> int:
                 on_epoch=lambda k, rec: store.log_epoch(keys[k], rec),
                 on_result=record,
                 progress=not args.no_progress,
+                on_locked=begin,
             )
         except (Exception, KeyboardInterrupt) as exc:
+            if not started:
+                raise  # refused (a lock, a bad folder) before any run was marked started
             unfinished = [key for key in keys if key not in finished]
             if isinstance(exc, KeyboardInterrupt):
                 # Back to queued, as a sweep does: last.pt stays, the same command resumes.
@@ -289,8 +305,17 @@ def handler(args: argparse.Namespace) -> int:
         print(json.dumps(rows[0] if len(rows) == 1 else {"runs": rows}))
     elif len(rows) == 1:
         print(_line(rows[0]))
+        print(_where(rows[0]))
     else:
         for row in rows:
             cfg = row["config"]
             print(f"lr {cfg['lr']:g} seed {cfg['seed']}: {_line(row)}")
+            print(f"  {_where(row)}")
     return 0
+
+
+def _where(row: dict) -> str:
+    """The last words of ``train``: the run folder and which epoch's weights are kept."""
+    best = row.get("best_epoch")
+    kept = f"best epoch {best} of {row['epochs']}" if best else "no best epoch"
+    return f"{kept}; run folder {row['run_dir']} (best.pt, last.pt, metrics.jsonl)"

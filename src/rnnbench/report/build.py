@@ -27,6 +27,7 @@ from rnnbench.report.exports import EXPORT_FILES, collect, write_exports
 from rnnbench.report.figures import learning_curves, write_curves_csv
 from rnnbench.report.html import to_html
 from rnnbench.report.literature import literature_blocks
+from rnnbench.report.marking import add_marking
 from rnnbench.report.progress import cell_progress, progress_table
 from rnnbench.report.results import (
     GATED_AGAINST_TANH,
@@ -36,6 +37,7 @@ from rnnbench.report.results import (
     paired_tests,
 )
 from rnnbench.report.samples import samples_section
+from rnnbench.report.setting_values import labelled_values
 from rnnbench.report.stores import Sources, StorePaths, open_stores
 from rnnbench.report.tables import (
     fmt,
@@ -180,8 +182,7 @@ def _span(runs: list[dict]) -> str:
 
 
 def _values(runs: list[dict], key: str) -> str:
-    vals = sorted({repr(r["config"].get(key)) for r in runs if key in r["config"]})
-    return ", ".join(v.strip("'") for v in vals) if vals else "not recorded"
+    return labelled_values(runs, key)  # several values: each names its data sets
 
 
 def _differences(runs: list[dict], cells: list[Cell], where: str = "this store") -> list[str]:
@@ -340,7 +341,7 @@ def build_report(
         cells,
         curves,
         banner,
-        footer=provenance + (f"\n{banner}" if banner else ""),
+        footer=provenance,  # the banner heads the figure, in a line (figure_banner)
         sharing=sharing,
     )
     if samples:
@@ -458,7 +459,9 @@ def _front(sources: Sources, command: str, date: str, quick: bool, banner: str) 
             'Reproduction of Chung, Gulcehre, Cho and Bengio, "Empirical Evaluation of Gated '
             'Recurrent Neural Networks on Sequence Modeling" (arXiv:1412.3555), from the '
             f"runs of {origin}. NLL is the average negative log-likelihood per time "
-            "step in nats; lower is better."
+            "step in nats; lower is better. Speech NLLs can be negative: they are of a density "
+            "over continuous (standardised) samples, which can exceed 1, unlike the "
+            "probabilities of the music's binary notes."
         ),
         Heading("Provenance", 2, "provenance"),
         Bullets(
@@ -603,14 +606,12 @@ def _write(
     paper's protocol, see :func:`departures`)."""
     write_runs_csv(out / "runs.csv", runs)
     protocol = _protocol_summary(runs)
-    write_table2_csv(
-        out / "table2.csv",
-        cells,
-        "quick: not the paper's protocol"
-        if quick
-        else (f"not the paper's protocol: {protocol}" if reduced else protocol),
-        provenance,
-    )
+    if quick:
+        protocol = "quick: not the paper's protocol"
+    elif reduced:
+        protocol = f"not the paper's protocol: {protocol}"
+    write_table2_csv(out / "table2.csv", cells, protocol, provenance)
+    add_marking(out, protocol, provenance)  # runs.csv and curves.csv: the same two columns
     title = TITLE
     if quick:
         title = f"QUICK RUN, not the paper's protocol: {TITLE}"

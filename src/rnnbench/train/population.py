@@ -46,6 +46,7 @@ from rnnbench.train.protocol import (  # PopulationRMSProp: tests patch its step
     clip_member_grad_norms,
     finite_members,
 )
+from rnnbench.train.warmup import warm_up
 
 __all__ = ["train_population", "resolve_device"]
 
@@ -81,6 +82,7 @@ def train_population(
     dataset=None,
     backend: str = "auto",
     on_result: OnResult | None = None,
+    on_locked=None,
 ) -> list[dict]:
     """Train the members ``configs`` together; resume from their folders when possible.
 
@@ -102,6 +104,9 @@ def train_population(
             been scored (the others may train on), or is found finished in its folder, with the
             result it will return for it; a sweep records finished members before their
             population ends.
+        on_locked: called with no argument once every run folder is locked, before anything
+            is trained: a caller marks its runs started there, so a process refused the lock
+            never touches the runs another process is training.
 
     Returns:
         Per member: ``{"status": "done" | "diverged", "error", "train_nll", "valid_nll", "test_nll",
@@ -140,6 +145,8 @@ def train_population(
                     "finish (or stop it), then run this again.",
                 )
             )
+        if on_locked is not None:
+            on_locked()
         return _train_locked(
             configs,
             out_dirs,
@@ -552,6 +559,7 @@ class _Population:
         if bar is not None:
             bar.n = self.epoch
             bar.refresh()
+        warm_up(self.model, self.dataset, self.cfg, self.device)  # no compile time in epochs
         while True:
             saved = self._one_epoch(on_epoch, bar, ids)
             if any(s != "running" for s in self.status):
