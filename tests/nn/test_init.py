@@ -77,15 +77,16 @@ def test_float64_request():
 @pytest.mark.parametrize("make", [lambda: RNN(3, 4), lambda: LSTM(3, 4), lambda: GRU(3, 4)])
 def test_modules_follow_the_global_seed_and_accept_a_generator(make):
     torch.manual_seed(5)
-    first = make().state_dict()
+    first = dict(make().named_parameters())
     torch.manual_seed(5)
-    second = make().state_dict()
+    second = dict(make().named_parameters())
     assert all(torch.equal(first[n], second[n]) for n in first)
     module = make()
     module.reset_parameters(generator(9))
     again = make()
     again.reset_parameters(generator(9))
-    assert all(torch.equal(v, again.state_dict()[n]) for n, v in module.state_dict().items())
+    again_params = dict(again.named_parameters())
+    assert all(torch.equal(v, again_params[n]) for n, v in module.named_parameters())
 
 
 def test_a_module_holds_what_init_unit_draws_from_the_same_seed():

@@ -1,8 +1,10 @@
-"""Recurrent units: drop-in one-layer ``torch.nn`` modules in the paper's and cuDNN's forms.
+"""Recurrent units: drop-in ``torch.nn`` modules in the paper's and cuDNN's forms.
 
-- :class:`RNN` (tanh), :class:`LSTM` (``peephole=True`` by default), :class:`GRU`
-  (``reset="before"`` by default): same arguments, parameters and return values as their
-  ``torch.nn`` namesakes with ``num_layers=1``.
+- :class:`RNN` (tanh or relu), :class:`LSTM` (``peephole=True`` by default), :class:`GRU`
+  (``reset="before"`` by default): torch's constructors (stacked, bidirectional, dropout),
+  parameters, state dicts and return values; ``LSTM(peephole=False)`` and
+  ``GRU(reset="after")`` compute exactly ``torch.nn.LSTM`` and ``torch.nn.GRU``.
+  ``proj_size`` and ``torch.jit.script`` are refused in one sentence.
 - :func:`rnnbench.nn.functional.run_unit`: the functional form over a population of K models.
 - :func:`rnnbench.nn.init.init_unit`: the "torch" and "paper" initialisation schemes.
 - :mod:`rnnbench.nn.variants`: named variants of the LSTM and GRU for ablations

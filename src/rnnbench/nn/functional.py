@@ -18,13 +18,15 @@ when you need gradients of gradients.
 
 from __future__ import annotations
 
+import importlib.util
+
 import torch
 from torch import Tensor
 
 from rnnbench.errors import RnnbenchError
 from rnnbench.nn import variants as _variants
 
-GATES = {"tanh": 1, "gru": 3, "lstm": 4}
+GATES = {"tanh": 1, "relu": 1, "gru": 3, "lstm": 4}
 RESETS = ("before", "after")
 BACKENDS = ("auto", "torch", "numba")
 
@@ -49,7 +51,9 @@ def run_unit(
     """Run ``cell`` over the sequence ``x`` for K population members.
 
     Args:
-        cell: ``"tanh"``, ``"lstm"`` or ``"gru"``.
+        cell: ``"tanh"``, ``"lstm"`` or ``"gru"``; or ``"relu"`` (``h = relu(W x + b + U h)``,
+            torch's ``nonlinearity="relu"``), which has no fused kernel and runs the torch
+            loop whatever ``backend`` says.
         x: ``(T, B, I)`` shared by all members, or ``(K, T, B, I)``.
         w_ih: ``(K, G*H, I)``; ``w_hh``: ``(K, G*H, H)``; ``b_ih``, ``b_hh``: ``(K, G*H)`` or
             None. Gate blocks in torch's order: LSTM i, f, g, o; GRU r, z, n.
@@ -83,10 +87,10 @@ def run_unit(
         h0 = xw.new_zeros(K, B, H)
     if cell == "lstm" and c0 is None:
         c0 = xw.new_zeros(K, B, H)
-    if trace is None and _use_numba(backend, xw):
-        from rnnbench.nn import numba_backend
+    if trace is None and cell != "relu" and _use_numba(backend, xw):
+        from rnnbench.nn import ops
 
-        return numba_backend.run(cell, xw, w_hh, b_hh, w_ch, reset, mask, h0, c0, variant)
+        return ops.run(cell, xw, w_hh, b_hh, w_ch, reset, mask, h0, c0, variant)
     if variant and variant != "fb1":
         return _torch_variant_loop(cell, variant, xw, w_hh, b_hh, w_ch, reset, mask, h0, c0, trace)
     return _torch_loop(cell, xw, w_hh, b_hh, w_ch, reset, mask, h0, c0, trace)
@@ -103,12 +107,12 @@ def project_input(x: Tensor, w_ih: Tensor, b_ih: Tensor | None) -> Tensor:
     return xw.reshape(K, T, B, -1)
 
 
+_NUMBA = importlib.util.find_spec("numba") is not None
+
+
 def numba_available() -> bool:
-    try:
-        import numba  # noqa: F401
-    except ImportError:
-        return False
-    return True
+    """Whether numba is installed (looked up once, so compiled graphs do not trace imports)."""
+    return _NUMBA
 
 
 def _use_numba(backend: str, xw: Tensor) -> bool:
@@ -178,6 +182,8 @@ def _torch_loop(cell, xw, w_hh, b_hh, w_ch, reset, mask, h, c, trace=None):
             gh = _affine(h, w_hh_t, b_rec)
             if cell == "tanh":
                 h_new = torch.tanh(xw_t + gh)
+            elif cell == "relu":
+                h_new = torch.relu(xw_t + gh)
             elif cell == "gru":
                 h_new = _gru_after_step(xw_t, gh, h, trace)
             else:

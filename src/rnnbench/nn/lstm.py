@@ -6,7 +6,7 @@ from rnnbench.nn.base import RecurrentUnit
 
 
 class LSTM(RecurrentUnit):
-    r"""One-layer long short-term memory, with diagonal peepholes by default (the paper's form).
+    r"""Long short-term memory, with diagonal peepholes by default (the paper's form).
 
     For each element of the input sequence, each step computes:
 
@@ -28,22 +28,37 @@ class LSTM(RecurrentUnit):
     :math:`\sigma` the logistic sigmoid and :math:`\odot` the elementwise product.
     The input and forget gates peek at the previous cell :math:`c_{t-1}`; the output gate
     peeks at the new cell :math:`c_t` (Graves 2013, as in Chung et al. 2014).
-    With ``peephole=False`` the :math:`v` terms vanish and the unit is exactly
-    :class:`torch.nn.LSTM` (its state dict loads into this module and back).
+    With ``peephole=False`` the :math:`v` terms vanish and the module is a drop-in
+    :class:`torch.nn.LSTM`: same constructor (positional order included), parameters, state
+    dict, inputs and outputs, except ``proj_size`` (refused). The state dict of a
+    ``peephole=True`` module or a ``variant`` records its form, and a state dict of another
+    form is refused with a sentence naming the argument (a warning with ``strict=False``).
 
     Args:
         input_size: :math:`H_{in}`, the number of features of :math:`x_t`.
         hidden_size: :math:`H_{out}`, the number of units (features of :math:`h_t, c_t`).
+        num_layers: stacked layers; layer :math:`l > 0` reads the output :math:`h_t` of
+            layer :math:`l - 1` (both directions concatenated when bidirectional). Default 1.
         bias: if False, no :math:`b_{i\ast}, b_{h\ast}`. Default True.
         batch_first: if True, ``input`` and ``output`` are :math:`(N, L, \ast)` instead of
             :math:`(L, N, \ast)`; ``h_n`` and ``c_n`` are not affected. Default False.
-        peephole: if True (the default, the paper's form), add :math:`v_i, v_f, v_o`.
-        init: ``"torch"`` (default) or ``"paper"``; see *Initialisation*.
-        backend: ``"auto"`` (default: the fused numba kernels on CPU, the torch loop
-            elsewhere), ``"numba"`` or ``"torch"``; see :func:`rnnbench.nn.functional.run_unit`.
-        variant: ``""`` (default, the unit above) or one of Greff et al.'s (2017) variants
-            (:mod:`rnnbench.nn.variants`), keyword-only; a removed gate removes its rows of
-            every weight and bias and its peephole; the others keep theirs:
+        dropout: if non-zero, dropout with this probability on the output of every layer but
+            the last, in training mode only (as torch). Default 0.
+        bidirectional: if True, each layer also runs over the reversed sequence (parameters
+            ``..._reverse``) and outputs both directions concatenated. Default False.
+        proj_size: must be 0: projections are not supported (any other value raises
+            :class:`~rnnbench.errors.RnnbenchError`; use :class:`torch.nn.LSTM`).
+        device, dtype: of the parameters, as torch's factory arguments.
+        peephole: (keyword only) if True (the default, the paper's form), add
+            :math:`v_i, v_f, v_o`; ``peephole=False`` is :class:`torch.nn.LSTM`.
+        init: (keyword only) ``"torch"`` (default) or ``"paper"``; see *Initialisation*.
+        backend: (keyword only) ``"auto"`` (default: the fused numba kernels on CPU, the torch
+            loop elsewhere), ``"numba"`` or ``"torch"``; see
+            :func:`rnnbench.nn.functional.run_unit`.
+        variant: (keyword only) ``""`` (default, the unit above) or one of Greff et al.'s
+            (2017) variants (:mod:`rnnbench.nn.variants`); a removed gate removes its rows of
+            every weight and bias (of every layer and direction) and its peephole; the others
+            keep theirs:
 
             - ``"np"``: no peepholes, the same as ``peephole=False``.
             - ``"nig"``: :math:`i_t = 1`, :math:`c_t = f_t \odot c_{t-1} + g_t` (gates f, g, o).
@@ -56,39 +71,57 @@ class LSTM(RecurrentUnit):
               (:math:`b_{if} = 1, b_{hf} = 0`; Jozefowicz et al. 2015).
 
     Shapes, with :math:`N` the batch size, :math:`L` the sequence length,
-    :math:`H_{in}` = ``input_size`` and :math:`H_{out}` = ``hidden_size``:
+    :math:`D` = 2 if ``bidirectional`` else 1, :math:`H_{in}` = ``input_size`` and
+    :math:`H_{out}` = ``hidden_size``:
 
     - ``input``: :math:`(L, N, H_{in})`, :math:`(N, L, H_{in})` when ``batch_first``,
       :math:`(L, H_{in})` unbatched, or a :class:`~torch.nn.utils.rnn.PackedSequence`
-      (padded steps never change the state).
-    - ``hx``: optional tuple ``(h_0, c_0)``, each :math:`(1, N, H_{out})` or
-      :math:`(1, H_{out})` unbatched.
-    - ``output``: :math:`(L, N, H_{out})` (:math:`(N, L, H_{out})` when ``batch_first``),
-      :math:`h_t` for every step; a ``PackedSequence`` when the input was one.
-    - ``h_n``, ``c_n``: :math:`(1, N, H_{out})`, the states after the last real step.
+      (padded steps never change the state). Its dtype must be the parameters'.
+    - ``hx``: optional tuple (or list) ``(h_0, c_0)``, each :math:`(D \cdot
+      \text{num\_layers}, N, H_{out})`, or :math:`(D \cdot \text{num\_layers}, H_{out})`
+      unbatched; zeros by default. Same dtype as ``input``.
+    - ``output``: :math:`(L, N, D \cdot H_{out})` (:math:`(N, L, D \cdot H_{out})` when
+      ``batch_first``, :math:`(L, D \cdot H_{out})` unbatched): :math:`h_t` of the last layer
+      for every step, forward and reverse directions concatenated; a ``PackedSequence`` when
+      the input was one.
+    - ``h_n``, ``c_n``: :math:`(D \cdot \text{num\_layers}, N, H_{out})`, the states after
+      the last real step of each layer and direction (row :math:`l D + d`; the reverse
+      direction's last step is the sequence's first).
 
-    Parameters, named, shaped and ordered as in :class:`torch.nn.LSTM` (gate order i, f, g, o):
+    Parameters, named, shaped and ordered as in :class:`torch.nn.LSTM` (gate order i, f, g, o),
+    for layer ``k`` (and with the suffix ``_reverse`` for the reverse direction):
 
-    - ``weight_ih_l0``: :math:`(4 H_{out}, H_{in})`, :math:`[W_{ii}; W_{if}; W_{ig}; W_{io}]`.
-    - ``weight_hh_l0``: :math:`(4 H_{out}, H_{out})`, :math:`[W_{hi}; W_{hf}; W_{hg}; W_{ho}]`.
-    - ``bias_ih_l0``, ``bias_hh_l0``: :math:`(4 H_{out})`, in the same order.
-    - ``weight_ch_l0`` (``peephole=True`` only): :math:`(3, H_{out})`, rows
+    - ``weight_ih_lk``: :math:`(4 H_{out}, H_{in})` for ``k = 0``, else
+      :math:`(4 H_{out}, D \cdot H_{out})`: :math:`[W_{ii}; W_{if}; W_{ig}; W_{io}]`.
+    - ``weight_hh_lk``: :math:`(4 H_{out}, H_{out})`, :math:`[W_{hi}; W_{hf}; W_{hg}; W_{ho}]`.
+    - ``bias_ih_lk``, ``bias_hh_lk``: :math:`(4 H_{out})`, in the same order.
+    - ``weight_ch_lk`` (``peephole=True`` only): :math:`(3, H_{out})`, rows
       :math:`v_i, v_f, v_o`.
+
+    Attributes as torch's: ``input_size``, ``hidden_size``, ``num_layers``, ``bias``,
+    ``batch_first``, ``dropout``, ``bidirectional``, ``proj_size`` (0), ``mode``
+    (``"LSTM"``) and ``all_weights`` (the parameters of each layer and direction).
 
     Initialisation, with :math:`k = 1/H_{out}`:
 
     - ``init="torch"``: every parameter from :math:`\mathcal{U}(-\sqrt{k}, \sqrt{k})`, as torch.
-    - ``init="paper"`` (the authors' code): ``weight_ih_l0`` and ``weight_ch_l0`` from
+    - ``init="paper"`` (the authors' code): ``weight_ih_lk`` and ``weight_ch_lk`` from
       :math:`\mathcal{U}(-0.1, 0.1)`, each gate's :math:`H_{out} \times H_{out}` block of
-      ``weight_hh_l0`` a random orthogonal matrix, biases zero.
+      ``weight_hh_lk`` a random orthogonal matrix, biases zero.
 
     The draws use torch's global generator; call ``reset_parameters(generator)`` to use your own.
 
     .. note::
-        The numba backend computes gradients with a hand-written backward pass, so it
-        supports first derivatives only; use ``backend="torch"`` for double backward.
-        On CPU both backends are deterministic for a given thread count.
-        Results agree with the torch backend to rounding, not bit for bit.
+        The numba backend computes gradients with a hand-written backward pass (the custom
+        operator ``rnnbench::fused_rnn``), so it supports first derivatives only: double
+        backward raises and names ``backend="torch"``. The module reads its weights through
+        its attributes, so parametrizations (``torch.nn.utils.parametrizations.weight_norm``,
+        ``orthogonal``) work. ``torch.compile`` (``fullgraph=True`` on padded input),
+        ``torch.export`` and ``torch.jit.trace`` see one operator per layer on the numba
+        backend (a trace of the torch backend unrolls, so fixes, the sequence length).
+        ``torch.jit.script`` is not supported and raises one sentence saying so.
+        On CPU both backends are deterministic for a given thread count; they agree with
+        each other and with torch to rounding, not bit for bit.
 
     Examples::
 
@@ -103,34 +136,48 @@ class LSTM(RecurrentUnit):
         >>> native = torch.nn.LSTM(10, 20)
         >>> LSTM(10, 20, peephole=False).load_state_dict(native.state_dict())
         <All keys matched successfully>
+        >>> stacked = LSTM(10, 20, 2, bidirectional=True, peephole=False)  # torch's order
+        >>> output, (hn, cn) = stacked(input)
+        >>> output.shape, hn.shape
+        (torch.Size([5, 3, 40]), torch.Size([4, 3, 20]))
     """
 
     cell = "lstm"
     form = ("peephole",)
+    paper_form = {"peephole": True}
 
     def __init__(
         self,
         input_size: int,
         hidden_size: int,
+        num_layers: int = 1,
         bias: bool = True,
         batch_first: bool = False,
-        peephole: bool = True,
-        *,
-        init: str = "torch",
-        backend: str = "auto",
+        dropout: float = 0.0,
+        bidirectional: bool = False,
+        proj_size: int = 0,
         device=None,
         dtype=None,
+        *,
+        peephole: bool = True,
+        init: str = "torch",
+        backend: str = "auto",
         variant: str = "",
     ) -> None:
         super().__init__(
+            "LSTM",
             input_size,
             hidden_size,
+            num_layers,
             bias,
             batch_first,
-            init,
-            backend,
+            dropout,
+            bidirectional,
+            proj_size,
             device,
             dtype,
+            init=init,
+            backend=backend,
             peephole=peephole,
             variant=variant,
         )

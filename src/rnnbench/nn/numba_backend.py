@@ -33,13 +33,13 @@ import scipy
 import torch
 from numba import types
 from numba.extending import overload
-from torch.autograd.function import once_differentiable
 
 _jit = numba.njit(cache=True, nogil=True, error_model="numpy")
 
 # ---- activations: libm in float64; in float32 a rational tanh that vectorises ----------------
 # tanh(x) ~ x P(x^2) / Q(x^2) on x clamped to +-7.905 (where float32 tanh rounds to +-1), the
 # minimax fit of Eigen / XLA / MLAS, within a few float32 ulps; sigmoid(x) = (1 + tanh(x/2)) / 2.
+# NaN propagates (tanh(NaN) = NaN) and +-inf saturates to +-1, exactly as torch.tanh.
 # libm's expf and tanhf are opaque calls that stop LLVM from vectorising the gate loops, and
 # numba has no SVML here, so the rational form makes the float32 kernels about 2x faster.
 
@@ -82,7 +82,10 @@ def _tanh_impl(x):
         return lambda x: math.tanh(x)
 
     def rational_tanh(x):
-        x = max(-_TANH_CLAMP, min(_TANH_CLAMP, x))
+        # x first: numba's min and max follow Python's, which return their first argument
+        # when a comparison with NaN is False, so NaN passes through the clamp and the
+        # rational form, as through torch.tanh (max(-C, min(C, x)) returned C for NaN).
+        x = max(min(x, _TANH_CLAMP), -_TANH_CLAMP)
         x2 = x * x
         p = _P1 + x2 * (_P3 + x2 * (_P5 + x2 * (_P7 + x2 * (_P9 + x2 * (_P11 + x2 * _P13)))))
         q = _Q0 + x2 * (_Q2 + x2 * (_Q4 + x2 * _Q6))
@@ -369,210 +372,6 @@ def gru_backward(d_out, d_hn, w_rz, w_n, before, mask, hs, acts, aux):
     return np.concatenate((d_rz, d_xn), axis=3), d_rec_n, d_h0
 
 
-# ---- autograd glue ---------------------------------------------------------------------------
-
-
-def _find_openblas_local_threads():
-    """``openblas_set_num_threads_local`` of scipy's bundled OpenBLAS (the BLAS numba calls),
-    or None when scipy links another BLAS."""
-    root = Path(scipy.__file__).parent
-    for path in [*root.parent.glob("scipy.libs/*openblas*"), *root.glob(".dylibs/*openblas*")]:
-        try:
-            setter = ctypes.CDLL(str(path)).openblas_set_num_threads_local
-        except (OSError, AttributeError):
-            continue
-        setter.argtypes, setter.restype = [ctypes.c_int], ctypes.c_int
-        return setter
-    return None
-
-
-_set_blas_threads = _find_openblas_local_threads()
-
-
-def _call(kernel, *args):
-    """Run ``kernel`` with numba's BLAS calls on this thread using torch's thread count."""
-    if _set_blas_threads is None:
-        return kernel(*args)
-    previous = _set_blas_threads(torch.get_num_threads())
-    try:
-        return kernel(*args)
-    finally:
-        _set_blas_threads(previous)
-
-
-def run(cell, xw, w_hh, b_hh, w_ch, reset, mask, h0, c0, variant=""):
-    """:func:`rnnbench.nn.functional.run_unit` after the input projection, on the fused kernels.
-
-    ``variant`` is a canonical variant name (:func:`rnnbench.nn.variants.resolve`); the full
-    units (``""``, and ``fb1``, which differs only at init) run their own kernels."""
-    if variant and variant != "fb1":
-        if cell == "lstm":
-            return _FusedLSTMVariant.apply(xw, w_hh, b_hh, w_ch, variant, mask, h0, c0)
-        out, h_n = _FusedGRUVariant.apply(xw, w_hh, b_hh, variant, reset == "before", mask, h0)
-        return out, h_n, None
-    if cell == "lstm":
-        return _FusedLSTM.apply(xw, w_hh, b_hh, w_ch, mask, h0, c0)
-    if cell == "gru":
-        out, h_n = _FusedGRU.apply(xw, w_hh, b_hh, reset == "before", mask, h0)
-    else:
-        out, h_n = _FusedTanh.apply(xw, w_hh, b_hh, mask, h0)
-    return out, h_n, None
-
-
-def _np(t: torch.Tensor, dtype) -> np.ndarray:
-    return t.detach().to(dtype).contiguous().numpy()
-
-
-def _mask_np(mask, xw) -> np.ndarray:
-    if mask is None:
-        return np.ones(xw.shape[1:3], dtype=_np_dtype(xw))
-    return _np(mask, xw.dtype)
-
-
-def _np_dtype(t: torch.Tensor):
-    return np.float64 if t.dtype == torch.float64 else np.float32
-
-
-def _bias_np(b_hh, xw) -> np.ndarray:
-    if b_hh is None:
-        return np.zeros((xw.shape[0], xw.shape[3]), dtype=_np_dtype(xw))
-    return _np(b_hh, xw.dtype)
-
-
-def _weight_grads(d_rec, inputs, b_hh):
-    """``dW = sum_t,b d_rec^T inputs`` per member, and ``db`` when there is a bias."""
-    K, T, B, G = d_rec.shape
-    flat = d_rec.reshape(K, T * B, G)
-    d_w = torch.bmm(flat.transpose(1, 2), inputs.reshape(K, T * B, -1))
-    return d_w, (flat.sum(1) if b_hh is not None else None)
-
-
-class _FusedTanh(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, xw, w_hh, b_hh, mask, h0):
-        m = _mask_np(mask, xw)
-        w_hh_t = _np(w_hh.transpose(1, 2), xw.dtype)
-        out, hs = _call(
-            tanh_forward, _np(xw, xw.dtype), w_hh_t, _bias_np(b_hh, xw), m, _np(h0, xw.dtype)
-        )
-        out, hs = torch.from_numpy(out), torch.from_numpy(hs)
-        ctx.save_for_backward(w_hh, b_hh, out)
-        ctx.state = (m, hs)
-        return out, hs[:, -1].clone()
-
-    @staticmethod
-    @once_differentiable
-    def backward(ctx, d_out, d_hn):
-        w_hh, b_hh, out = ctx.saved_tensors
-        m, hs = ctx.state
-        dt = out.dtype
-        d_pre, d_h0 = _call(
-            tanh_backward, _np(d_out, dt), _np(d_hn, dt), _np(w_hh, dt), m, _np(out, dt)
-        )
-        d_pre = torch.from_numpy(d_pre)
-        d_w, d_b = _weight_grads(d_pre, hs[:, :-1], b_hh)
-        return d_pre, d_w, d_b, None, torch.from_numpy(d_h0)
-
-
-class _FusedLSTM(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, xw, w_hh, b_hh, w_ch, mask, h0, c0):
-        dt = xw.dtype
-        m = _mask_np(mask, xw)
-        peephole = w_ch is not None
-        v = _np(w_ch, dt) if peephole else np.zeros((xw.shape[0], 3, 1), _np_dtype(xw))
-        out, hs, cs, acts = _call(
-            lstm_forward,
-            _np(xw, dt),
-            _np(w_hh.transpose(1, 2), dt),
-            _bias_np(b_hh, xw),
-            v,
-            peephole,
-            m,
-            _np(h0, dt),
-            _np(c0, dt),
-        )
-        hs, cs = torch.from_numpy(hs), torch.from_numpy(cs)
-        ctx.save_for_backward(w_hh, b_hh, w_ch)
-        ctx.state = (v, peephole, m, hs, cs, acts)
-        return torch.from_numpy(out), hs[:, -1].clone(), cs[:, -1].clone()
-
-    @staticmethod
-    @once_differentiable
-    def backward(ctx, d_out, d_hn, d_cn):
-        w_hh, b_hh, _ = ctx.saved_tensors
-        v, peephole, m, hs, cs, acts = ctx.state
-        dt = hs.dtype
-        d_pre, d_h0, d_c0, d_v = _call(
-            lstm_backward,
-            _np(d_out, dt),
-            _np(d_hn, dt),
-            _np(d_cn, dt),
-            _np(w_hh, dt),
-            v,
-            peephole,
-            m,
-            cs.numpy(),
-            acts,
-        )
-        d_pre = torch.from_numpy(d_pre)
-        d_w, d_b = _weight_grads(d_pre, hs[:, :-1], b_hh)
-        d_v = torch.from_numpy(d_v) if peephole else None
-        return d_pre, d_w, d_b, d_v, None, torch.from_numpy(d_h0), torch.from_numpy(d_c0)
-
-
-class _FusedGRU(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, xw, w_hh, b_hh, before, mask, h0):
-        dt = xw.dtype
-        H = w_hh.shape[-1]
-        m = _mask_np(mask, xw)
-        w_rz, w_n = w_hh[:, : 2 * H], w_hh[:, 2 * H :]
-        out, hs, acts, aux = _call(
-            gru_forward,
-            _np(xw, dt),
-            _np(w_rz.transpose(1, 2), dt),
-            _np(w_n.transpose(1, 2), dt),
-            _bias_np(b_hh, xw),
-            before,
-            m,
-            _np(h0, dt),
-        )
-        hs = torch.from_numpy(hs)
-        ctx.save_for_backward(w_hh, b_hh)
-        ctx.state = (before, m, hs, acts, aux)
-        return torch.from_numpy(out), hs[:, -1].clone()
-
-    @staticmethod
-    @once_differentiable
-    def backward(ctx, d_out, d_hn):
-        w_hh, b_hh = ctx.saved_tensors
-        before, m, hs, acts, aux = ctx.state
-        H = w_hh.shape[-1]
-        w_rz, w_n = w_hh[:, : 2 * H], w_hh[:, 2 * H :]
-        dt = hs.dtype
-        d_xw, d_rec_n, d_h0 = _call(
-            gru_backward,
-            _np(d_out, dt),
-            _np(d_hn, dt),
-            _np(w_rz, dt),
-            _np(w_n, dt),
-            before,
-            m,
-            hs.numpy(),
-            acts,
-            aux,
-        )
-        d_xw, d_rec_n = torch.from_numpy(d_xw), torch.from_numpy(d_rec_n)
-        h_prev = hs[:, :-1]
-        d_w_rz, d_b_rz = _weight_grads(d_xw[..., : 2 * H], h_prev, b_hh)
-        n_input = torch.from_numpy(aux) if before else h_prev
-        d_w_n, d_b_n = _weight_grads(d_rec_n, n_input, b_hh)
-        d_w = torch.cat((d_w_rz, d_w_n), 1)
-        d_b = torch.cat((d_b_rz, d_b_n), 1) if b_hh is not None else None
-        return d_xw, d_w, d_b, None, None, torch.from_numpy(d_h0)
-
-
 # ---- LSTM variants (rnnbench.nn.variants): one kernel for all, flags per gate block -----------
 # The variant's pre-activations come compact (its G gate blocks, in the order i, f, g, o of the
 # blocks it keeps); ``acts (K, T, B, 4H)`` always holds i, f, g, o after their non-linearities
@@ -857,8 +656,68 @@ def gru_variant_backward(d_out, d_hn, w_s, w_n, before, coefs, mask, hs, acts, a
     return np.concatenate((d_s, d_xn), axis=3), d_rec_n, d_h0
 
 
-# ---- autograd glue of the variants ----------------------------------------------------------
+# ---- torch glue: plain tensors in and out; autograd lives in rnnbench.nn.ops ----------------
 
+
+def _find_openblas_local_threads():
+    """``openblas_set_num_threads_local`` of scipy's bundled OpenBLAS (the BLAS numba calls),
+    or None when scipy links another BLAS."""
+    root = Path(scipy.__file__).parent
+    for path in [*root.parent.glob("scipy.libs/*openblas*"), *root.glob(".dylibs/*openblas*")]:
+        try:
+            setter = ctypes.CDLL(str(path)).openblas_set_num_threads_local
+        except (OSError, AttributeError):
+            continue
+        setter.argtypes, setter.restype = [ctypes.c_int], ctypes.c_int
+        return setter
+    return None
+
+
+_set_blas_threads = _find_openblas_local_threads()
+
+
+def _call(kernel, *args):
+    """Run ``kernel`` with numba's BLAS calls on this thread using torch's thread count."""
+    if _set_blas_threads is None:
+        return kernel(*args)
+    previous = _set_blas_threads(torch.get_num_threads())
+    try:
+        return kernel(*args)
+    finally:
+        _set_blas_threads(previous)
+
+
+def run(cell, xw, w_hh, b_hh, w_ch, reset, mask, h0, c0, variant=""):
+    """:func:`rnnbench.nn.functional.run_unit` after the input projection, on the fused kernels
+    (through the custom operator of :mod:`rnnbench.nn.ops`)."""
+    from rnnbench.nn import ops
+
+    return ops.run(cell, xw, w_hh, b_hh, w_ch, reset, mask, h0, c0, variant)
+
+
+def _np(t: torch.Tensor, dtype) -> np.ndarray:
+    return t.detach().to(dtype).contiguous().numpy()
+
+
+def _np_dtype(t: torch.Tensor):
+    return np.float64 if t.dtype == torch.float64 else np.float32
+
+
+def _bias_np(b_hh, xw) -> np.ndarray:
+    if b_hh is None:
+        return np.zeros((xw.shape[0], xw.shape[3]), dtype=_np_dtype(xw))
+    return _np(b_hh, xw.dtype)
+
+
+def _weight_grads(d_rec, inputs):
+    """``dW = sum_t,b d_rec^T inputs`` and ``db = sum_t,b d_rec`` per member."""
+    K, T, B, G = d_rec.shape
+    flat = d_rec.reshape(K, T * B, G)
+    d_w = torch.bmm(flat.transpose(1, 2), inputs.reshape(K, T * B, -1))
+    return d_w, flat.sum(1)
+
+
+# The variants' kernel arguments (see the variant kernels above).
 # has_i, has_f, has_o, cifg, linear_g, linear_c
 _LSTM_FLAGS = {
     "nig": (0, 1, 1, 0, 0, 0),
@@ -885,112 +744,118 @@ def _lstm_layout(variant: str, H: int):
     return flags, offsets, rows
 
 
-class _FusedLSTMVariant(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, xw, w_hh, b_hh, w_ch, variant, mask, h0, c0):
-        dt = xw.dtype
-        K, H = xw.shape[0], w_hh.shape[-1]
-        m = _mask_np(mask, xw)
-        flags, offsets, rows = _lstm_layout(variant, H)
-        flags = np.array(flags, _np_dtype(xw))
-        peephole = w_ch is not None
-        v = np.zeros((K, 3, H), _np_dtype(xw))
-        if peephole:
-            v[:, rows] = _np(w_ch, dt)
-        out, hs, cs, acts = _call(
-            lstm_variant_forward,
-            _np(xw, dt),
-            _np(w_hh.transpose(1, 2), dt),
-            _bias_np(b_hh, xw),
-            v,
-            peephole,
-            flags,
-            offsets,
-            m,
-            _np(h0, dt),
-            _np(c0, dt),
-        )
+def _kernel_variant(variant: str) -> str:
+    """The variant whose kernels run: ``""`` (the full unit's own kernels) for ``""`` and
+    ``fb1`` (which differs from the full LSTM only at init), else the variant."""
+    return "" if variant in ("", "fb1") else variant
+
+
+def _lstm_peepholes(w_ch, peephole, variant, K, H, dt):
+    """``v (K, 3, H)`` for the kernels: ``w_ch``, with zero rows for the peepholes a variant
+    removes (``(K, 3, 1)`` zeros without peepholes in the full unit's kernels)."""
+    np_dt = np.float64 if dt == torch.float64 else np.float32
+    if not variant:
+        return _np(w_ch, dt) if peephole else np.zeros((K, 3, 1), np_dt)
+    v = np.zeros((K, 3, H), np_dt)
+    if peephole:
+        v[:, _lstm_layout(variant, H)[2]] = _np(w_ch, dt)
+    return v
+
+
+def forward(cell, reset, peephole, variant, xw, w_hh, b_hh, w_ch, mask, h0, c0):
+    """The fused forward of ``cell`` on plain tensors (no autograd): ``(out, h_n, c_n, hs,
+    cs, acts, aux)``, where ``c_n``, ``cs`` (LSTM), ``acts`` (LSTM, GRU) and ``aux`` (GRU)
+    are empty tensors for the cells that have none. ``mask (T, B)`` is a tensor (ones for
+    no padding); ``b_hh`` and ``w_ch`` may be None; ``peephole`` says whether ``w_ch`` is used.
+    ``variant`` (canonical, :func:`rnnbench.nn.variants.resolve`) picks the variant kernels:
+    ``w_hh`` has the variant's ``G*H`` rows and ``w_ch`` one row per peephole it keeps; an
+    LSTM variant's ``acts`` is ``(K, T, B, 4H)`` (i, f, g, o, removed gates at their constant).
+    """
+    variant = _kernel_variant(variant)
+    dt = xw.dtype
+    K, H = xw.shape[0], w_hh.shape[-1]
+    m = _np(mask, dt)
+    x = _np(xw, dt)
+    bias = _bias_np(b_hh, xw)
+    empty = (xw.new_empty(0) for _ in range(4))
+    if cell == "lstm":
+        v = _lstm_peepholes(w_ch, peephole, variant, K, H, dt)
+        w_hh_t = _np(w_hh.transpose(1, 2), dt)
+        states = (m, _np(h0, dt), _np(c0, dt))
+        if variant:
+            flags, offsets, _ = _lstm_layout(variant, H)
+            flags = np.array(flags, v.dtype)
+            out, hs, cs, acts = _call(
+                lstm_variant_forward, x, w_hh_t, bias, v, peephole, flags, offsets, *states
+            )
+        else:
+            out, hs, cs, acts = _call(lstm_forward, x, w_hh_t, bias, v, peephole, *states)
         hs, cs = torch.from_numpy(hs), torch.from_numpy(cs)
-        ctx.save_for_backward(w_hh, b_hh)
-        ctx.state = (v, peephole, flags, offsets, rows, m, hs, cs, acts)
-        return torch.from_numpy(out), hs[:, -1].clone(), cs[:, -1].clone()
-
-    @staticmethod
-    @once_differentiable
-    def backward(ctx, d_out, d_hn, d_cn):
-        w_hh, b_hh = ctx.saved_tensors
-        v, peephole, flags, offsets, rows, m, hs, cs, acts = ctx.state
-        dt = hs.dtype
-        d_pre, d_h0, d_c0, d_v = _call(
-            lstm_variant_backward,
-            _np(d_out, dt),
-            _np(d_hn, dt),
-            _np(d_cn, dt),
-            _np(w_hh, dt),
-            v,
-            peephole,
-            flags,
-            offsets,
-            m,
-            cs.numpy(),
-            acts,
-        )
-        d_pre = torch.from_numpy(d_pre)
-        d_w, d_b = _weight_grads(d_pre, hs[:, :-1], b_hh)
-        d_v = torch.from_numpy(np.ascontiguousarray(d_v[:, rows])) if peephole else None
-        return (d_pre, d_w, d_b, d_v, None, None, torch.from_numpy(d_h0), torch.from_numpy(d_c0))
-
-
-class _FusedGRUVariant(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, xw, w_hh, b_hh, variant, before, mask, h0):
-        dt = xw.dtype
-        H = w_hh.shape[-1]
-        m = _mask_np(mask, xw)
-        coefs = np.array(_GRU_COEFS[variant], _np_dtype(xw))
-        w_s, w_n = w_hh[:, :H], w_hh[:, H:]
-        out, hs, acts, aux = _call(
-            gru_variant_forward,
-            _np(xw, dt),
-            _np(w_s.transpose(1, 2), dt),
-            _np(w_n.transpose(1, 2), dt),
-            _bias_np(b_hh, xw),
-            before,
-            coefs,
-            m,
-            _np(h0, dt),
-        )
+        c_n, acts, aux = cs[:, -1].clone(), torch.from_numpy(acts), next(empty)
+    elif cell == "gru":
+        S = w_hh.shape[1] - H  # the gate rows before the candidate's: r, z (a variant: one)
+        w_s_t = _np(w_hh[:, :S].transpose(1, 2), dt)
+        w_n_t = _np(w_hh[:, S:].transpose(1, 2), dt)
+        before = reset == "before"
+        if variant:
+            coefs = np.array(_GRU_COEFS[variant], _np_dtype(xw))
+            out, hs, acts, aux = _call(
+                gru_variant_forward, x, w_s_t, w_n_t, bias, before, coefs, m, _np(h0, dt)
+            )
+        else:
+            out, hs, acts, aux = _call(gru_forward, x, w_s_t, w_n_t, bias, before, m, _np(h0, dt))
+        hs, acts, aux = torch.from_numpy(hs), torch.from_numpy(acts), torch.from_numpy(aux)
+        c_n, cs = next(empty), next(empty)
+    else:
+        out, hs = _call(tanh_forward, x, _np(w_hh.transpose(1, 2), dt), bias, m, _np(h0, dt))
         hs = torch.from_numpy(hs)
-        ctx.save_for_backward(w_hh, b_hh)
-        ctx.state = (before, coefs, m, hs, acts, aux)
-        return torch.from_numpy(out), hs[:, -1].clone()
+        c_n, cs, acts, aux = empty
+    return torch.from_numpy(out), hs[:, -1].clone(), c_n, hs, cs, acts, aux
 
-    @staticmethod
-    @once_differentiable
-    def backward(ctx, d_out, d_hn):
-        w_hh, b_hh = ctx.saved_tensors
-        before, coefs, m, hs, acts, aux = ctx.state
-        H = w_hh.shape[-1]
-        w_s, w_n = w_hh[:, :H], w_hh[:, H:]
-        dt = hs.dtype
-        d_xw, d_rec_n, d_h0 = _call(
-            gru_variant_backward,
-            _np(d_out, dt),
-            _np(d_hn, dt),
-            _np(w_s, dt),
-            _np(w_n, dt),
-            before,
-            coefs,
-            m,
-            hs.numpy(),
-            acts,
-            aux,
-        )
+
+def backward(
+    cell, reset, peephole, variant, d_out, d_hn, d_cn, w_hh, w_ch, mask, out, hs, cs, acts, aux
+):
+    """The fused backward through time on plain tensors: the gradients ``(d_xw, d_w_hh,
+    d_b_hh, d_w_ch, d_h0, d_c0)`` of the loss with respect to the inputs of :func:`forward`
+    (``d_w_ch`` and ``d_c0`` empty where the cell has none; ``d_w_ch`` has ``w_ch``'s rows)."""
+    variant = _kernel_variant(variant)
+    dt = hs.dtype
+    K, H = hs.shape[0], w_hh.shape[-1]
+    m = _np(mask, dt)
+    h_prev = hs[:, :-1]
+    empty = (hs.new_empty(0) for _ in range(2))
+    if cell == "lstm":
+        v = _lstm_peepholes(w_ch, peephole, variant, K, H, dt)
+        grads = (_np(d_out, dt), _np(d_hn, dt), _np(d_cn, dt), _np(w_hh, dt), v, peephole)
+        saved = (m, _np(cs, dt), _np(acts, dt))
+        if variant:
+            flags, offsets, rows = _lstm_layout(variant, H)
+            flags = np.array(flags, v.dtype)
+            d_xw, d_h0, d_c0, d_v = _call(lstm_variant_backward, *grads, flags, offsets, *saved)
+            d_v = np.ascontiguousarray(d_v[:, rows])
+        else:
+            d_xw, d_h0, d_c0, d_v = _call(lstm_backward, *grads, *saved)
+        d_xw = torch.from_numpy(d_xw)
+        d_w, d_b = _weight_grads(d_xw, h_prev)
+        d_v = torch.from_numpy(d_v) if peephole else next(empty)
+        return d_xw, d_w, d_b, d_v, torch.from_numpy(d_h0), torch.from_numpy(d_c0)
+    if cell == "gru":
+        S = w_hh.shape[1] - H
+        before = reset == "before"
+        weights = (_np(d_out, dt), _np(d_hn, dt), _np(w_hh[:, :S], dt), _np(w_hh[:, S:], dt))
+        saved = (m, _np(hs, dt), _np(acts, dt), _np(aux, dt))
+        if variant:
+            coefs = np.array(_GRU_COEFS[variant], _np_dtype(hs))
+            d_xw, d_rec_n, d_h0 = _call(gru_variant_backward, *weights, before, coefs, *saved)
+        else:
+            d_xw, d_rec_n, d_h0 = _call(gru_backward, *weights, before, *saved)
         d_xw, d_rec_n = torch.from_numpy(d_xw), torch.from_numpy(d_rec_n)
-        h_prev = hs[:, :-1]
-        d_w_s, d_b_s = _weight_grads(d_xw[..., :H], h_prev, b_hh)
-        n_input = torch.from_numpy(aux) if before else h_prev
-        d_w_n, d_b_n = _weight_grads(d_rec_n, n_input, b_hh)
-        d_w = torch.cat((d_w_s, d_w_n), 1)
-        d_b = torch.cat((d_b_s, d_b_n), 1) if b_hh is not None else None
-        return d_xw, d_w, d_b, None, None, None, torch.from_numpy(d_h0)
+        d_w_s, d_b_s = _weight_grads(d_xw[..., :S], h_prev)
+        d_w_n, d_b_n = _weight_grads(d_rec_n, aux if before else h_prev)
+        d_w, d_b = torch.cat((d_w_s, d_w_n), 1), torch.cat((d_b_s, d_b_n), 1)
+        return d_xw, d_w, d_b, next(empty), torch.from_numpy(d_h0), next(empty)
+    d_xw, d_h0 = _call(tanh_backward, _np(d_out, dt), _np(d_hn, dt), _np(w_hh, dt), m, _np(out, dt))
+    d_xw = torch.from_numpy(d_xw)
+    d_w, d_b = _weight_grads(d_xw, h_prev)
+    return d_xw, d_w, d_b, next(empty), torch.from_numpy(d_h0), next(empty)

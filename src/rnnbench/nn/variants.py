@@ -32,7 +32,12 @@ from dataclasses import dataclass
 from rnnbench.errors import RnnbenchError
 
 #: Gate blocks of the full units, in torch's order.
-FULL_GATES = {"lstm": ("i", "f", "g", "o"), "gru": ("r", "z", "n"), "tanh": ("h",)}
+FULL_GATES = {
+    "lstm": ("i", "f", "g", "o"),
+    "gru": ("r", "z", "n"),
+    "tanh": ("h",),
+    "relu": ("h",),
+}
 #: Peephole rows of the full peephole LSTM.
 FULL_PEEPHOLES = ("i", "f", "o")
 
