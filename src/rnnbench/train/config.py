@@ -73,9 +73,16 @@ class RunConfig:
         noise_output: whether weight noise also perturbs the output layer's weights; the
             authors' code put it on the recurrent layer only. None means the task's default,
             :data:`DEFAULT_NOISE_OUTPUT` (music True, speech False), and is stored resolved.
+        search: ``"full"`` (the paper's search: every member runs to its own stopping rule) or
+            ``"halving"`` (successive halving among the population's learning rates at epochs
+            ``search_min_epochs * search_eta**i``; :mod:`rnnbench.train.halving`). At
+            ``"full"`` the other two are reset to their defaults, so they never split keys.
+        search_eta: the halving factor η (an integer >= 2): a rung keeps ceil(n / η) rates.
+        search_min_epochs: the first rung r (an integer >= 1).
 
-    ``lr_decay`` and ``noise_output`` came after the first grids: at their defaults they are
-    left out of :meth:`key`, so the runs stored before them keep their keys.
+    ``lr_decay``, ``noise_output`` and the ``search`` fields came after the first grids: at
+    their defaults they are left out of :meth:`key`, so the runs stored before them keep
+    their keys.
     """
 
     dataset: str
@@ -98,6 +105,10 @@ class RunConfig:
     rms_eps: float = 1e-6
     lr_decay: float | None = None
     noise_output: bool | None = None
+    # issue 14: how the learning-rate search that this run belongs to stops its candidates
+    search: str = "full"
+    search_eta: int = 3
+    search_min_epochs: int = 9
 
     def __post_init__(self) -> None:
         def fail(field: str, value, fix: str):
@@ -157,6 +168,9 @@ class RunConfig:
             set_(self, "lr_decay", float(value))
         if not isinstance(self.noise_output, bool):
             fail("noise_output", self.noise_output, "use true or false")
+        from rnnbench.train import halving
+
+        halving.check_config(self, fail)
         if self.rms_eps <= 0:
             fail("rms_eps", self.rms_eps, "use an epsilon > 0")
         if not self.rms_decay < 1 or not self.rms_momentum < 1:
@@ -196,7 +210,13 @@ class RunConfig:
 
 
 # Fields added after runs were stored, with their defaults: left out of the key at the default.
-LATER_FIELDS = {"lr_decay": None, "noise_output": True}
+LATER_FIELDS = {
+    "lr_decay": None,
+    "noise_output": True,
+    "search": "full",
+    "search_eta": 3,
+    "search_min_epochs": 9,
+}
 
 
 def _keyed(d: dict) -> dict:
