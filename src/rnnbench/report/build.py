@@ -24,6 +24,8 @@ from rnnbench.report.compute import compute_table
 from rnnbench.report.document import Banner, Block, Bullets, Heading, Image, Para, to_markdown
 from rnnbench.report.exports import EXPORT_FILES, collect, write_exports
 from rnnbench.report.figures import learning_curves, write_curves_csv
+from rnnbench.report.halving import departures as search_departures
+from rnnbench.report.halving import protocol_note, quick_note
 from rnnbench.report.html import to_html
 from rnnbench.report.progress import cell_progress, progress_table
 from rnnbench.report.results import (
@@ -111,7 +113,7 @@ def departures(runs: list[dict], cells: list[Cell]) -> list[str]:
     if windows:
         steps = "/".join(map(str, windows))
         out.append(f"backpropagation truncated to {steps} steps (protocol: whole sequences)")
-    return out
+    return out + search_departures(runs)
 
 
 def _protocol_rates(cell: Cell) -> bool:
@@ -325,7 +327,11 @@ def build_report(
         f"{command} | {'stores' if several else 'store'} {where} | {len(runs)} runs | "
         f"rnnbench {__version__} | {date}"
     )
-    banner = QUICK_BANNER if quick else reduced_banner(departures(runs, cells))
+    banner = (
+        " ".join([QUICK_BANNER, *quick_note(runs)])
+        if quick
+        else reduced_banner(departures(runs, cells))
+    )
     blocks = _front(sources, command, date, quick, banner)
     blocks += _tables(cells, runs, curves)
     blocks += _figures(
@@ -589,11 +595,11 @@ def _write(
     """report.md, report.html, table2.csv and runs.csv (``reduced``: the runs depart from the
     paper's protocol, see :func:`departures`)."""
     write_runs_csv(out / "runs.csv", runs)
-    protocol = _protocol_summary(runs)
+    protocol = _protocol_summary(runs) + protocol_note(runs)
     write_table2_csv(
         out / "table2.csv",
         cells,
-        "quick: not the paper's protocol"
+        "quick: not the paper's protocol" + protocol_note(runs)
         if quick
         else (f"not the paper's protocol: {protocol}" if reduced else protocol),
         provenance,
