@@ -102,7 +102,7 @@ def test_config_fields_are_checked_normalised_and_leave_old_keys_alone():
         with pytest.raises(RnnbenchError, match="RunConfig search"):
             RunConfig(dataset="jsb", unit="gru", **bad)
     assert halving.describe(a.to_dict()) == (
-        "successive halving (η = 3, rungs at epochs 9, 27, 81, 243)"
+        "successive halving (η = 3, rungs at epochs 27, 81, 243)"
     )
     assert halving.describe(full.to_dict()) is None
 

@@ -151,7 +151,7 @@ def register(subparsers) -> None:
         "--search-min-epochs",
         type=int,
         metavar="R",
-        help="with --search halving: the first rung's epoch (default 9)",
+        help="with --search halving: the first rung's epoch (default 27)",
     )
     p.add_argument(
         "--out",

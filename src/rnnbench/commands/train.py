@@ -143,7 +143,7 @@ def register(subparsers) -> None:
     )
     p.add_argument("--search-eta", type=int, default=3, metavar="η", help="η (default 3)")
     p.add_argument(
-        "--search-min-epochs", type=int, default=9, metavar="R", help="first rung (default 9)"
+        "--search-min-epochs", type=int, default=27, metavar="R", help="first rung (default 27)"
     )
     p.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
     p.add_argument(

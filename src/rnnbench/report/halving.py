@@ -4,7 +4,7 @@ Report helpers: :func:`departures` (the banner's line), :func:`protocol_note` (`
 ``protocol`` column) and :func:`full_search_estimate` (the Compute section's estimate of what
 a full search would have cost).
 
-Replay (:func:`replay`; ``python -m rnnbench.report.halving --store PATH``): from a *full*
+Replay (:func:`replay`; ``python scripts/halving_replay.py --store PATH``): from a *full*
 search's per-epoch validation curves of every candidate (a store or an exported report folder)
 it makes the cuts of :mod:`rnnbench.train.halving` without retraining. A member's trajectory
 does not depend on which others share its population (to float rounding), so under halving
@@ -366,12 +366,12 @@ def replay_table(cells: list[CellReplay]) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m rnnbench.report.halving --store PATH [--store PATH] [--eta N]
+    """``python scripts/halving_replay.py --store PATH [--store PATH] [--eta N]
     [--min-epochs R]``: print the replay table."""
     from rnnbench.errors import RnnbenchError
 
     p = argparse.ArgumentParser(
-        prog="python -m rnnbench.report.halving",
+        prog="scripts/halving_replay.py",
         description="Replay successive halving on a full search's per-epoch curves.",
     )
     p.add_argument("--store", action="append", required=True, help="a store or export folder")
@@ -390,7 +390,3 @@ def main(argv: Sequence[str] | None = None) -> int:
     if skipped:
         print(f"\nNot replayed (unfinished, halving runs, or no curves): {', '.join(skipped)}")
     return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

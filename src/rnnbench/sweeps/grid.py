@@ -29,7 +29,7 @@ Sweep files (``rnnbench sweep CONFIG.toml``; example in ``examples/sweep.toml``)
     [search]                            # optional: successive halving (rnnbench.train.halving)
     strategy = "halving"                # or "full" (the default: the paper's search)
     eta = 3                             # keep ceil(n / eta) rates at each rung
-    min_epochs = 9                      # the first rung; then 27, 81, ...
+    min_epochs = 27                     # the first rung; then 81, 243, ...
 
 Forms: ``paper`` is the peephole LSTM and the reset-before GRU, ``cudnn`` the LSTM without
 peepholes and the reset-after GRU (as ``torch.nn``). Each unit takes the forms that apply to it;

@@ -108,7 +108,7 @@ class RunConfig:
     # issue 14: how the learning-rate search that this run belongs to stops its candidates
     search: str = "full"
     search_eta: int = 3
-    search_min_epochs: int = 9
+    search_min_epochs: int = 27
 
     def __post_init__(self) -> None:
         def fail(field: str, value, fix: str):
@@ -215,7 +215,7 @@ LATER_FIELDS = {
     "noise_output": True,
     "search": "full",
     "search_eta": 3,
-    "search_min_epochs": 9,
+    "search_min_epochs": 27,
 }
 
 
