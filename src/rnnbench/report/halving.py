@@ -175,6 +175,8 @@ class CellReplay:
     fresh_mean: float | None  # the fresh seeds' mean test NLL at the full search's rate
     fresh_std: float | None
     stopped: int  # candidates stopped at a rung
+    # the Compute section's estimate of the full search, made from the replayed halving runs
+    estimate: tuple[float, float] | None = None
 
     @property
     def same(self) -> bool:
@@ -273,7 +275,9 @@ def replay_cell(cell, epochs: Epochs, *, eta: int, min_epochs: int) -> CellRepla
     for r in search:
         for t in range(1, until[r["key"]] + 1):
             alive[t] = alive.get(t, 0) + 1
+    estimate = _estimate_from_replay(search, curves, until, halted, eta, min_epochs)
     return CellReplay(
+        estimate=estimate,
         dataset=cell.dataset,
         unit=cell.label,
         candidates=len(full),
@@ -291,6 +295,36 @@ def replay_cell(cell, epochs: Epochs, *, eta: int, min_epochs: int) -> CellRepla
         fresh_std=std,
         stopped=len(halted),
     )
+
+
+def _estimate_from_replay(search, curves, until, halted, eta, min_epochs):
+    """:func:`full_search_estimate` on the replayed halving search, as the report would make
+    it from a real one: a check of that estimate against the measured full search."""
+    runs, rows = [], {}
+    for r in search:
+        kept = [e for e in curves[r["key"]] if int(e["epoch"]) <= until[r["key"]]]
+        rows[r["key"]] = kept
+        config = {**r["config"], "search": "halving", "search_eta": eta}
+        config["search_min_epochs"] = min_epochs
+        if r["key"] not in halted:
+            runs.append({**r, "config": config})
+            continue
+        best = min(
+            (e for e in kept if e.get("valid_nll") is not None),
+            key=lambda e: (float(e["valid_nll"]), int(e["epoch"])),
+            default=None,
+        )
+        runs.append(
+            {
+                **r,
+                "config": config,
+                "status": "done",
+                "error": f"{halving.HALTED} (replayed)",
+                "epochs": until[r["key"]],
+                "best_epoch": None if best is None else int(best["epoch"]),
+            }
+        )
+    return full_search_estimate(runs, lambda key: rows[key])
 
 
 def replay(
@@ -333,9 +367,10 @@ def replay_table(cells: list[CellReplay]) -> str:
     head = (
         "| data set | unit | rates | stopped at a rung | member-epochs full → halving | "
         "worker h full → halving (est.) | saving | lr full | lr halving | Δ valid | "
-        "Δ test (search runs) | fresh seeds' test: mean ± std |"
+        "Δ test (search runs) | fresh seeds' test: mean ± std | Compute's estimate of the "
+        "full search, h |"
     )
-    lines = [head, "|" + "---|" * 12]
+    lines = [head, "|" + "---|" * 13]
     for c in cells:
         delta_v = delta_t = None
         if not c.same and c.valid_halving is not None and c.valid_full is not None:
@@ -349,7 +384,8 @@ def replay_table(cells: list[CellReplay]) -> str:
             f"{_h(c.seconds_full)} → {_h(c.seconds_halving)} | {c.saving:.1f}× | "
             f"{c.lr_full:.3g} | {same} | {_f(delta_v, signed=True) if not c.same else '0'} | "
             f"{_f(delta_t, signed=True) if not c.same else '0'} | "
-            f"{_f(c.fresh_mean)} ± {_f(c.fresh_std)} |"
+            f"{_f(c.fresh_mean)} ± {_f(c.fresh_std)} | "
+            + (f"{_h(c.estimate[0])} – {_h(c.estimate[1])} |" if c.estimate else "— |")
         )
     if cells:
         full = sum(c.seconds_full for c in cells)
@@ -360,7 +396,7 @@ def replay_table(cells: list[CellReplay]) -> str:
             f"{sum(c.member_epochs_full for c in cells)} → "
             f"{sum(c.member_epochs_halving for c in cells)} | {_h(full)} → {_h(cut)} | "
             f"{full / cut if cut else math.nan:.1f}× | | same rate in {same} of {len(cells)} | "
-            "| | |"
+            "| | | |"
         )
     return "\n".join(lines)
 
