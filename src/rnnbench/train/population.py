@@ -16,6 +16,8 @@ stops when its patience runs out (status ``done``) or when its loss or gradient 
 At the end of that epoch it leaves the population: its best state is scored on train, valid
 and test and its run is marked finished, and the others continue as a smaller population built
 from the checkpoints just written (the resume path), so a stopped member costs nothing more.
+With ``search = "halving"`` a member can also be stopped at a rung of successive halving
+(:mod:`rnnbench.train.halving`, ``_Population._halve``): status ``done``, scored the same way.
 
 Per-epoch ``train_nll`` is the running average of the noisy training loss over the epoch
 (free to compute); the final ``train_nll`` of the result is a clean evaluation.
