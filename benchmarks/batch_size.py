@@ -1,6 +1,6 @@
 """What a training epoch costs at each batch size: the measurement behind the music default.
 
-    RNNBENCH_DATA=../shared/data .venv/bin/python benchmarks/batch_size.py \
+    .venv/bin/python benchmarks/batch_size.py \
         [--dataset nottingham] [--sequences 48] [--batch 1 4 16] [--members 10] [--threads 1]
 
 The same training sequences (the first ``--sequences`` of the split) are trained once per batch

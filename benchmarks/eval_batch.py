@@ -1,7 +1,7 @@
 """What scoring a split costs at each evaluation batch size: the measurement behind
 ``rnnbench.train.metrics.EVAL_BATCH_SIZE``.
 
-    RNNBENCH_DATA=../shared/data .venv/bin/python benchmarks/eval_batch.py \
+    .venv/bin/python benchmarks/eval_batch.py \
         [--dataset musedata] [--unit lstm] [--batch 1 2 4 8 16 64] [--members 10] [--threads 1]
 
 A population of ``--members`` models at the paper's size scores the whole validation split

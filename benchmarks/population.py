@@ -1,6 +1,6 @@
 """Population training against one run after another: same members, data and epochs.
 
-    RNNBENCH_DATA=../shared/data .venv/bin/python benchmarks/population.py \
+    .venv/bin/python benchmarks/population.py \
         [--dataset jsb] [--unit lstm] [--members 10] [--epochs 2] [--threads 1]
 
 Both sides call :func:`rnnbench.train.population.train_population` with the paper's protocol

@@ -1,6 +1,6 @@
 """One training update of K stacked models against K single-model updates, nothing else.
 
-    RNNBENCH_DATA=../shared/data .venv/bin/python benchmarks/population_step.py \
+    .venv/bin/python benchmarks/population_step.py \
         [--unit lstm] [--members 10] [--batch-size 16] [--steps 30] [--threads 1]
 
 An update is the protocol's inner loop on one JSB minibatch at the paper's music size: weight

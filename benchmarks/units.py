@@ -2,7 +2,7 @@
 
     .venv/bin/python benchmarks/units.py [--task music speech] [--batch 1 16 64]
         [--backend numba torch] [--steps 200] [--repeat 10] [--threads 1] [--quick]
-        [--device cpu|cuda]
+        [--device cpu|cuda] [--variants nig cifg mgu ...]
 
 A step is what training does per minibatch: forward over T steps, a Linear(H, 88) head with
 binary cross-entropy on random notes, backward, gradient-norm clipping to 1 and an RMSprop
@@ -17,6 +17,11 @@ batch 16, 4x at batch 1). torch runs with ``torch.set_num_threads(--threads)``.
 ``--device cuda`` runs every module and tensor on the GPU (only the ``torch`` backend exists
 there, so it is the default; torch's modules are then cuDNN's fused kernels) and waits for the
 GPU (``torch.cuda.synchronize``) before reading the clock.
+
+``--variants NAME ...`` adds rows for unit variants (:mod:`rnnbench.nn.variants`) at the
+full unit's hidden size, so the rows compare the kernels' cost per step at equal ``H``
+(a variant that removes a gate has fewer weights; matching parameters would give it more
+units).
 """
 
 from __future__ import annotations
@@ -26,7 +31,7 @@ import time
 
 import torch
 
-from rnnbench.nn import GRU, LSTM, RNN
+from rnnbench.nn import GRU, LSTM, RNN, variants
 
 OUTPUTS = 88
 TASKS = {  # task: (inputs, {unit: hidden})
@@ -98,7 +103,29 @@ def main() -> None:
         help="music only, batch 1 and 16, numba backend (torch on cuda), 5 repeats",
     )
     p.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
+    p.add_argument(
+        "--variants",
+        nargs="+",
+        default=[],
+        metavar="NAME",
+        help="also time these unit variants at the full unit's size (e.g. nig cifg mgu)",
+    )
     args = p.parse_args()
+    for name in args.variants:
+        unit = "lstm" if name in variants.NAMES["lstm"] else "gru"
+        if name not in variants.NAMES[unit]:
+            p.error(
+                f"unknown variant {name!r}; use one of {sorted(variants.NAMES['lstm'])} "
+                f"or {sorted(variants.NAMES['gru'])}"
+            )
+        cls = LSTM if unit == "lstm" else GRU
+        FORMS.append(
+            (
+                f"{unit} {name}",
+                unit,
+                lambda i, h, b, cls=cls, v=name: cls(i, h, backend=b, variant=v),
+            )
+        )
     try:
         device = torch.device(args.device)
     except RuntimeError:

@@ -5,7 +5,7 @@ training sequences: clean, then with Gaussian noise of the run's ``weight_noise`
 noised matrix (what training sees), on the recurrent layer only (the authors' code), and on
 the output layer only; each noisy score is the mean of ``--draws`` fresh draws::
 
-    RNNBENCH_DATA=../shared/data .venv/bin/python scripts/noise_cost.py RUN_DIR [RUN_DIR ...]
+    .venv/bin/python scripts/noise_cost.py RUN_DIR [RUN_DIR ...]
 
 The results are in docs/training.md ("What weight noise costs").
 """

@@ -1,6 +1,6 @@
 """Training time of one population as it grows: K = 1, 10, 100 stacked models on one device.
 
-    RNNBENCH_DATA=../shared/data python benchmarks/device/population_scale.py --device cuda \
+    python benchmarks/device/population_scale.py --device cuda \
         [--members 1 10 100] [--epochs 2] [--dataset jsb] [--unit lstm] [--batch-size 16]
 
 For each K, :func:`rnnbench.train.population.train_population` trains K members at the

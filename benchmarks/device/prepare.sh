@@ -2,13 +2,13 @@
 # Prepare the one-shot GPU check (benchmarks/device/run.sh) on THIS machine, before the device
 # call. Fills two git-ignored folders of the checkout, which travel only when named in `carry`:
 #   device-data/  the four music .mat files and the FSDD recordings (from $RNNBENCH_DATA or
-#                 ../shared/data), laid out as rnnbench expects (music/*.mat, fsdd/recordings/)
+#                 the checkout's data/), laid out as rnnbench expects (music/*.mat, fsdd/recordings/)
 #   .whl/         Python 3.12 manylinux x86_64 wheels the device lacks: soundfile (+ cffi,
 #                 pycparser) and platformdirs, at the versions of constraints.txt
 # and prints the carry list. Safe to run again: it refreshes the data, keeps downloaded wheels.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
-GIVEN=${RNNBENCH_DATA:-$ROOT/../shared/data}
+GIVEN=${RNNBENCH_DATA:-$ROOT/data}
 SRC=$(cd "$GIVEN" 2>/dev/null && pwd) || { echo "error: no data folder $GIVEN" >&2; exit 1; }
 cd "$ROOT"
 

@@ -1,6 +1,6 @@
 """Seconds per training epoch of paper-size speech populations, from a few hundred updates.
 
-    RNNBENCH_DATA=../shared/data python benchmarks/device/speech_epoch.py --device cuda \
+    python benchmarks/device/speech_epoch.py --device cuda \
         [--dataset fsdd-a] [--units lstm gru tanh] [--members 1 10] [--updates 200] \
         [--batch-size 16] [--full-epoch lstm] [--limit N]
 

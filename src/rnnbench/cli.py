@@ -18,7 +18,17 @@ import threading
 from rnnbench import __version__
 from rnnbench.errors import RnnbenchError
 
-COMMANDS = ["params", "data", "train", "reproduce", "report", "runs", "sweep"]
+COMMANDS = [
+    "params",
+    "data",
+    "train",
+    "reproduce",
+    "report",
+    "runs",
+    "sweep",
+    "baselines",
+    "sample",
+]
 
 
 class _Parser(argparse.ArgumentParser):

@@ -21,6 +21,9 @@ Linear(H, 88) output layer: 21,364 / 22,766 / 27,788). The recurrent layer alone
 convention with a 100-dimensional input gives 19,836 / 20,286 / 20,100, which matches all
 three when truncated to 0.1k (GRU rounds to 20.3k): possibly the authors counted their
 93-108-dimensional rolls, near 100 inputs.
+
+Variants (:mod:`rnnbench.nn.variants`) count their own ``G`` (the gates they keep) and
+peepholes (one vector per gate they keep of i, f, o); every function takes ``variant``.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ from torch import Tensor, nn
 
 from rnnbench.errors import RnnbenchError
 from rnnbench.heads import BernoulliHead, GaussianMixtureHead, make_head
+from rnnbench.nn import variants as _variants
 from rnnbench.nn.functional import run_unit
 from rnnbench.nn.init import init_unit
 
@@ -93,11 +97,19 @@ def _check_task(task: str) -> dict:
 # --------------------------------------------------------------------------- counting
 
 
-def paper_hidden(task: str, unit: str) -> int:
+def paper_hidden(task: str, unit: str, *, variant: str = "", peephole: bool = True) -> int:
     """The paper's hidden size (Table 1): music 36 / 46 / 100, speech 195 / 227 / 400 for
-    lstm / gru / tanh."""
+    lstm / gru / tanh, for both forms (``np``, ``after`` included). A ``variant`` that
+    removes gates gets the size that matches the paper's model (the peephole LSTM, the GRU)
+    at the paper's size, counted as :func:`match_hidden` counts by default: the recurrent
+    layer, one bias per gate (``nig`` on music: 45 units, 18,180 against 18,108)."""
     _check_unit(unit)
-    return _check_task(task)["hidden"][unit]
+    size = _check_task(task)["hidden"][unit]
+    resolved, peephole, _ = _variants.resolve(unit, variant, peephole, "before")
+    if resolved in ("", "fb1", "niaf", "noaf"):  # the full unit's parameters
+        return size
+    budget = count_params(task, unit, size)["recurrent_params"]
+    return match_hidden(task, unit, budget, peephole=peephole, variant=variant)
 
 
 def task_head(task: str) -> BernoulliHead | GaussianMixtureHead:
@@ -117,23 +129,26 @@ def recurrent_params(
     bias: bool = True,
     *,
     convention: str = "torch",
+    variant: str = "",
 ) -> int:
     """Parameters of one recurrent layer.
 
     ``G H (I + H)`` weights, plus ``G H`` biases per bias vector (``convention="torch"``: two,
     ``bias_ih`` and ``bias_hh``, as our modules hold them; ``"paper"``: one, as the paper
-    counts), plus ``3 H`` peephole diagonals for an LSTM with ``peephole`` (ignored for the
-    other units). ``G`` = 4 (LSTM), 3 (GRU), 1 (tanh).
+    counts), plus ``P H`` peephole diagonals for an LSTM with ``peephole`` (ignored for the
+    other units). ``G`` = 4 (LSTM), 3 (GRU), 1 (tanh), ``P`` = 3, or the gates and peepholes
+    a ``variant`` keeps (``np``: no peepholes).
     """
     _check_unit(unit)
     if convention not in CONVENTIONS:
         raise RnnbenchError(f"unknown counting convention {convention!r}; use 'paper' or 'torch'.")
-    g, h = GATES[unit], int(hidden)
+    variant, peephole, _ = _variants.resolve(unit, variant, peephole, "before")
+    g, h = _variants.gate_count(unit, variant), int(hidden)
     n = g * h * (int(in_dim) + h)
     if bias:
         n += (2 if convention == "torch" else 1) * g * h
     if peephole and unit == "lstm":
-        n += 3 * h
+        n += len(_variants.peephole_rows(unit, variant)) * h
     return n
 
 
@@ -166,17 +181,23 @@ def total_params(
     head,
     peephole: bool = True,
     bias: bool = True,
+    variant: str = "",
 ) -> int:
     """Parameters of one whole :class:`SequenceModel` member, as our modules hold them: the
     recurrent layer (``"torch"`` convention) plus ``Linear(hidden, head.n_outputs)``
     (music: ``Linear(H, 88)``; speech: ``Linear(H, 20 * (1 + 2 * 10))``)."""
     head = _resolve_head(head, out_dim)
-    rec = recurrent_params(unit, in_dim, hidden, peephole, bias, convention="torch")
+    rec = recurrent_params(
+        unit, in_dim, hidden, peephole, bias, convention="torch", variant=variant
+    )
     return rec + output_params(hidden, head.n_outputs)
 
 
-def count_params(task: str, unit: str, hidden: int | None = None, *, peephole: bool = True) -> dict:
+def count_params(
+    task: str, unit: str, hidden: int | None = None, *, peephole: bool = True, variant: str = ""
+) -> dict:
     """All counts for one unit on one of the paper's tasks (``hidden`` None: the paper's size).
+    ``variant``: a name of :mod:`rnnbench.nn.variants` (``np`` is ``peephole=False``).
 
     Returns ``{"hidden", "recurrent_params"`` (the paper's convention, one bias per gate),
     ``"recurrent_params_torch"`` (our modules, two bias vectors), ``"total_params"`` (the whole
@@ -189,13 +210,18 @@ def count_params(task: str, unit: str, hidden: int | None = None, *, peephole: b
     if h < 1:
         raise RnnbenchError(f"hidden size must be at least 1, got {h}; pass a positive size.")
     in_dim = spec["in_dim"]
-    paper_size = h == spec["hidden"][unit] and (peephole or unit != "lstm")
+    variant, peephole, _ = _variants.resolve(unit, variant, peephole, "before")
+    full = variant in ("", "fb1")  # the paper's parameters
+    paper_size = h == spec["hidden"][unit] and (peephole or unit != "lstm") and full
+    v = {"variant": variant}
     return {
         "hidden": h,
-        "recurrent_params": recurrent_params(unit, in_dim, h, peephole, convention="paper"),
-        "recurrent_params_torch": recurrent_params(unit, in_dim, h, peephole, convention="torch"),
+        "recurrent_params": recurrent_params(unit, in_dim, h, peephole, convention="paper", **v),
+        "recurrent_params_torch": recurrent_params(
+            unit, in_dim, h, peephole, convention="torch", **v
+        ),
         "total_params": total_params(
-            unit, in_dim, spec["out_dim"], h, head=task_head(task), peephole=peephole
+            unit, in_dim, spec["out_dim"], h, head=task_head(task), peephole=peephole, **v
         ),
         "paper_params": spec["paper_params"][unit] if paper_size else None,
         "paper_exact": spec["paper_exact"],
@@ -203,13 +229,20 @@ def count_params(task: str, unit: str, hidden: int | None = None, *, peephole: b
 
 
 def match_hidden(
-    task: str, unit: str, budget: int, *, peephole: bool = True, count: str = "paper"
+    task: str,
+    unit: str,
+    budget: int,
+    *,
+    peephole: bool = True,
+    count: str = "paper",
+    variant: str = "",
 ) -> int:
     """The hidden size whose parameter count is closest to ``budget`` (ties: the smaller).
 
     ``count`` picks what is matched: ``"paper"`` (the recurrent layer, one bias per gate: the
     paper's convention, so the paper's budgets give back its sizes), ``"torch"`` (the recurrent
-    layer as our modules hold it) or ``"total"`` (the whole model).
+    layer as our modules hold it) or ``"total"`` (the whole model). A ``variant`` is matched
+    by its own count: one that removes a gate gets more units at the same budget.
     """
     keys = {"paper": "recurrent_params", "torch": "recurrent_params_torch", "total": "total_params"}
     if count not in keys:
@@ -221,7 +254,7 @@ def match_hidden(
     _check_unit(unit)
 
     def n(h: int) -> int:
-        return count_params(task, unit, h, peephole=peephole)[keys[count]]
+        return count_params(task, unit, h, peephole=peephole, variant=variant)[keys[count]]
 
     # Counts grow strictly with h (quadratically): bracket the budget, then bisect.
     lo, hi = 1, 2
@@ -272,6 +305,9 @@ class SequenceModel(nn.Module):
         population: ``K``, the number of independent members.
         peephole: LSTM only: the paper's diagonal peepholes (``weight_ch_l0``).
         reset: GRU only: ``"before"`` (the paper) or ``"after"`` (torch/cuDNN).
+        variant: ``""`` (the full unit) or a variant of :mod:`rnnbench.nn.variants`
+            (``np``, ``after``: stored as ``peephole=False``, ``reset="after"``, variant
+            ``""``). ``G`` below is then the gates the variant keeps.
         init: ``"paper"`` or ``"torch"``, the scheme of :func:`rnnbench.nn.init.init_unit`
             for the recurrent layer. The output layer follows the same choice: ``"paper"``
             draws ``weight_out`` from U(-0.1, 0.1) with ``bias_out`` zero (the authors' uniform
@@ -286,7 +322,8 @@ class SequenceModel(nn.Module):
     ``P = head.n_outputs``):
         ``weight_ih_l0 (K, G*H, I)``, ``weight_hh_l0 (K, G*H, H)``, ``bias_ih_l0``,
         ``bias_hh_l0 (K, G*H)`` named, ordered and gate-ordered as ``torch.nn`` names them
-        (LSTM i, f, g, o; GRU r, z, n); ``weight_ch_l0 (K, 3, H)`` (peephole LSTM: i, f, o);
+        (LSTM i, f, g, o; GRU r, z, n); ``weight_ch_l0 (K, 3, H)`` (peephole LSTM: i, f, o;
+        a variant: one row per peephole it keeps);
         ``weight_out (K, P, H)`` and ``bias_out (K, P)`` (the output layer).
 
     State: ``(h (K, B, H), c (K, B, H))`` for an LSTM, ``(h, None)`` otherwise.
@@ -313,6 +350,7 @@ class SequenceModel(nn.Module):
         init: str = "paper",
         seeds: Sequence[int] | None = None,
         backend: str = "auto",
+        variant: str = "",
     ) -> None:
         super().__init__()
         _check_unit(unit)
@@ -325,6 +363,9 @@ class SequenceModel(nn.Module):
                 "in_dim, out_dim, hidden and population must all be at least 1; "
                 f"got {in_dim}, {out_dim}, {hidden}, {population}."
             )
+        if variant == "np":
+            peephole = False
+        variant, peephole, reset = _variants.resolve(unit, variant, peephole, reset)
         seeds = list(range(population)) if seeds is None else [int(s) for s in seeds]
         if len(seeds) != population:
             raise RnnbenchError(
@@ -335,6 +376,7 @@ class SequenceModel(nn.Module):
         self.population = int(population)
         self.peephole = bool(peephole) and unit == "lstm"
         self.reset = reset
+        self.variant = variant
         self.init = init
         self.seeds = seeds
         self.backend = backend
@@ -352,6 +394,7 @@ class SequenceModel(nn.Module):
                 peephole=self.peephole,
                 scheme=init,
                 generator=gen,
+                variant=variant,
             )
             if init == "paper":
                 p["weight_out"] = _uniform((n_out, self.hidden), PAPER_OUT_SCALE, gen)
@@ -371,6 +414,8 @@ class SequenceModel(nn.Module):
             form = f", peephole={self.peephole}"
         elif self.unit == "gru":
             form = f", reset={self.reset!r}"
+        if self.variant:
+            form += f", variant={self.variant!r}"
         return (
             f"unit={self.unit!r}, in_dim={self.in_dim}, out_dim={self.out_dim}, "
             f"hidden={self.hidden}{form}, head={self.head!r}, population={self.population}"
@@ -411,6 +456,7 @@ class SequenceModel(nn.Module):
             h0=h0,
             c0=c0,
             backend=self.backend,
+            variant=self.variant,
         )
         k, t, b, h = out.shape
         flat = torch.baddbmm(

@@ -66,7 +66,7 @@ def test_train_end_to_end(jsb_file, tmp_path, capsys):
     torch.set_num_threads(2)
     assert run_train(argv) == 0
     assert torch.get_num_threads() == 1  # the default --threads
-    line = capsys.readouterr().out.strip().splitlines()[-1]
+    line, where = capsys.readouterr().out.strip().splitlines()[-2:]
     assert line.startswith("train ") and line.endswith("(nats per step)")
     assert " valid " in line and " test " in line
 
@@ -76,6 +76,8 @@ def test_train_end_to_end(jsb_file, tmp_path, capsys):
         p.name for p in run_dir.iterdir()
     }
     assert RunConfig.from_dict(json.loads((run_dir / "config.json").read_text())) == cfg
+    # The last line names the run folder and the best epoch.
+    assert where.startswith("best epoch ") and f" of 2; run folder {run_dir} " in where
     lines = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in lines] == [1, 2]
     best = torch.load(run_dir / "best.pt", weights_only=True)
@@ -84,6 +86,7 @@ def test_train_end_to_end(jsb_file, tmp_path, capsys):
     with Store(out / "results.db") as store:
         row = store.get_run(cfg.key())
         assert row["status"] == "done" and row["dataset"] == dataset and row["unit"] == "gru"
+        assert where.startswith(f"best epoch {row['best_epoch']} of 2")
         assert row["test_nll"] == pytest.approx(float(line.split()[5]), abs=1e-4)
         assert [e["epoch"] for e in store.epochs(cfg.key())] == [1, 2]
         command = shlex.join(["rnnbench", "train", *argv])
@@ -205,6 +208,7 @@ def test_a_member_that_finished_early_stays_done_when_the_rest_is_stopped(
     from rnnbench.train import population
 
     def first_finishes_then_stop(configs, **kwargs):
+        kwargs["on_locked"]()  # the runs are marked started once their folders are locked
         kwargs["on_result"](
             0,
             {
@@ -249,9 +253,24 @@ def test_a_diverged_run_says_why_on_its_last_line_and_in_the_store(jsb_file, tmp
     argv = ["--dataset", f"music:{jsb_file}", "--unit", "tanh", "--hidden", "6"]
     argv += ["--max-epochs", "2", "--batch-size", "2", "--lr", "1e38", "--out", str(out)]
     assert run_train([*argv, "--no-progress"]) == 0
-    line = capsys.readouterr().out.strip().splitlines()[-1]
+    line = capsys.readouterr().out.strip().splitlines()[-2]
     assert line.startswith("diverged after 1 epoch: its training loss was not finite at epoch 1")
     assert line.endswith("; try a smaller --lr")
     with Store(out / "results.db") as store:
         (row,) = store.runs()
         assert row["status"] == "diverged" and row["error"] in line
+
+
+def test_train_a_variant(jsb_file, tmp_path, capsys):
+    """--variant: a gate removed, the size matched to the paper's LSTM, the form in the store."""
+    dataset = f"music:{jsb_file}"
+    argv = ["--dataset", dataset, "--unit", "lstm", "--variant", "cifg", "--max-epochs", "1"]
+    argv += ["--out", str(tmp_path), "--json", "--no-progress"]
+    assert run_train(argv) == 0
+    obj = json.loads(capsys.readouterr().out)
+    assert obj["hidden"] == 45 and obj["config"]["variant"] == "cifg"  # 18,180 vs 18,108
+    assert obj["params"] == 3 * 45 * (88 + 45) + 2 * 3 * 45 + 2 * 45 + 45 * 88 + 88
+    with Store(tmp_path / "results.db") as store:
+        assert store.get_run(obj["key"])["form"] == "cifg"
+    with pytest.raises(RnnbenchError, match="variant='mgu'"):
+        run_train([*argv[:4], "--variant", "mgu", "--out", str(tmp_path)])

@@ -149,7 +149,7 @@ def test_fsdd_corrupt_archive(server, tmp_path):
         fetch_fsdd(tmp_path / "d", url=f"{url}/bad.tar.gz", expected=None, progress=False)
 
 
-def test_shipped_manifest_matches_shared_copy(data_root):
+def test_shipped_data_matches_known_checksums(data_root):
     digest, count = manifest_digest(data_root / "fsdd" / "recordings")
     assert (digest, count) == (FSDD_MANIFEST_SHA256, 3000)
     for file, sha in MUSIC_SHA256.items():

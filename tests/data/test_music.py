@@ -15,7 +15,7 @@ from rnnbench.data.music import load_mat_rolls
 from rnnbench.data.pickle_format import load_pickle_rolls
 from rnnbench.errors import RnnbenchError
 
-# shared/data/music/SOURCE.md: sequences train/valid/test, steps per split, longest, keys/step
+# data/music/SOURCE.md: sequences train/valid/test, steps per split, longest, keys/step
 SOURCE_STATS = {
     "jsb": ((229, 76, 77), (13807, 4602, 4725), 160, 3.90),
     "nottingham": ((694, 173, 170), (176561, 45513, 44463), 1793, 3.97),
@@ -186,3 +186,48 @@ def test_truncated_and_bad_pickles(tmp_path):
     (tmp_path / "low.pickle").write_bytes(pickle.dumps(bad))
     with pytest.raises(RnnbenchError, match="outside the piano"):
         load_pickle_rolls(tmp_path / "low.pickle")
+
+
+def test_checkout_data_after_cache_folder(tmp_path, monkeypatch):
+    """No --data-dir and no RNNBENCH_DATA: the user cache folder, else the checkout's data/."""
+    import platformdirs
+
+    from rnnbench.data import locate
+    from rnnbench.data.registry import find_set
+
+    cache = tmp_path / "cache"
+    monkeypatch.delenv("RNNBENCH_DATA")
+    monkeypatch.setattr(platformdirs, "user_cache_dir", lambda name: str(cache))
+    shipped = locate.checkout_data()
+    assert shipped is not None and (shipped / "music" / "JSB_Chorales.mat").is_file()
+    assert find_set("jsb") == (shipped, locate.CHECKOUT)
+    assert find_set("fsdd-a") == (shipped, locate.CHECKOUT)
+    (cache / "music").mkdir(parents=True)
+    shutil.copy(shipped / "music" / "JSB_Chorales.mat", cache / "music")
+    assert find_set("jsb") == (cache, "the user cache folder")
+    assert find_set("nottingham")[0] == shipped
+    # A folder named explicitly is the only one looked in.
+    with pytest.raises(RnnbenchError, match="rnnbench data fetch nottingham"):
+        load_dataset("nottingham", data_dir=tmp_path / "empty")
+
+
+def test_data_list_says_where_each_set_was_found(tmp_path, monkeypatch, capsys):
+    import platformdirs
+
+    from rnnbench.cli import main
+    from rnnbench.data import locate
+
+    cache = tmp_path / "cache"
+    (cache / "music").mkdir(parents=True)
+    shipped = locate.checkout_data()
+    shutil.copy(shipped / "music" / "JSB_Chorales.mat", cache / "music")
+    monkeypatch.delenv("RNNBENCH_DATA")
+    monkeypatch.setattr(platformdirs, "user_cache_dir", lambda name: str(cache))
+    assert main(["data", "list"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    at = {line.split()[0]: i for i, line in enumerate(lines) if line.strip()}
+    assert f"found in {cache} (the user cache folder)" in lines[at["jsb"] + 1]
+    assert f"found in {shipped} ({locate.CHECKOUT})" in lines[at["fsdd-b"] + 1]
+    assert main(["data", "list", "--data-dir", str(tmp_path / "none")]) == 0
+    out = capsys.readouterr().out
+    assert "present" not in out and "rnnbench data fetch NAME" in out

@@ -12,7 +12,7 @@ from rnnbench.data.speech import frame, load_wav_folder, steps_for
 from rnnbench.errors import RnnbenchError
 from tests.data.helpers import tone, write_wav
 
-# measured on shared/data/fsdd (see docs/data.md); paper: A 7,230 x 500, B 800 x 8,000
+# measured on data/fsdd (see docs/data.md); paper: A 7,230 x 500, B 800 x 8,000
 FSDD_A = {"train": 15606, "valid": 1967, "test": 1912}
 FSDD_B = {"train": 1048, "valid": 129, "test": 128}
 

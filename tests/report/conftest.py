@@ -6,7 +6,10 @@ Layout of the fake study (NLLs are made up, chosen so the expected answers are e
   valid = base + LR_PENALTY[lr] + SEED_EFFECT[unit][seed], so 3e-3 is every unit's best rate.
   GRU at 1e-2, seed 0 is *diverged* with a tempting valid NLL of 0.5 that must be ignored.
   LSTM at 1e-2, seed 1 *failed*.
-- fsdd-a: tanh and LSTM only (no GRU); learning rates 1e-3, 3e-3; seeds 0, 1.
+- fsdd-a: tanh and LSTM only (no GRU); learning rates 1e-3, 3e-3; seeds 0, 1, 2.
+
+As ``reproduce`` does, seed 0 is the learning-rate search (stage ``lr``) and seeds 1 and 2 are
+fresh (stage ``seeds``; here at every rate, so a test can show that they never choose it).
 
 ``add_run`` and ``set_updated`` write single runs (any status, stage and epochs) for the tests of
 several stores and of unfinished cells.
@@ -24,7 +27,7 @@ from rnnbench.store import Store
 from rnnbench.train.config import RunConfig
 
 LRS = {"jsb": (1e-3, 3e-3, 1e-2), "fsdd-a": (1e-3, 3e-3)}
-SEEDS = {"jsb": (0, 1, 2), "fsdd-a": (0, 1)}
+SEEDS = {"jsb": (0, 1, 2), "fsdd-a": (0, 1, 2)}
 UNITS = {"jsb": ("tanh", "gru", "lstm"), "fsdd-a": ("tanh", "lstm")}
 BASE = {  # (train, valid, test) at the best rate, seed effect 0
     ("jsb", "tanh"): (8.5, 8.9, 9.0),
@@ -66,7 +69,7 @@ def fill_store(path, datasets=tuple(LRS)) -> None:
                             key,
                             cfg.to_dict(),
                             f"runs/{key}",
-                            labels={"sweep": "test", "stage": "lr"},
+                            labels={"sweep": "test", "stage": "lr" if seed == 0 else "seeds"},
                         )
                         train, valid, test = nll(dataset, unit, lr, seed)
                         records = [

@@ -65,9 +65,10 @@ def test_train_populations_are_told_apart_by_their_first_epoch():
 
 def test_the_report_has_the_compute_section(report_dir):
     rows = md_table((report_dir / "report.md").read_text(), "Compute")
-    # the fake store: every run trained 6 epochs, 1.5 s each, in one "lr" stage per cell
+    # the fake store: every run trained 6 epochs, 1.5 s each; seed 0 in the "lr" stage, the
+    # fresh seeds 1 and 2 in the "seeds" stage, for each of the 5 cells
     cells = [r for r in rows if r[0] != "all"]
-    assert len(cells) == 5 and {r[2] for r in cells} == {"learning-rate search"}
+    assert len(cells) == 10 and {r[2] for r in cells} == {"learning-rate search", "seeds"}
     assert {(r[4], r[5]) for r in cells} == {("6", "0.1 min")}
     assert rows[-1][0] == "all" and rows[-1][3] == str(sum(int(r[3]) for r in cells))
     assert "Compute" in (report_dir / "report.html").read_text()

@@ -220,9 +220,12 @@ def test_gated_units_are_tested_against_tanh_with_holm_over_the_table(store_path
             for s in t.seeds
         ]
         assert t.diffs == pytest.approx(hand)
-    ranked = sorted(tests, key=lambda t: t.p)
-    assert ranked[0].p_holm == pytest.approx(min(1.0, 3 * ranked[0].p))
-    assert all(t.p_holm >= t.p for t in tests)
+    # fsdd-a has 2 paired seeds: too few to test, and not counted in Holm's correction.
+    (few,) = [t for t in tests if t.dataset == "fsdd-a"]
+    assert math.isnan(few.p) and few.verdict.startswith("too few seeds to test (2 paired")
+    ranked = sorted((t for t in tests if t is not few), key=lambda t: t.p)
+    assert ranked[0].p_holm == pytest.approx(min(1.0, 2 * ranked[0].p))
+    assert all(t.p_holm >= t.p for t in ranked)
     better = [t for t in tests if t.verdict.endswith("lower (Holm p < 0.05)")]
     for t in better:
         assert t.verdict.startswith("tanh" if t.mean_diff > 0 else t.a.unit.upper())
@@ -257,7 +260,7 @@ def test_markdown_and_html_show_the_tables(report_dir):
         "1 diverged",
         "1 failed",
         "Batch size: 16",
-        "Weight noise on the output layer: no, yes (paper: not said",
+        "Weight noise on the output layer: no (FSDD-A (speech)), yes (JSB Chorales) (paper: not",
         "torch",
     ):
         assert text in md, text

@@ -3,6 +3,8 @@
 They live in an importable module because the local engine spawns its workers.
 The data set name picks the behaviour: ``boom`` always raises, ``flaky`` raises on its first
 call, ``die`` kills its worker process on the first call, ``full`` finds the disk full,
+``resume`` trains 2 epochs and fails unless its run folder holds a ``last.pt`` (naming the
+last epoch, as a resumed trainer would read it), from which it trains epochs up to 3,
 ``slow`` takes 400 epochs of 0.25 s (meant to be interrupted: it cannot finish before a
 test's Ctrl-C, however loaded the machine), ``early`` reports its first member finished
 (``on_result``) and then fails, anything else trains 2 epochs. A member diverges when its
@@ -55,7 +57,11 @@ def fake_train(
         folder.mkdir(parents=True, exist_ok=True)
         diverged = config.lr > DIVERGE_ABOVE
         nll = math.nan if diverged else valid_nll(config.lr) + config.seed * 0.01
-        for epoch in range(1, epochs + 1):
+        first = 1
+        if dataset == "resume":
+            last = folder / "last.pt"
+            first, epochs = (int(last.read_text()) + 1, 3) if last.exists() else (1, 2)
+        for epoch in range(first, epochs + 1):
             time.sleep(pause)
             record = {
                 "epoch": epoch,
@@ -69,6 +75,9 @@ def fake_train(
                 f.write(json.dumps(record) + "\n")
             if on_epoch is not None:
                 on_epoch(k, record)
+            (folder / "last.pt").write_text(str(epoch))
+        if dataset == "resume" and first == 1:
+            raise RuntimeError("resume: the first try stops after epoch 2")
         (folder / "best.pt").write_bytes(b"fake")
         results.append(
             {

@@ -1,6 +1,7 @@
 """The Ray engine on a local 2-CPU Ray that the test starts and stops."""
 
 import math
+import os
 from pathlib import Path
 
 import pytest
@@ -22,7 +23,8 @@ def local_ray():
         num_cpus=2,
         include_dashboard=False,
         log_to_driver=False,
-        runtime_env={"env_vars": {"PYTHONPATH": str(REPO)}},
+        # this checkout's code (src/) and its tests package, whatever is installed
+        runtime_env={"env_vars": {"PYTHONPATH": f"{REPO / 'src'}{os.pathsep}{REPO}"}},
     )
     yield
     ray.shutdown()
@@ -80,27 +82,47 @@ def test_ray_engine_trains_records_skips_and_chains(local_ray, tmp_path):
     assert store.integrity_check() == "ok"
 
 
-def test_ray_engine_restores_its_experiment_with_tuner_restore(local_ray, tmp_path):
+class _Planted:
+    """Unpickling this creates ``path``: the code a crafted tuner.pkl would run."""
+
+    def __init__(self, path):
+        self.path = str(path)
+
+    def __reduce__(self):
+        return (open, (self.path, "w"))
+
+
+def test_ray_engine_never_unpickles_the_results_folder_and_resumes(local_ray, tmp_path):
+    """A crafted ``tuner.pkl`` under the experiment's deterministic name runs no code; the
+    sweep resumes from the run folder (``last.pt``) and the store, not from Ray's state."""
+    import pickle
+
     from rnnbench.sweeps import ray_engine
 
     store = Store(tmp_path / "results.db")
-    pops = [Population([RunConfig(dataset="flaky", unit="lstm", lr=LRS[0])], {})]
-    run_ray = ray_engine.run_ray
-    summary = run_ray(
-        pops, store=store, out=tmp_path, retries=0, progress=False, train_fn=fake_train
-    )
+    pops = [Population([RunConfig(dataset="resume", unit="lstm", lr=LRS[0])], {})]
+    run = dict(store=store, out=tmp_path, retries=0, progress=False, train_fn=fake_train)
+    summary = ray_engine.run_ray(pops, **run)
+    key = pops[0].configs[0].key()
     assert summary["failed"] == 1 and store.runs()[0]["status"] == "failed"
-    experiments = list((tmp_path / "ray").iterdir())
-    assert len(experiments) == 1
+    assert (tmp_path / "runs" / key / "last.pt").read_text() == "1"  # mirrored checkpoint
+    assert [e["epoch"] for e in store.epochs(key)] == [1]
 
-    # The same command again finds the errored experiment and resumes it (Tuner.restore).
-    summary = run_ray(
-        pops, store=store, out=tmp_path, retries=0, progress=False, train_fn=fake_train
-    )
-    assert list((tmp_path / "ray").iterdir()) == experiments
-    run = store.runs()[0]
-    assert summary["done"] == 1 and run["status"] == "done" and run["error"] is None
-    assert run["valid_nll"] == valid_nll(LRS[0])
+    marker = tmp_path / "pwned"
+    name = ray_engine._experiment_name(pops)
+    for folder in (tmp_path / "ray" / name, *(tmp_path / "ray").glob(name + "-*")):
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "tuner.pkl").write_bytes(pickle.dumps(_Planted(marker)))
+        (folder / "experiment_state-x.json").write_text("{not json")
+    assert pickle.loads(pickle.dumps(_Planted(marker))) is None or marker.exists()
+    marker.unlink()  # the planted pickle does run code when unpickled; now resume
+
+    summary = ray_engine.run_ray(pops, **run)
+    assert not marker.exists()
+    row = store.runs()[0]
+    assert summary["done"] == 1 and row["status"] == "done" and row["error"] is None
+    assert [e["epoch"] for e in store.epochs(key)] == [1, 2, 3]  # resumed after epoch 1
+    assert not (tmp_path / "ray" / name / "tuner.pkl").exists()  # deleted unread
 
 
 def test_ray_and_local_engines_give_the_same_numbers(local_ray, tmp_path):

@@ -13,7 +13,8 @@ def register(subparsers) -> None:
         "--data-dir",
         default=None,
         metavar="DIR",
-        help="data folder (default: $RNNBENCH_DATA, else the user cache folder)",
+        help="data folder (default: $RNNBENCH_DATA, else the user cache folder, else the "
+        "checkout's data/)",
     )
     parser = subparsers.add_parser(
         "data",
@@ -44,19 +45,21 @@ def register(subparsers) -> None:
 
 
 def _list(args) -> int:
-    from rnnbench.data.locate import data_root, root_origin
-    from rnnbench.data.music import find_music_file
-    from rnnbench.data.registry import DESCRIPTIONS, PATTERNS, SPEECH_SETS, list_datasets
+    from rnnbench.data.locate import candidates
+    from rnnbench.data.registry import DESCRIPTIONS, PATTERNS, holds, list_datasets
 
-    root = data_root(args.data_dir)
-    print(f"data folder: {root} ({root_origin(args.data_dir)})")
+    looked = candidates(args.data_dir)
+    print("data folders, in order: " + "; ".join(f"{r} ({o})" for r, o in looked))
+    missing = False
     for name in list_datasets():
-        if name in SPEECH_SETS:
-            present = any((root / "fsdd" / "recordings").glob("*.wav"))
-        else:
-            present = find_music_file(root, name) is not None
-        mark = "present" if present else "missing"
+        found = next(((r, o) for r, o in looked if holds(r, name)), None)
+        missing = missing or found is None
+        mark = "present" if found else "missing"
         print(f"  {name:<12} {mark:<8} {DESCRIPTIONS[name]}")
+        if found:
+            print(f"  {'':<12} {'':<8} found in {found[0]} ({found[1]})")
+    if missing:
+        print("  fetch a missing set with `rnnbench data fetch NAME` (SHA-256 checked).")
     for pattern in PATTERNS:
         print(f"  {pattern:<12} {'':<8} {DESCRIPTIONS[pattern]}")
     return 0

@@ -11,7 +11,11 @@ from __future__ import annotations
 import argparse
 import json
 
-from rnnbench.models import TASKS, UNITS, count_params, match_hidden, task_head
+from rnnbench.errors import RnnbenchError
+
+# The task names, spelled out so that building the parser imports no torch (rnnbench.models
+# does); tests/cli/test_fast_cli.py checks they equal rnnbench.models.TASKS.
+TASK_NAMES = ("music", "speech")
 
 MATCH_KEYS = {
     "paper": "recurrent_params",
@@ -50,7 +54,7 @@ def register(subparsers) -> None:
     )
     p.add_argument(
         "--task",
-        choices=sorted(TASKS),
+        choices=sorted(TASK_NAMES),
         required=True,
         help="music (88 notes in and out, Bernoulli head) or speech (20 samples in, "
         "10 out, 20-component Gaussian mixture)",
@@ -80,30 +84,73 @@ def register(subparsers) -> None:
         default="before",
         help="GRU reset-gate placement (does not change the count)",
     )
+    p.add_argument(
+        "--variant",
+        metavar="NAME",
+        action="append",
+        help="count a unit variant too (docs/variants.md), e.g. --variant nig --variant mgu; "
+        "'all' for every variant; each is a row after its unit",
+    )
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.set_defaults(func=handler)
 
 
+def _variant_rows(names: list[str] | None) -> list[tuple[str, str]]:
+    """``(unit, variant)`` of every requested variant, in the registry's order."""
+    from rnnbench.models import UNITS
+    from rnnbench.nn import variants
+
+    if not names:
+        return []
+    if "all" in names:
+        return list(variants.VARIANTS)
+    rows = []
+    for name in names:
+        units = [u for u in UNITS if name in variants.NAMES.get(u, ())]
+        if not units:
+            every = ", ".join(n for u in UNITS for n in variants.NAMES.get(u, ()))
+            raise RnnbenchError(f"unknown variant {name!r}; use one of {every}, or all.")
+        rows += [(u, name) for u in units if (u, name) not in rows]
+    return [key for key in variants.VARIANTS if key in rows]
+
+
 def collect(args: argparse.Namespace) -> dict:
     """Everything the command reports, as the ``--json`` object."""
+    from rnnbench.models import TASKS, UNITS, count_params, match_hidden, paper_hidden, task_head
+
     spec = TASKS[args.task]
     peephole = not args.no_peephole
     head = task_head(args.task)
     units = {}
-    for unit in UNITS:
+    extra = _variant_rows(getattr(args, "variant", None))
+    rows = [(u, "") for u in UNITS]
+    for key in extra:  # each variant right after its unit
+        rows.insert(max(i for i, r in enumerate(rows) if r[0] == key[0]) + 1, key)
+    for unit, variant in rows:
         hidden = None
         if args.budget is not None:
-            hidden = match_hidden(args.task, unit, args.budget, peephole=peephole, count=args.match)
-        row = count_params(args.task, unit, hidden, peephole=peephole)
+            hidden = match_hidden(
+                args.task, unit, args.budget, peephole=peephole, count=args.match, variant=variant
+            )
+        elif variant:
+            hidden = paper_hidden(args.task, unit, variant=variant, peephole=peephole)
+        row = count_params(args.task, unit, hidden, peephole=peephole, variant=variant)
         row["form"] = {
             "lstm": "peephole" if peephole else "no peephole",
             "gru": f"reset {args.reset}",
             "tanh": "",
         }[unit]
+        if variant:
+            row["form"] = variant
+            if unit == "lstm" and not peephole and variant != "np":
+                row["form"] += ", no peephole"
+            if unit == "gru" and args.reset == "after" and variant not in ("after", "nrg"):
+                row["form"] += ", reset after"
+            row["variant"] = variant
         if args.budget is not None:
             row["matched_params"] = row[MATCH_KEYS[args.match]]
             row["difference"] = row["matched_params"] - args.budget
-        units[unit] = row
+        units[f"{unit} {variant}" if variant else unit] = row
     return {
         "task": args.task,
         "in_dim": spec["in_dim"],
@@ -158,7 +205,8 @@ def render(report: dict) -> str:
     header += ["paper Table 1"] if report["budget"] is None else ["matched - budget"]
     rows = []
     for unit, row in report["units"].items():
-        name = f"{unit} ({row['form']})" if row["form"] else unit
+        base = unit.split()[0]
+        name = f"{base} ({row['form']})" if row["form"] else unit
         cells = [
             name,
             str(row["hidden"]),

@@ -6,6 +6,7 @@ import argparse
 import shlex
 import sys
 
+from rnnbench.errors import RnnbenchError
 from rnnbench.store import DEFAULT_PATH
 
 
@@ -36,6 +37,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="mark every output as a quick run that does not follow the paper's "
         "protocol (set automatically for runs stored by reproduce --quick)",
     )
+    p.add_argument(
+        "--no-samples",
+        action="store_true",
+        help="leave out the Samples section (a sample of each cell's chosen run, as audio and "
+        "a picture; needs the runs' folders and the data)",
+    )
+    p.add_argument("--data-dir", metavar="D", help="data folder for the samples' real excerpts")
     p.set_defaults(func=handler)
 
 
@@ -47,8 +55,22 @@ def handler(args: argparse.Namespace) -> int:
         ["rnnbench", "report", *(arg for s in stores for arg in ("--store", s))]
         + ["--out", args.out]
         + (["--quick"] if args.quick else [])
+        + (["--no-samples"] if args.no_samples else [])
     )
-    out = build_report(stores, args.out, quick=args.quick, command=command)
+    try:
+        out = build_report(
+            stores,
+            args.out,
+            quick=args.quick,
+            command=command,
+            samples=not args.no_samples,
+            data_dir=args.data_dir,
+        )
+    except OSError as exc:  # a full disk, a read-only folder (matplotlib, PIL, csv, open)
+        raise RnnbenchError(
+            f"Cannot write the report to {args.out} ({exc.strerror or exc}); free some space or "
+            "choose another folder with --out (the results store is untouched)."
+        ) from None
     print(
         f"report written to {out}/report.html (also report.md, table2.csv, figures)",
         file=sys.stdout,

@@ -40,7 +40,8 @@ from rnnbench.commands.sweep import (
     summary_line,
 )
 from rnnbench.errors import RnnbenchError
-from rnnbench.train.config import UNITS
+from rnnbench.train.config import PROTOCOLS, UNITS
+from rnnbench.train.presets import with_preset
 
 PAPER_SETS = ("jsb", "nottingham", "musedata", "pianomidi", "fsdd-a", "fsdd-b")
 QUICK_SETS = ("jsb", "fsdd-a")
@@ -82,8 +83,8 @@ def register(subparsers) -> None:
         "--seeds",
         type=int,
         metavar="N",
-        help="fresh seeds per data set and unit at the chosen rate, at least 3 (default 3; "
-        "--quick 2); the search's own run is not among them",
+        help="fresh seeds per data set and unit at the chosen rate (default 3, and at least 3; "
+        "--quick: default 2, at least 1); the search's own run is not among them",
     )
     p.add_argument(
         "--candidates",
@@ -134,6 +135,15 @@ def register(subparsers) -> None:
         "paper's; FSDD-B's tanh RNN needs it: its gradient overflows through 798 steps)",
     )
     p.add_argument(
+        "--protocol",
+        choices=PROTOCOLS,
+        default="paper",
+        help="paper (default) or authors: the authors' code's recipe for every run (batch 1, "
+        "summed cost, RMSProp eps 0.01 as a floor, the update clipped instead of the gradient, "
+        "lr decayed to 1%%, no early stopping, noise on the recurrent layer only; "
+        "docs/training.md); the options above override its values",
+    )
+    p.add_argument(
         "--search",
         choices=("full", "halving"),
         default="full",
@@ -158,6 +168,12 @@ def register(subparsers) -> None:
         metavar="DIR",
         help="results folder: DIR/runs, DIR/results.db, DIR/report "
         "(default ./rnnbench-results, --quick ./rnnbench-quick)",
+    )
+    p.add_argument(
+        "--no-samples",
+        action="store_true",
+        help="leave the Samples section (audio and pictures of each cell's samples) out of "
+        "the report",
     )
     add_engine_arguments(p)
     p.set_defaults(func=handler)
@@ -229,7 +245,7 @@ def plan(args: argparse.Namespace):
             out["weight_noise"] = noise
         if args.noise_output is not None:
             out["noise_output"] = args.noise_output
-        return {**out, **search}
+        return with_preset({"protocol": getattr(args, "protocol", "paper"), **out, **search})
 
     def hidden(dataset: str, unit: str) -> int | None:
         if not quick or task_of(dataset) != "speech":
@@ -273,6 +289,8 @@ def plan(args: argparse.Namespace):
             for s, config in fresh_seeds(c, lr, seeds)
         ]
 
+    # How many runs ``then`` chains after a population: the progress bar's total from the start.
+    then.runs_after = lambda pop: seeds if pop.labels.get("stage") == "lr" else 0
     return stage1, then
 
 
@@ -315,6 +333,22 @@ def fresh_seeds(search, lr: float, count: int) -> list:
     ]
 
 
+def quick_banner(stage1, args: argparse.Namespace) -> str:
+    """The --quick warning, with the counts of this run (its --sets, --seeds, ...)."""
+    sets = len(dict.fromkeys(p.configs[0].dataset for p in stage1))
+    rates = len(stage1[0].configs) if stage1 else 0
+    seeds = args.seeds if args.seeds is not None else QUICK["seeds"]
+
+    def n(count: int, what: str) -> str:
+        return f"{count} {what}{'' if count == 1 else 's'}"
+
+    return (
+        "rnnbench: --quick is a smoke test: its numbers do NOT follow the paper's protocol "
+        f"({n(sets, 'data set')}, {n(rates, 'learning rate')}, {n(seeds, 'seed')}, capped "
+        "epochs, small speech models)."
+    )
+
+
 def handler(args: argparse.Namespace) -> int:
     from rnnbench.store import Store
     from rnnbench.sweeps import run_sweep
@@ -326,11 +360,7 @@ def handler(args: argparse.Namespace) -> int:
     stage1, then = plan(args)
     preflight(args, stage1)
     if quick:
-        print(
-            "rnnbench: --quick is a smoke test: its numbers do NOT follow the paper's protocol "
-            "(2 data sets, 3 learning rates, 2 seeds, capped epochs, small speech models).",
-            file=sys.stderr,
-        )
+        print(quick_banner(stage1, args), file=sys.stderr)
     with Store(store_path) as store:
         store.add_command(command_line(args))
         if quick:
@@ -339,6 +369,13 @@ def handler(args: argparse.Namespace) -> int:
     print(summary_line(counts, store_path))
     from rnnbench.report import build_report
 
-    report = build_report(store_path, out / "report", quick=quick, command=command_line(args))
+    report = build_report(
+        store_path,
+        out / "report",
+        quick=quick,
+        command=command_line(args),
+        samples=not args.no_samples,
+        data_dir=args.data_dir,
+    )
     print(f"report: {report}" + ("  (quick: NOT the paper's protocol)" if quick else ""))
     return 1 if counts["failed"] else 0

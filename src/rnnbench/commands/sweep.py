@@ -55,7 +55,8 @@ def add_engine_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--data-dir",
         metavar="D",
-        help="the data folder (default: $RNNBENCH_DATA or the user cache folder)",
+        help="the data folder (default: $RNNBENCH_DATA, else the user cache folder, else the "
+        "checkout's data/)",
     )
     p.add_argument("--store", metavar="PATH", help="results store (default OUT/results.db)")
     p.add_argument("--no-progress", action="store_true", help="no live display on stderr")
@@ -102,9 +103,34 @@ def preflight(args: argparse.Namespace, populations) -> None:
     from rnnbench.train.population import resolve_device
 
     resolve_device(args.device)
-    for name in dict.fromkeys(c.dataset for p in populations for c in p.configs):
+    names = list(dict.fromkeys(c.dataset for p in populations for c in p.configs))
+    _refuse_missing(names, args.data_dir)
+    for name in names:
         registry.load_dataset(name, args.data_dir)
     registry._cache.clear()  # the workers load their own; the driver needn't hold ~300 MB
+
+
+def _refuse_missing(names: list[str], data_dir) -> None:
+    """Every built-in data set that no data folder holds, named in one sentence."""
+    from rnnbench.data.locate import ENV_VAR, candidates
+    from rnnbench.data.registry import SPEECH_SETS, holds, list_datasets
+    from rnnbench.errors import RnnbenchError
+
+    looked = candidates(data_dir)
+    bases = [n.partition("?")[0] for n in names]
+    lost = [b for b in dict.fromkeys(bases) if b in list_datasets()]
+    lost = [b for b in lost if not any(holds(root, b) for root, _ in looked)]
+    if not lost:
+        return
+    fetch = list(dict.fromkeys("fsdd" if b in SPEECH_SETS else b for b in lost))
+    where = ", ".join(f"{root} ({origin})" for root, origin in looked)
+    raise RnnbenchError(
+        f"{len(lost)} data set{'s' if len(lost) > 1 else ''} not found: {', '.join(lost)} "
+        f"(looked in {where}); download {'them' if len(lost) > 1 else 'it'} with "
+        + " and ".join(f"`rnnbench data fetch {f}`" for f in fetch)
+        + f", or point --data-dir / {ENV_VAR} at a folder that holds "
+        + ("them." if len(lost) > 1 else "it.")
+    )
 
 
 def engine_kwargs(args: argparse.Namespace) -> dict:

@@ -1,5 +1,7 @@
 """``rnnbench train``: train one model (or one population) with the paper's protocol.
 
+``--protocol authors`` trains with the authors' code's recipe instead (docs/training.md).
+
 RMSProp, weight noise 0.075, gradient norm clipped to 1, early stopping on validation NLL
 (docs/training.md). Several comma-separated ``--lr`` and ``--seed`` values train every
 combination together as one population (stacked weights, one batched model); each member is
@@ -16,7 +18,8 @@ import json
 from pathlib import Path
 
 from rnnbench.errors import RnnbenchError
-from rnnbench.train.config import UNITS, RunConfig
+from rnnbench.train.config import PROTOCOLS, UNITS, RunConfig
+from rnnbench.train.presets import AUTHORS, with_preset
 
 DEFAULTS = RunConfig(dataset="jsb", unit="lstm")
 
@@ -37,10 +40,18 @@ def _number_list(kind):
 
 
 def _with_default(p, flag: str, kind: type, metavar: str, text: str, spec: str = "") -> None:
-    """An option whose default is the RunConfig field of the same name, shown in its help."""
-    default = getattr(DEFAULTS, flag.removeprefix("--").replace("-", "_"))
+    """An option whose default is the RunConfig field of the same name, shown in its help (left
+    None when not given, so that ``--protocol authors`` can fill it from its preset)."""
+    name = flag.removeprefix("--").replace("-", "_")
+    default = getattr(DEFAULTS, name)
+    authors = AUTHORS.get(name)
+    also = f"; --protocol authors: {authors:{spec}}" if authors not in (None, default) else ""
     p.add_argument(
-        flag, type=kind, default=default, metavar=metavar, help=f"{text} (default {default:{spec}})"
+        flag,
+        type=kind,
+        default=None,
+        metavar=metavar,
+        help=f"{text} (default {default:{spec}}{also})",
     )
 
 
@@ -71,10 +82,18 @@ def register(subparsers) -> None:
         help="GRU reset gate before (the paper) or after (cuDNN) the recurrent product",
     )
     p.add_argument(
+        "--variant",
+        default="",
+        metavar="NAME",
+        help="a variant of the unit (docs/variants.md): LSTM np, nig, nfg, nog, niaf, noaf, "
+        "cifg, fb1; GRU after, nrg, nug, mgu (default: the full unit)",
+    )
+    p.add_argument(
         "--hidden",
         type=int,
         metavar="N",
-        help="hidden units (default: the paper's size for the task and unit)",
+        help="hidden units (default: the paper's size for the task and unit; a variant that "
+        "removes gates: the size that matches the paper's parameter count)",
     )
     p.add_argument(
         "--lr",
@@ -110,8 +129,18 @@ def register(subparsers) -> None:
     p.add_argument(
         "--init",
         choices=["paper", "torch"],
-        default=DEFAULTS.init,
-        help="initialisation: paper (uniform ±0.1, orthogonal recurrent) or torch",
+        default=None,
+        help="initialisation: paper (uniform ±0.1, orthogonal recurrent; the default) or torch",
+    )
+    p.add_argument(
+        "--protocol",
+        choices=PROTOCOLS,
+        default="paper",
+        help="paper (default: the paper's wording, docs/training.md) or authors (the authors' "
+        "code, jych/librnn: batch 1, summed cost, RMSProp eps 0.01 as a floor, the update "
+        "clipped to norm 1 instead of the gradient, lr decayed linearly to 1%% over the "
+        "epochs, no early stopping, weight noise on the recurrent layer only); flags given "
+        "beside it override its values",
     )
     _with_default(p, "--data-seed", int, "N", "seed of the minibatch order")
     _with_default(p, "--rms-decay", float, "X", "RMSProp decay")
@@ -157,7 +186,8 @@ def register(subparsers) -> None:
     p.add_argument(
         "--data-dir",
         metavar="D",
-        help="the data folder (default: $RNNBENCH_DATA or the user cache folder)",
+        help="the data folder (default: $RNNBENCH_DATA, else the user cache folder, else the "
+        "checkout's data/)",
     )
     p.add_argument(
         "--out",
@@ -181,12 +211,17 @@ _FLAG_FIELDS = [f.name for f in dataclasses.fields(RunConfig) if f.name not in (
 
 def build_configs(args: argparse.Namespace) -> list[RunConfig]:
     """One RunConfig per (lr, seed) combination of the command line."""
+    if args.protocol == "authors" and args.patience is not None:
+        raise RnnbenchError(
+            "--patience has no effect under --protocol authors (no early stopping: every run "
+            "trains --max-epochs epochs and keeps its best validation state); drop it."
+        )
+    given = {name: getattr(args, name) for name in _FLAG_FIELDS}
+    fields = with_preset({name: v for name, v in given.items() if v is not None})
     configs = []
     for lr in args.lr:
         for seed in args.seed:
-            configs.append(
-                RunConfig(**{name: getattr(args, name) for name in _FLAG_FIELDS}, lr=lr, seed=seed)
-            )
+            configs.append(RunConfig(**fields, lr=lr, seed=seed))
     if len({c.key() for c in configs}) != len(configs):
         raise RnnbenchError("--lr or --seed repeats a value; give each value once.")
     return configs
@@ -210,6 +245,7 @@ def handler(args: argparse.Namespace) -> int:
     from rnnbench.commands.sweep import command_line
     from rnnbench.data.registry import load_dataset
     from rnnbench.store import Store
+    from rnnbench.sweeps.common import read_metrics
     from rnnbench.train.population import resolve_device, train_population
 
     configs = build_configs(args)
@@ -224,16 +260,27 @@ def handler(args: argparse.Namespace) -> int:
     store.add_command(command_line(args))
     keys = [c.key() for c in configs]
     finished: set[str] = set()
+    started: list[bool] = []
 
     def record(k: int, result: dict) -> None:
         # A member that stops early is recorded at once: a later failure or Ctrl-C of the
-        # members still training must not lose it.
+        # members still training must not lose it. Every epoch of its metrics.jsonl goes in
+        # too, as a sweep does: a live store write that failed is not lost.
+        store.log_epochs(keys[k], read_metrics(run_dirs[k]))
         store.finish_run(keys[k], result["status"], result)
         finished.add(keys[k])
 
-    try:
+    def begin() -> None:
+        # Only once this process holds every run folder's lock: a refused process must not
+        # touch the rows of runs another process is training.
         for cfg, key, run_dir in zip(configs, keys, run_dirs, strict=True):
             store.start_run(key, cfg.to_dict(), str(run_dir))
+            # Backfill epochs a failed store write (or a crash between the checkpoint and the
+            # store) left out: metrics.jsonl is written with the checkpoint.
+            store.log_epochs(key, read_metrics(run_dir))
+        started.append(True)
+
+    try:
         try:
             results = train_population(
                 configs,
@@ -243,8 +290,11 @@ def handler(args: argparse.Namespace) -> int:
                 on_epoch=lambda k, rec: store.log_epoch(keys[k], rec),
                 on_result=record,
                 progress=not args.no_progress,
+                on_locked=begin,
             )
         except (Exception, KeyboardInterrupt) as exc:
+            if not started:
+                raise  # refused (a lock, a bad folder) before any run was marked started
             unfinished = [key for key in keys if key not in finished]
             if isinstance(exc, KeyboardInterrupt):
                 # Back to queued, as a sweep does: last.pt stays, the same command resumes.
@@ -267,8 +317,17 @@ def handler(args: argparse.Namespace) -> int:
         print(json.dumps(rows[0] if len(rows) == 1 else {"runs": rows}))
     elif len(rows) == 1:
         print(_line(rows[0]))
+        print(_where(rows[0]))
     else:
         for row in rows:
             cfg = row["config"]
             print(f"lr {cfg['lr']:g} seed {cfg['seed']}: {_line(row)}")
+            print(f"  {_where(row)}")
     return 0
+
+
+def _where(row: dict) -> str:
+    """The last words of ``train``: the run folder and which epoch's weights are kept."""
+    best = row.get("best_epoch")
+    kept = f"best epoch {best} of {row['epochs']}" if best else "no best epoch"
+    return f"{kept}; run folder {row['run_dir']} (best.pt, last.pt, metrics.jsonl)"

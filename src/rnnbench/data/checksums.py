@@ -1,6 +1,6 @@
 """Known checksums of the canonical data files, shipped with the package.
 
-Music: the SHA-256 of each ``.mat`` file, from ``shared/data/music/SOURCE.md``.
+Music: the SHA-256 of each ``.mat`` file, from ``data/music/SOURCE.md``.
 
 FSDD: the upstream project publishes no per-file checksums and GitHub archives are not
 byte-stable, so we check the extracted recordings with a manifest digest computed from

@@ -11,6 +11,11 @@ A note sounds from frame ``round(start)`` to ``round(end)`` (exclusive) in frame
 at least one frame. Drum tracks and notes outside MIDI 21..108 are dropped. Files are split
 into train/valid/test by :func:`rnnbench.data.names.hash_split` (10% test, 10% valid).
 
+Bound: a file may give at most ``max_frames`` frames (default :data:`MAX_FRAMES`, 100,000: 23
+times the longest piece of the four benchmarks, 4,273 frames; 8.8 MB of roll). A longer
+file (a stray note millions of beats long would otherwise ask for gigabytes) is refused with
+its name, its length and the limit; ``midi:PATH?maxframes=N`` raises the limit.
+
 Writing: :func:`roll_to_midi` turns a (T, 88) roll back into a piano MIDI file at ``fps``
 frames per second, so model samples can be listened to.
 """
@@ -28,12 +33,18 @@ from rnnbench.data.pickle_format import HIGH, KEYS, LOW
 from rnnbench.errors import RnnbenchError
 
 DEFAULT_FPB = 4
+MAX_FRAMES = 100_000
 
 
 def midi_to_roll(
-    path: str | Path, *, fps: float | None = None, fpb: float | None = None
+    path: str | Path,
+    *,
+    fps: float | None = None,
+    fpb: float | None = None,
+    max_frames: int = MAX_FRAMES,
 ) -> np.ndarray:
-    """A (T, 88) uint8 roll of the MIDI file at ``path`` (``fps`` or ``fpb``, default fpb=4)."""
+    """A (T, 88) uint8 roll of the MIDI file at ``path`` (``fps`` or ``fpb``, default fpb=4);
+    T is at most ``max_frames``."""
     import pretty_midi
 
     path = Path(path)
@@ -71,7 +82,14 @@ def midi_to_roll(
         b = _beat_position(pm, ends, fpb or DEFAULT_FPB)
     first = np.rint(a).astype(np.int64)
     last = np.maximum(np.rint(b).astype(np.int64), first + 1)
-    roll = np.zeros((int(last.max()), KEYS), dtype=np.uint8)
+    frames = int(last.max())
+    if frames > max_frames:
+        raise RnnbenchError(
+            f"{path} would give a piano roll of {frames:,} frames, more than the limit of "
+            f"{max_frames:,} (a note or tempo far out of range?); fix or remove the file, or "
+            f"raise the limit with ?maxframes=N in the data set name."
+        )
+    roll = np.zeros((frames, KEYS), dtype=np.uint8)
     for n, i, j in zip(notes, first, last, strict=True):
         roll[i:j, n.pitch - LOW] = 1
     return roll
@@ -90,11 +108,18 @@ def _beat_position(pm, times: np.ndarray, fpb: float) -> np.ndarray:
     return (cum[i] + (times - changes[i]) * rate[i]) * fpb
 
 
-def load_midi_folder(folder: str | Path, *, fps=None, fpb=None) -> dict[str, list[np.ndarray]]:
+def load_midi_folder(
+    folder: str | Path, *, fps=None, fpb=None, maxframes: int = MAX_FRAMES
+) -> dict[str, list[np.ndarray]]:
     """Rolls per split for every MIDI file under ``folder`` (deterministic hash split)."""
     from rnnbench.data.names import hash_split
 
     folder = Path(folder).expanduser()
+    if folder.is_file():
+        raise RnnbenchError(
+            f"{folder} is a file, but midi:PATH takes a folder of MIDI files; give its folder, "
+            f"or put the file in a folder of its own."
+        )
     if not folder.is_dir():
         raise RnnbenchError(f"MIDI folder {folder} does not exist; give midi:PATH of a folder.")
     files = sorted(
@@ -106,7 +131,10 @@ def load_midi_folder(folder: str | Path, *, fps=None, fpb=None) -> dict[str, lis
         )
     names = {p.relative_to(folder).as_posix(): p for p in files}
     split = hash_split(list(names))
-    return {s: [midi_to_roll(names[n], fps=fps, fpb=fpb) for n in split[s]] for s in split}
+    return {
+        s: [midi_to_roll(names[n], fps=fps, fpb=fpb, max_frames=maxframes) for n in split[s]]
+        for s in split
+    }
 
 
 def roll_to_midi(

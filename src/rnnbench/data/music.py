@@ -1,6 +1,6 @@
 """The four polyphonic music benchmarks as 88-key binary piano rolls.
 
-Files (see ``shared/data/music/SOURCE.md``): MATLAB v5 ``.mat`` files with cells
+Files (see ``data/music/SOURCE.md``): MATLAB v5 ``.mat`` files with cells
 ``traindata``, ``validdata``, ``testdata`` of (T x 88) arrays, or the original
 Boulanger-Lewandowski pickles (read by :mod:`rnnbench.data.pickle_format`).
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from rnnbench.data.dataset import Dataset
-from rnnbench.data.locate import data_root, missing
+from rnnbench.data.locate import data_root, locate, missing
 from rnnbench.data.music import MUSIC_SETS
 from rnnbench.data.names import split_options
 from rnnbench.errors import RnnbenchError
@@ -25,7 +25,8 @@ DESCRIPTIONS = {
     "pianomidi": "Piano-midi.de classical piano, 88-key piano rolls",
     "fsdd-a": "Free Spoken Digit Dataset, 500-sample segments (like Ubisoft A)",
     "fsdd-b": "Free Spoken Digit Dataset, 8,000-sample segments per speaker (like Ubisoft B)",
-    "midi:PATH": "your folder of MIDI files (?fpb=N frames per beat, default 4, or ?fps=N)",
+    "midi:PATH": "your folder of MIDI files (?fpb=N frames per beat, default 4, or ?fps=N; "
+    "?maxframes=N, default 100000)",
     "wav:PATH": "your folder of WAV files (?sr=N to resample, ?seg=N samples, default 500)",
     "music:FILE": "a .mat or Boulanger-Lewandowski .pickle piano-roll file",
 }
@@ -45,14 +46,35 @@ def load_dataset(name: str, data_dir=None) -> Dataset:
     modification times); user folders are re-read on each call, their decoded WAV files
     cached per file.
     """
-    root = data_root(data_dir)
     base = name.partition("?")[0]
     if base not in MUSIC_SETS and base not in SPEECH_SETS:
-        return _load(name, root, data_dir)
+        return _load(name, data_root(data_dir), data_dir)
+    root = find_set(base, data_dir)[0]
     key = (name, str(root.resolve()), _fingerprint(root, base))
     if key not in _cache:
         _cache[key] = _load(name, root, data_dir)
     return _cache[key]
+
+
+def holds(root: Path, base: str) -> bool:
+    """Whether ``root`` holds the built-in data set ``base`` (a music file, FSDD recordings)."""
+    from rnnbench.data.music import find_music_file
+
+    if base in MUSIC_SETS:
+        return find_music_file(root, base) is not None
+    folder = root / "fsdd" / "recordings"
+    return folder.is_dir() and any(folder.glob("*.wav"))
+
+
+def find_set(base: str, data_dir=None) -> tuple[Path, str]:
+    """(folder, origin) of the first data folder that holds ``base`` (see
+    :mod:`rnnbench.data.locate`); when none does, the folder a download would go to."""
+    found = locate(lambda root: holds(root, base), data_dir)
+    if found is not None:
+        return found
+    from rnnbench.data.locate import root_origin
+
+    return data_root(data_dir), root_origin(data_dir)
 
 
 def _fingerprint(root: Path, base: str) -> tuple:
@@ -90,11 +112,12 @@ def _load(name: str, root: Path, data_dir) -> Dataset:
         ds.name = name
         return ds
     if base.startswith("midi:"):
-        _, opts = split_options(name, {"fps": float, "fpb": float})
+        _, opts = split_options(name, {"fps": float, "fpb": float, "maxframes": int})
         if "fps" in opts and "fpb" in opts:
             raise RnnbenchError(f"{name!r} gives both fps and fpb; choose one resolution.")
         path = _user_path(base, "midi:")
-        rolls = midi.load_midi_folder(path, **opts)
+        rolls = midi.load_midi_folder(path, **opts)  # maxframes: the bound on one file
+        opts.pop("maxframes", None)
         meta = {
             "fps": opts.get("fps"),
             "fpb": opts.get("fpb", None if "fps" in opts else midi.DEFAULT_FPB),

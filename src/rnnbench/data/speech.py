@@ -74,6 +74,32 @@ def frame(segment: np.ndarray, source: str = "") -> Sequence:
     return Sequence(inputs=inputs, targets=targets, source=source)
 
 
+def missing_bytes(path: Path, size: int) -> int:
+    """How many bytes of its ``data`` chunk a RIFF/WAVE file lacks (0 if whole, or not RIFF).
+
+    libsndfile reads a file cut mid-data silently, at the shorter length, so the declared
+    chunk size is checked against the file size (a streaming size of 0 or 0xFFFFFFFF is not).
+    """
+    try:
+        with open(path, "rb") as f:
+            head = f.read(12)
+            if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+                return 0
+            offset = 12
+            while offset + 8 <= size:
+                f.seek(offset)
+                chunk = f.read(8)
+                name, length = chunk[:4], int.from_bytes(chunk[4:8], "little")
+                if name == b"data":
+                    if length in (0, 0xFFFFFFFF):
+                        return 0
+                    return max(0, length - (size - offset - 8))
+                offset += 8 + length + (length & 1)
+    except OSError:
+        return 0
+    return 0
+
+
 def read_wav(path: Path) -> tuple[np.ndarray, int]:
     """Mono float32 samples and the sample rate of one WAV file (cached per process)."""
     import soundfile as sf
@@ -86,6 +112,12 @@ def read_wav(path: Path) -> tuple[np.ndarray, int]:
     hit = _decoded.get(key)
     if hit is not None:
         return hit
+    short = missing_bytes(path, st.st_size)
+    if short:
+        raise RnnbenchError(
+            f"{path} is truncated: its header announces {short:,} more bytes of samples than "
+            f"the file holds; replace or remove it."
+        )
     try:
         data, rate = sf.read(str(path), dtype="float32", always_2d=True)
     except Exception as exc:  # soundfile raises LibsndfileError/RuntimeError on bad bytes
@@ -273,6 +305,11 @@ def load_wav_folder(
     from rnnbench.data.names import hash_split
 
     folder = folder.expanduser()
+    if folder.is_file():
+        raise RnnbenchError(
+            f"{folder} is a file, but wav:PATH takes a folder of WAV files; give its folder, "
+            f"or put the file in a folder of its own."
+        )
     if not folder.is_dir():
         raise RnnbenchError(f"WAV folder {folder} does not exist; give wav:PATH of a folder.")
     if segment < IN_SAMPLES + OUT_SAMPLES:

@@ -5,6 +5,8 @@
   ``torch.nn`` namesakes with ``num_layers=1``.
 - :func:`rnnbench.nn.functional.run_unit`: the functional form over a population of K models.
 - :func:`rnnbench.nn.init.init_unit`: the "torch" and "paper" initialisation schemes.
+- :mod:`rnnbench.nn.variants`: named variants of the LSTM and GRU for ablations
+  (``LSTM(..., variant="nig")``, ``run_unit(..., variant="mgu")``; ``docs/variants.md``).
 """
 
 from rnnbench.nn.functional import run_unit

@@ -11,6 +11,7 @@ from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_
 from rnnbench.errors import RnnbenchError
 from rnnbench.nn.functional import BACKENDS, run_unit
 from rnnbench.nn.init import SCHEMES, init_unit
+from rnnbench.nn.variants import resolve
 
 
 class RecurrentUnit(nn.Module):
@@ -34,10 +35,16 @@ class RecurrentUnit(nn.Module):
         *,
         peephole: bool = False,
         reset: str = "before",
+        variant: str = "",
     ) -> None:
-        """The subclasses' public arguments, in their order; defaults live in the subclasses."""
+        """The subclasses' public arguments, in their order; defaults live in the subclasses.
+        ``variant`` (:mod:`rnnbench.nn.variants`) is stored canonical: ``np`` becomes
+        ``peephole=False`` and ``after`` ``reset="after"``, with ``variant=""``."""
         if reset not in ("before", "after"):
             raise RnnbenchError(f"reset must be 'before' or 'after', not {reset!r}.")
+        if variant == "np":
+            peephole = False
+        variant, peephole, reset = resolve(self.cell, variant, peephole, reset)
         super().__init__()
         if init not in SCHEMES:
             raise RnnbenchError(f"init must be 'torch' or 'paper', not {init!r}.")
@@ -51,8 +58,15 @@ class RecurrentUnit(nn.Module):
         self.backend = backend
         self.peephole = peephole
         self.reset = reset
+        self.variant = variant
         weights = init_unit(
-            self.cell, input_size, hidden_size, bias=bias, peephole=peephole, scheme=init
+            self.cell,
+            input_size,
+            hidden_size,
+            bias=bias,
+            peephole=peephole,
+            scheme=init,
+            variant=variant,
         )
         for name, value in weights.items():
             self.register_parameter(name, nn.Parameter(value.to(device=device, dtype=dtype)))
@@ -67,6 +81,7 @@ class RecurrentUnit(nn.Module):
             peephole=self.peephole,
             scheme=self.init,
             generator=generator,
+            variant=self.variant,
         )
         with torch.no_grad():
             for name, value in fresh.items():
@@ -79,7 +94,8 @@ class RecurrentUnit(nn.Module):
         if self.batch_first:
             text += ", batch_first=True"
         text += f", init={self.init!r}, backend={self.backend!r}"
-        return text + "".join(f", {name}={getattr(self, name)!r}" for name in self.form)
+        text += "".join(f", {name}={getattr(self, name)!r}" for name in self.form)
+        return text + (f", variant={self.variant!r}" if self.variant else "")
 
     def flatten_parameters(self) -> None:
         """Does nothing: here for code written against ``torch.nn.LSTM`` (no cuDNN buffer)."""
@@ -127,6 +143,7 @@ class RecurrentUnit(nn.Module):
             h0=h0,
             c0=c0,
             backend=self.backend,
+            variant=self.variant,
         )
         out = out[0]
         if packed:

@@ -22,6 +22,7 @@ import torch
 from torch import Tensor
 
 from rnnbench.errors import RnnbenchError
+from rnnbench.nn import variants as _variants
 
 GATES = {"tanh": 1, "gru": 3, "lstm": 4}
 RESETS = ("before", "after")
@@ -42,6 +43,7 @@ def run_unit(
     h0: Tensor | None = None,
     c0: Tensor | None = None,
     backend: str = "auto",
+    variant: str = "",
 ) -> tuple[Tensor, Tensor, Tensor | None]:
     """Run ``cell`` over the sequence ``x`` for K population members.
 
@@ -58,11 +60,17 @@ def run_unit(
             sequence). Padded steps leave the state unchanged and output 0.
         h0, c0: ``(K, B, H)`` initial states, or None for zeros (``c0`` for LSTM only).
         backend: ``"auto"``, ``"torch"`` or ``"numba"``.
+        variant: ``""`` (the full unit) or a variant name of :mod:`rnnbench.nn.variants`
+            (LSTM ``np nig nfg nog niaf noaf cifg fb1``, GRU ``after nrg nug mgu``). A variant
+            that removes gates has ``G`` = the gates it keeps (rows of ``w_ih``, ``w_hh``,
+            ``b_*``: its blocks in the order i, f, g, o or r, z, n, MGU's f in the r block),
+            and ``w_ch`` has one row per peephole it keeps. ``np`` asks for ``w_ch=None``;
+            ``after`` is ``reset="after"``; ``fb1`` computes the full LSTM.
 
     Returns:
         ``out (K, T, B, H)``, ``h_n (K, B, H)`` and ``c_n (K, B, H)`` for LSTM, else None.
     """
-    _check(cell, x, w_ih, w_hh, w_ch, reset, backend)
+    variant, reset = _check(cell, x, w_ih, w_hh, w_ch, reset, backend, variant)
     xw = project_input(x, w_ih, b_ih)
     K, T, B, GH = xw.shape
     H = w_hh.shape[-1]
@@ -73,7 +81,9 @@ def run_unit(
     if _use_numba(backend, xw):
         from rnnbench.nn import numba_backend
 
-        return numba_backend.run(cell, xw, w_hh, b_hh, w_ch, reset, mask, h0, c0)
+        return numba_backend.run(cell, xw, w_hh, b_hh, w_ch, reset, mask, h0, c0, variant)
+    if variant and variant != "fb1":
+        return _torch_variant_loop(cell, variant, xw, w_hh, b_hh, w_ch, reset, mask, h0, c0)
     return _torch_loop(cell, xw, w_hh, b_hh, w_ch, reset, mask, h0, c0)
 
 
@@ -112,11 +122,15 @@ def _use_numba(backend: str, xw: Tensor) -> bool:
     )
 
 
-def _check(cell, x, w_ih, w_hh, w_ch, reset, backend) -> None:
+def _check(cell, x, w_ih, w_hh, w_ch, reset, backend, variant) -> tuple[str, str]:
+    """Validate the arguments; returns the canonical ``(variant, reset)``."""
     if cell not in GATES:
         raise RnnbenchError(f"unknown cell {cell!r}; choose one of {sorted(GATES)}.")
     if reset not in RESETS:
         raise RnnbenchError(f"reset must be 'before' or 'after', not {reset!r}.")
+    if variant == "np" and w_ch is not None:
+        raise RnnbenchError("variant 'np' has no peepholes; pass w_ch=None.")
+    variant, _, reset = _variants.resolve(cell, variant, w_ch is not None, reset)
     if backend not in BACKENDS:
         raise RnnbenchError(f"backend must be one of {BACKENDS}, not {backend!r}.")
     if x.dim() not in (3, 4):
@@ -124,12 +138,21 @@ def _check(cell, x, w_ih, w_hh, w_ch, reset, backend) -> None:
     if w_ih.dim() != 3 or w_hh.dim() != 3:
         raise RnnbenchError("w_ih and w_hh need a leading population dimension K.")
     H = w_hh.shape[-1]
-    if w_hh.shape[1] != GATES[cell] * H:
+    G = _variants.gate_count(cell, variant)
+    name = f"{cell} {variant}".strip()
+    if w_hh.shape[1] != G * H:
         raise RnnbenchError(
-            f"w_hh has {w_hh.shape[1]} rows; a {cell} unit of {H} units needs {GATES[cell] * H}."
+            f"w_hh has {w_hh.shape[1]} rows; a {name} unit of {H} units needs {G * H}."
         )
     if w_ch is not None and cell != "lstm":
         raise RnnbenchError("peepholes (w_ch) exist for the LSTM only.")
+    if w_ch is not None and w_ch.shape[-2] != len(_variants.peephole_rows(cell, variant)):
+        rows = len(_variants.peephole_rows(cell, variant))
+        raise RnnbenchError(
+            f"w_ch has {w_ch.shape[-2]} rows; a peephole {name} unit has {rows} (one per gate "
+            "it keeps of i, f, o)."
+        )
+    return variant, reset
 
 
 def _torch_loop(cell, xw, w_hh, b_hh, w_ch, reset, mask, h, c):
@@ -200,3 +223,74 @@ def _gru_before_step(xw_t, h, w_rz_t, w_n_t, b_rz, b_n):
     z = torch.sigmoid(x_z + h_z)
     n = torch.tanh(x_n + _affine(r * h, w_n_t, b_n))
     return (1 - z) * n + z * h
+
+
+def _torch_variant_loop(cell, variant, xw, w_hh, b_hh, w_ch, reset, mask, h, c):
+    """The reference of the variants (:mod:`rnnbench.nn.variants`): one autograd step per time
+    step, each gate block by name."""
+    H = w_hh.shape[-1]
+    names = _variants.gates(cell, variant)
+    w_hh_t = w_hh.transpose(1, 2)
+    b_rec = b_hh.unsqueeze(1) if b_hh is not None else None
+    if cell == "lstm":
+        rows = _variants.peephole_rows(cell, variant)
+        peep = dict(zip(rows, w_ch.unsqueeze(2).unbind(1), strict=True)) if w_ch is not None else {}
+    else:  # the gate block (all rows but n) and the n block
+        w_s_t, w_n_t = w_hh_t[:, :, :H], w_hh_t[:, :, H:]
+        b_s = b_rec[..., :H] if b_rec is not None else None
+        b_n = b_rec[..., H:] if b_rec is not None else None
+    steps = mask.unbind(0) if mask is not None else [None] * xw.shape[1]
+    outs = []
+    for xw_t, m in zip(xw.unbind(1), steps, strict=True):
+        if cell == "lstm":
+            blocks = (xw_t + _affine(h, w_hh_t, b_rec)).chunk(len(names), -1)
+            gates = dict(zip(names, blocks, strict=True))
+            h_new, c_new = _lstm_variant_step(variant, gates, c, peep)
+        else:
+            h_new = _gru_variant_step(variant, xw_t, h, w_s_t, w_n_t, b_s, b_n, reset)
+        if m is None:
+            h = h_new
+            outs.append(h_new)
+            if cell == "lstm":
+                c = c_new
+        else:
+            m = m.to(h.dtype)[None, :, None]
+            h = m * h_new + (1 - m) * h
+            outs.append(m * h_new)
+            if cell == "lstm":
+                c = m * c_new + (1 - m) * c
+    return torch.stack(outs, 1), h, (c if cell == "lstm" else None)
+
+
+def _lstm_variant_step(variant, a, c, peep):
+    def gate(name, cell_state):
+        if name not in a:
+            return None
+        if name in peep:
+            return torch.sigmoid(a[name] + peep[name] * cell_state)
+        return torch.sigmoid(a[name])
+
+    i = gate("i", c)
+    f = 1 - i if variant == "cifg" else gate("f", c)
+    g = a["g"] if variant == "niaf" else torch.tanh(a["g"])
+    c_new = (c if f is None else f * c) + (g if i is None else i * g)
+    o = gate("o", c_new)
+    act = c_new if variant == "noaf" else torch.tanh(c_new)
+    return (act if o is None else o * act), c_new
+
+
+def _gru_variant_step(variant, xw_t, h, w_s_t, w_n_t, b_s, b_n, reset):
+    H = h.shape[-1]
+    x_s, x_n = xw_t[..., :H], xw_t[..., H:]
+    s = torch.sigmoid(x_s + _affine(h, w_s_t, b_s))
+    r = None if variant == "nrg" else s
+    if reset == "before":
+        n = torch.tanh(x_n + _affine(h if r is None else r * h, w_n_t, b_n))
+    else:
+        rec = _affine(h, w_n_t, b_n)
+        n = torch.tanh(x_n + (rec if r is None else r * rec))
+    if variant == "nug":
+        return n
+    if variant == "mgu":
+        return (1 - s) * h + s * n
+    return (1 - s) * n + s * h

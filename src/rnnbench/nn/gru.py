@@ -42,6 +42,18 @@ class GRU(RecurrentUnit):
         init: ``"torch"`` (default) or ``"paper"``; see *Initialisation*.
         backend: ``"auto"`` (default: the fused numba kernels on CPU, the torch loop
             elsewhere), ``"numba"`` or ``"torch"``; see :func:`rnnbench.nn.functional.run_unit`.
+        variant: ``""`` (default, the unit above) or a variant of :mod:`rnnbench.nn.variants`,
+            keyword-only; a removed gate removes its rows of every weight and bias:
+
+            - ``"after"``: the same as ``reset="after"``.
+            - ``"nrg"``: :math:`r_t = 1`, :math:`n_t = \tanh(W_{in} x_t + b_{in} + W_{hn}
+              h_{t-1} + b_{hn})` (gates z, n; ``reset`` no longer matters).
+            - ``"nug"``: no update gate, :math:`h_t = n_t` (gates r, n).
+            - ``"mgu"``: the minimal gated unit (Zhou et al. 2016), gates f, n (f in the r
+              rows): :math:`f_t = \sigma(W_{if} x_t + b_{if} + W_{hf} h_{t-1} + b_{hf})`,
+              :math:`n_t = \tanh(W_{in} x_t + b_{in} + W_{hn} (f_t \odot h_{t-1}) + b_{hn})`,
+              :math:`h_t = (1 - f_t) \odot h_{t-1} + f_t \odot n_t` (``reset="after"``
+              moves :math:`f_t` after the product, as for r).
 
     Shapes, with :math:`N` the batch size, :math:`L` the sequence length,
     :math:`H_{in}` = ``input_size`` and :math:`H_{out}` = ``hidden_size``:
@@ -102,7 +114,17 @@ class GRU(RecurrentUnit):
         backend: str = "auto",
         device=None,
         dtype=None,
+        variant: str = "",
     ) -> None:
         super().__init__(
-            input_size, hidden_size, bias, batch_first, init, backend, device, dtype, reset=reset
+            input_size,
+            hidden_size,
+            bias,
+            batch_first,
+            init,
+            backend,
+            device,
+            dtype,
+            reset=reset,
+            variant=variant,
         )

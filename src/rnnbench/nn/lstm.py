@@ -41,6 +41,19 @@ class LSTM(RecurrentUnit):
         init: ``"torch"`` (default) or ``"paper"``; see *Initialisation*.
         backend: ``"auto"`` (default: the fused numba kernels on CPU, the torch loop
             elsewhere), ``"numba"`` or ``"torch"``; see :func:`rnnbench.nn.functional.run_unit`.
+        variant: ``""`` (default, the unit above) or one of Greff et al.'s (2017) variants
+            (:mod:`rnnbench.nn.variants`), keyword-only; a removed gate removes its rows of
+            every weight and bias and its peephole; the others keep theirs:
+
+            - ``"np"``: no peepholes, the same as ``peephole=False``.
+            - ``"nig"``: :math:`i_t = 1`, :math:`c_t = f_t \odot c_{t-1} + g_t` (gates f, g, o).
+            - ``"nfg"``: :math:`f_t = 1`, :math:`c_t = c_{t-1} + i_t \odot g_t` (gates i, g, o).
+            - ``"nog"``: :math:`o_t = 1`, :math:`h_t = \tanh(c_t)` (gates i, f, g).
+            - ``"niaf"``: :math:`g_t = W_{ig} x_t + b_{ig} + W_{hg} h_{t-1} + b_{hg}` (linear).
+            - ``"noaf"``: :math:`h_t = o_t \odot c_t`.
+            - ``"cifg"``: :math:`f_t = 1 - i_t` (gates i, g, o; peepholes i, o).
+            - ``"fb1"``: the unit above, with the forget-gate bias 1 at init
+              (:math:`b_{if} = 1, b_{hf} = 0`; Jozefowicz et al. 2015).
 
     Shapes, with :math:`N` the batch size, :math:`L` the sequence length,
     :math:`H_{in}` = ``input_size`` and :math:`H_{out}` = ``hidden_size``:
@@ -107,6 +120,7 @@ class LSTM(RecurrentUnit):
         backend: str = "auto",
         device=None,
         dtype=None,
+        variant: str = "",
     ) -> None:
         super().__init__(
             input_size,
@@ -118,4 +132,5 @@ class LSTM(RecurrentUnit):
             device,
             dtype,
             peephole=peephole,
+            variant=variant,
         )

@@ -15,6 +15,10 @@ up to 10x slower on a busy 2-core machine).
 
 The kernels compile on first use (about 15 s for the three cells in one dtype on 2 cores) and
 are cached on disk (numba ``cache=True``), so later processes start in about a second.
+
+The variants of :mod:`rnnbench.nn.variants` that remove or change a gate run two more kernel
+pairs, one for every LSTM variant and one for every GRU variant, with the variant as flags
+(about 15 s more to compile per dtype, once); the full units keep their own kernels.
 """
 
 from __future__ import annotations
@@ -396,8 +400,16 @@ def _call(kernel, *args):
         _set_blas_threads(previous)
 
 
-def run(cell, xw, w_hh, b_hh, w_ch, reset, mask, h0, c0):
-    """:func:`rnnbench.nn.functional.run_unit` after the input projection, on the fused kernels."""
+def run(cell, xw, w_hh, b_hh, w_ch, reset, mask, h0, c0, variant=""):
+    """:func:`rnnbench.nn.functional.run_unit` after the input projection, on the fused kernels.
+
+    ``variant`` is a canonical variant name (:func:`rnnbench.nn.variants.resolve`); the full
+    units (``""``, and ``fb1``, which differs only at init) run their own kernels."""
+    if variant and variant != "fb1":
+        if cell == "lstm":
+            return _FusedLSTMVariant.apply(xw, w_hh, b_hh, w_ch, variant, mask, h0, c0)
+        out, h_n = _FusedGRUVariant.apply(xw, w_hh, b_hh, variant, reset == "before", mask, h0)
+        return out, h_n, None
     if cell == "lstm":
         return _FusedLSTM.apply(xw, w_hh, b_hh, w_ch, mask, h0, c0)
     if cell == "gru":
@@ -559,3 +571,426 @@ class _FusedGRU(torch.autograd.Function):
         d_w = torch.cat((d_w_rz, d_w_n), 1)
         d_b = torch.cat((d_b_rz, d_b_n), 1) if b_hh is not None else None
         return d_xw, d_w, d_b, None, None, torch.from_numpy(d_h0)
+
+
+# ---- LSTM variants (rnnbench.nn.variants): one kernel for all, flags per gate block -----------
+# The variant's pre-activations come compact (its G gate blocks, in the order i, f, g, o of the
+# blocks it keeps); ``acts (K, T, B, 4H)`` always holds i, f, g, o after their non-linearities
+# (a removed gate holds its constant: i = 1, f = 1 or 1 - i, o = 1). The flags, 0 or 1 in the
+# kernel's dtype, are ``(has_i, has_f, has_o, cifg, linear_g, linear_c)`` and ``offsets`` the
+# compact columns of the i, f, g, o blocks (-1: removed); every branch on them sits outside the
+# loops over units, so the loops stay vectorised. Peepholes come as the full ``(K, 3, H)``
+# with zero rows for the gates a variant removes.
+
+
+@_jit
+def lstm_variant_forward(xw, w_hh_t, b_hh, w_ch, peephole, flags, offsets, mask, h0, c0):
+    """Returns ``out``, ``hs``, ``cs`` and ``acts (K, T, B, 4H)`` (i, f, g, o)."""
+    K, T, B, G = xw.shape
+    H = h0.shape[2]
+    has_i, has_f, has_o, cifg, lin_g, lin_c = (
+        flags[0],
+        flags[1],
+        flags[2],
+        flags[3],
+        flags[4],
+        flags[5],
+    )
+    oi, of, og, oo = offsets[0], offsets[1], offsets[2], offsets[3]
+    one = np.ones(1, xw.dtype)[0]
+    hs = np.empty((K, T + 1, B, H), xw.dtype)
+    cs = np.empty((K, T + 1, B, H), xw.dtype)
+    acts = np.empty((K, T, B, 4 * H), xw.dtype)
+    out = np.empty((K, T, B, H), xw.dtype)
+    rec = np.empty((B, G), xw.dtype)
+    pre = np.empty(G, xw.dtype)
+    for k in range(K):
+        hs[k, 0] = h0[k]
+        cs[k, 0] = c0[k]
+        bias = b_hh[k]
+        v_i, v_f, v_o = w_ch[k, 0], w_ch[k, 1], w_ch[k, 2]
+        for t in range(T):
+            np.dot(hs[k, t], w_hh_t[k], rec)
+            for b in range(B):
+                a, x, r = acts[k, t, b], xw[k, t, b], rec[b]
+                c_prev, c, h = cs[k, t, b], cs[k, t + 1, b], hs[k, t + 1, b]
+                for j in range(G):
+                    pre[j] = x[j] + r[j] + bias[j]
+                if has_i:
+                    if peephole:
+                        for j in range(H):
+                            a[j] = _sigmoid(pre[oi + j] + v_i[j] * c_prev[j])
+                    else:
+                        for j in range(H):
+                            a[j] = _sigmoid(pre[oi + j])
+                else:
+                    a[:H] = one
+                if cifg:
+                    for j in range(H):
+                        a[H + j] = one - a[j]
+                elif has_f:
+                    if peephole:
+                        for j in range(H):
+                            a[H + j] = _sigmoid(pre[of + j] + v_f[j] * c_prev[j])
+                    else:
+                        for j in range(H):
+                            a[H + j] = _sigmoid(pre[of + j])
+                else:
+                    a[H : 2 * H] = one
+                if lin_g:
+                    for j in range(H):
+                        a[2 * H + j] = pre[og + j]
+                else:
+                    for j in range(H):
+                        a[2 * H + j] = _tanh(pre[og + j])
+                for j in range(H):
+                    c[j] = a[H + j] * c_prev[j] + a[j] * a[2 * H + j]
+                if has_o:
+                    if peephole:
+                        for j in range(H):
+                            a[3 * H + j] = _sigmoid(pre[oo + j] + v_o[j] * c[j])
+                    else:
+                        for j in range(H):
+                            a[3 * H + j] = _sigmoid(pre[oo + j])
+                else:
+                    a[3 * H :] = one
+                if lin_c:
+                    for j in range(H):
+                        h[j] = a[3 * H + j] * c[j]
+                else:
+                    for j in range(H):
+                        h[j] = a[3 * H + j] * _tanh(c[j])
+                _finish_step(mask[t, b], h, hs[k, t, b], out[k, t, b])
+                _keep_cell(mask[t, b], c, c_prev)
+    return out, hs, cs, acts
+
+
+@_jit
+def lstm_variant_backward(d_out, d_hn, d_cn, w_hh, w_ch, peephole, flags, offsets, mask, cs, acts):
+    """Returns ``d_pre (K, T, B, G)`` (compact, = d xw), ``d_h0``, ``d_c0`` and ``d_w_ch
+    (K, 3, H)``."""
+    K, T, B, H4 = acts.shape
+    H = H4 // 4
+    G = w_hh.shape[1]
+    has_i, has_f, has_o, cifg, lin_g, lin_c = (
+        flags[0],
+        flags[1],
+        flags[2],
+        flags[3],
+        flags[4],
+        flags[5],
+    )
+    oi, of, og, oo = offsets[0], offsets[1], offsets[2], offsets[3]
+    one = np.ones(1, acts.dtype)[0]
+    tanh_g = one - lin_g  # 1 when g = tanh(pre), 0 when linear
+    coupled = cifg  # f = 1 - i: d i gets - d f
+    d_pre = np.empty((K, T, B, G), acts.dtype)
+    d_h0 = np.empty((K, B, H), acts.dtype)
+    d_c0 = np.empty((K, B, H), acts.dtype)
+    d_w_ch = np.zeros((K, 3, H), acts.dtype)
+    d_h = np.empty((B, H), acts.dtype)
+    d_c = np.empty((B, H), acts.dtype)
+    d_c_new = np.empty(H, acts.dtype)
+    full = np.empty(4 * H, acts.dtype)
+    rec = np.empty((B, H), acts.dtype)
+    for k in range(K):
+        d_h[:] = d_hn[k]
+        d_c[:] = d_cn[k]
+        v_i, v_f, v_o = w_ch[k, 0], w_ch[k, 1], w_ch[k, 2]
+        d_v_i, d_v_f, d_v_o = d_w_ch[k, 0], d_w_ch[k, 1], d_w_ch[k, 2]
+        for t in range(T - 1, -1, -1):
+            for b in range(B):
+                m, keep = mask[t, b], one - mask[t, b]
+                a, dp, dout = acts[k, t, b], d_pre[k, t, b], d_out[k, t, b]
+                c, c_prev, dh, dc = cs[k, t + 1, b], cs[k, t, b], d_h[b], d_c[b]
+                if lin_c:
+                    for j in range(H):
+                        o = a[3 * H + j]
+                        d_h_new = m * (dout[j] + dh[j])
+                        full[3 * H + j] = d_h_new * c[j] * (o - o * o)
+                        d_c_new[j] = m * dc[j] + d_h_new * o
+                        dh[j] = keep * dh[j]
+                else:
+                    for j in range(H):
+                        o = a[3 * H + j]
+                        tanh_c = _tanh(c[j])
+                        d_h_new = m * (dout[j] + dh[j])
+                        full[3 * H + j] = d_h_new * tanh_c * (o - o * o)
+                        d_c_new[j] = m * dc[j] + d_h_new * o * (one - tanh_c * tanh_c)
+                        dh[j] = keep * dh[j]
+                if peephole and has_o:
+                    for j in range(H):
+                        d_c_new[j] += full[3 * H + j] * v_o[j]
+                        d_v_o[j] += full[3 * H + j] * c[j]
+                for j in range(H):
+                    i, f, g = a[j], a[H + j], a[2 * H + j]
+                    full[j] = d_c_new[j] * (g - coupled * c_prev[j]) * (i - i * i)
+                    full[H + j] = d_c_new[j] * c_prev[j] * (f - f * f)
+                    full[2 * H + j] = d_c_new[j] * i * (one - tanh_g * g * g)
+                    dc[j] = d_c_new[j] * f + keep * dc[j]
+                if peephole:
+                    if has_i:
+                        for j in range(H):
+                            dc[j] += full[j] * v_i[j]
+                            d_v_i[j] += full[j] * c_prev[j]
+                    if has_f:
+                        for j in range(H):
+                            dc[j] += full[H + j] * v_f[j]
+                            d_v_f[j] += full[H + j] * c_prev[j]
+                if has_i:
+                    dp[oi : oi + H] = full[:H]
+                if has_f:
+                    dp[of : of + H] = full[H : 2 * H]
+                dp[og : og + H] = full[2 * H : 3 * H]
+                if has_o:
+                    dp[oo : oo + H] = full[3 * H :]
+            np.dot(d_pre[k, t], w_hh[k], rec)
+            d_h += rec
+        d_h0[k] = d_h
+        d_c0[k] = d_c
+    return d_pre, d_h0, d_c0, d_w_ch
+
+
+# ---- GRU variants: one gate block s and the candidate block n ---------------------------------
+# Every GRU variant keeps one gate s = σ(a_s) beside n, and reads it as its reset gate
+# r = r0 + cr s and its update gate z = z0 + cz s in h = (1 - z) n + z h_prev:
+# nrg (r = 1, z = s): coefs (1, 0, 0, 1); nug (r = s, z = 0): (0, 1, 0, 0);
+# mgu (r = f, z = 1 - f, f = s): (0, 1, 1, -1). The coefficients are exact 0, 1 or -1, so the
+# arithmetic is that of the unit's own equation. ``aux`` as in the full GRU.
+
+
+@_jit
+def gru_variant_forward(xw, w_s_t, w_n_t, b_hh, before, coefs, mask, h0):
+    """Returns ``out``, ``hs``, ``acts (K, T, B, 2H)`` (s, n) and ``aux``."""
+    K, T, B, G = xw.shape
+    H = G // 2
+    r0, cr, z0, cz = coefs[0], coefs[1], coefs[2], coefs[3]
+    one = np.ones(1, xw.dtype)[0]
+    hs = np.empty((K, T + 1, B, H), xw.dtype)
+    acts = np.empty((K, T, B, G), xw.dtype)
+    aux = np.empty((K, T, B, H), xw.dtype)
+    out = np.empty((K, T, B, H), xw.dtype)
+    rec_s = np.empty((B, H), xw.dtype)
+    rec_n = np.empty((B, H), xw.dtype)
+    for k in range(K):
+        hs[k, 0] = h0[k]
+        bias = b_hh[k]
+        for t in range(T):
+            np.dot(hs[k, t], w_s_t[k], rec_s)
+            for b in range(B):
+                a, x, r, h_prev = acts[k, t, b], xw[k, t, b], rec_s[b], hs[k, t, b]
+                for j in range(H):
+                    a[j] = _sigmoid(x[j] + r[j] + bias[j])
+                if before:
+                    rh = aux[k, t, b]
+                    for j in range(H):
+                        rh[j] = (r0 + cr * a[j]) * h_prev[j]
+            np.dot(aux[k, t] if before else hs[k, t], w_n_t[k], rec_n)
+            for b in range(B):
+                a, x, r, h_prev = acts[k, t, b], xw[k, t, b], rec_n[b], hs[k, t, b]
+                h, rec = hs[k, t + 1, b], aux[k, t, b]
+                if before:
+                    for j in range(H):
+                        a[H + j] = _tanh(x[H + j] + r[j] + bias[H + j])
+                else:
+                    for j in range(H):
+                        rec[j] = r[j] + bias[H + j]
+                        a[H + j] = _tanh(x[H + j] + (r0 + cr * a[j]) * rec[j])
+                for j in range(H):
+                    z = z0 + cz * a[j]
+                    h[j] = (one - z) * a[H + j] + z * h_prev[j]
+                _finish_step(mask[t, b], h, h_prev, out[k, t, b])
+    return out, hs, acts, aux
+
+
+@_jit
+def gru_variant_backward(d_out, d_hn, w_s, w_n, before, coefs, mask, hs, acts, aux):
+    """Returns ``d_xw (K, T, B, 2H)``, ``d_rec_n (K, T, B, H)`` and ``d_h0``, as
+    :func:`gru_backward`."""
+    K, T, B, G = acts.shape
+    H = G // 2
+    r0, cr, z0, cz = coefs[0], coefs[1], coefs[2], coefs[3]
+    one = np.ones(1, acts.dtype)[0]
+    d_s = np.empty((K, T, B, H), acts.dtype)
+    d_xn = np.empty((K, T, B, H), acts.dtype)
+    d_rec_n = np.empty((K, T, B, H), acts.dtype)
+    d_h0 = np.empty((K, B, H), acts.dtype)
+    d_h = np.empty((B, H), acts.dtype)
+    d_rh = np.empty((B, H), acts.dtype)
+    rec = np.empty((B, H), acts.dtype)
+    for k in range(K):
+        d_h[:] = d_hn[k]
+        for t in range(T - 1, -1, -1):
+            for b in range(B):
+                m, keep = mask[t, b], one - mask[t, b]
+                a, h_prev, dout, dh = acts[k, t, b], hs[k, t, b], d_out[k, t, b], d_h[b]
+                ds, dxn, drn, ax = d_s[k, t, b], d_xn[k, t, b], d_rec_n[k, t, b], aux[k, t, b]
+                for j in range(H):
+                    s, n = a[j], a[H + j]
+                    z = z0 + cz * s
+                    d_h_new = m * (dout[j] + dh[j])
+                    dxn[j] = d_h_new * (one - z) * (one - n * n)
+                    ds[j] = cz * d_h_new * (h_prev[j] - n)  # via z; the r part comes next
+                    dh[j] = d_h_new * z + keep * dh[j]
+                if before:
+                    drn[:] = dxn
+                else:
+                    for j in range(H):
+                        s = a[j]
+                        drn[j] = dxn[j] * (r0 + cr * s)
+                        ds[j] = (ds[j] + cr * dxn[j] * ax[j]) * (s - s * s)
+            if before:
+                np.dot(d_xn[k, t], w_n[k], d_rh)
+                for b in range(B):
+                    a, h_prev, ds = acts[k, t, b], hs[k, t, b], d_s[k, t, b]
+                    dh, drh = d_h[b], d_rh[b]
+                    for j in range(H):
+                        s = a[j]
+                        ds[j] = (ds[j] + cr * drh[j] * h_prev[j]) * (s - s * s)
+                        dh[j] += drh[j] * (r0 + cr * s)
+            else:
+                np.dot(d_rec_n[k, t], w_n[k], rec)
+                d_h += rec
+            np.dot(d_s[k, t], w_s[k], rec)
+            d_h += rec
+        d_h0[k] = d_h
+    return np.concatenate((d_s, d_xn), axis=3), d_rec_n, d_h0
+
+
+# ---- autograd glue of the variants ----------------------------------------------------------
+
+# has_i, has_f, has_o, cifg, linear_g, linear_c
+_LSTM_FLAGS = {
+    "nig": (0, 1, 1, 0, 0, 0),
+    "nfg": (1, 0, 1, 0, 0, 0),
+    "nog": (1, 1, 0, 0, 0, 0),
+    "niaf": (1, 1, 1, 0, 1, 0),
+    "noaf": (1, 1, 1, 0, 0, 1),
+    "cifg": (1, 0, 1, 1, 0, 0),
+}
+# r0, cr, z0, cz: r = r0 + cr s, z = z0 + cz s
+_GRU_COEFS = {"nrg": (1, 0, 0, 1), "nug": (0, 1, 0, 0), "mgu": (0, 1, 1, -1)}
+
+
+def _lstm_layout(variant: str, H: int):
+    """Flags, block offsets and the peephole rows (of i, f, o) a variant keeps."""
+    from rnnbench.nn import variants
+
+    flags = _LSTM_FLAGS[variant]
+    kept = variants.gates("lstm", variant)
+    offsets = np.array(
+        [kept.index(g) * H if g in kept else -1 for g in ("i", "f", "g", "o")], np.int64
+    )
+    rows = [("i", "f", "o").index(p) for p in variants.peephole_rows("lstm", variant)]
+    return flags, offsets, rows
+
+
+class _FusedLSTMVariant(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, xw, w_hh, b_hh, w_ch, variant, mask, h0, c0):
+        dt = xw.dtype
+        K, H = xw.shape[0], w_hh.shape[-1]
+        m = _mask_np(mask, xw)
+        flags, offsets, rows = _lstm_layout(variant, H)
+        flags = np.array(flags, _np_dtype(xw))
+        peephole = w_ch is not None
+        v = np.zeros((K, 3, H), _np_dtype(xw))
+        if peephole:
+            v[:, rows] = _np(w_ch, dt)
+        out, hs, cs, acts = _call(
+            lstm_variant_forward,
+            _np(xw, dt),
+            _np(w_hh.transpose(1, 2), dt),
+            _bias_np(b_hh, xw),
+            v,
+            peephole,
+            flags,
+            offsets,
+            m,
+            _np(h0, dt),
+            _np(c0, dt),
+        )
+        hs, cs = torch.from_numpy(hs), torch.from_numpy(cs)
+        ctx.save_for_backward(w_hh, b_hh)
+        ctx.state = (v, peephole, flags, offsets, rows, m, hs, cs, acts)
+        return torch.from_numpy(out), hs[:, -1].clone(), cs[:, -1].clone()
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, d_out, d_hn, d_cn):
+        w_hh, b_hh = ctx.saved_tensors
+        v, peephole, flags, offsets, rows, m, hs, cs, acts = ctx.state
+        dt = hs.dtype
+        d_pre, d_h0, d_c0, d_v = _call(
+            lstm_variant_backward,
+            _np(d_out, dt),
+            _np(d_hn, dt),
+            _np(d_cn, dt),
+            _np(w_hh, dt),
+            v,
+            peephole,
+            flags,
+            offsets,
+            m,
+            cs.numpy(),
+            acts,
+        )
+        d_pre = torch.from_numpy(d_pre)
+        d_w, d_b = _weight_grads(d_pre, hs[:, :-1], b_hh)
+        d_v = torch.from_numpy(np.ascontiguousarray(d_v[:, rows])) if peephole else None
+        return (d_pre, d_w, d_b, d_v, None, None, torch.from_numpy(d_h0), torch.from_numpy(d_c0))
+
+
+class _FusedGRUVariant(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, xw, w_hh, b_hh, variant, before, mask, h0):
+        dt = xw.dtype
+        H = w_hh.shape[-1]
+        m = _mask_np(mask, xw)
+        coefs = np.array(_GRU_COEFS[variant], _np_dtype(xw))
+        w_s, w_n = w_hh[:, :H], w_hh[:, H:]
+        out, hs, acts, aux = _call(
+            gru_variant_forward,
+            _np(xw, dt),
+            _np(w_s.transpose(1, 2), dt),
+            _np(w_n.transpose(1, 2), dt),
+            _bias_np(b_hh, xw),
+            before,
+            coefs,
+            m,
+            _np(h0, dt),
+        )
+        hs = torch.from_numpy(hs)
+        ctx.save_for_backward(w_hh, b_hh)
+        ctx.state = (before, coefs, m, hs, acts, aux)
+        return torch.from_numpy(out), hs[:, -1].clone()
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, d_out, d_hn):
+        w_hh, b_hh = ctx.saved_tensors
+        before, coefs, m, hs, acts, aux = ctx.state
+        H = w_hh.shape[-1]
+        w_s, w_n = w_hh[:, :H], w_hh[:, H:]
+        dt = hs.dtype
+        d_xw, d_rec_n, d_h0 = _call(
+            gru_variant_backward,
+            _np(d_out, dt),
+            _np(d_hn, dt),
+            _np(w_s, dt),
+            _np(w_n, dt),
+            before,
+            coefs,
+            m,
+            hs.numpy(),
+            acts,
+            aux,
+        )
+        d_xw, d_rec_n = torch.from_numpy(d_xw), torch.from_numpy(d_rec_n)
+        h_prev = hs[:, :-1]
+        d_w_s, d_b_s = _weight_grads(d_xw[..., :H], h_prev, b_hh)
+        n_input = torch.from_numpy(aux) if before else h_prev
+        d_w_n, d_b_n = _weight_grads(d_rec_n, n_input, b_hh)
+        d_w = torch.cat((d_w_s, d_w_n), 1)
+        d_b = torch.cat((d_b_s, d_b_n), 1) if b_hh is not None else None
+        return d_xw, d_w, d_b, None, None, None, torch.from_numpy(d_h0)

@@ -20,6 +20,7 @@ from pathlib import Path
 from rnnbench import __version__
 from rnnbench.errors import RnnbenchError
 from rnnbench.report import paper
+from rnnbench.report.baselines import with_baselines
 from rnnbench.report.compute import compute_table
 from rnnbench.report.document import Banner, Block, Bullets, Heading, Image, Para, to_markdown
 from rnnbench.report.exports import EXPORT_FILES, collect, write_exports
@@ -27,6 +28,8 @@ from rnnbench.report.figures import learning_curves, write_curves_csv
 from rnnbench.report.halving import departures as search_departures
 from rnnbench.report.halving import protocol_note, quick_note
 from rnnbench.report.html import to_html
+from rnnbench.report.literature import literature_blocks
+from rnnbench.report.marking import add_marking
 from rnnbench.report.progress import cell_progress, progress_table
 from rnnbench.report.results import (
     GATED_AGAINST_TANH,
@@ -35,6 +38,8 @@ from rnnbench.report.results import (
     build_cells,
     paired_tests,
 )
+from rnnbench.report.samples import samples_section
+from rnnbench.report.setting_values import labelled_values
 from rnnbench.report.stores import Sources, StorePaths, open_stores
 from rnnbench.report.tables import (
     fmt,
@@ -48,6 +53,7 @@ from rnnbench.report.tables import (
 )
 from rnnbench.sweeps.grid import LOG_LR_HIGH, LOG_LR_LOW, lr_candidates, stable_seed
 from rnnbench.train.config import LATER_FIELDS
+from rnnbench.train.presets import preset_departures
 
 QUICK_BANNER = (
     "QUICK RUN: these numbers do not follow the paper's protocol (few learning-rate "
@@ -113,7 +119,7 @@ def departures(runs: list[dict], cells: list[Cell]) -> list[str]:
     if windows:
         steps = "/".join(map(str, windows))
         out.append(f"backpropagation truncated to {steps} steps (protocol: whole sequences)")
-    return out + search_departures(runs)
+    return out + preset_departures(done) + search_departures(runs)
 
 
 def _protocol_rates(cell: Cell) -> bool:
@@ -178,8 +184,7 @@ def _span(runs: list[dict]) -> str:
 
 
 def _values(runs: list[dict], key: str) -> str:
-    vals = sorted({repr(r["config"].get(key)) for r in runs if key in r["config"]})
-    return ", ".join(v.strip("'") for v in vals) if vals else "not recorded"
+    return labelled_values(runs, key)  # several values: each names its data sets
 
 
 def _differences(runs: list[dict], cells: list[Cell], where: str = "this store") -> list[str]:
@@ -296,14 +301,17 @@ def build_report(
     *,
     quick: bool = False,
     command: str | None = None,
+    samples: bool = True,
+    data_dir: str | Path | None = None,
 ) -> Path:
     """Build the report folder from one results store or several; return the folder.
 
     ``store_paths`` is one path or a sequence of paths; the stores' runs are merged by key
     (see :mod:`rnnbench.report.stores`). ``quick`` (or any run or store marked quick) puts the
     quick-run banner on every output. ``command`` is the command line named as provenance
-    (default: the ``rnnbench report`` call). Raises :class:`RnnbenchError` when a store is
-    missing or holds no runs.
+    (default: the ``rnnbench report`` call). ``samples``: write the Samples section
+    (:mod:`rnnbench.report.samples`, data from ``data_dir``). Raises :class:`RnnbenchError`
+    when a store is missing or holds no runs.
     """
     out = Path(out_dir)
     with open_stores(store_paths) as sources:
@@ -339,9 +347,11 @@ def build_report(
         cells,
         curves,
         banner,
-        footer=provenance + (f"\n{banner}" if banner else ""),
+        footer=provenance,  # the banner heads the figure, in a line (figure_banner)
         sharing=sharing,
     )
+    if samples:
+        blocks += samples_section(cells, out, sources.paths, data_dir=data_dir)
     blocks += [
         Heading("Compute", 2, "compute"),
         Para(
@@ -455,7 +465,9 @@ def _front(sources: Sources, command: str, date: str, quick: bool, banner: str) 
             'Reproduction of Chung, Gulcehre, Cho and Bengio, "Empirical Evaluation of Gated '
             'Recurrent Neural Networks on Sequence Modeling" (arXiv:1412.3555), from the '
             f"runs of {origin}. NLL is the average negative log-likelihood per time "
-            "step in nats; lower is better."
+            "step in nats; lower is better. Speech NLLs can be negative: they are of a density "
+            "over continuous (standardised) samples, which can exceed 1, unlike the "
+            "probabilities of the music's binary notes."
         ),
         Heading("Provenance", 2, "provenance"),
         Bullets(
@@ -483,9 +495,13 @@ def _tables(cells: list[Cell], runs: list[dict], curves: dict[str, list[dict]]) 
         Heading("Table 1: model sizes", 2, "table1"),
         table1(runs),
         Heading("Table 2: NLL per time step", 2, "table2"),
-        table2(cells, started={key for key, rows in curves.items() if rows}),
+        with_baselines(
+            table2(cells, started={key for key, rows in curves.items() if rows}),
+            [c.dataset for c in cells],
+        ),
     ]
     blocks += _progress(cells, curves)
+    blocks += literature_blocks([c.dataset for c in cells])
     blocks += [
         Heading("Learning-rate choice", 2, "lr"),
         lr_table(cells),
@@ -595,15 +611,14 @@ def _write(
     """report.md, report.html, table2.csv and runs.csv (``reduced``: the runs depart from the
     paper's protocol, see :func:`departures`)."""
     write_runs_csv(out / "runs.csv", runs)
-    protocol = _protocol_summary(runs) + protocol_note(runs)
-    write_table2_csv(
-        out / "table2.csv",
-        cells,
-        "quick: not the paper's protocol" + protocol_note(runs)
-        if quick
-        else (f"not the paper's protocol: {protocol}" if reduced else protocol),
-        provenance,
-    )
+    protocol = _protocol_summary(runs)
+    if quick:
+        protocol = "quick: not the paper's protocol"
+    elif reduced:
+        protocol = f"not the paper's protocol: {protocol}"
+    protocol += protocol_note(runs)  # a search by successive halving says so
+    write_table2_csv(out / "table2.csv", cells, protocol, provenance)
+    add_marking(out, protocol, provenance)  # runs.csv and curves.csv: the same two columns
     title = TITLE
     if quick:
         title = f"QUICK RUN, not the paper's protocol: {TITLE}"
@@ -620,6 +635,8 @@ def _protocol_summary(runs: list[dict]) -> str:
         values = sorted({str(r["config"].get(field)) for r in runs})
         parts.append(f"{field} {'/'.join(values)}")
     for field, default in LATER_FIELDS.items():  # named only where a run left the default
+        if field == "variant":  # a unit form, named in the cells (docs/variants.md)
+            continue
         values = sorted({str(r["config"].get(field, default)) for r in runs})
         if values != [str(default)]:
             parts.append(f"{field} {'/'.join(values)}")

@@ -48,7 +48,27 @@ class Image:
     caption: str
 
 
-Block = Heading | Para | Banner | Bullets | Table | Image
+@dataclass
+class Media:
+    """Listen-and-look item (the Samples section): audio players, one picture and file links.
+
+    ``root`` is the report folder; ``audio`` (label, path), ``image`` and ``links`` (label,
+    path) are files under it. Markdown links them by their paths relative to ``root``; HTML
+    embeds the audio and the image as data URIs and links the other files relatively.
+    """
+
+    root: Path
+    title: str
+    caption: str
+    audio: list[tuple[str, Path]] = field(default_factory=list)
+    image: Path | None = None
+    links: list[tuple[str, Path]] = field(default_factory=list)
+
+    def rel(self, path: Path) -> str:
+        return Path(path).relative_to(self.root).as_posix()
+
+
+Block = Heading | Para | Banner | Bullets | Table | Image | Media
 
 
 def _md_cell(text: str) -> str:
@@ -80,4 +100,11 @@ def to_markdown(blocks: list[Block]) -> str:
             out.append("\n".join(lines))
         elif isinstance(b, Image):
             out.append(f"![{b.caption}]({b.path.name})\n\n{b.caption}")
+        elif isinstance(b, Media):
+            files = [*b.audio, *b.links]
+            links = " · ".join(f"[{label}]({b.rel(p)})" for label, p in files)
+            text = f"**{b.title}**: {b.caption}" + (f" {links}" if links else "")
+            if b.image is not None:
+                text += f"\n\n![{b.title}]({b.rel(b.image)})"
+            out.append(text)
     return "\n\n".join(out) + "\n"

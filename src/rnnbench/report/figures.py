@@ -202,9 +202,17 @@ def learning_curves(
                     Line2D([], [], color="k", ls="-", label="validation"),
                     Line2D([], [], color="k", ls="--", label="train"),
                 ]
-                ax.legend(handles=handles, fontsize=8, loc="upper right")
+                # Below the panel, never over its curves.
+                ax.legend(
+                    handles=handles,
+                    fontsize=8,
+                    loc="upper center",
+                    bbox_to_anchor=(0.5, -0.16),
+                    ncol=2,
+                    frameon=False,
+                )
     width = 60 * ncols
-    heading = title + (f"\n{textwrap.fill(banner, width)}" if banner else "")
+    heading = title + (f"\n{textwrap.fill(figure_banner(banner), width)}" if banner else "")
     footer = "\n".join(textwrap.fill(line, int(width * 1.4)) for line in footer.splitlines())
     fig.suptitle(
         heading,
@@ -219,6 +227,14 @@ def learning_curves(
         metadata["Warning"] = banner
     fig.savefig(path, dpi=110, bbox_inches="tight", metadata=metadata)
     return True
+
+
+def figure_banner(banner: str) -> str:
+    """The banner as a figure shows it: one line (the report and the PNG's metadata keep the
+    full list of departures)."""
+    if banner.startswith("QUICK"):
+        return "QUICK RUN: not the paper's protocol (the report lists every departure)"
+    return "NOT THE PAPER'S PROTOCOL (the report lists every departure)"
 
 
 CURVES_COLUMNS = [

@@ -1,6 +1,7 @@
 """One self-contained HTML page from the report's blocks: inline CSS, figures as data URIs.
 
-The page loads nothing from anywhere: no scripts, no fonts, no links to files.
+The page loads nothing from anywhere: no scripts, no fonts; images and audio are data URIs.
+The only links are to the sample files (MIDI, WAV) written next to it, for download.
 """
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ import base64
 import html
 import re
 
-from rnnbench.report.document import Banner, Block, Bullets, Heading, Image, Para, Table
+from rnnbench.report.document import Banner, Block, Bullets, Heading, Image, Media, Para, Table
 
 CSS = """
 body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; max-width: 1200px;
@@ -25,7 +26,12 @@ tr:nth-child(even) td { background: #fafafa; }
           font-weight: bold; margin: 1em 0; }
 figure { margin: 1.5em 0; } figure img { max-width: 100%; height: auto; }
 code { background: #f3f3f3; padding: 0 0.2em; }
+.media { display: flex; flex-wrap: wrap; gap: 1em; align-items: flex-start; margin: 1em 0; }
+.media .players { min-width: 18em; } .media audio { display: block; margin: 0.3em 0 0.8em; }
+.media img { max-width: 640px; width: 100%; height: auto; }
 """
+
+AUDIO_TYPES = {".ogg": "audio/ogg", ".wav": "audio/wav", ".flac": "audio/flac"}
 
 
 def _inline(text: str) -> str:
@@ -66,7 +72,34 @@ def _block(b: Block) -> str:
             f'<figure><img alt="{html.escape(b.caption)}" src="data:image/png;base64,{data}">'
             f'<figcaption class="caption">{_inline(b.caption)}</figcaption></figure>'
         )
+    if isinstance(b, Media):
+        return _media(b)
     raise TypeError(f"unknown report block {type(b).__name__}")
+
+
+def _data_uri(path, mime: str) -> str:
+    return f"data:{mime};base64," + base64.b64encode(path.read_bytes()).decode("ascii")
+
+
+def _media(b: Media) -> str:
+    players = "".join(
+        f'<div>{_inline(label)}<audio controls preload="metadata" '
+        f'src="{_data_uri(p, AUDIO_TYPES.get(p.suffix.lower(), "audio/ogg"))}"></audio></div>'
+        for label, p in b.audio
+    )
+    links = " · ".join(
+        f'<a href="{html.escape(b.rel(p))}" download>{_inline(label)}</a>' for label, p in b.links
+    )
+    image = (
+        f'<img alt="{html.escape(b.title)}" src="{_data_uri(b.image, "image/png")}">'
+        if b.image is not None
+        else ""
+    )
+    return (
+        f'<div class="media"><div class="players"><p><strong>{_inline(b.title)}</strong></p>'
+        f'<p class="caption">{_inline(b.caption)}</p>{players}'
+        f'<p class="caption">{links}</p></div>{image}</div>'
+    )
 
 
 def to_html(blocks: list[Block], title: str) -> str:

@@ -32,7 +32,7 @@ from rnnbench.report import paper
 from rnnbench.store import form_of
 
 # Config keys that do not define a cell: the search dimensions and bookkeeping.
-_NOT_CELL_KEYS = {"lr", "seed", "data_seed", "dataset", "unit", "peephole", "reset"}
+_NOT_CELL_KEYS = {"lr", "seed", "data_seed", "dataset", "unit", "peephole", "reset", "variant"}
 # Statuses of runs that a resumed sweep will still train: a cell with any is in progress.
 UNFINISHED = ("queued", "running")
 # The stage label of runs that took no part in choosing the learning rate.
@@ -64,7 +64,8 @@ def _lr_key(lr: float) -> float:
 
 def form_label(config: dict) -> str:
     """The unit's form as the report prints it: "peephole", "no peephole", "reset before"/"after",
-    "" for tanh (the store's :func:`rnnbench.store.form_of` with spaces)."""
+    a variant's name ("nig", "mgu reset after"; the cell reads "LSTM (nig)"), "" for tanh (the
+    store's :func:`rnnbench.store.form_of` with spaces)."""
     form = form_of(config)
     return "" if form == "plain" else form.replace("-", " ")
 
@@ -259,8 +260,8 @@ class PairedTest:
 
     @property
     def verdict(self) -> str:
-        if len(self.seeds) < 2:
-            return "fewer than 2 matching seeds: no test"
+        if len(self.seeds) < MIN_PAIRED_SEEDS:
+            return f"too few seeds to test ({len(self.seeds)} paired; {MIN_PAIRED_SEEDS} needed)"
         if not math.isfinite(self.p_holm):
             return "no test possible (identical differences)"
         if self.p_holm < 0.05:
@@ -270,6 +271,9 @@ class PairedTest:
 
 
 GATED_AGAINST_TANH = (("gru", "tanh"), ("lstm", "tanh"))
+# With 2 seeds the t-test has one degree of freedom: a 6.9-nat gap read as "no significant
+# difference". Below 3 paired seeds the table says the test was not made instead.
+MIN_PAIRED_SEEDS = 3
 
 
 def paired_tests(
@@ -300,7 +304,7 @@ def _paired(a: Cell, b: Cell) -> PairedTest:
     seeds = sorted(set(x) & set(y))
     diffs = [x[s] - y[s] for s in seeds]
     t = p = math.nan
-    if len(seeds) >= 2:
+    if len(seeds) >= MIN_PAIRED_SEEDS:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             res = stats.ttest_rel([x[s] for s in seeds], [y[s] for s in seeds])

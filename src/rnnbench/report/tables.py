@@ -62,22 +62,40 @@ def _our_counts(task: str, unit: str, hidden: int | None, peephole: bool) -> dic
         return None
 
 
+def _trained(count: int, paper_size: bool) -> str:
+    """Table 1's last column: whether the stored runs used this row's size."""
+    if count == 0:
+        return "no (the paper's size, for reference)" if paper_size else "no"
+    size = "the paper's size" if paper_size else "a size set for this study (e.g. --quick)"
+    return f"yes, {count:,} run{'s' if count != 1 else ''} ({size})"
+
+
 def table1(runs: list[dict]) -> Table:
     """Our parameter counts beside the paper's: the paper's sizes, and any other stored size."""
     rows = []
     for task in ("music", "speech"):
         for unit in ("lstm", "gru", "tanh"):
             models = {(None, True)}
+            trained: dict = {}  # (hidden, peephole) -> runs of that size in the store(s)
             for r in runs:
                 cfg = r["config"]
+                if cfg.get("variant"):  # a variant's size is not Table 1's (docs/variants.md)
+                    continue
                 if cfg.get("unit") == unit and paper.dataset_info(cfg["dataset"]).task == task:
-                    models.add(
-                        (cfg.get("hidden"), bool(cfg.get("peephole", True)) or unit != "lstm")
-                    )
+                    model = (cfg.get("hidden"), bool(cfg.get("peephole", True)) or unit != "lstm")
+                    models.add(model)
+                    trained[model] = trained.get(model, 0) + 1
             paper_units = paper.TABLE1_UNITS[task][unit]
             paper_params = paper.TABLE1_PARAMS[task][unit]
             exact = paper.TABLE1_EXACT[task]
             seen = set()
+            by_size: dict = {}  # runs per (resolved size, peephole): None is the paper's size
+            for hidden, peephole in models:
+                counts = _our_counts(task, unit, hidden, peephole or unit != "lstm")
+                size = counts["hidden"] if counts else hidden
+                by_size[size, peephole] = by_size.get((size, peephole), 0) + trained.get(
+                    (hidden, peephole), 0
+                )
             for hidden, peephole in sorted(models, key=lambda m: (m[0] or 0, not m[1])):
                 counts = _our_counts(task, unit, hidden, peephole or unit != "lstm")
                 size = counts["hidden"] if counts else hidden
@@ -102,6 +120,7 @@ def table1(runs: list[dict]) -> Table:
                         "—" if rec is None else f"{rec:,}",
                         diff,
                         "—" if counts is None else f"{counts['total_params']:,}",
+                        _trained(by_size[size, peephole], size == paper_units),
                     ]
                 )
     return Table(
@@ -114,6 +133,7 @@ def table1(runs: list[dict]) -> Table:
             "our recurrent params",
             "ours − paper",
             "our whole model",
+            "trained here",
         ],
         rows,
         caption=(
@@ -122,9 +142,11 @@ def table1(runs: list[dict]) -> Table:
             "member as our modules hold it: two bias vectors per gate (PyTorch's layout) and the "
             "output layer. Music: 88 notes in and out; speech: 20 samples in, a 20-component "
             "Gaussian mixture over 10 samples out. The paper's music counts are rounded and its "
-            "music inputs had 93–108 dims (ours 88), so they are not exactly comparable."
+            "music inputs had 93–108 dims (ours 88), so they are not exactly comparable. "
+            "Trained here: how many stored runs used the row's size (a row of the paper's size "
+            "with none is there for reference; --quick trains smaller speech models)."
         ),
-        numeric=[False, False, True, True, True, True, True, True],
+        numeric=[False, False, True, True, True, True, True, True, False],
     )
 
 
@@ -344,9 +366,9 @@ def paired_table(tests: list[PairedTest], a: str = "GRU", b: str = "LSTM") -> Ta
         caption=(
             "Paired t-test (scipy.stats.ttest_rel, two-sided) on the test NLL of runs with the "
             "same seed, each unit at its own chosen learning rate (the seed sets the initial "
-            "weights and the weight-noise stream). Needs at least 2 matching seeds. The verdict "
-            "uses Holm's correction over all the tests in this table, since every data set and "
-            "form is one more test."
+            "weights and the weight-noise stream). Needs at least 3 matching seeds (else: too "
+            "few seeds to test). The verdict uses Holm's correction over all the tests in this "
+            "table, since every data set and form is one more test."
         ),
         numeric=[False, False, False, False, True, True, True, True, False],
     )

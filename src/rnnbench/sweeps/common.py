@@ -96,6 +96,13 @@ def plan(store: Store, population: Population, out: Path) -> Population | None:
     return Population(todo, dict(population.labels), population.name, whole=whole)
 
 
+def planned_runs(populations: list[Population], then: Then | None) -> int:
+    """The runs a sweep will hold: its populations' and, where ``then`` says how many it
+    chains after a population (an attribute ``runs_after(population) -> int``), those too."""
+    after = getattr(then, "runs_after", None)
+    return sum(len(p.configs) + (after(p) if after else 0) for p in populations)
+
+
 def chain(then: Then | None, store: Store, population: Population) -> list[Population]:
     """The populations ``then`` chains after ``population``, given the runs of *every* member
     it was planned with, including those already finished when the sweep resumed.
@@ -218,6 +225,7 @@ def member_runs(store: Store, population: Population) -> list[dict]:
 @dataclass
 class Tally:
     total: int = 0
+    planned: int = 0  # the runs the sweep will hold, chained ones included (the bar's total)
     done: int = 0
     diverged: int = 0
     failed: int = 0
@@ -254,7 +262,7 @@ class Display:
             from tqdm import tqdm
 
             self.bar = tqdm(
-                total=tally.total,
+                total=max(tally.total, tally.planned),
                 unit="run",
                 file=sys.stderr,
                 dynamic_ncols=True,
@@ -266,8 +274,9 @@ class Display:
         if self.bar is None:
             return
         t = self.tally
-        if self.bar.total != t.total:
-            self.bar.total = t.total
+        total = max(t.total, t.planned)
+        if self.bar.total != total:
+            self.bar.total = total
         if finished_now:
             self.bar.update(finished_now)
         epochs = ",".join(str(e) for e in sorted(t.epochs.values()))

@@ -10,7 +10,8 @@ Sweep files (``rnnbench sweep CONFIG.toml``; example in ``examples/sweep.toml``)
     datasets = ["jsb", "nottingham"]    # any name of rnnbench.data.registry
     units = ["tanh", "lstm", "gru"]
     forms = ["paper", "cudnn"]          # paper, cudnn, peephole, no-peephole,
-                                        # reset-before, reset-after (default ["paper"])
+                                        # reset-before, reset-after (default ["paper"]),
+                                        # or variant names: nig, cifg, mgu, ...
     budgets = ["paper", 50000]          # "paper" (Table 1 sizes) or parameter counts
     # hidden = [36, 64]                 # or explicit hidden sizes instead of budgets
     seeds = 3                           # a count (seeds 0..N-1) or a list [0, 5, 7]
@@ -25,6 +26,8 @@ Sweep files (``rnnbench sweep CONFIG.toml``; example in ``examples/sweep.toml``)
     [train]                             # any RunConfig field but the ones above
     max_epochs = 200
     batch_size = 16
+    # protocol = "authors"              # the authors' recipe (docs/training.md); the keys
+                                        # beside it override its values
 
     [search]                            # optional: successive halving (rnnbench.train.halving)
     strategy = "halving"                # or "full" (the default: the paper's search)
@@ -32,9 +35,12 @@ Sweep files (``rnnbench sweep CONFIG.toml``; example in ``examples/sweep.toml``)
     min_epochs = 27                     # the first rung; then 81, 243, ...
 
 Forms: ``paper`` is the peephole LSTM and the reset-before GRU, ``cudnn`` the LSTM without
-peepholes and the reset-after GRU (as ``torch.nn``). Each unit takes the forms that apply to it;
-tanh has one form. Every (data set, unit, form, size) is one population holding all its
-learning rates × seeds.
+peepholes and the reset-after GRU (as ``torch.nn``). A variant name of
+:mod:`rnnbench.nn.variants` is a form of its unit (``np`` is ``no-peephole``, ``after`` is
+``reset-after``; the others are relative to the paper's form, and ``budgets = ["paper"]``
+gives a variant that removes gates the size matching the paper's parameter count). Each
+unit takes the forms that apply to it; tanh has one form. Every (data set, unit, form, size)
+is one population holding all its learning rates × seeds.
 """
 
 from __future__ import annotations
@@ -51,7 +57,9 @@ import numpy as np
 
 from rnnbench.data.names import task_of
 from rnnbench.errors import RnnbenchError
+from rnnbench.nn.variants import VARIANTS
 from rnnbench.train.config import UNITS, RunConfig
+from rnnbench.train.presets import with_preset
 
 # The paper's range: log lr ~ U(-12, -6), natural log.
 LOG_LR_LOW = -12.0
@@ -66,6 +74,11 @@ FORMS = {
     "no-peephole": {"lstm": {"peephole": False}},
     "reset-before": {"gru": {"reset": "before"}},
     "reset-after": {"gru": {"reset": "after"}},
+    # the variants (issue 13), each a form of its unit; np and after are the forms above
+    **{
+        name: {unit: dict(v.alias) if v.alias else {"variant": name}}
+        for (unit, name), v in VARIANTS.items()
+    },
 }
 SWEEP_KEYS = {
     "name",
@@ -82,7 +95,7 @@ SWEEP_KEYS = {
 SEARCH_KEYS = {"strategy": "search", "eta": "search_eta", "min_epochs": "search_min_epochs"}
 LR_KEYS = {"candidates", "low", "high", "seed", "values"}
 # RunConfig fields a sweep sets through its own keys, not through [train].
-_GRID_FIELDS = {"dataset", "unit", "peephole", "reset", "hidden", "lr", "seed"}
+_GRID_FIELDS = {"dataset", "unit", "peephole", "reset", "variant", "hidden", "lr", "seed"}
 
 
 @dataclass
@@ -181,7 +194,10 @@ def _hidden_for(dataset: str, unit: str, budget, form: dict) -> int | None:
     from rnnbench import models
 
     peephole = bool(form.get("peephole", True))
-    return int(models.match_hidden(task_of(dataset), unit, int(budget), peephole=peephole))
+    variant = form.get("variant", "")
+    return int(
+        models.match_hidden(task_of(dataset), unit, int(budget), peephole=peephole, variant=variant)
+    )
 
 
 def _learning_rates(spec: dict, where: str) -> list[float]:
@@ -287,7 +303,8 @@ def parse_sweep(spec: dict, where: str = "the sweep file") -> tuple[str, list[Po
         raise _fail(where, "'train' must be a table", "write [train] with RunConfig fields")
     fields = {f.name for f in dataclasses.fields(RunConfig)} - _GRID_FIELDS
     _unknown(train, fields, where, "[train]")
-    train = {**train, **_search(spec, where)}
+    # protocol = "authors": the preset, under the table's own values; [search]: halving
+    train = with_preset({**train, **_search(spec, where)})
 
     populations: list[Population] = []
     seen: set[str] = set()

@@ -181,7 +181,7 @@ def run_local(
     threads = threads or max(1, cpu_cores() // n_workers)
     ctx = mp.get_context("spawn")
     results = ctx.Queue()
-    tally = common.Tally()
+    tally = common.Tally(planned=common.planned_runs(populations, then))
     pending: deque[_Task] = deque()
     pool: list[_Worker] = []
     next_id = iter(range(1 << 62))

@@ -12,10 +12,15 @@ Design:
   epoch records as they arrive; when the grid ends, the driver copies each finished trial's run
   folders from its last checkpoint into ``OUT/runs/<key>`` and records the results. Workers on
   other hosts never touch the store or ``OUT``.
-- Experiments live in ``OUT/ray/<name>``, the name a hash of the populations, so running the
-  same command again finds the experiment and continues it with ``Tuner.restore`` (errored
-  trials resumed from their checkpoints). Runs the store already has as finished are skipped
-  before anything starts, as in the local engine.
+- Nothing is ever read back from Ray's own state: ``OUT/ray`` (or ``RNNBENCH_RAY_STORAGE``)
+  holds pickles (``tuner.pkl``, experiment state) that anyone able to write to a results
+  folder could craft, so rnnbench never calls ``Tuner.restore``. The store and the run folders
+  (``last.pt`` read with ``weights_only=True``, ``metrics.jsonl``) are the only truth: the
+  driver mirrors each trial's latest checkpoint into ``OUT/runs/<key>`` as it arrives, and
+  every sweep starts a fresh experiment (``OUT/ray/rnnbench-<hash>-<nonce>``; earlier local
+  experiment folders of the same grid are deleted unread), whose trials are handed the files
+  of their run folders and resume from ``last.pt``. Runs the store already has as finished
+  are skipped before anything starts, as in the local engine.
 - Chained populations (``then``, how ``reproduce`` runs its seeds after its learning-rate
   search) run as a next phase, one experiment per phase.
 
@@ -32,6 +37,7 @@ import json
 import os
 import shutil
 import tempfile
+import uuid
 from pathlib import Path
 
 from rnnbench.errors import RnnbenchError
@@ -56,8 +62,14 @@ def _require_ray() -> None:
         )
 
 
-def _trainable(config: dict, train_fn=None, data_dir=None, device="cpu") -> None:
-    """One population, run inside a Ray worker; reports epoch records and checkpoints."""
+def _trainable(config: dict, train_fn=None, data_dir=None, device="cpu", resume=None) -> None:
+    """One population, run inside a Ray worker; reports epoch records and checkpoints.
+
+    ``resume``: per trial id, the files of its members' run folders on the driver
+    (``{key: {name: bytes}}``), written into the trial's work folder before training so the
+    trainer resumes from their ``last.pt``; Tune's own checkpoint (a retry within this
+    experiment) wins over them.
+    """
     trial = config["trial"]
     import torch
 
@@ -69,6 +81,12 @@ def _trainable(config: dict, train_fn=None, data_dir=None, device="cpu") -> None
         shutil.rmtree(work, ignore_errors=True)
         with checkpoint.as_directory() as saved:
             shutil.copytree(saved, work)
+    else:
+        for key, files in ((resume or {}).get(str(trial["id"])) or {}).items():
+            folder = work / key
+            folder.mkdir(parents=True, exist_ok=True)
+            for name, data in files.items():
+                (folder / name).write_bytes(data)
     work.mkdir(parents=True, exist_ok=True)
     out_dirs = [work / c.key() for c in configs]
     pending: list[tuple[int, dict]] = []
@@ -106,13 +124,21 @@ class DriverCallback(tune.Callback if tune is not None else object):
     member keys, not the open store.
     """
 
-    def __init__(self, store_path: str, members: dict[str, list[str]], starts: dict) -> None:
+    def __init__(
+        self, store_path: str, members: dict[str, list[str]], starts: dict, out: str = ""
+    ) -> None:
         self.store_path, self.members, self.starts = str(store_path), members, starts
+        self.out = str(out)
         self.display = None
         self._store: Store | None = None
 
     def __getstate__(self) -> dict:
-        return {"store_path": self.store_path, "members": self.members, "starts": self.starts}
+        return {
+            "store_path": self.store_path,
+            "members": self.members,
+            "starts": self.starts,
+            "out": self.out,
+        }
 
     def _open(self) -> Store:
         if self._store is None:
@@ -141,6 +167,17 @@ class DriverCallback(tune.Callback if tune is not None else object):
             if records:
                 self.display.tally.epochs[trial.trial_id] = records[-1][1]["epoch"]
             self.display.update(sum(1 for t in trials if t.status == "RUNNING"))
+
+    def on_checkpoint(self, iteration, trials, trial, checkpoint, **info) -> None:
+        """Mirror the trial's latest run folders into ``OUT/runs/<key>``: what the next sweep
+        resumes from, instead of Ray's experiment state."""
+        starts = self.starts.get(_trial_id(trial), [])
+        if not starts or not self.out:
+            return
+        with checkpoint.as_directory() as saved:
+            for key, _config, run_dir, _labels in starts:
+                if (Path(saved) / key).is_dir():
+                    _replace_folder(Path(saved) / key, Path(run_dir))
 
     def on_trial_complete(self, iteration, trials, trial, **info) -> None:
         if self.display is not None:
@@ -183,7 +220,7 @@ def run_ray(
                 "the cluster (ray start --head) or check --address."
             ) from exc
     storage = os.environ.get("RNNBENCH_RAY_STORAGE") or str(out / "ray")
-    tally = common.Tally()
+    tally = common.Tally(planned=common.planned_runs(populations, then))
     display = common.Display(progress, tally)
     phase = list(populations)
     try:
@@ -236,6 +273,40 @@ def _experiment_name(todo: list[Population]) -> str:
     return "rnnbench-" + hashlib.sha256(" ".join(keys).encode()).hexdigest()[:12]
 
 
+def _clear_old_experiments(storage: str, name: str) -> None:
+    """Delete, unread, earlier local experiment folders of this grid (``name``, ``name-*``):
+    their pickles are never loaded, and the run folders hold what they had."""
+    if "://" in storage:
+        return
+    root = Path(storage)
+    if not root.is_dir():
+        return
+    for folder in root.iterdir():
+        if folder.name == name or folder.name.startswith(name + "-"):
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def _replace_folder(src: Path, dest: Path) -> None:
+    """Copy ``src`` over ``dest`` so that ``dest`` is, at every moment, a whole folder."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    staged = dest.parent / f".{dest.name}.new"
+    old = dest.parent / f".{dest.name}.old"
+    shutil.rmtree(staged, ignore_errors=True)
+    shutil.rmtree(old, ignore_errors=True)
+    shutil.copytree(src, staged)
+    if dest.exists():
+        os.replace(dest, old)
+    os.replace(staged, dest)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def _run_folder_files(folder: Path) -> dict[str, bytes]:
+    """The plain files of a run folder (checkpoints, metrics), for a trial to resume from."""
+    if not folder.is_dir():
+        return {}
+    return {p.name: p.read_bytes() for p in sorted(folder.iterdir()) if p.is_file()}
+
+
 def _run_phase(
     todo, *, store, out, storage, workers, retries, device, data_dir, train_fn, display, cpus
 ) -> list[Population]:
@@ -250,8 +321,18 @@ def _run_phase(
         }
         for i, pop in by_id.items()
     ]
+    resume = {
+        i: {
+            c.key(): files
+            for c in p.configs
+            if (files := _run_folder_files(common.run_dir(out, c)))
+        }
+        for i, p in by_id.items()
+    }
     trainable = tune.with_resources(
-        tune.with_parameters(_trainable, train_fn=train_fn, data_dir=data_dir, device=device),
+        tune.with_parameters(
+            _trainable, train_fn=train_fn, data_dir=data_dir, device=device, resume=resume
+        ),
         {"cpu": cpus, "gpu": 1 if str(device).startswith("cuda") else 0},
     )
 
@@ -260,35 +341,29 @@ def _run_phase(
         i: [(c.key(), c.to_dict(), str(common.run_dir(out, c)), p.labels) for c in p.configs]
         for i, p in by_id.items()
     }
-    callback = DriverCallback(store.path, members, starts)
+    callback = DriverCallback(store.path, members, starts, out=str(out))
     callback.display = display
-    name = _experiment_name(todo)
-    path = f"{storage.rstrip('/')}/{name}"
+    grid_name = _experiment_name(todo)
+    _clear_old_experiments(storage, grid_name)
+    name = f"{grid_name}-{uuid.uuid4().hex[:8]}"
     try:
-        if tune.Tuner.can_restore(path):
-            tuner = tune.Tuner.restore(path, trainable=trainable, resume_errored=True)
-            # The restored callback (unpickled) has no display; hand it this run's.
-            run_config = getattr(getattr(tuner, "_local_tuner", None), "_run_config", None)
-            for cb in getattr(run_config, "callbacks", None) or []:
-                if isinstance(cb, DriverCallback):
-                    cb.display = display
-        else:
-            tuner = tune.Tuner(
-                trainable,
-                param_space={"trial": tune.grid_search(trials)},
-                tune_config=tune.TuneConfig(
-                    max_concurrent_trials=workers or None,
-                    trial_dirname_creator=_trial_dirname,
-                ),
-                run_config=tune.RunConfig(
-                    name=name,
-                    storage_path=storage,
-                    failure_config=tune.FailureConfig(max_failures=retries),
-                    checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
-                    callbacks=[callback],
-                    verbose=0,
-                ),
-            )
+        # A fresh experiment every time, never Tuner.restore: see the module docstring.
+        tuner = tune.Tuner(
+            trainable,
+            param_space={"trial": tune.grid_search(trials)},
+            tune_config=tune.TuneConfig(
+                max_concurrent_trials=workers or None,
+                trial_dirname_creator=_trial_dirname,
+            ),
+            run_config=tune.RunConfig(
+                name=name,
+                storage_path=storage,
+                failure_config=tune.FailureConfig(max_failures=retries),
+                checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
+                callbacks=[callback],
+                verbose=0,
+            ),
+        )
         grid = tuner.fit()
     except KeyboardInterrupt:
         for pop in todo:
@@ -303,7 +378,7 @@ def _run_phase(
             common.record_failure(store, pop, common.describe(result.error))
             continue
         if "results" not in (result.metrics or {}):
-            interrupted.append(pop)  # Ctrl-C: Tune stopped it; the next run restores it
+            interrupted.append(pop)  # Ctrl-C: Tune stopped it; the next run resumes it
             common.requeue(store, pop)
             continue
         with result.checkpoint.as_directory() as saved:

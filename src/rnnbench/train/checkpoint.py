@@ -105,16 +105,27 @@ def save_last(obj: dict, run_dir: Path) -> None:
 
 
 def checkpoints(run_dir: Path) -> list[dict]:
-    """The readable resume checkpoints of a folder (``last.pt`` first, then ``prev.pt``)."""
-    found = []
+    """The readable resume checkpoints of a folder (``last.pt`` first, then ``prev.pt``).
+
+    An unreadable one is skipped while the other can be read; when every checkpoint there is
+    unreadable, resuming stops with one sentence saying how to start afresh (never a silent
+    restart from epoch 1, which would throw the finished epochs away).
+    """
+    found, broken = [], []
     for name in (LAST, PREV):
         path = Path(run_dir) / name
         if path.exists():
             try:
                 found.append(load(path))
             except RnnbenchError:
-                if name == LAST and not (Path(run_dir) / PREV).exists():
-                    raise
+                broken.append(name)
+    if broken and not found:
+        names = " and ".join(broken)
+        raise RnnbenchError(
+            f"Cannot read {names} in {run_dir} (damaged or not an rnnbench checkpoint), so the "
+            f"run cannot resume; delete {names} (and metrics.jsonl) there to start it afresh "
+            "from epoch 1."
+        )
     return found
 
 

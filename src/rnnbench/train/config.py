@@ -32,6 +32,9 @@ __all__ = ["UNITS", "RunConfig", "DEFAULT_BATCH_SIZE", "DEFAULT_NOISE_OUTPUT"]
 UNITS = ("tanh", "lstm", "gru")
 INITS = ("paper", "torch")
 RESETS = ("before", "after")
+# "paper": the paper's wording (docs/training.md); "authors": the authors' code, a preset
+# (rnnbench.train.authors).
+PROTOCOLS = ("paper", "authors")
 # batch_size=None means the task's default (docs/training.md, "Batch size"): music 4, where
 # an epoch on CPU costs no more than at 16 but makes 4x the updates; speech 16.
 DEFAULT_BATCH_SIZE = {"music": 4, "speech": 16}
@@ -70,9 +73,18 @@ class RunConfig:
         lr_decay: None (a constant learning rate), or the factor the learning rate reaches at
             ``max_epochs``, falling linearly from 1 at epoch 1 (the authors' code used 0.01;
             :func:`rnnbench.train.protocol.lr_factor`).
+        variant: ``""`` (the unit in its form above) or a variant of
+            :mod:`rnnbench.nn.variants` (issue 13). Stored canonical: ``"np"`` becomes
+            ``peephole=False`` and ``"after"`` ``reset="after"`` (with ``variant=""``), so one
+            model has one key; ``"nrg"`` stores ``reset="before"`` (no reset gate).
         noise_output: whether weight noise also perturbs the output layer's weights; the
             authors' code put it on the recurrent layer only. None means the task's default,
             :data:`DEFAULT_NOISE_OUTPUT` (music True, speech False), and is stored resolved.
+        protocol: ``"paper"`` or ``"authors"``, the authors' code's mechanics (summed cost,
+            ε as a floor, the update clipped instead of the gradient, their learning-rate
+            schedule, no early stopping: ``patience`` is set to ``max_epochs``); see
+            :mod:`rnnbench.train.authors`, whose ``with_preset`` fills the preset's values.
+
         search: ``"full"`` (the paper's search: every member runs to its own stopping rule) or
             ``"halving"`` (successive halving among the population's learning rates at epochs
             ``search_min_epochs * search_eta**i``; :mod:`rnnbench.train.halving`). At
@@ -80,9 +92,9 @@ class RunConfig:
         search_eta: the halving factor η (an integer >= 2): a rung keeps ceil(n / η) rates.
         search_min_epochs: the first rung r (an integer >= 1).
 
-    ``lr_decay``, ``noise_output`` and the ``search`` fields came after the first grids: at
-    their defaults they are left out of :meth:`key`, so the runs stored before them keep
-    their keys.
+    ``lr_decay``, ``noise_output``, ``variant``, ``protocol`` and the ``search`` fields came
+    after the first grids: at their defaults they are left out of :meth:`key`, so the runs
+    stored before them keep their keys.
     """
 
     dataset: str
@@ -105,6 +117,8 @@ class RunConfig:
     rms_eps: float = 1e-6
     lr_decay: float | None = None
     noise_output: bool | None = None
+    variant: str = ""
+    protocol: str = "paper"
     # issue 14: how the learning-rate search that this run belongs to stops its candidates
     search: str = "full"
     search_eta: int = 3
@@ -122,6 +136,8 @@ class RunConfig:
             fail("reset", self.reset, "use 'before' or 'after'")
         if self.init not in INITS:
             fail("init", self.init, f"use one of {', '.join(INITS)}")
+        if self.protocol not in PROTOCOLS:
+            fail("protocol", self.protocol, f"use one of {', '.join(PROTOCOLS)}")
         # Forms that do not apply to a unit are normalised, so equal runs get equal keys.
         set_ = object.__setattr__
         set_(self, "dataset", absolute_name(self.dataset))
@@ -132,6 +148,19 @@ class RunConfig:
         set_(self, "peephole", bool(self.peephole) and self.unit == "lstm")
         if self.unit != "gru":
             set_(self, "reset", "before")
+        if not isinstance(self.variant, str):
+            fail("variant", self.variant, "use a variant name or ''")
+        from rnnbench.nn.variants import resolve
+
+        try:
+            variant, peephole, reset = resolve(
+                self.unit, self.variant, self.peephole and self.variant != "np", self.reset
+            )
+        except RnnbenchError as exc:
+            fail("variant", self.variant, str(exc).split("; ", 1)[-1].rstrip("."))
+        set_(self, "variant", variant)
+        set_(self, "peephole", peephole)
+        set_(self, "reset", reset)
         for name in ("hidden", "bptt"):
             value = getattr(self, name)
             if value is not None:
@@ -166,6 +195,8 @@ class RunConfig:
             if not (math.isfinite(value) and 0 < value <= 1):
                 fail("lr_decay", value, "use a factor in (0, 1] or None")
             set_(self, "lr_decay", float(value))
+        if self.protocol == "authors":  # no early stopping: the best state of every epoch
+            set_(self, "patience", self.max_epochs)
         if not isinstance(self.noise_output, bool):
             fail("noise_output", self.noise_output, "use true or false")
         from rnnbench.train import halving
@@ -213,6 +244,8 @@ class RunConfig:
 LATER_FIELDS = {
     "lr_decay": None,
     "noise_output": True,
+    "variant": "",
+    "protocol": "paper",
     "search": "full",
     "search_eta": 3,
     "search_min_epochs": 27,

@@ -37,18 +37,18 @@ import torch
 
 from rnnbench import locks as locks_
 from rnnbench.errors import RnnbenchError
+from rnnbench.train import authors, halving
 from rnnbench.train import checkpoint as ckpt
-from rnnbench.train import halving
 from rnnbench.train.config import RunConfig, with_defaults
 from rnnbench.train.metrics import split_nll, split_scores
-from rnnbench.train.protocol import (
+from rnnbench.train.protocol import (  # PopulationRMSProp: tests patch its step here
     EarlyStopping,
-    PopulationRMSProp,
+    PopulationRMSProp,  # noqa: F401
     WeightNoise,
     clip_member_grad_norms,
     finite_members,
-    lr_factor,
 )
+from rnnbench.train.warmup import warm_up
 
 __all__ = ["train_population", "resolve_device"]
 
@@ -84,6 +84,7 @@ def train_population(
     dataset=None,
     backend: str = "auto",
     on_result: OnResult | None = None,
+    on_locked=None,
 ) -> list[dict]:
     """Train the members ``configs`` together; resume from their folders when possible.
 
@@ -105,6 +106,9 @@ def train_population(
             been scored (the others may train on), or is found finished in its folder, with the
             result it will return for it; a sweep records finished members before their
             population ends.
+        on_locked: called with no argument once every run folder is locked, before anything
+            is trained: a caller marks its runs started there, so a process refused the lock
+            never touches the runs another process is training.
 
     Returns:
         Per member: ``{"status": "done" | "diverged", "error", "train_nll", "valid_nll", "test_nll",
@@ -143,6 +147,8 @@ def train_population(
                     "finish (or stop it), then run this again.",
                 )
             )
+        if on_locked is not None:
+            on_locked()
         return _train_locked(
             configs,
             out_dirs,
@@ -177,7 +183,7 @@ def _train_locked(
         from rnnbench.data.registry import load_dataset
 
         dataset = load_dataset(configs[0].dataset, data_dir)
-    hidden = configs[0].hidden or _paper_hidden(dataset, configs[0].unit)
+    hidden = configs[0].hidden or _paper_hidden(dataset, configs[0])
     bar = None
     if progress:
         from tqdm import tqdm
@@ -235,10 +241,12 @@ def _train_locked(
     return results  # type: ignore[return-value]
 
 
-def _paper_hidden(dataset, unit: str) -> int:
+def _paper_hidden(dataset, cfg) -> int:
     from rnnbench.models import paper_hidden
 
-    return paper_hidden(dataset.task, unit)
+    if not cfg.variant:  # the paper's size for both forms, as before the variants
+        return paper_hidden(dataset.task, cfg.unit)
+    return paper_hidden(dataset.task, cfg.unit, variant=cfg.variant, peephole=cfg.peephole)
 
 
 def _build_model(configs, dataset, *, hidden, device, backend):
@@ -254,6 +262,7 @@ def _build_model(configs, dataset, *, hidden, device, backend):
         population=len(configs),
         peephole=cfg.peephole,
         reset=cfg.reset,
+        variant=cfg.variant,
         init=cfg.init,
         seeds=[c.seed for c in configs],
         backend=backend,
@@ -419,13 +428,7 @@ class _Population:
         self.model = _build_model(configs, dataset, hidden=hidden, device=device, backend=backend)
         self.names = [name for name, _ in self.model.named_parameters()]
         self.params = [p for _, p in self.model.named_parameters()]
-        self.optimizer = PopulationRMSProp(
-            self.params,
-            [c.lr for c in configs],
-            decay=cfg.rms_decay,
-            momentum=cfg.rms_momentum,
-            eps=cfg.rms_eps,
-        )
+        self.optimizer = authors.make_optimizer(cfg, self.params, [c.lr for c in configs])
         self.noise = WeightNoise([c.seed for c in configs], cfg.weight_noise, device)
         self.stopping = EarlyStopping(k, cfg.patience)
         self.status = ["running"] * k
@@ -513,7 +516,7 @@ class _Population:
         sums = torch.zeros(self.k, dtype=torch.float64)
         steps = torch.zeros(self.k, dtype=torch.float64)
         weights = self.model.weight_matrices(output=cfg.noise_output)
-        self.optimizer.scale_lr(lr_factor(epoch, cfg.max_epochs, cfg.lr_decay))
+        self.optimizer.scale_lr(authors.schedule(cfg, epoch))
         state = None
         last_shown = 0.0
         batches = iterate_batches(
@@ -530,10 +533,10 @@ class _Population:
             self.optimizer.zero_grad()
             with self.noise.applied(weights):
                 nll_sum, n, state = self.model.nll(x, y, mask, state)
-                loss = nll_sum / n
+                loss = authors.training_loss(cfg, nll_sum, n)
                 loss.sum().backward()
             state = self.model.detach_state(state)
-            norms = clip_member_grad_norms(self.params, cfg.clip)
+            norms = clip_member_grad_norms(self.params, authors.gradient_clip(cfg))
             ok = finite_members(loss, norms).to(dev)
             for k in torch.nonzero(active & ~ok).flatten().tolist():
                 self.status[k] = "diverged"
@@ -561,6 +564,7 @@ class _Population:
         if bar is not None:
             bar.n = self.epoch
             bar.refresh()
+        warm_up(self.model, self.dataset, self.cfg, self.device)  # no compile time in epochs
         while True:
             saved = self._one_epoch(on_epoch, bar, ids)
             if any(s != "running" for s in self.status):

@@ -1,0 +1,149 @@
+"""The report's "Samples" section: listen to and look at what each cell's chosen run learned.
+
+For each cell with a chosen run (:attr:`rnnbench.report.results.Cell.best_run`: the seed with
+the lowest validation NLL at the chosen learning rate), one sample drawn from its ``best.pt``
+(:mod:`rnnbench.samples`; seed :data:`SEED`, temperature 1, started from silence, not primed):
+:data:`MUSIC_SECONDS` of music or :data:`SPEECH_SECONDS` of speech, beside the real excerpt of
+the same length (the start of the data set's first test sequence, running on into the next
+ones when it is shorter: the same excerpt for every cell of a data set), played and drawn
+under the sample.
+
+Files go to ``REPORT/samples/``: music ``STEM.mid``, ``STEM-real.mid``, ``STEM.ogg`` (the
+synthesized audio) and ``STEM.png`` (piano rolls); speech ``STEM.wav``, ``STEM-real.wav``
+(16-bit, the data set's sample rate), ``STEM.ogg`` and ``STEM.png`` (waveform and
+spectrogram). The HTML embeds the OGG Vorbis audio and the PNG as data URIs (Vorbis, not WAV,
+to keep the page small) and links the MIDI and WAV files; ``report.md`` links them all.
+
+Cells whose checkpoints are not on this machine are named in one sentence at the end; a cell
+whose data set cannot be loaded gets one sentence; the report is still written.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from rnnbench.errors import RnnbenchError
+from rnnbench.report import paper
+from rnnbench.report.document import Block, Heading, Media, Para
+from rnnbench.samples import find_run_dir, load_checkpoint
+
+SEED = 0
+MUSIC_SECONDS = 12.0
+SPEECH_SECONDS = 2.0
+FOLDER = "samples"
+
+
+def samples_section(
+    cells, out: Path, store_paths=(), *, data_dir=None, seed: int = SEED
+) -> list[Block]:
+    """The Samples section's blocks; writes the sample files under ``out/samples``."""
+    blocks: list[Block] = [
+        Heading("Samples", 2, "samples"),
+        Para(
+            f"One sample from each cell's chosen run (the seed with the lowest validation NLL "
+            f"at the chosen learning rate), drawn with seed {seed} from silence, not primed: "
+            f"{MUSIC_SECONDS:g} s of music, {SPEECH_SECONDS:g} s of speech. Music is rendered "
+            "with a simple additive synthesizer (three harmonics per note, no instrument "
+            "sound); the MIDI files are linked. Each picture shows the sample above a real "
+            "test excerpt of the same length. Recreate or extend them with `rnnbench sample "
+            "--store STORE --dataset D --unit U` (docs/samples.md)."
+        ),
+    ]
+    ready = [c for c in cells if c.best_run is not None]
+    if not ready:
+        blocks.append(Para("No cell has a chosen run yet, so there is nothing to sample."))
+        return blocks
+    folder = Path(out) / FOLDER
+    datasets: dict[str, object] = {}
+    headed: set[str] = set()
+    absent: list[str] = []
+    for cell in ready:
+        info = paper.dataset_info(cell.dataset)
+        title = f"{info.label}, {cell.label}"
+        try:
+            run_dir = find_run_dir(cell.best_run, store_paths)
+        except RnnbenchError:
+            absent.append(f"{title} (run {cell.best_run['key']})")
+            continue
+        if cell.dataset not in headed:
+            headed.add(cell.dataset)
+            blocks.append(Heading(info.label, 3))
+        try:
+            ckpt = load_checkpoint(run_dir, status=cell.best_run["status"])
+            dataset = datasets.get(cell.dataset)
+            if dataset is None:
+                dataset = datasets[cell.dataset] = _load(cell.dataset, data_dir)
+            blocks += _cell_media(cell, ckpt, dataset, folder, Path(out), seed, title)
+        except RnnbenchError as exc:
+            blocks.append(Para(f"{title}: no sample. {exc}"))
+    if absent:
+        blocks.append(
+            Para(
+                f"No sample for {len(absent)} of {len(ready)} cells, whose checkpoints are not "
+                "on this machine (no best.pt where the store recorded the run, nor in runs/ "
+                "beside the store; copy the run folders there to include them): "
+                + "; ".join(absent)
+                + "."
+            )
+        )
+    return blocks
+
+
+def _load(name: str, data_dir):
+    from rnnbench.data.registry import load_dataset
+
+    return load_dataset(name, data_dir)
+
+
+def _cell_media(cell, ckpt, dataset, folder: Path, root: Path, seed, title) -> list[Block]:
+    from rnnbench.samples import (
+        build_population,
+        draw,
+        member_seed,
+        real_excerpt,
+        steps_for_seconds,
+        write_sample,
+    )
+
+    run = cell.best_run
+    music = dataset.kind == "music"
+    steps = steps_for_seconds(dataset, MUSIC_SECONDS if music else SPEECH_SECONDS)
+    model = build_population([ckpt], dataset)
+    frames = draw(model, [member_seed(seed, ckpt.key, 0)], steps)[0]
+    real = real_excerpt(dataset, 0, steps)
+    base = "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in cell.dataset)
+    form = "".join(ch if ch.isalnum() else "-" for ch in cell.form).strip("-")
+    stem = "-".join(x for x in (base[:40], cell.unit, form[:40], ckpt.key) if x)
+    formats = ("midi", "wav", "png") if music else ("wav", "png")
+    exts = ("ogg",) if music else ("wav", "ogg")
+    w = write_sample(
+        folder,
+        stem,
+        dataset,
+        frames,
+        title=f"sample: {title} (run {ckpt.key}, lr {run['config']['lr']:.3g}, "
+        f"seed {run['config'].get('seed', 0)})",
+        real=real,
+        formats=formats,
+        audio_ext=exts,
+    )
+    files = w.files
+    caption = (
+        f"run {ckpt.key} (lr {run['config']['lr']:.3g}, seed {run['config'].get('seed', 0)}, "
+        f"test NLL {run['test_nll']:.3f})."
+    )
+    links = (
+        [("MIDI", files["midi"]), ("real MIDI", files["real_midi"])]
+        if music
+        else [("WAV", files["wav"]), ("real WAV", files["real_wav"])]
+    )
+    return [
+        Media(
+            root=root,
+            title=title,
+            caption=caption,
+            audio=[("sample", files["ogg"]), ("real test excerpt", files["real_ogg"])],
+            image=files["png"],
+            links=links,
+        )
+    ]
