@@ -1,6 +1,6 @@
 """How large the report gets with its Samples section, for a grid-shaped study (docs/samples.md).
 
-    RNNBENCH_DATA=../shared/data python scripts/samples_page_size.py OUT
+    python scripts/samples_page_size.py OUT
 
 Writes untrained run folders (8 hidden units, ``best.pt`` format) for 6 data sets x 3 units
 into OUT, records them as done in OUT/results.db, builds the report with and without samples

@@ -28,6 +28,7 @@ COMMANDS = [
     "sweep",
     "baselines",
     "sample",
+    "ablate",
 ]
 
 

@@ -29,6 +29,7 @@ from __future__ import annotations
 import argparse
 import math
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 from rnnbench.commands.sweep import (
@@ -58,6 +59,30 @@ QUICK = {
     "patience": 5,
     "speech_budget": 20000,
 }
+
+
+def add_search_arguments(p) -> None:
+    """``--search``, ``--search-eta``, ``--search-min-epochs`` (issue 14; reproduce, ablate)."""
+    p.add_argument(
+        "--search",
+        choices=("full", "halving"),
+        default="full",
+        help="how the learning-rate search stops candidates: full (default, the paper's: each "
+        "runs to its own stopping rule) or halving (successive halving: at epochs r, ηr, η²r, "
+        "... each search keeps the best 1/η of its rates still training; docs/training.md)",
+    )
+    p.add_argument(
+        "--search-eta",
+        type=int,
+        metavar="η",
+        help="with --search halving: keep ceil(n/η) rates at each rung (default 3)",
+    )
+    p.add_argument(
+        "--search-min-epochs",
+        type=int,
+        metavar="R",
+        help="with --search halving: the first rung's epoch (default 27)",
+    )
 
 
 def register(subparsers) -> None:
@@ -143,26 +168,7 @@ def register(subparsers) -> None:
         "lr decayed to 1%%, no early stopping, noise on the recurrent layer only; "
         "docs/training.md); the options above override its values",
     )
-    p.add_argument(
-        "--search",
-        choices=("full", "halving"),
-        default="full",
-        help="how the learning-rate search stops candidates: full (default, the paper's: each "
-        "runs to its own stopping rule) or halving (successive halving: at epochs r, ηr, η²r, "
-        "... each search keeps the best 1/η of its rates still training; docs/training.md)",
-    )
-    p.add_argument(
-        "--search-eta",
-        type=int,
-        metavar="η",
-        help="with --search halving: keep ceil(n/η) rates at each rung (default 3)",
-    )
-    p.add_argument(
-        "--search-min-epochs",
-        type=int,
-        metavar="R",
-        help="with --search halving: the first rung's epoch (default 27)",
-    )
+    add_search_arguments(p)
     p.add_argument(
         "--out",
         metavar="DIR",
@@ -181,23 +187,85 @@ def register(subparsers) -> None:
 
 def plan(args: argparse.Namespace):
     """The stage-1 populations and the function that chains stage 2 after each of them."""
-    from rnnbench.sweeps import common
-    from rnnbench.sweeps.grid import (
-        LOG_LR_HIGH,
-        LOG_LR_LOW,
-        Population,
-        lr_candidates,
-        stable_seed,
-        task_of,
-    )
+    from rnnbench.sweeps.grid import Population, task_of
     from rnnbench.train.config import RunConfig
 
-    quick = args.quick
-    sets = args.sets or list(QUICK_SETS if quick else PAPER_SETS)
+    proto = search_protocol(args)
+    sets = args.sets or list(QUICK_SETS if proto.quick else PAPER_SETS)
     units = args.units or list(UNITS)
-    seeds = args.seeds if args.seeds is not None else (QUICK["seeds"] if quick else 3)
+    labels = {"sweep": "reproduce", "quick": proto.quick}
+
+    def hidden(dataset: str, unit: str) -> int | None:
+        if not proto.quick or task_of(dataset) != "speech":
+            return None  # the paper's size (Table 1)
+        from rnnbench.models import match_hidden
+
+        return match_hidden("speech", unit, QUICK["speech_budget"])
+
+    stage1 = []
+    for dataset in sets:
+        lrs = proto.candidates(dataset)  # every unit of a data set sees the same rates
+        for unit in units:
+            configs = [
+                RunConfig(
+                    dataset=dataset,
+                    unit=unit,
+                    lr=lr,
+                    seed=0,
+                    hidden=hidden(dataset, unit),
+                    **proto.settings(dataset),
+                )
+                for lr in lrs
+            ]
+            stage1.append(Population(configs, {**labels, "stage": "lr"}, f"{dataset}/{unit} lr"))
+    return stage1, chain_fresh_seeds(labels, proto.seeds)
+
+
+@dataclass(frozen=True)
+class SearchProtocol:
+    """What ``reproduce`` and ``ablate`` share: the checked options of the paper's
+    learning-rate search and fresh seeds (:func:`search_protocol`)."""
+
+    quick: bool
+    seeds: int  # fresh seeds per cell at the chosen rate
+    count: int  # learning-rate candidates per data set
+    low: float  # ln lr range of the candidates
+    high: float
+    overrides: dict  # RunConfig fields every run gets (epochs, noise, bptt, ...)
+    quick_epochs: dict  # --quick: max_epochs per task when --max-epochs is not given
+    protocol: str = "paper"  # the training preset (--protocol), under the overrides
+
+    def candidates(self, dataset: str) -> list[float]:
+        """The data set's candidate rates: one draw per data set (and range), so every unit,
+        form and variant of it sees the same ones."""
+        from rnnbench.sweeps.grid import lr_candidates, stable_seed
+
+        return lr_candidates(self.count, seed=stable_seed(dataset), low=self.low, high=self.high)
+
+    def settings(self, dataset: str) -> dict:
+        """The RunConfig fields of every run on ``dataset`` (besides unit, lr, seed, size)."""
+        from rnnbench.sweeps.grid import task_of
+
+        out = dict(self.overrides)
+        if self.quick and "max_epochs" not in out:
+            out["max_epochs"] = self.quick_epochs[task_of(dataset)]
+        return with_preset({"protocol": self.protocol, **out})
+
+
+def search_protocol(args: argparse.Namespace, quick_defaults: dict = QUICK) -> SearchProtocol:
+    """Check the options of the learning-rate search and the fresh seeds (``--seeds``,
+    ``--candidates``, ``--log-lr``, ``--max-epochs``, ``--lr-decay``, ``--weight-noise``,
+    ``--noise-output``, ``--bptt``, ``--quick``, ``--protocol``) and return them; one sentence
+    per bad value. ``quick_defaults`` holds ``candidates``, ``seeds``, ``max_epochs`` (per
+    task), ``patience`` and, optionally, ``log_lr`` for ``--quick``."""
+    from rnnbench.sweeps.grid import LOG_LR_HIGH, LOG_LR_LOW
+
+    quick = bool(args.quick)
+    seeds = args.seeds if args.seeds is not None else (quick_defaults["seeds"] if quick else 3)
     count = (
-        args.candidates if args.candidates is not None else (QUICK["candidates"] if quick else 10)
+        args.candidates
+        if args.candidates is not None
+        else (quick_defaults["candidates"] if quick else 10)
     )
     if seeds < (1 if quick else 3):
         raise RnnbenchError(
@@ -219,58 +287,48 @@ def plan(args: argparse.Namespace):
     if noise is not None and not (math.isfinite(noise) and noise >= 0):
         raise RnnbenchError(f"--weight-noise {noise}: use a number >= 0 (0 turns the noise off).")
     low, high = getattr(args, "log_lr", None) or (
-        QUICK_LOG_LR if quick else (LOG_LR_LOW, LOG_LR_HIGH)
+        quick_defaults.get("log_lr", QUICK_LOG_LR) if quick else (LOG_LR_LOW, LOG_LR_HIGH)
     )
     if not (math.isfinite(low) and math.isfinite(high) and low < high):
         raise RnnbenchError(
             f"--log-lr {low:g} {high:g} is not a range: give LOW < HIGH, natural logs of learning "
             f"rates (the paper's: {LOG_LR_LOW:g} {LOG_LR_HIGH:g})."
         )
-    labels = {"sweep": "reproduce", "quick": quick}
-    search = search_fields(args)
+    overrides: dict = {}
+    if args.max_epochs is not None:
+        overrides["max_epochs"] = args.max_epochs
+    if quick:
+        overrides["patience"] = quick_defaults["patience"]
+    if getattr(args, "lr_decay", None) is not None:
+        overrides["lr_decay"] = args.lr_decay
+    if bptt is not None:
+        overrides["bptt"] = bptt
+    if noise is not None:
+        overrides["weight_noise"] = noise
+    if getattr(args, "noise_output", None) is not None:
+        overrides["noise_output"] = args.noise_output
+    overrides.update(search_fields(args))  # --search halving (issue 14)
+    return SearchProtocol(
+        quick,
+        seeds,
+        count,
+        low,
+        high,
+        overrides,
+        dict(quick_defaults["max_epochs"]),
+        getattr(args, "protocol", "paper"),
+    )
 
-    def settings(dataset: str) -> dict:
-        out: dict = {}
-        if args.max_epochs is not None:
-            out["max_epochs"] = args.max_epochs
-        elif quick:
-            out["max_epochs"] = QUICK["max_epochs"][task_of(dataset)]
-        if quick:
-            out["patience"] = QUICK["patience"]
-        if args.lr_decay is not None:
-            out["lr_decay"] = args.lr_decay
-        if bptt is not None:
-            out["bptt"] = bptt
-        if noise is not None:
-            out["weight_noise"] = noise
-        if args.noise_output is not None:
-            out["noise_output"] = args.noise_output
-        return with_preset({"protocol": getattr(args, "protocol", "paper"), **out, **search})
 
-    def hidden(dataset: str, unit: str) -> int | None:
-        if not quick or task_of(dataset) != "speech":
-            return None  # the paper's size (Table 1)
-        from rnnbench.models import match_hidden
+def chain_fresh_seeds(labels: dict, seeds: int, name=None):
+    """The ``then`` of a search: after a population of stage ``lr`` finishes, the fresh seeds
+    (:func:`fresh_seeds`) at its best rate (``common.best_lr``), each its own population with
+    ``labels`` and stage ``seeds``. ``name(config)`` names a cell in messages (default
+    ``dataset/unit``)."""
+    from rnnbench.sweeps import common
+    from rnnbench.sweeps.grid import Population
 
-        return match_hidden("speech", unit, QUICK["speech_budget"])
-
-    stage1 = []
-    for dataset in sets:
-        # One candidate set per data set (and range): every unit sees the same rates.
-        lrs = lr_candidates(count, seed=stable_seed(dataset), low=low, high=high)
-        for unit in units:
-            configs = [
-                RunConfig(
-                    dataset=dataset,
-                    unit=unit,
-                    lr=lr,
-                    seed=0,
-                    hidden=hidden(dataset, unit),
-                    **settings(dataset),
-                )
-                for lr in lrs
-            ]
-            stage1.append(Population(configs, {**labels, "stage": "lr"}, f"{dataset}/{unit} lr"))
+    name = name or (lambda c: f"{c.dataset}/{c.unit}")
 
     def then(pop: Population, runs: list[dict]) -> list[Population]:
         if pop.labels.get("stage") != "lr" or seeds < 1:
@@ -279,19 +337,18 @@ def plan(args: argparse.Namespace):
         c = pop.configs[0]
         if lr is None:
             print(
-                f"rnnbench: {c.dataset}/{c.unit}: every learning rate diverged or failed; "
-                "no seeds to run",
+                f"rnnbench: {name(c)}: every learning rate diverged or failed; no seeds to run",
                 file=sys.stderr,
             )
             return []
         return [
-            Population([config], {**labels, "stage": "seeds"}, f"{c.dataset}/{c.unit} seed {s}")
+            Population([config], {**labels, "stage": "seeds"}, f"{name(c)} seed {s}")
             for s, config in fresh_seeds(c, lr, seeds)
         ]
 
     # How many runs ``then`` chains after a population: the progress bar's total from the start.
     then.runs_after = lambda pop: seeds if pop.labels.get("stage") == "lr" else 0
-    return stage1, then
+    return then
 
 
 def search_fields(args: argparse.Namespace) -> dict:

@@ -44,6 +44,7 @@ def run_unit(
     c0: Tensor | None = None,
     backend: str = "auto",
     variant: str = "",
+    trace: list | None = None,
 ) -> tuple[Tensor, Tensor, Tensor | None]:
     """Run ``cell`` over the sequence ``x`` for K population members.
 
@@ -66,6 +67,10 @@ def run_unit(
             ``b_*``: its blocks in the order i, f, g, o or r, z, n, MGU's f in the r block),
             and ``w_ch`` has one row per peephole it keeps. ``np`` asks for ``w_ch=None``;
             ``after`` is ``reset="after"``; ``fb1`` computes the full LSTM.
+        trace: None, or a list that receives one dict per step of the sigmoid gates'
+            activations, detached, ``(K, B, H)`` each (LSTM ``i f o``, GRU ``r z``, a variant
+            the gates it keeps, e.g. MGU ``f``; padded steps included: mask them). Recorded
+            by the torch loops, which then run.
 
     Returns:
         ``out (K, T, B, H)``, ``h_n (K, B, H)`` and ``c_n (K, B, H)`` for LSTM, else None.
@@ -78,13 +83,13 @@ def run_unit(
         h0 = xw.new_zeros(K, B, H)
     if cell == "lstm" and c0 is None:
         c0 = xw.new_zeros(K, B, H)
-    if _use_numba(backend, xw):
+    if trace is None and _use_numba(backend, xw):
         from rnnbench.nn import numba_backend
 
         return numba_backend.run(cell, xw, w_hh, b_hh, w_ch, reset, mask, h0, c0, variant)
     if variant and variant != "fb1":
-        return _torch_variant_loop(cell, variant, xw, w_hh, b_hh, w_ch, reset, mask, h0, c0)
-    return _torch_loop(cell, xw, w_hh, b_hh, w_ch, reset, mask, h0, c0)
+        return _torch_variant_loop(cell, variant, xw, w_hh, b_hh, w_ch, reset, mask, h0, c0, trace)
+    return _torch_loop(cell, xw, w_hh, b_hh, w_ch, reset, mask, h0, c0, trace)
 
 
 def project_input(x: Tensor, w_ih: Tensor, b_ih: Tensor | None) -> Tensor:
@@ -155,7 +160,7 @@ def _check(cell, x, w_ih, w_hh, w_ch, reset, backend, variant) -> tuple[str, str
     return variant, reset
 
 
-def _torch_loop(cell, xw, w_hh, b_hh, w_ch, reset, mask, h, c):
+def _torch_loop(cell, xw, w_hh, b_hh, w_ch, reset, mask, h, c, trace=None):
     """The reference: one autograd step per time step."""
     w_hh_t = w_hh.transpose(1, 2)
     b_rec = b_hh.unsqueeze(1) if b_hh is not None else None
@@ -168,15 +173,15 @@ def _torch_loop(cell, xw, w_hh, b_hh, w_ch, reset, mask, h, c):
     outs = []
     for xw_t, m in zip(xw.unbind(1), steps, strict=True):
         if cell == "gru" and reset == "before":
-            h_new = _gru_before_step(xw_t, h, w_rz_t, w_n_t, b_rz, b_n)
+            h_new = _gru_before_step(xw_t, h, w_rz_t, w_n_t, b_rz, b_n, trace)
         else:
             gh = _affine(h, w_hh_t, b_rec)
             if cell == "tanh":
                 h_new = torch.tanh(xw_t + gh)
             elif cell == "gru":
-                h_new = _gru_after_step(xw_t, gh, h)
+                h_new = _gru_after_step(xw_t, gh, h, trace)
             else:
-                h_new, c_new = _lstm_step(xw_t + gh, c, w_ch)
+                h_new, c_new = _lstm_step(xw_t + gh, c, w_ch, trace)
         if m is None:
             h = h_new
             outs.append(h_new)
@@ -195,37 +200,48 @@ def _affine(h, w_t, b):
     return torch.bmm(h, w_t) if b is None else torch.baddbmm(b, h, w_t)
 
 
-def _lstm_step(gates, c, w_ch):
+def _record(trace, **gates) -> None:
+    """Append one step's gate activations to ``trace`` (nothing when it is None)."""
+    if trace is not None:
+        trace.append({name: g.detach() for name, g in gates.items()})
+
+
+def _lstm_step(gates, c, w_ch, trace=None):
     i, f, g, o = gates.chunk(4, -1)
     if w_ch is not None:
         v_i, v_f, v_o = w_ch.unsqueeze(2).unbind(1)
         i = i + v_i * c
         f = f + v_f * c
-    c_new = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
+    i, f = torch.sigmoid(i), torch.sigmoid(f)
+    c_new = f * c + i * torch.tanh(g)
     if w_ch is not None:
         o = o + v_o * c_new
-    return torch.sigmoid(o) * torch.tanh(c_new), c_new
+    o = torch.sigmoid(o)
+    _record(trace, i=i, f=f, o=o)
+    return o * torch.tanh(c_new), c_new
 
 
-def _gru_after_step(xw_t, gh, h):
+def _gru_after_step(xw_t, gh, h, trace=None):
     x_r, x_z, x_n = xw_t.chunk(3, -1)
     h_r, h_z, h_n = gh.chunk(3, -1)
     r = torch.sigmoid(x_r + h_r)
     z = torch.sigmoid(x_z + h_z)
+    _record(trace, r=r, z=z)
     n = torch.tanh(x_n + r * h_n)
     return (1 - z) * n + z * h
 
 
-def _gru_before_step(xw_t, h, w_rz_t, w_n_t, b_rz, b_n):
+def _gru_before_step(xw_t, h, w_rz_t, w_n_t, b_rz, b_n, trace=None):
     x_r, x_z, x_n = xw_t.chunk(3, -1)
     h_r, h_z = _affine(h, w_rz_t, b_rz).chunk(2, -1)
     r = torch.sigmoid(x_r + h_r)
     z = torch.sigmoid(x_z + h_z)
+    _record(trace, r=r, z=z)
     n = torch.tanh(x_n + _affine(r * h, w_n_t, b_n))
     return (1 - z) * n + z * h
 
 
-def _torch_variant_loop(cell, variant, xw, w_hh, b_hh, w_ch, reset, mask, h, c):
+def _torch_variant_loop(cell, variant, xw, w_hh, b_hh, w_ch, reset, mask, h, c, trace=None):
     """The reference of the variants (:mod:`rnnbench.nn.variants`): one autograd step per time
     step, each gate block by name."""
     H = w_hh.shape[-1]
@@ -245,9 +261,9 @@ def _torch_variant_loop(cell, variant, xw, w_hh, b_hh, w_ch, reset, mask, h, c):
         if cell == "lstm":
             blocks = (xw_t + _affine(h, w_hh_t, b_rec)).chunk(len(names), -1)
             gates = dict(zip(names, blocks, strict=True))
-            h_new, c_new = _lstm_variant_step(variant, gates, c, peep)
+            h_new, c_new = _lstm_variant_step(variant, gates, c, peep, trace)
         else:
-            h_new = _gru_variant_step(variant, xw_t, h, w_s_t, w_n_t, b_s, b_n, reset)
+            h_new = _gru_variant_step(variant, xw_t, h, w_s_t, w_n_t, b_s, b_n, reset, trace)
         if m is None:
             h = h_new
             outs.append(h_new)
@@ -262,7 +278,7 @@ def _torch_variant_loop(cell, variant, xw, w_hh, b_hh, w_ch, reset, mask, h, c):
     return torch.stack(outs, 1), h, (c if cell == "lstm" else None)
 
 
-def _lstm_variant_step(variant, a, c, peep):
+def _lstm_variant_step(variant, a, c, peep, trace=None):
     def gate(name, cell_state):
         if name not in a:
             return None
@@ -275,14 +291,16 @@ def _lstm_variant_step(variant, a, c, peep):
     g = a["g"] if variant == "niaf" else torch.tanh(a["g"])
     c_new = (c if f is None else f * c) + (g if i is None else i * g)
     o = gate("o", c_new)
+    _record(trace, **{k: v for k, v in (("i", i), ("f", f), ("o", o)) if v is not None})
     act = c_new if variant == "noaf" else torch.tanh(c_new)
     return (act if o is None else o * act), c_new
 
 
-def _gru_variant_step(variant, xw_t, h, w_s_t, w_n_t, b_s, b_n, reset):
+def _gru_variant_step(variant, xw_t, h, w_s_t, w_n_t, b_s, b_n, reset, trace=None):
     H = h.shape[-1]
     x_s, x_n = xw_t[..., :H], xw_t[..., H:]
     s = torch.sigmoid(x_s + _affine(h, w_s_t, b_s))
+    _record(trace, **{_variants.gates("gru", variant)[0]: s})  # nrg: z, nug: r, mgu: f
     r = None if variant == "nrg" else s
     if reset == "before":
         n = torch.tanh(x_n + _affine(h if r is None else r * h, w_n_t, b_n))

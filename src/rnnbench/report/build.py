@@ -20,6 +20,7 @@ from pathlib import Path
 from rnnbench import __version__
 from rnnbench.errors import RnnbenchError
 from rnnbench.report import paper
+from rnnbench.report.ablations import reproduce_runs
 from rnnbench.report.baselines import with_baselines
 from rnnbench.report.compute import compute_table
 from rnnbench.report.document import Banner, Block, Bullets, Heading, Image, Para, to_markdown
@@ -315,6 +316,7 @@ def build_report(
     """
     out = Path(out_dir)
     with open_stores(store_paths) as sources:
+        sources.runs = reproduce_runs(sources.runs)  # `rnnbench ablate` reports its own runs
         runs = sources.runs
         cells = build_cells(runs)
         curves = _curves(sources, cells)

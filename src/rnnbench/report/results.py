@@ -294,6 +294,13 @@ def paired_tests(
     return tests
 
 
+def paired(a: Cell, b: Cell) -> PairedTest:
+    """Cell ``a`` against cell ``b`` of any units or forms (the ablations: a variant against its
+    full unit), as :func:`paired_tests` pairs them; Holm's correction is the caller's
+    (:func:`holm`)."""
+    return _paired(a, b)
+
+
 def _paired(a: Cell, b: Cell) -> PairedTest:
     """Pairs runs by replicate (seed and batch order); cells whose reported runs include the
     selection runs (not :attr:`Cell.fresh`) are not tested."""

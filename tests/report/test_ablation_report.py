@@ -1,0 +1,96 @@
+"""The ablation report on a hand-made store: the paired test, Holm, speed of learning, and the
+paper's report unchanged by ablation runs beside its own."""
+
+import csv
+import math
+import shutil
+
+import pytest
+
+from rnnbench.report import build_report
+from rnnbench.report.ablations import ABLATION_FILES, build_ablation_report
+from rnnbench.store import Store
+from rnnbench.train.config import RunConfig
+from tests.report.conftest import md_table
+
+FINAL = {"": (8.0, 8.1, 8.2), "after": (8.1, 8.3, 8.2)}  # test = valid NLL of seeds 1, 2, 3
+CURVES = {"": [9.0, 8.4, 8.0], "after": [9.5, 8.6, 8.1]}
+
+
+def add_ablation_run(store, variant, lr, seed, stage, final, curve):
+    cfg = RunConfig(
+        dataset="jsb",
+        unit="gru",
+        lr=lr,
+        seed=seed,
+        data_seed=seed,
+        hidden=46,
+        batch_size=16,
+        reset="after" if variant == "after" else "before",
+    )
+    key = cfg.key()
+    store.start_run(key, cfg.to_dict(), f"runs/{key}", labels={"sweep": "ablate", "stage": stage})
+    store.log_epochs(
+        key,
+        [
+            {"epoch": e, "train_nll": v, "valid_nll": v, "updates": e, "seconds": 1.0 * e}
+            for e, v in enumerate(curve, start=1)
+        ],
+    )
+    result = {"train_nll": final, "valid_nll": final, "test_nll": final, "epochs": len(curve)}
+    store.finish_run(key, "done", result)
+
+
+def fill_ablations(path):
+    with Store(path) as store:
+        for variant in ("", "after"):
+            for lr, final in ((1e-3, 9.0), (3e-3, 8.5)):  # 3e-3 wins the search
+                add_ablation_run(store, variant, lr, 0, "lr", final, [9.6, final])
+            for seed, final in zip((1, 2, 3), FINAL[variant], strict=True):
+                add_ablation_run(store, variant, 3e-3, seed, "seeds", final, CURVES[variant])
+
+
+def rows(path):
+    with open(path, encoding="utf-8") as f:
+        return list(csv.DictReader(f))
+
+
+def test_the_variant_against_its_full_unit_paired_by_seed_and_its_speed(tmp_path):
+    store = tmp_path / "results.db"
+    fill_ablations(store)
+    out = build_ablation_report(store, tmp_path / "report")
+    for name in ABLATION_FILES:
+        if name not in ("gradflow.png",):  # no checkpoints here: no gradient-flow curves
+            assert (out / name).is_file(), name
+    full, after = rows(out / "ablations.csv")
+    assert (full["variant"], after["variant"]) == ("full", "after")
+    assert float(full["test_nll_mean"]) == pytest.approx(8.1)
+    # diffs 0.1, 0.2, 0.0: mean 0.1, sd 0.1, t = sqrt(3); two-sided p with 2 df:
+    # 1 - sqrt(3) / sqrt(5) (the t(2) CDF is 1/2 + t / (2 sqrt(2 + t^2)))
+    assert after["paired_seeds"] == "1 2 3"
+    assert float(after["diff_vs_full"]) == pytest.approx(0.1)
+    assert float(after["t"]) == pytest.approx(math.sqrt(3))
+    assert float(after["p"]) == pytest.approx(1 - math.sqrt(3 / 5))
+    assert float(after["p_holm"]) == pytest.approx(float(after["p"]))  # one test
+    assert after["verdict"].startswith("no significant difference")
+    speed = rows(out / "speed.csv")
+    assert [float(r["threshold"]) for r in speed] == pytest.approx([8.1 * 1.05] * 6)
+    assert [r["epochs_to_threshold"] for r in speed] == ["2"] * 3 + ["3"] * 3
+    assert [float(r["seconds_to_threshold"]) for r in speed] == [2.0] * 3 + [3.0] * 3
+    assert float(speed[0]["auc"]) == pytest.approx((9.0 + 8.4) / 2 + (8.4 + 8.0) / 2)
+    md = (out / "ablations.md").read_text(encoding="utf-8")
+    assert "Without a checkpoint or earlier rows" in md
+
+
+def test_the_paper_report_is_the_same_with_ablation_runs_in_its_store(store_path, tmp_path):
+    mixed = tmp_path / "mixed.db"
+    shutil.copy(store_path, mixed)
+    fill_ablations(mixed)
+    before = build_report(store_path, tmp_path / "before")
+    after = build_report(mixed, tmp_path / "after")
+    for name in ("runs.csv", "store-runs.csv", "curves.csv"):
+        assert (after / name).read_text("utf-8") == (before / name).read_text("utf-8"), name
+    md_before = (before / "report.md").read_text("utf-8")
+    md_after = (after / "report.md").read_text("utf-8")
+    for heading in ("Table 2: NLL per time step", "Learning-rate choice", "GRU against LSTM"):
+        assert md_table(md_after, heading) == md_table(md_before, heading)
