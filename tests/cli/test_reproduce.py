@@ -28,6 +28,9 @@ def args(**kw):
         "weight_noise": None,
         "noise_output": None,
         "bptt": None,
+        "search": "full",
+        "search_eta": None,
+        "search_min_epochs": None,
     }
     return argparse.Namespace(**{**base, **kw})
 
@@ -237,3 +240,71 @@ def test_reproduce_refuses_up_front_what_would_fail_every_run(tmp_path, capsys, 
     err = capsys.readouterr().err
     assert message in err and len(err.splitlines()) == 1
     assert not (out / "results.db").exists() and not (out / "report").exists()
+
+
+def test_search_flags_reach_the_search_and_its_seeds_and_bad_ones_are_one_sentence():
+    stage1, then = plan(args(sets=["jsb"], search="halving", search_eta=4, search_min_epochs=5))
+    configs = [c for p in stage1 for c in p.configs]
+    assert {(c.search, c.search_eta, c.search_min_epochs) for c in configs} == {("halving", 4, 5)}
+    runs = [{"status": "done", "valid_nll": 1.0, "config": stage1[0].configs[0].to_dict()}]
+    seeds = [c for p in then(stage1[0], runs) for c in p.configs]
+    # the seeds carry the strategy (one experiment) but train alone: one rate is never cut
+    assert {c.search for c in seeds} == {"halving"}
+    default, _ = plan(args(sets=["jsb"]))
+    assert {c.search for p in default for c in p.configs} == {"full"}
+    for bad, message in (
+        (dict(search_eta=3), "add --search halving"),
+        (dict(search="halving", search_eta=1), "--search-eta 1"),
+        (dict(search="halving", search_min_epochs=0), "--search-min-epochs 0"),
+    ):
+        with pytest.raises(RnnbenchError, match=message):
+            plan(args(sets=["jsb"], **bad))
+
+
+@pytest.mark.slow
+def test_reproduce_quick_with_halving_names_it_and_shows_the_time_saved(tmp_path, tiny_sets):
+    import csv
+
+    from rnnbench.train.halving import HALTED
+
+    out = tmp_path / "halving"
+    argv = [
+        "reproduce",
+        "--quick",
+        "--search",
+        "halving",
+        "--search-eta",
+        "2",
+        "--search-min-epochs",
+        "1",
+        "--sets",
+        tiny_sets[0],
+        "--units",
+        "gru",
+        "--max-epochs",
+        "3",
+        "--workers",
+        "1",
+        "--out",
+        str(out),
+        "--no-progress",
+    ]
+    assert main(argv) == 0
+    runs = Store(out / "results.db").runs()
+    search = [r for r in runs if r["stage"] == "lr"]
+    # rungs at epochs 1 and 2 (η 2, cap 3): 3 rates -> 2 -> 1
+    assert sorted(r["epochs"] for r in search) == [1, 2, 3]
+    halted = [r for r in search if (r["error"] or "").startswith(HALTED)]
+    assert len(halted) == 2 and {r["status"] for r in halted} == {"done"}
+    report = out / "report"
+    for name in REPORT_FILES:
+        if name != "figure3.png":  # no speech set here
+            assert (report / name).stat().st_size > 0, name
+    banner = "successive halving (η = 2, rungs at epochs 1, 2)"
+    for name in ("report.md", "report.html"):
+        assert banner in (report / name).read_text(encoding="utf-8")
+    rows = list(csv.DictReader((report / "table2.csv").read_text(encoding="utf-8").splitlines()))
+    assert all(banner in row["protocol"] for row in rows)
+    md = (report / "report.md").read_text(encoding="utf-8")
+    assert "without successive halving (estimate)" in md and "saved" in md
+    assert "stopped by successive halving" not in md.split("Runs that diverged or failed")[-1]

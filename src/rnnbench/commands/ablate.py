@@ -24,7 +24,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from rnnbench.commands.reproduce import chain_fresh_seeds, search_protocol
+from rnnbench.commands.reproduce import add_search_arguments, chain_fresh_seeds, search_protocol
 from rnnbench.commands.sweep import (
     add_engine_arguments,
     check_engine_arguments,
@@ -118,6 +118,7 @@ def register(subparsers) -> None:
         default="paper",
         help="paper (default) or authors, the training preset, as in reproduce",
     )
+    add_search_arguments(p)  # --search halving (issue 14)
     p.add_argument(
         "--out",
         metavar="DIR",

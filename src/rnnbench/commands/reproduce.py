@@ -18,7 +18,10 @@ fsdd-a only, 3 candidates from the top of the range (log lr ~ U(-7.5, -6)), 2 se
 epochs (music) and 2 epochs (speech, with models of 20k parameters instead of the paper's 169k);
 its numbers do not follow the paper's protocol, and every output says so. A study shortened by
 hand (``--candidates``, ``--max-epochs``, ``--log-lr``, ``--weight-noise``) gets a banner on
-every output naming each departure from the protocol.
+every output naming each departure from the protocol. ``--search halving`` replaces the full
+learning-rate search by successive halving (:mod:`rnnbench.train.halving`): at epochs r, ηr,
+η²r, ... each search keeps its best ceil(n/η) rates still training and stops the others; the
+report names it in its banner and shows the worker time it saved.
 """
 
 from __future__ import annotations
@@ -56,6 +59,30 @@ QUICK = {
     "patience": 5,
     "speech_budget": 20000,
 }
+
+
+def add_search_arguments(p) -> None:
+    """``--search``, ``--search-eta``, ``--search-min-epochs`` (issue 14; reproduce, ablate)."""
+    p.add_argument(
+        "--search",
+        choices=("full", "halving"),
+        default="full",
+        help="how the learning-rate search stops candidates: full (default, the paper's: each "
+        "runs to its own stopping rule) or halving (successive halving: at epochs r, ηr, η²r, "
+        "... each search keeps the best 1/η of its rates still training; docs/training.md)",
+    )
+    p.add_argument(
+        "--search-eta",
+        type=int,
+        metavar="η",
+        help="with --search halving: keep ceil(n/η) rates at each rung (default 3)",
+    )
+    p.add_argument(
+        "--search-min-epochs",
+        type=int,
+        metavar="R",
+        help="with --search halving: the first rung's epoch (default 27)",
+    )
 
 
 def register(subparsers) -> None:
@@ -141,6 +168,7 @@ def register(subparsers) -> None:
         "lr decayed to 1%%, no early stopping, noise on the recurrent layer only; "
         "docs/training.md); the options above override its values",
     )
+    add_search_arguments(p)
     p.add_argument(
         "--out",
         metavar="DIR",
@@ -279,6 +307,7 @@ def search_protocol(args: argparse.Namespace, quick_defaults: dict = QUICK) -> S
         overrides["weight_noise"] = noise
     if getattr(args, "noise_output", None) is not None:
         overrides["noise_output"] = args.noise_output
+    overrides.update(search_fields(args))  # --search halving (issue 14)
     return SearchProtocol(
         quick,
         seeds,
@@ -322,11 +351,36 @@ def chain_fresh_seeds(labels: dict, seeds: int, name=None):
     return then
 
 
+def search_fields(args: argparse.Namespace) -> dict:
+    """The ``RunConfig`` search fields of ``--search``, ``--search-eta``,
+    ``--search-min-epochs`` (none for the paper's full search)."""
+    strategy = getattr(args, "search", None) or "full"
+    eta, first = getattr(args, "search_eta", None), getattr(args, "search_min_epochs", None)
+    if strategy == "full":
+        if eta is not None or first is not None:
+            raise RnnbenchError(
+                "--search-eta and --search-min-epochs set successive halving; add "
+                "--search halving, or leave them out for the paper's full search."
+            )
+        return {}
+    if eta is not None and eta < 2:
+        raise RnnbenchError(f"--search-eta {eta}: use 2 or more (3 keeps a third at each rung).")
+    if first is not None and first < 1:
+        raise RnnbenchError(f"--search-min-epochs {first}: use an epoch of 1 or more.")
+    out = {"search": "halving"}
+    if eta is not None:
+        out["search_eta"] = eta
+    if first is not None:
+        out["search_min_epochs"] = first
+    return out
+
+
 def fresh_seeds(search, lr: float, count: int) -> list:
     """``(s, config)`` for seeds 1..count at ``lr``: seed s sets the initial weights, the
     weight noise and the batch order (``data_seed = s``), the same in every unit, so that
     pairing by seed pairs runs that saw the same batches. Each is its own population (members
-    of one population share a batch order)."""
+    of one population share a batch order). They keep the search's ``search`` fields, so a
+    study's runs stay one experiment, but a population of one rate is never cut by halving."""
     from rnnbench.train.config import RunConfig
 
     base = search.to_dict()

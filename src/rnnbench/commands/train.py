@@ -162,6 +162,18 @@ def register(subparsers) -> None:
         "where it cripples the mixture head; --no-noise-output: the recurrent layer only, "
         "as the authors' code)",
     )
+    # issue 14: successive halving among the population's rates (rnnbench.train.halving)
+    p.add_argument(
+        "--search",
+        choices=("full", "halving"),
+        default="full",
+        help="full (default): every member runs to its own stopping rule; halving: at epochs "
+        "R, ηR, η²R, ... keep the best ceil(n/η) rates still training, stop the others",
+    )
+    p.add_argument("--search-eta", type=int, default=3, metavar="η", help="η (default 3)")
+    p.add_argument(
+        "--search-min-epochs", type=int, default=27, metavar="R", help="first rung (default 27)"
+    )
     p.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
     p.add_argument(
         "--threads",

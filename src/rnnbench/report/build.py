@@ -26,6 +26,8 @@ from rnnbench.report.compute import compute_table
 from rnnbench.report.document import Banner, Block, Bullets, Heading, Image, Para, to_markdown
 from rnnbench.report.exports import EXPORT_FILES, collect, write_exports
 from rnnbench.report.figures import learning_curves, write_curves_csv
+from rnnbench.report.halving import departures as search_departures
+from rnnbench.report.halving import protocol_note, quick_note
 from rnnbench.report.html import to_html
 from rnnbench.report.literature import literature_blocks
 from rnnbench.report.marking import add_marking
@@ -118,7 +120,7 @@ def departures(runs: list[dict], cells: list[Cell]) -> list[str]:
     if windows:
         steps = "/".join(map(str, windows))
         out.append(f"backpropagation truncated to {steps} steps (protocol: whole sequences)")
-    return out + preset_departures(done)
+    return out + preset_departures(done) + search_departures(runs)
 
 
 def _protocol_rates(cell: Cell) -> bool:
@@ -335,7 +337,11 @@ def build_report(
         f"{command} | {'stores' if several else 'store'} {where} | {len(runs)} runs | "
         f"rnnbench {__version__} | {date}"
     )
-    banner = QUICK_BANNER if quick else reduced_banner(departures(runs, cells))
+    banner = (
+        " ".join([QUICK_BANNER, *quick_note(runs)])
+        if quick
+        else reduced_banner(departures(runs, cells))
+    )
     blocks = _front(sources, command, date, quick, banner)
     blocks += _tables(cells, runs, curves)
     blocks += _figures(
@@ -612,6 +618,7 @@ def _write(
         protocol = "quick: not the paper's protocol"
     elif reduced:
         protocol = f"not the paper's protocol: {protocol}"
+    protocol += protocol_note(runs)  # a search by successive halving says so
     write_table2_csv(out / "table2.csv", cells, protocol, provenance)
     add_marking(out, protocol, provenance)  # runs.csv and curves.csv: the same two columns
     title = TITLE

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 from rnnbench.report import paper
 from rnnbench.report.document import Table
+from rnnbench.report.halving import full_search_estimate
 from rnnbench.report.progress import stage_text
 from rnnbench.report.results import UNFINISHED, Cell
 
@@ -33,6 +34,8 @@ class StageCost:
     epochs: int
     unfinished: bool
     started: bool  # any epoch trained
+    # a search by successive halving: what the full search would have cost, (low, high)
+    full_estimate: tuple[float, float] | None = None
 
 
 Epochs = Callable[[str], list[dict]]  # run key -> its per-epoch rows
@@ -70,10 +73,12 @@ def stage_costs(cell: Cell, epochs: Epochs) -> list[StageCost]:
     out = []
     for stage, pops in stages.items():
         seconds, furthest = 0.0, 0
+        estimates = []
         for runs in pops.values():
             trained = [run_seconds(r, epochs) for r in runs]
             seconds += max(s for s, _ in trained)
             furthest = max(furthest, max(e for _, e in trained))
+            estimates.append((full_search_estimate(runs, epochs), max(trained)[0]))
         members = [r for runs in pops.values() for r in runs]
         out.append(
             StageCost(
@@ -83,9 +88,20 @@ def stage_costs(cell: Cell, epochs: Epochs) -> list[StageCost]:
                 epochs=furthest,
                 unfinished=any(r["status"] in UNFINISHED for r in members),
                 started=furthest > 0,
+                full_estimate=_sum_estimates(estimates),
             )
         )
     return out
+
+
+def _sum_estimates(estimates: list[tuple[tuple[float, float] | None, float]]):
+    """The full-search estimates of a stage's populations summed (a population that halving
+    did not cut counts with its measured time); None when halving cut none of them."""
+    if all(est is None for est, _ in estimates):
+        return None
+    low = sum(est[0] if est else measured for est, measured in estimates)
+    high = sum(est[1] if est else measured for est, measured in estimates)
+    return (low, high)
 
 
 def hours(seconds: float) -> str:
@@ -105,9 +121,15 @@ def compute_table(cells: list[Cell], epochs: Epochs) -> Table:
     """One row per cell and stage, and a total: runs, furthest epoch, worker time."""
     body = []
     total = 0.0
+    low = high = 0.0  # with halving: the full searches' estimated worker time
+    halved = False
     for cell in cells:
         for cost in stage_costs(cell, epochs):
             total += cost.seconds
+            est = cost.full_estimate
+            halved = halved or est is not None
+            low += est[0] if est else cost.seconds
+            high += est[1] if est else cost.seconds
             body.append(
                 [
                     paper.dataset_info(cell.dataset).label,
@@ -116,19 +138,38 @@ def compute_table(cells: list[Cell], epochs: Epochs) -> Table:
                     str(cost.runs),
                     str(cost.epochs),
                     hours(cost.seconds),
+                    f"{hours(est[0])} – {hours(est[1])}" if est else "",
                 ]
             )
-    body.append(["all", "", "", str(sum(len(c.runs) for c in cells)), "", hours(total)])
+    body.append(
+        ["all", "", "", str(sum(len(c.runs) for c in cells)), "", hours(total)]
+        + [f"{hours(low)} – {hours(high)}; saved {hours(low - total)} – {hours(high - total)}"]
+    )
+    header = ["data set", "unit", "stage", "runs", "furthest epoch", "worker time"]
+    header.append("without successive halving (estimate)")
+    if not halved:  # the paper's full search everywhere: no estimate column
+        header.pop()
+        body = [row[:-1] for row in body]
+    caption = (
+        "Worker time: the wall-clock time of the stage's population (the learning-rate "
+        "candidates, or the extra seeds, trained together by one worker process), from "
+        "the seconds the store keeps per run: each epoch's training and validation, not "
+        "the final scoring or the time in the queue. A stage still training counts its "
+        "epochs so far. Cells that trained side by side overlap in wall-clock time, so the "
+        "total is worker time, not elapsed time."
+    )
+    if halved:
+        caption += (
+            " A search by successive halving stopped some candidates at a rung; the last "
+            "column estimates what the full search would have cost: each stopped candidate "
+            "trained on at least until its patience would have run out with no new best (its "
+            "best epoch + patience) and at most to the epoch cap, the added epochs priced by a "
+            "line a + bK fitted to the population's own epoch times against the K members that "
+            "trained in them. An estimate, not a measurement (rnnbench.report.halving)."
+        )
     return Table(
-        ["data set", "unit", "stage", "runs", "furthest epoch", "worker time"],
+        header,
         body,
-        caption=(
-            "Worker time: the wall-clock time of the stage's population (the learning-rate "
-            "candidates, or the extra seeds, trained together by one worker process), from "
-            "the seconds the store keeps per run: each epoch's training and validation, not "
-            "the final scoring or the time in the queue. A stage still training counts its "
-            "epochs so far. Cells that trained side by side overlap in wall-clock time, so the "
-            "total is worker time, not elapsed time."
-        ),
-        numeric=[False, False, False, True, True, True],
+        caption=caption,
+        numeric=[False, False, False, True, True, True, True][: len(header)],
     )

@@ -29,6 +29,11 @@ Sweep files (``rnnbench sweep CONFIG.toml``; example in ``examples/sweep.toml``)
     # protocol = "authors"              # the authors' recipe (docs/training.md); the keys
                                         # beside it override its values
 
+    [search]                            # optional: successive halving (rnnbench.train.halving)
+    strategy = "halving"                # or "full" (the default: the paper's search)
+    eta = 3                             # keep ceil(n / eta) rates at each rung
+    min_epochs = 27                     # the first rung; then 81, 243, ...
+
 Forms: ``paper`` is the peephole LSTM and the reset-before GRU, ``cudnn`` the LSTM without
 peepholes and the reset-after GRU (as ``torch.nn``). A variant name of
 :mod:`rnnbench.nn.variants` is a form of its unit (``np`` is ``no-peephole``, ``after`` is
@@ -75,7 +80,19 @@ FORMS = {
         for (unit, name), v in VARIANTS.items()
     },
 }
-SWEEP_KEYS = {"name", "datasets", "units", "forms", "budgets", "hidden", "seeds", "lr", "train"}
+SWEEP_KEYS = {
+    "name",
+    "datasets",
+    "units",
+    "forms",
+    "budgets",
+    "hidden",
+    "seeds",
+    "lr",
+    "train",
+    "search",
+}
+SEARCH_KEYS = {"strategy": "search", "eta": "search_eta", "min_epochs": "search_min_epochs"}
 LR_KEYS = {"candidates", "low", "high", "seed", "values"}
 # RunConfig fields a sweep sets through its own keys, not through [train].
 _GRID_FIELDS = {"dataset", "unit", "peephole", "reset", "variant", "hidden", "lr", "seed"}
@@ -235,6 +252,15 @@ def _seeds(spec: dict, where: str) -> list[int]:
     return seeds
 
 
+def _search(spec: dict, where: str) -> dict:
+    """The ``[search]`` table as RunConfig fields (``strategy`` -> ``search``, ...)."""
+    search = spec.get("search", {})
+    if not isinstance(search, dict):
+        raise _fail(where, "'search' must be a table", 'write [search] with strategy = "halving"')
+    _unknown(search, set(SEARCH_KEYS), where, "[search]")
+    return {SEARCH_KEYS[k]: v for k, v in search.items()}
+
+
 def parse_sweep(spec: dict, where: str = "the sweep file") -> tuple[str, list[Population]]:
     """Validate a sweep spec (a parsed TOML dict) and build its populations."""
     _unknown(spec, SWEEP_KEYS, where, "the top level")
@@ -277,7 +303,8 @@ def parse_sweep(spec: dict, where: str = "the sweep file") -> tuple[str, list[Po
         raise _fail(where, "'train' must be a table", "write [train] with RunConfig fields")
     fields = {f.name for f in dataclasses.fields(RunConfig)} - _GRID_FIELDS
     _unknown(train, fields, where, "[train]")
-    train = with_preset(train)  # protocol = "authors": the preset, under the table's own values
+    # protocol = "authors": the preset, under the table's own values; [search]: halving
+    train = with_preset({**train, **_search(spec, where)})
 
     populations: list[Population] = []
     seen: set[str] = set()

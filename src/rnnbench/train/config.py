@@ -85,9 +85,16 @@ class RunConfig:
             schedule, no early stopping: ``patience`` is set to ``max_epochs``); see
             :mod:`rnnbench.train.authors`, whose ``with_preset`` fills the preset's values.
 
-    ``lr_decay``, ``noise_output``, ``variant`` and ``protocol`` came after the first grids: at
-    their defaults they are left out of :meth:`key`, so the runs stored before them keep their
-    keys.
+        search: ``"full"`` (the paper's search: every member runs to its own stopping rule) or
+            ``"halving"`` (successive halving among the population's learning rates at epochs
+            ``search_min_epochs * search_eta**i``; :mod:`rnnbench.train.halving`). At
+            ``"full"`` the other two are reset to their defaults, so they never split keys.
+        search_eta: the halving factor η (an integer >= 2): a rung keeps ceil(n / η) rates.
+        search_min_epochs: the first rung r (an integer >= 1).
+
+    ``lr_decay``, ``noise_output``, ``variant``, ``protocol`` and the ``search`` fields came
+    after the first grids: at their defaults they are left out of :meth:`key`, so the runs
+    stored before them keep their keys.
     """
 
     dataset: str
@@ -112,6 +119,10 @@ class RunConfig:
     noise_output: bool | None = None
     variant: str = ""
     protocol: str = "paper"
+    # issue 14: how the learning-rate search that this run belongs to stops its candidates
+    search: str = "full"
+    search_eta: int = 3
+    search_min_epochs: int = 27
 
     def __post_init__(self) -> None:
         def fail(field: str, value, fix: str):
@@ -188,6 +199,9 @@ class RunConfig:
             set_(self, "patience", self.max_epochs)
         if not isinstance(self.noise_output, bool):
             fail("noise_output", self.noise_output, "use true or false")
+        from rnnbench.train import halving
+
+        halving.check_config(self, fail)
         if self.rms_eps <= 0:
             fail("rms_eps", self.rms_eps, "use an epsilon > 0")
         if not self.rms_decay < 1 or not self.rms_momentum < 1:
@@ -227,7 +241,15 @@ class RunConfig:
 
 
 # Fields added after runs were stored, with their defaults: left out of the key at the default.
-LATER_FIELDS = {"lr_decay": None, "noise_output": True, "variant": "", "protocol": "paper"}
+LATER_FIELDS = {
+    "lr_decay": None,
+    "noise_output": True,
+    "variant": "",
+    "protocol": "paper",
+    "search": "full",
+    "search_eta": 3,
+    "search_min_epochs": 27,
+}
 
 
 def _keyed(d: dict) -> dict:

@@ -16,6 +16,8 @@ stops when its patience runs out (status ``done``) or when its loss or gradient 
 At the end of that epoch it leaves the population: its best state is scored on train, valid
 and test and its run is marked finished, and the others continue as a smaller population built
 from the checkpoints just written (the resume path), so a stopped member costs nothing more.
+With ``search = "halving"`` a member can also be stopped at a rung of successive halving
+(:mod:`rnnbench.train.halving`, ``_Population._halve``): status ``done``, scored the same way.
 
 Per-epoch ``train_nll`` is the running average of the noisy training loss over the epoch
 (free to compute); the final ``train_nll`` of the result is a clean evaluation.
@@ -35,7 +37,7 @@ import torch
 
 from rnnbench import locks as locks_
 from rnnbench.errors import RnnbenchError
-from rnnbench.train import authors
+from rnnbench.train import authors, halving
 from rnnbench.train import checkpoint as ckpt
 from rnnbench.train.config import RunConfig, with_defaults
 from rnnbench.train.metrics import split_nll, split_scores
@@ -300,7 +302,7 @@ def _finalize(
         elif state["status"] == "diverged":
             error = diverged_after_best(state["epochs"], best_epoch, state.get("why"))
         else:
-            error = None
+            error = state.get("halted")  # stopped at a rung of successive halving, or None
         result = {
             "status": "done" if ok else "diverged",
             "error": error,
@@ -435,6 +437,7 @@ class _Population:
         self.epochs = [0] * k
         self.best_states: list[dict | None] = [None] * k
         self.why: list[str | None] = [None] * k  # why a member diverged, in one sentence
+        self.halted: list[str | None] = [None] * k  # why successive halving stopped it
         self.epoch = 0
         if any(r is not None for r in resume):
             self._load(resume)
@@ -462,6 +465,7 @@ class _Population:
             self.seconds[k] = state["seconds"]
             self.epochs[k] = state["epochs"]
             self.why[k] = state.get("why")  # absent from checkpoints of older versions
+            self.halted[k] = state.get("halted")
             ckpt.truncate_metrics(self.run_dirs[k], self.epoch)
         torch.set_rng_state(resume[0]["torch_rng"])
         ckpt.set_numpy_rng_state(resume[0]["numpy_rng"])
@@ -484,6 +488,7 @@ class _Population:
             "early_stopping": self.stopping.member_state(k),
             "best_model": self.best_states[k],
             "why": self.why[k],
+            "halted": self.halted[k],
             "torch_rng": torch.get_rng_state(),
             "numpy_rng": ckpt.numpy_rng_state(),
         }
@@ -565,6 +570,23 @@ class _Population:
             if any(s != "running" for s in self.status):
                 return saved
 
+    def _halve(self, epoch: int, valid, records: dict[int, dict]) -> None:
+        """Successive halving (:mod:`rnnbench.train.halving`): at a rung epoch, stop the
+        running members of the rates behind; a no-op for the paper's full search."""
+        stop = halving.decide(
+            self.cfg,
+            epoch,
+            [c.lr for c in self.configs],
+            self.stopping.best,
+            [s == "running" for s in self.status],
+            last=[float(v) for v in valid],
+            best_epochs=self.stopping.best_epoch,
+        )
+        for k, text in stop.items():
+            self.status[k] = "done"
+            self.halted[k] = text
+            records[k]["status"] = "done"
+
     def _one_epoch(self, on_epoch, bar, ids) -> list[dict]:
         epoch = self.epoch + 1
         training = [s == "running" for s in self.status]
@@ -599,7 +621,9 @@ class _Population:
                 "seconds": round(self.seconds[k], 6),
                 "status": self.status[k],
             }
-            ckpt.append_metrics(self.run_dirs[k], records[k])
+        self._halve(epoch, valid, records)
+        for k, record in records.items():
+            ckpt.append_metrics(self.run_dirs[k], record)
         saved = [self._member_checkpoint(k) for k in range(self.k)]
         for k in range(self.k):
             ckpt.save_last(saved[k], self.run_dirs[k])
