@@ -11,10 +11,29 @@
   (``LSTM(..., variant="nig")``, ``run_unit(..., variant="mgu")``; ``docs/variants.md``).
 """
 
-from rnnbench.nn.functional import run_unit
-from rnnbench.nn.gru import GRU
-from rnnbench.nn.init import init_unit
-from rnnbench.nn.lstm import LSTM
-from rnnbench.nn.rnn import RNN
+
+from importlib import import_module
 
 __all__ = ["GRU", "LSTM", "RNN", "init_unit", "run_unit"]
+
+# The names load torch on first use, not on import, so that light submodules
+# (``rnnbench.nn.variants``, read while the CLI parses its arguments) stay light (PEP 562).
+_HOME = {
+    "GRU": "rnnbench.nn.gru",
+    "LSTM": "rnnbench.nn.lstm",
+    "RNN": "rnnbench.nn.rnn",
+    "init_unit": "rnnbench.nn.init",
+    "run_unit": "rnnbench.nn.functional",
+}
+
+
+def __getattr__(name: str):
+    if name in _HOME:
+        value = getattr(import_module(_HOME[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'rnnbench.nn' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted([*globals(), *__all__])

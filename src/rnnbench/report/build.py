@@ -441,7 +441,7 @@ def _trained_by(sources: Sources) -> str:
             when = f"{len(made)} calls, first {when}, last {made[-1].get('at', '?')}"
         parts.append(f"`{command}` ({when}" + (f" on {', '.join(hosts)})" if hosts else ")"))
     silent = [
-        p for p, store in zip(sources.paths, sources.stores, strict=True) if not store.commands()
+        p for p, recorded in zip(sources.paths, sources.recorded, strict=True) if not recorded
     ]
     if silent:
         parts.append("not recorded for " + ", ".join(f"`{p.resolve()}`" for p in silent))

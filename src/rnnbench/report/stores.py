@@ -32,6 +32,7 @@ class Sources:
     runs: list[dict] = field(default_factory=list)
     origin: dict[str, int] = field(default_factory=dict)  # run key -> index into ``paths``
     shared: set[str] = field(default_factory=set)  # keys found in more than one store
+    recorded: list[list[dict]] = field(default_factory=list)  # each store's training commands
 
     def epochs(self, key: str) -> list[dict]:
         """Per-epoch metrics of one run, from the store its row came from."""
@@ -46,8 +47,10 @@ class Sources:
 
     @property
     def commands(self) -> list[dict]:
-        """The training commands every store recorded (``Store.add_command``)."""
-        return [c for store in self.stores for c in store.commands()]
+        """The training commands every store recorded (``Store.add_command``), read when the
+        stores were opened, so they stay readable after :meth:`close` (a store read from
+        exports lives in a temporary folder that closing deletes)."""
+        return [c for commands in self.recorded for c in commands]
 
     @property
     def quick(self) -> bool:
@@ -93,6 +96,7 @@ def open_stores(paths: StorePaths) -> Sources:
             store, runs = _open(path)
             sources.stores.append(store)
             sources.metas.append(store.meta())
+            sources.recorded.append(store.commands())
             _merge(sources, runs, index)
     except BaseException:
         sources.close()
