@@ -229,6 +229,10 @@ def table2(cells: list[Cell], started: Collection[str] = ()) -> Table:
         tr, te = cell.summary("train"), cell.summary("test")
         if cell.chosen_lr is None:
             ours = ["—", _no_result_text(cell, started), "—", "—", "—", "—", "—", "—", "—"]
+        elif tr.n == 0:  # the rate is chosen; none of its fresh seeds has finished yet
+            waiting = "in progress (see Progress)" if cell.unfinished else "none finished"
+            ours = [fmt_lr(cell.chosen_lr), f"fresh seeds {waiting}", "—", "—", "—", "—", "—"]
+            ours += ["—", "—", "—"]
         else:
             lo, hi = te.ci95
             seq = cell.summary("test", "sequence")
@@ -246,7 +250,7 @@ def table2(cells: list[Cell], started: Collection[str] = ()) -> Table:
             ]
         if cell.chosen_lr is None:
             ours.append("—")
-        if cell.chosen_lr is None and ref:
+        if (cell.chosen_lr is None or tr.n == 0) and ref:
             ours[3], ours[7] = fmt(ref[0], 2), fmt(ref[1], 2)
         rows.append(
             [paper.dataset_info(cell.dataset).label, cell.label, *ours, _divergence_text(cell)]
