@@ -101,6 +101,8 @@ def test_ablate_end_to_end_writes_every_report_file_and_rebuilds_from_its_export
         "2",
         "--max-epochs",
         "2",
+        "--seeds",
+        "3",  # 3 fresh seeds: enough for the paired test (2 are too few to test)
         "--workers",
         "2",
         "--threads",
@@ -124,11 +126,11 @@ def test_ablate_end_to_end_writes_every_report_file_and_rebuilds_from_its_export
         ("gru", "full"),
         ("gru", "after"),
     ]
-    assert rows[2]["paired_seeds"] == "1 2" and rows[2]["p_holm"] != ""
+    assert rows[2]["paired_seeds"] == "1 2 3" and rows[2]["p_holm"] != ""
     assert all("QUICK RUN" in r["protocol"] for r in rows)
     flow = (out / "report" / "gradflow.csv").read_text(encoding="utf-8")
     assert main(argv) == 0  # again: every run found finished, nothing trained
-    assert "(12 were already finished)" in capsys.readouterr().out
+    assert "(15 were already finished)" in capsys.readouterr().out  # 3 x (2 rates + 3 seeds)
 
     # The checkpoints gone, the report rebuilds from its own folder: the same analyses.
     shutil.rmtree(out / "runs")

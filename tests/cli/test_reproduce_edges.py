@@ -50,7 +50,7 @@ def test_every_missing_data_set_is_named_at_once(tmp_path, capsys):
 def test_the_progress_bar_total_is_fixed_from_the_start():
     stage1, then = plan(args(quick=True, sets=["jsb", "fsdd-a"], units=["gru", "tanh"]))
     planned = common.planned_runs(stage1, then)
-    assert planned == 4 * 3 + 4 * 1  # 4 cells: 3 rates, then 1 more seed each
+    assert planned == 4 * 3 + 4 * 2  # 4 cells: 3 rates, then 2 fresh seeds each
     tally = common.Tally(planned=planned)
     display = common.Display(True, tally)
     try:

@@ -27,8 +27,10 @@ def test_the_report_rebuilds_from_its_exports_alone(tmp_path):
     first = build_report(store, tmp_path / "first", samples=False)
     # Only the committed folder travels: the store and its run folders are gone.
     shutil.rmtree(store.parent)
-    assert main(["report", "--store", str(first), "--out", str(tmp_path / "again"),
-                 "--no-samples"]) == 0
+    assert (
+        main(["report", "--store", str(first), "--out", str(tmp_path / "again"), "--no-samples"])
+        == 0
+    )
     again = tmp_path / "again"
     assert _table(again / "table2.csv") == _table(first / "table2.csv")
     assert _table(again / "runs.csv") == _table(first / "runs.csv")

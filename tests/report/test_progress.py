@@ -99,7 +99,7 @@ def test_provenance_says_training_goes_on(half_done, report_dir):
     md, _ = half_done
     assert re.search(r"Runs: 14 \(.*\), training since \S+, last update \S+\n", md)
     finished = (report_dir / "report.md").read_text(encoding="utf-8")
-    assert re.search(r"Runs: 35 \(.*\), trained \S+ to \S+\n", finished)
+    assert re.search(r"Runs: 48 \(.*\), trained \S+ to \S+\n", finished)
 
 
 def test_table2_says_in_progress_only_for_unfinished_cells_with_epochs(half_done):
@@ -112,7 +112,8 @@ def test_table2_says_in_progress_only_for_unfinished_cells_with_epochs(half_done
     )
     # The GRU search has a finished rate, but rates still training might beat it: no result.
     assert seeds[("JSB Chorales", "GRU (reset before)")] == "in progress (see Progress)"
-    assert seeds[("FSDD-A (speech)", "LSTM (peephole)")] == "1"  # search done, seeds training
+    # search done, fresh seeds training: the search run is never reported in their place
+    assert seeds[("FSDD-A (speech)", "LSTM (peephole)")] == "fresh seeds in progress (see Progress)"
 
 
 def test_progress_is_in_the_html_and_labelled_provisional(half_done):
@@ -209,7 +210,31 @@ def test_table2_in_progress_needs_an_unfinished_run_not_just_epochs():
 def test_the_headline_says_which_cells_are_not_finished(half_done):
     md, _ = half_done
     glance = md.split("## Results at a glance\n", 1)[1].split("\n## ", 1)[0]
-    assert "- JSB Chorales" not in glance  # no cell of it has finished its search
+    jsb = next(line for line in glance.splitlines() if line.startswith("- JSB"))
+    assert jsb.startswith("- JSB Chorales: no unit has a result yet. Not finished yet: ")
+    # FSDD-A LSTM chose its rate, but no fresh seed has finished: no result to rank yet
     fsdd = next(line for line in glance.splitlines() if line.startswith("- FSDD-A"))
-    assert "(1 seed so far)" in fsdd and "Some cells are still training" in fsdd
-    assert "No result (every run diverged or failed): tanh." in fsdd
+    assert fsdd == (
+        "- FSDD-A (speech): no unit has a result yet. Not finished yet: LSTM (peephole). "
+        "No result (every run diverged or failed): tanh."
+    )
+    assert "lowest mean test NLL first" not in glance
+
+
+def test_the_headline_ranks_a_cell_once_a_fresh_seed_finished(tmp_path):
+    from rnnbench.report.build import _headline
+
+    path = tmp_path / "results.db"
+    with Store(path) as s:
+        add_run(s, "jsb", "gru", 1e-3, status="done", valid=[8.0])
+        add_run(s, "jsb", "gru", 1e-3, 1, status="done", valid=[8.4], stage="seeds")
+        add_run(s, "jsb", "gru", 1e-3, 2, valid=[9.0], stage="seeds")
+        add_run(s, "jsb", "lstm", 1e-3, status="done", valid=[7.0])
+        add_run(s, "jsb", "lstm", 1e-3, 1, status="done", valid=[8.2], stage="seeds")
+        add_run(s, "jsb", "lstm", 1e-3, 2, status="done", valid=[8.3], stage="seeds")
+    (line,) = _headline(build_cells(Store(path, readonly=True).runs()))
+    assert line == (
+        "JSB Chorales: lowest mean test NLL first: LSTM (peephole) 8.250, "
+        "GRU (reset before) 8.400 (1 seed so far). Some cells are still training; "
+        "the order may change."
+    )

@@ -53,13 +53,13 @@ def test_provenance_lists_every_store_and_its_runs(split_stores, tmp_path):
     jsb, fsdd = split_stores
     out = build_report([jsb, fsdd], tmp_path / "merged")
     md = (out / "report.md").read_text(encoding="utf-8")
-    assert f"Results stores (runs taken from each): `{jsb.resolve()}` (27 runs), " in md
-    assert f"`{fsdd.resolve()}` (8 runs)" in md and "found in more than one store" not in md
+    assert f"Results stores (runs taken from each): `{jsb.resolve()}` (36 runs), " in md
+    assert f"`{fsdd.resolve()}` (12 runs)" in md and "found in more than one store" not in md
     assert f"rnnbench report --store {jsb} --store {fsdd} --out" in md
-    assert "Runs: 35 (" in md and "from the runs of 2 results stores" in md
+    assert "Runs: 48 (" in md and "from the runs of 2 results stores" in md
     with open(out / "table2.csv", newline="", encoding="utf-8") as f:
         (provenance,) = {r["provenance"] for r in csv.DictReader(f)}
-    assert f"stores {jsb.resolve()}, {fsdd.resolve()} | 35 runs" in provenance
+    assert f"stores {jsb.resolve()}, {fsdd.resolve()} | 48 runs" in provenance
 
 
 @pytest.mark.parametrize("done_first", [True, False])
@@ -133,7 +133,7 @@ def test_one_path_as_text_and_a_store_given_twice(store_path, tmp_path):
     for paths in (str(store_path), [store_path, str(again)]):
         out = build_report(paths, tmp_path / "out")
         md = (out / "report.md").read_text(encoding="utf-8")
-        assert f"Results store: `{store_path.resolve()}`" in md and "Runs: 35 (" in md
+        assert f"Results store: `{store_path.resolve()}`" in md and "Runs: 48 (" in md
         assert "from the runs of one results store" in md
 
 
@@ -151,7 +151,7 @@ def test_command_takes_several_stores(split_stores, tmp_path, capsys):
     assert "report.html" in capsys.readouterr().out
     md = (out / "report.md").read_text(encoding="utf-8")
     assert f"Report command: `rnnbench report --store {jsb} --store {fsdd} --out {out}`" in md
-    assert "(27 runs)" in md and "(8 runs)" in md
+    assert "(36 runs)" in md and "(12 runs)" in md
 
 
 def test_command_without_store_reads_the_default_store(tmp_path, monkeypatch):

@@ -19,8 +19,8 @@ from tests.report.conftest import md_table
 def test_table1_says_which_rows_were_trained(report_dir):
     md = (report_dir / "report.md").read_text(encoding="utf-8")
     rows = {(r[0], r[1]): r[-1] for r in md_table(md, "Table 1: model sizes")}
-    assert rows["music", "GRU"] == "yes, 9 runs (the paper's size)"
-    assert rows["speech", "LSTM"] == "yes, 4 runs (the paper's size)"
+    assert rows["music", "GRU"] == "yes, 12 runs (the paper's size)"
+    assert rows["speech", "LSTM"] == "yes, 6 runs (the paper's size)"
     assert rows["speech", "GRU"] == "no (the paper's size, for reference)"
 
 

@@ -11,7 +11,6 @@
   (``LSTM(..., variant="nig")``, ``run_unit(..., variant="mgu")``; ``docs/variants.md``).
 """
 
-
 from importlib import import_module
 
 __all__ = ["GRU", "LSTM", "RNN", "init_unit", "run_unit"]

@@ -113,7 +113,8 @@ def departures(runs: list[dict], cells: list[Cell]) -> list[str]:
     biased = [c for c in cells if c.chosen_lr is not None and not c.fresh]
     if biased:
         out.append(
-            f"in {len(biased)} cells the reported seeds include the runs that chose the "
+            f"in {len(biased)} {'cell' if len(biased) == 1 else 'cells'} the reported seeds "
+            "include the runs that chose the "
             "learning rate (no fresh seeds; their means are biased low and they are not tested)"
         )
     windows = values("bptt")
@@ -264,14 +265,26 @@ def _differences(runs: list[dict], cells: list[Cell], where: str = "this store")
 
 def _headline(cells: list[Cell]) -> list[str]:
     """One sentence per data set: which unit has the lowest mean test NLL. A data set with a
-    cell still in progress (or not started) says so: its ranking may change."""
+    cell still in progress (or not started) says so: its ranking may change. A cell has a
+    result once its rate is chosen and a reported (fresh) seed has finished."""
     out = []
     by_ds: dict[str, list[Cell]] = {}
     for c in cells:
         by_ds.setdefault(c.dataset, []).append(c)
     for ds, group in by_ds.items():
-        ready = [c for c in group if c.chosen_lr is not None]
+        ready = [c for c in group if c.chosen_lr is not None and c.seeds]
+        waiting = [c.label for c in group if c not in ready and c.unfinished]
+        lost = [c.label for c in group if c not in ready and not c.unfinished]
+        note = ""
+        if waiting:
+            note += f" Not finished yet: {', '.join(waiting)}."
+        elif any(c.unfinished for c in group):
+            note += " Some cells are still training; the order may change."
+        if lost:
+            note += f" No result (every run diverged or failed): {', '.join(lost)}."
+        label = paper.dataset_info(ds).label
         if not ready:
+            out.append(f"{label}: no unit has a result yet.{note}")
             continue
         ranked = sorted(ready, key=lambda c: c.summary("test").mean)
         text = ", ".join(
@@ -283,16 +296,7 @@ def _headline(cells: list[Cell]) -> list[str]:
             )
             for c in ranked
         )
-        waiting = [c.label for c in group if c.chosen_lr is None and c.unfinished]
-        lost = [c.label for c in group if c.chosen_lr is None and not c.unfinished]
-        note = ""
-        if waiting:
-            note += f" Not finished yet: {', '.join(waiting)}."
-        elif any(c.unfinished for c in group):
-            note += " Some cells are still training; the order may change."
-        if lost:
-            note += f" No result (every run diverged or failed): {', '.join(lost)}."
-        out.append(f"{paper.dataset_info(ds).label}: lowest mean test NLL first: {text}.{note}")
+        out.append(f"{label}: lowest mean test NLL first: {text}.{note}")
     return out
 
 
