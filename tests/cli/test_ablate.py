@@ -118,7 +118,14 @@ def test_ablate_end_to_end_writes_every_report_file_and_rebuilds_from_its_export
     md = (out / "report" / "ablations.md").read_text(encoding="utf-8")
     assert "QUICK RUN" in md and "GRU after" in md and "| LSTM | i |" in md
     page = (out / "report" / "ablations.html").read_text(encoding="utf-8")
-    assert page.count("data:image/png;base64,") == 2 and "QUICK RUN" in page  # self-contained
+    # self-contained: 2 figures, then the Samples section's picture and audio of each variant
+    assert page.count("data:image/png;base64,") == 2 + 3 and "QUICK RUN" in page
+    assert page.count("data:audio/ogg;base64,") == 3 * 2  # sample and real excerpt
+    samples = md.split("## Samples\n", 1)[1].split("\n## ", 1)[0]
+    for unit in ("LSTM (peephole)", "GRU (reset before)", "GRU (reset after)"):
+        assert unit in samples, unit
+    drawn = sorted(p.suffix for p in (out / "report" / "samples").iterdir())
+    assert drawn == [".mid"] * 6 + [".ogg"] * 6 + [".png"] * 3  # sample and real, 1 picture
     with open(out / "report" / "ablations.csv", encoding="utf-8") as f:
         rows = list(csv.DictReader(f))
     assert [(r["unit"], r["variant"]) for r in rows] == [
@@ -140,6 +147,25 @@ def test_ablate_end_to_end_writes_every_report_file_and_rebuilds_from_its_export
         == 0
     )
     assert (rebuilt / "gradflow.csv").read_text(encoding="utf-8") == flow
+    assert "No sample for 3 of 3 cells, whose checkpoints are not on this machine" in (
+        rebuilt / "ablations.md"
+    ).read_text(encoding="utf-8")
+    bare = tmp_path / "bare"
+    assert (
+        main(
+            [
+                "ablate",
+                "--report-only",
+                "--no-samples",
+                "--store",
+                str(out / "report"),
+                "--report",
+                str(bare),
+            ]
+        )
+        == 0
+    )
+    assert "## Samples" not in (bare / "ablations.md").read_text(encoding="utf-8")
     with open(rebuilt / "ablations.csv", encoding="utf-8") as f:
         assert [r["test_nll_mean"] for r in csv.DictReader(f)] == [r["test_nll_mean"] for r in rows]
     # `rnnbench report` is the paper's report: it has nothing to say about these runs.

@@ -137,6 +137,12 @@ def register(subparsers) -> None:
         action="store_true",
         help="skip gradient flow and gate use (they load every cell's best checkpoint)",
     )
+    p.add_argument(
+        "--no-samples",
+        action="store_true",
+        help="leave out the report's Samples section (a sample of each variant's best fresh "
+        "seed, as audio and a picture; needs the runs' folders and the data)",
+    )
     add_engine_arguments(p)
     p.add_argument(  # replaces the engine's single --store (conflict_handler="resolve")
         "--store",
@@ -221,6 +227,7 @@ def handler(args: argparse.Namespace) -> int:
             quick=quick,
             command=command,
             analyses=not args.no_analyses,
+            samples=not args.no_samples,
             data_dir=args.data_dir,
         )
         print(f"ablation report: {path}")
@@ -252,6 +259,7 @@ def handler(args: argparse.Namespace) -> int:
         quick=quick,
         command=command,
         analyses=not args.no_analyses,
+        samples=not args.no_samples,
         data_dir=args.data_dir,
     )
     print(f"ablation report: {path}" + ("  (quick: NOT the paper's protocol)" if quick else ""))

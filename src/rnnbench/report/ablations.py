@@ -15,6 +15,9 @@ label ``ablate``; ``rnnbench report`` leaves them out, :func:`reproduce_runs`) a
 - ``gradflow.csv`` and ``gradflow.png``: ‖∂L/∂h_t‖ against the distance to the loss, at
   initialisation and at the best checkpoint (:mod:`rnnbench.analysis.gradflow`);
 - ``gates.csv``: gate use on the test split (:mod:`rnnbench.analysis.gates`);
+- the "Samples" section (:mod:`rnnbench.report.samples`, as in the paper's report): one sample
+  of each variant's best fresh seed, as audio and a picture beside a real excerpt, with the
+  files in ``out/samples/`` (``samples=False``, ``ablate --no-samples``: left out);
 - the store as text (``store-runs.csv``, ``store-epochs.csv``, ``store-meta.json``), so the
   folder rebuilds itself: ``rnnbench ablate --report-only --store FOLDER --out ...``.
 
@@ -54,6 +57,7 @@ from rnnbench.report.exports import EXPORT_FILES, collect, write_exports
 from rnnbench.report.figures import per_model_seconds
 from rnnbench.report.html import to_html
 from rnnbench.report.results import Cell, PairedTest, Summary, build_cells, holm, paired
+from rnnbench.report.samples import samples_section
 from rnnbench.report.stores import open_stores
 from rnnbench.report.tables import fmt, fmt_lr
 
@@ -627,10 +631,12 @@ def build_ablation_report(
     quick: bool = False,
     command: str | None = None,
     analyses: bool = True,
+    samples: bool = True,
     data_dir=None,
 ) -> Path:
     """Write the ablation report folder from one store or several (paths or export folders);
-    return the folder. ``analyses`` False reuses earlier gradient-flow and gate rows only."""
+    return the folder. ``analyses`` False reuses earlier gradient-flow and gate rows only;
+    ``samples`` False leaves out the Samples section."""
     from rnnbench.report.build import _trained_by, departures, reduced_banner
     from rnnbench.sweeps.grid import task_of
 
@@ -761,6 +767,8 @@ def build_ablation_report(
                 + "."
             )
         )
+    if samples:
+        blocks += samples_section([v.cell for v in cells], out, paths, data_dir=data_dir)
     if items and not quick:
         blocks += [Heading("Departures from the paper's protocol", 2), Bullets(items)]
     if banner:
