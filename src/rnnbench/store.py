@@ -93,7 +93,13 @@ RESULT_COLUMNS = (
 LABEL_COLUMNS = ("sweep", "stage", "quick")
 # Columns added after stores were written: a writable store gains them when opened; a store
 # read as it is lacks them, and its runs read them as absent (None).
-LATER_COLUMNS = {"train_nll_seq": "REAL", "valid_nll_seq": "REAL", "test_nll_seq": "REAL"}
+# ``imported``: the export folder a finished run was copied from (:meth:`Store.import_run`).
+LATER_COLUMNS = {
+    "train_nll_seq": "REAL",
+    "valid_nll_seq": "REAL",
+    "test_nll_seq": "REAL",
+    "imported": "TEXT",
+}
 EPOCH_COLUMNS = ("train_nll", "valid_nll", "updates", "seconds")
 
 _SCHEMA = """
@@ -518,6 +524,35 @@ class Store:
                 "ON CONFLICT(name) DO UPDATE SET value = excluded.value",
                 (json.dumps(commands),),
             )
+
+    def import_run(self, row: dict, epochs: Iterable[dict], source: str) -> bool:
+        """Copy a finished run trained elsewhere into the store, with its epochs: ``row`` maps
+        the ``runs`` columns to values (``config`` as JSON text; unknown columns are dropped),
+        ``source`` (the export folder) goes into its ``imported`` column. A run the store holds
+        finished already is kept as it is; an unfinished one is replaced. Returns whether the
+        run was copied. Sweeps count an imported run as finished without its run folder."""
+        if row.get("status") not in FINISHED:
+            raise ValueError(f"only finished runs are imported, not {row.get('status')!r}")
+        key = row["key"]
+        with self._write() as conn:
+            have = {r[1] for r in conn.execute("PRAGMA table_info(runs)")}
+            found = conn.execute("SELECT status FROM runs WHERE key = ?", (key,)).fetchone()
+            if found is not None and found[0] in FINISHED:
+                return False
+            values = {c: v for c, v in row.items() if c in have}
+            values["imported"] = source
+            conn.execute("DELETE FROM runs WHERE key = ?", (key,))
+            conn.execute("DELETE FROM epochs WHERE key = ?", (key,))
+            conn.execute(
+                f"INSERT INTO runs ({', '.join(values)}) VALUES ({', '.join('?' * len(values))})",
+                tuple(values.values()),
+            )
+            conn.executemany(
+                f"INSERT INTO epochs (key, epoch, {', '.join(EPOCH_COLUMNS)}) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                [(key, int(e["epoch"]), *(e.get(c) for c in EPOCH_COLUMNS)) for e in epochs],
+            )
+        return True
 
     # -- reads ------------------------------------------------------------------------------
 

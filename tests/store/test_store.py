@@ -1,5 +1,6 @@
 """The SQLite results store: round trips, filters, upserts, concurrent writers, errors."""
 
+import json
 import math
 import multiprocessing as mp
 import sqlite3
@@ -237,3 +238,37 @@ def test_readonly_on_a_file_that_is_not_a_store(tmp_path):
     path.write_text("this is not sqlite, just text " * 100)
     with pytest.raises(RnnbenchError, match="not a readable rnnbench results store"):
         Store(path, readonly=True).runs()
+
+
+def test_import_run_copies_a_finished_run_and_keeps_what_is_finished_here(tmp_path):
+    def row(key, status, valid):
+        return {
+            "key": key,
+            "config": json.dumps({"dataset": "jsb", "unit": "gru", "lr": 1e-3, "seed": 0}),
+            "dataset": "jsb",
+            "unit": "gru",
+            "status": status,
+            "valid_nll": valid,
+            "not_a_column": 1,  # dropped
+        }
+
+    epochs = [{"epoch": 1, "train_nll": 9.0, "valid_nll": 8.5, "updates": 10, "seconds": 2.0}]
+    with Store(tmp_path / "r.db") as store:
+        store.queue_run("b", {"dataset": "jsb", "unit": "gru", "lr": 1e-3}, "runs/b")
+        store.start_run("c", {"dataset": "jsb", "unit": "gru", "lr": 1e-3}, "runs/c")
+        store.finish_run("c", "done", {"valid_nll": 7.0})
+        assert store.import_run(row("a", "done", 8.0), epochs, "/git/grid")
+        assert store.import_run(row("b", "diverged", 8.1), epochs, "/git/grid")  # was queued
+        assert not store.import_run(row("c", "done", 9.9), epochs, "/git/grid")  # finished here
+        with pytest.raises(ValueError, match="only finished runs"):
+            store.import_run(row("d", "running", 1.0), [], "/git/grid")
+        runs = {r["key"]: r for r in store.runs()}
+        assert set(runs) == {"a", "b", "c"}
+        assert (runs["a"]["status"], runs["a"]["valid_nll"], runs["a"]["imported"]) == (
+            "done",
+            8.0,
+            "/git/grid",
+        )
+        assert runs["b"]["status"] == "diverged" and runs["c"]["valid_nll"] == 7.0
+        assert runs["c"]["imported"] is None
+        assert store.epochs("a") == [{"key": "a", **epochs[0]}]

@@ -31,6 +31,7 @@ from rnnbench.commands.sweep import (
     command_line,
     engine_kwargs,
     preflight,
+    resume_from,
     summary_line,
 )
 from rnnbench.errors import RnnbenchError
@@ -249,6 +250,7 @@ def handler(args: argparse.Namespace) -> int:
         )
     with Store(stores[0]) as store:
         store.add_command(command)
+        resume_from(args, store)
         if quick:
             store.set_meta("quick", 1)
         counts = run_sweep(stage1, store=store, out=out, then=then, **engine_kwargs(args))

@@ -38,6 +38,7 @@ from rnnbench.commands.sweep import (
     command_line,
     engine_kwargs,
     preflight,
+    resume_from,
     summary_line,
 )
 from rnnbench.errors import RnnbenchError
@@ -420,6 +421,7 @@ def handler(args: argparse.Namespace) -> int:
         print(quick_banner(stage1, args), file=sys.stderr)
     with Store(store_path) as store:
         store.add_command(command_line(args))
+        resume_from(args, store)
         if quick:
             store.set_meta("quick", 1)
         counts = run_sweep(stage1, store=store, out=out, then=then, **engine_kwargs(args))

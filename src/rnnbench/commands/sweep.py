@@ -59,6 +59,14 @@ def add_engine_arguments(p: argparse.ArgumentParser) -> None:
         "checkout's data/)",
     )
     p.add_argument("--store", metavar="PATH", help="results store (default OUT/results.db)")
+    p.add_argument(
+        "--resume-from",
+        action="append",
+        metavar="FOLDER",
+        help="first copy the finished runs of a committed report folder's exports "
+        "(store-runs.csv, store-epochs.csv) into the store: they count as finished without "
+        "their run folders, so a study goes on from git on a new machine (repeatable)",
+    )
     p.add_argument("--no-progress", action="store_true", help="no live display on stderr")
 
 
@@ -90,6 +98,15 @@ def check_engine_arguments(args: argparse.Namespace) -> None:
         raise RnnbenchError(f"--retries {args.retries} is negative; use 0 or more.")
     if args.address and args.engine != "ray":
         raise RnnbenchError("--address only applies to --engine ray; add it or drop --address.")
+    from rnnbench.report.exports import RUNS_FILE, is_export
+
+    for folder in getattr(args, "resume_from", None) or []:
+        if not is_export(folder):
+            raise RnnbenchError(
+                f"--resume-from {folder} holds no rnnbench exports ({RUNS_FILE}): give a report "
+                "folder that `rnnbench report` or `rnnbench ablate` wrote, such as "
+                "docs/results/grid."
+            )
 
 
 def preflight(args: argparse.Namespace, populations) -> None:
@@ -133,6 +150,19 @@ def _refuse_missing(names: list[str], data_dir) -> None:
     )
 
 
+def resume_from(args: argparse.Namespace, store) -> None:
+    """Copy the finished runs of each ``--resume-from`` folder's exports into ``store``."""
+    from rnnbench.report.exports import import_finished
+
+    for folder in getattr(args, "resume_from", None) or []:
+        copied, total = import_finished(folder, store)
+        print(
+            f"resume: {copied} finished runs copied from {folder} (of its {total} runs; the "
+            "others were unfinished there or are finished here already)",
+            file=sys.stderr,
+        )
+
+
 def engine_kwargs(args: argparse.Namespace) -> dict:
     threads = {}
     if args.threads is not None:  # Ray sizes each trial's CPUs, and the trial uses them all
@@ -174,6 +204,7 @@ def handler(args: argparse.Namespace) -> int:
     store_path = Path(args.store) if args.store else out / "results.db"
     with Store(store_path) as store:
         store.add_command(command_line(args))
+        resume_from(args, store)
         n = sum(len(p.configs) for p in populations)
         print(f"sweep {name}: {n} runs in {len(populations)} populations", file=sys.stderr)
         counts = run_sweep(populations, store=store, out=out, **engine_kwargs(args))

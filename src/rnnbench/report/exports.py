@@ -13,6 +13,8 @@ content as text, small enough to commit:
 ``rnnbench report --store FOLDER`` reads such a folder as it reads a store
 (:func:`materialize` loads it into a temporary SQLite store), so a report committed with its
 exports is rebuilt by one command, and exports of several cells or machines merge like stores.
+``reproduce``/``sweep``/``ablate --resume-from FOLDER`` copy its finished runs into the
+training store (:func:`import_finished`), so a study continues on a new machine from git.
 Nothing here is pickled: CSV and JSON only.
 """
 
@@ -151,6 +153,39 @@ def materialize(folder: str | Path) -> Path:
     finally:
         conn.close()
     return path
+
+
+def import_finished(folder: str | Path, store) -> tuple[int, int]:
+    """Copy the finished (done or diverged) runs of the exports in ``folder`` into ``store``
+    (:meth:`rnnbench.store.Store.import_run`), with every epoch; runs the exports hold
+    unfinished are left to train. Returns (runs copied, runs in the exports)."""
+    from rnnbench.store import FINISHED
+
+    folder = Path(folder)
+    if not is_export(folder):
+        raise RnnbenchError(
+            f"{folder} holds no rnnbench exports ({RUNS_FILE}): give --resume-from a report "
+            "folder that `rnnbench report` or `rnnbench ablate` wrote, such as docs/results/grid."
+        )
+    try:
+        runs = _read_csv(folder / RUNS_FILE)
+        epochs = _read_csv(folder / EPOCHS_FILE) if (folder / EPOCHS_FILE).is_file() else []
+        by_key: dict[str, list[dict]] = {}
+        for e in epochs:
+            by_key.setdefault(e["key"], []).append({c: _value(c, e[c]) for c in EPOCH_FIELDS})
+        rows = [{c: _value(c, v) for c, v in run.items()} for run in runs]
+    except (OSError, ValueError, KeyError, csv.Error) as exc:
+        raise RnnbenchError(
+            f"The exports in {folder} cannot be read ({exc}): restore {RUNS_FILE} and "
+            f"{EPOCHS_FILE} from git."
+        ) from exc
+    source = str(folder.resolve())
+    copied = sum(
+        store.import_run(row, by_key.get(row["key"], []), source)
+        for row in rows
+        if row.get("status") in FINISHED
+    )
+    return copied, len(rows)
 
 
 def _run_columns(runs: list[dict]) -> list[str]:

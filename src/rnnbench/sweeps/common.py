@@ -77,9 +77,14 @@ def describe(exc: BaseException) -> str:
 
 
 def is_finished(store: Store, config: RunConfig, out: Path) -> bool:
+    """A run done or diverged whose folder holds its best checkpoint, or one copied from a
+    committed report's exports (``--resume-from``): its numbers are in the store, its folder
+    on the machine that trained it. A finished run with neither is trained again."""
     run = store.get_run(config.key())
     if run is None or run["status"] not in FINISHED:
         return False
+    if run.get("imported"):
+        return True
     folder = run_dir(out, config)
     checkpoint = run.get("checkpoint")
     return (folder / "best.pt").exists() or bool(checkpoint and Path(checkpoint).exists())
