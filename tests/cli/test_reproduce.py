@@ -13,6 +13,7 @@ from rnnbench.commands.reproduce import PAPER_SETS, QUICK, QUICK_LOG_LR, plan
 from rnnbench.errors import RnnbenchError
 from rnnbench.report.build import REPORT_FILES
 from rnnbench.store import Store
+from tests.cli.tiny_study import reproduce_argv
 from tests.sweeps.test_kill import write_tiny_music
 
 
@@ -143,22 +144,7 @@ def tiny_sets(tmp_path, data_root):
 @pytest.mark.slow
 def test_reproduce_end_to_end_writes_every_report_file_and_resumes(tmp_path, tiny_sets, capsys):
     out = tmp_path / "out"
-    argv = [
-        "reproduce",
-        "--sets",
-        *tiny_sets,
-        "--candidates",
-        "2",
-        "--seeds",
-        "3",
-        "--max-epochs",
-        "2",
-        "--workers",
-        "2",
-        "--out",
-        str(out),
-        "--no-progress",
-    ]
+    argv = reproduce_argv(tiny_sets, out, workers=2)
     assert main(argv) == 0
     printed = capsys.readouterr().out
     assert f"report: {out / 'report'}" in printed

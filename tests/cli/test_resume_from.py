@@ -9,6 +9,7 @@ import pytest
 from rnnbench.cli import main
 from rnnbench.report.exports import import_finished
 from rnnbench.store import Store
+from tests.cli.tiny_study import reproduce_argv
 from tests.sweeps.test_kill import write_tiny_music
 
 
@@ -24,29 +25,8 @@ def test_a_study_resumes_from_committed_exports_training_only_what_is_missing(tm
     write_tiny_music(music)
 
     def argv(out, *extra):
-        return [
-            "reproduce",
-            "--sets",
-            f"music:{music}",
-            "--units",
-            "gru",
-            "tanh",
-            "--candidates",
-            "2",
-            "--seeds",
-            "3",
-            "--max-epochs",
-            "2",
-            "--workers",
-            "1",
-            "--threads",
-            "1",
-            "--no-samples",
-            "--no-progress",
-            "--out",
-            str(out),
-            *extra,
-        ]
+        flags = ["--units", "gru", "tanh", "--threads", "1", "--no-samples", *extra]
+        return reproduce_argv([f"music:{music}"], out, *flags)
 
     first = tmp_path / "machine-a"
     assert main(argv(first)) == 0
