@@ -23,8 +23,10 @@ def make_pair(make_ours, native_cls, input_size, hidden, *, bias, batch_first, b
     native = native_cls(input_size, hidden, bias=bias, batch_first=batch_first).to(dtype)
     ours = make_ours(input_size, hidden, bias=bias, batch_first=batch_first, backend=backend)
     ours = ours.to(dtype)
-    assert ours.load_state_dict(native.state_dict()) is not None
+    ours.load_state_dict(native.state_dict())  # strict: a key mismatch raises
     assert [n for n, _ in ours.named_parameters()] == [n for n, _ in native.named_parameters()]
+    for a, b in zip(ours.parameters(), native.parameters(), strict=True):
+        assert torch.equal(a, b)  # the values were copied, not just accepted
     return ours, native
 
 

@@ -3,6 +3,7 @@
 import hashlib
 import math
 
+import numpy as np
 import pytest
 
 from rnnbench.errors import RnnbenchError
@@ -36,6 +37,34 @@ def test_lr_candidates_are_deterministic_in_range_and_counted():
     assert len(top) == 3 and all(math.exp(-7.5) <= lr <= math.exp(-6) for lr in top)
     with pytest.raises(RnnbenchError):
         lr_candidates(0, seed=1)
+
+
+def _ks_uniform(values) -> float:
+    """The Kolmogorov-Smirnov p-value of ``values`` against U(0, 1)."""
+    from scipy import stats
+
+    return stats.kstest(values, "uniform").pvalue
+
+
+def test_lr_candidates_are_uniform_in_natural_log_lr():
+    """ln lr ~ U(low, high), the paper's draw, as reproduce uses it: 10 candidates per data set,
+    pooled over 300 data-set names (3,000 rates), and one large draw."""
+    low, high = -12.0, -6.0
+    pooled = [
+        lr for k in range(300) for lr in lr_candidates(10, seed=stable_seed(f"set{k}"), low=low)
+    ]
+    big = lr_candidates(3000, seed=7, low=low, high=high)
+    for rates in (pooled, big):
+        u = [(math.log(lr) - low) / (high - low) for lr in rates]
+        assert _ks_uniform(u) > 1e-3
+        # binned: each sixth of the range (one unit of ln lr) holds 500 ± 5 sigma of 3,000
+        counts = [sum(k / 6 <= x < (k + 1) / 6 for x in u) for k in range(6)]
+        assert all(abs(c - 500) < 5 * math.sqrt(3000 * (1 / 6) * (5 / 6)) for c in counts)
+    # The check has the power to see the likely mistake, rates uniform in lr itself:
+    # nearly all of them would land in the top unit of ln lr.
+    rng = np.random.default_rng(7)
+    wrong = rng.uniform(math.exp(low), math.exp(high), size=3000)
+    assert _ks_uniform([(math.log(lr) - low) / (high - low) for lr in wrong]) < 1e-12
 
 
 def test_stable_seed_does_not_depend_on_the_python_process():
