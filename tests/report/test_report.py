@@ -162,6 +162,70 @@ def _run(key, lr, seed, valid, status="done", unit="gru", stage=None):
     }
 
 
+def _replicate(key, lr, seed, data_seed, valid, unit="gru", stage=None):
+    run = _run(key, lr, seed, valid, unit=unit, stage=stage)
+    run["config"]["data_seed"] = data_seed
+    return run
+
+
+def test_the_test_split_never_gates_the_rate_choice():
+    # Before the fix, completed() wanted a finite test NLL: the best search run, whose test
+    # scoring failed, was dropped and 2e-3 chosen.
+    runs = [_run("a0", 1e-3, 0, 1.0), _run("b0", 2e-3, 0, 2.0)]
+    for missing in (None, math.nan):
+        runs[0]["test_nll"] = missing
+        [cell] = build_cells(runs)
+        assert cell.chosen_lr == pytest.approx(1e-3)
+        assert set(cell.lr_scores) == {1e-3, 2e-3}
+
+
+def test_a_reported_run_without_a_test_nll_is_left_out_not_a_crash():
+    # Before the fix, chosen filtered on status only and summary() failed on float(None).
+    runs = [
+        _run("a0", 1e-3, 0, 1.0, stage="lr"),
+        _run("a1", 1e-3, 1, 1.1, stage="seeds"),
+        _run("a2", 1e-3, 2, 1.2, stage="seeds"),
+    ]
+    runs[2]["test_nll"] = None
+    [cell] = build_cells(runs)
+    assert cell.seeds == [1]
+    assert cell.summary("test").mean == pytest.approx(1.1)
+
+
+def test_runs_that_differ_only_in_batch_order_are_separate_replicates():
+    # Before the fix, data_seed was not part of a run's replicate, so the second batch order
+    # overwrote the first in the choice (2.0 against 1.7: 2e-3) and in the pairing.
+    runs = [
+        _replicate("a0", 1e-3, 0, 0, 1.0),
+        _replicate("b0", 2e-3, 0, 0, 1.4),
+        _replicate("a1", 1e-3, 0, 1, 2.0),
+        _replicate("b1", 2e-3, 0, 1, 1.7),
+    ]
+    [cell] = build_cells(runs)
+    assert cell.compared_seeds == [(0, 0), (0, 1)]
+    assert cell.lr_scores[1e-3] == (pytest.approx(1.5), 2)
+    assert cell.chosen_lr == pytest.approx(1e-3)
+    # pairing: three batch orders of one seed are three pairs, not one
+    fresh = []
+    for unit, lr in (("gru", 1e-3), ("lstm", 1e-3)):
+        fresh += [_replicate(f"{unit}s", lr, 0, 0, 1.0, unit=unit, stage="lr")]
+        fresh += [
+            _replicate(
+                f"{unit}{d}",
+                lr,
+                1,
+                d,
+                1.0 + d / 10 + (unit == "lstm") / 100,
+                unit=unit,
+                stage="seeds",
+            )
+            for d in (1, 2, 3)
+        ]
+    [t] = paired_tests(build_cells(fresh))
+    assert t.seeds == [(1, 1), (1, 2), (1, 3)]
+    assert t.diffs == pytest.approx([-0.01, -0.01, -0.01])
+
+
 def test_lr_choice_is_best_mean_not_best_single_run():
     runs = [
         _run("a0", 1e-3, 0, 1.0),
