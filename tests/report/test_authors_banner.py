@@ -32,6 +32,8 @@ def test_authors_preset_named_in_banner_and_table2_csv(tmp_path):
     out = build_report(path, tmp_path / "out")
     md = (out / "report.md").read_text(encoding="utf-8")
     assert md.count(AUTHORS_TEXT) == 2  # the banner at the top and the bottom
+    # 500 epochs and 10 rates at batch 1 is a changed protocol, not a shortened one
+    assert "shortened or changed as listed" in md and "from a shortened study" not in md
     with open(out / "table2.csv", newline="", encoding="utf-8") as f:
         rows = list(csv.DictReader(f))
     assert rows and all("protocol authors" in r["protocol"] for r in rows)

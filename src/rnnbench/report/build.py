@@ -144,8 +144,8 @@ def reduced_banner(items: list[str]) -> str:
     if not items:
         return ""
     return (
-        f"NOT THE PAPER'S PROTOCOL: {'; '.join(items)}. These numbers come from a shortened "
-        "study; compare them with the paper's only with that in mind."
+        f"NOT THE PAPER'S PROTOCOL: {'; '.join(items)}. These numbers come from a study "
+        "shortened or changed as listed; compare them with the paper's only with that in mind."
     )
 
 
