@@ -296,9 +296,11 @@ def handler(args: argparse.Namespace) -> int:
             if not started:
                 raise  # refused (a lock, a bad folder) before any run was marked started
             unfinished = [key for key in keys if key not in finished]
-            if isinstance(exc, KeyboardInterrupt):
+            if interrupted(exc):
                 # Back to queued, as a sweep does: last.pt stays, the same command resumes.
                 store.set_status(unfinished, "queued", only=["running"])
+                if not isinstance(exc, KeyboardInterrupt):
+                    raise KeyboardInterrupt from exc
             else:
                 for key in unfinished:
                     store.finish_run(key, "failed", error=str(exc))
@@ -331,3 +333,17 @@ def _where(row: dict) -> str:
     best = row.get("best_epoch")
     kept = f"best epoch {best} of {row['epochs']}" if best else "no best epoch"
     return f"{kept}; run folder {row['run_dir']} (best.pt, last.pt, metrics.jsonl)"
+
+
+def interrupted(exc: BaseException) -> bool:
+    """Whether ``exc`` is a stop (Ctrl-C, or SIGTERM, which the CLI turns into
+    KeyboardInterrupt) rather than a failure: a KeyboardInterrupt, or an error raised while one
+    was pending, such as the SystemError ("returned a result with an exception set") that
+    native code gives when the signal handler's KeyboardInterrupt fires inside it."""
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        if isinstance(exc, KeyboardInterrupt):
+            return True
+        seen.add(id(exc))
+        exc = exc.__cause__ or exc.__context__
+    return False
