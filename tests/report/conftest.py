@@ -134,11 +134,13 @@ def add_run(
     stage: str = "lr",
     max_epochs: int = 50,
     final: float | None = None,
+    seconds_per_epoch: float = 1.0,
     **settings,
 ) -> str:
     """One run with per-epoch validation NLLs ``valid`` (epochs 1, 2, ...) and ``status``;
-    a done or diverged run's final NLLs are ``final`` (default: the lowest of ``valid``).
-    ``settings`` are more RunConfig fields. Returns its key."""
+    a done or diverged run's final NLLs are ``final`` (default: the lowest of ``valid``);
+    each epoch took ``seconds_per_epoch``. ``settings`` are more RunConfig fields. Returns its
+    key."""
     cfg = RunConfig(
         dataset=dataset,
         unit=unit,
@@ -151,7 +153,7 @@ def add_run(
     key = cfg.key()
     store.start_run(key, cfg.to_dict(), f"runs/{key}", labels={"sweep": "t", "stage": stage})
     records = [
-        {"epoch": e, "train_nll": v, "valid_nll": v, "updates": e, "seconds": 1.0 * e}
+        {"epoch": e, "train_nll": v, "valid_nll": v, "updates": e, "seconds": seconds_per_epoch * e}
         for e, v in enumerate(valid, start=1)
     ]
     store.log_epochs(key, records)
@@ -160,6 +162,7 @@ def add_run(
     elif status != "running":
         nll = final if final is not None else min(valid, default=1.0)
         result = {"train_nll": nll, "valid_nll": nll, "test_nll": nll, "epochs": len(valid)}
+        result["seconds"] = seconds_per_epoch * len(valid)
         store.finish_run(key, status, result if status != "failed" else None)
     return key
 

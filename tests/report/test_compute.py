@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from rnnbench.report import build_report
 from rnnbench.report.compute import compute_table, stage_costs
 from rnnbench.report.results import build_cells
+from rnnbench.store import Store
 
-from .conftest import md_table
+from .conftest import add_run, md_table
 
 
 def _run(key, stage, seconds, epochs, lr=1e-3, seed=0, status="done", sweep="reproduce"):
@@ -30,9 +32,42 @@ def test_a_population_counts_once_its_longest_member_and_stages_add_up():
         _run("d", "seeds", 30.0, 300, seed=1),
         _run("e", "seeds", 12.0, 90, seed=2),
     ]
+    # the search's members share epoch 1's seconds (one population); each fresh seed read its
+    # own batch order and trained alone, one after another: a population each
+    first = {"a": 0.2, "b": 0.2, "c": 0.2, "d": 0.1, "e": 0.13}
     [cell] = build_cells(runs)
-    costs = {c.stage: (c.runs, c.seconds, c.epochs) for c in stage_costs(cell, lambda k: [])}
-    assert costs == {"lr": (3, 100.0, 500), "seeds": (2, 30.0, 300)}
+    costs = stage_costs(cell, lambda k: [{"epoch": 1, "seconds": first[k]}])
+    costs = {c.stage: (c.runs, c.seconds, c.epochs) for c in costs}
+    assert costs == {"lr": (3, 100.0, 500), "seeds": (2, 42.0, 300)}
+
+
+def test_fresh_seeds_trained_one_after_another_add_up_in_a_hand_made_store(tmp_path):
+    # Issue 23: the seeds stage was counted as one population (its longest seed), which
+    # undercounted every cell by all its other seeds' time.
+    path = tmp_path / "results.db"
+    with Store(path) as store:
+        add_run(store, "jsb", "gru", 1e-3, 0, status="done", valid=[3.0, 2.0], max_epochs=2)
+        add_run(store, "jsb", "gru", 3e-3, 0, status="done", valid=[3.0, 2.5], max_epochs=2)
+        for seed in (1, 2, 3):
+            add_run(
+                store,
+                "jsb",
+                "gru",
+                1e-3,
+                seed,
+                status="done",
+                valid=[3.0, 2.0, 1.9],
+                stage="seeds",
+                max_epochs=3,
+                data_seed=seed,
+                seconds_per_epoch=10.0 * seed,
+            )
+    out = build_report(path, tmp_path / "report")
+    rows = {r[2]: r for r in md_table((out / "report.md").read_text(), "Compute")}
+    # search: one population of 2 members, 2 epochs of 1 s; seeds: 3 x 10 s + 3 x 20 s + 3 x 30 s
+    assert rows["learning-rate search"][3:] == ["2", "2", "0.0 min"]
+    assert rows["seeds"][3:] == ["3", "3", "3.0 min"]
+    assert rows[""][5] == "3.0 min"  # the total row ("all")
 
 
 def test_unfinished_runs_count_their_last_epoch_and_queued_stages_say_so():

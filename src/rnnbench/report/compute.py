@@ -3,13 +3,15 @@
 Runs train in populations, and a run's ``seconds`` is the wall-clock time of its population's
 epochs that it trained in (each epoch's training and validation, not the final scoring or the
 time spent queued). The member that trained longest was in every epoch of its population, so
-the population's worker time is the largest ``seconds`` among its members. A cell's stage (the
-learning-rate search, or the extra seeds) is one population, resumed as often as needed, so
-its cost is that maximum; the cell's cost is the sum over its stages. Runs without a stage or
-sweep label come from ``rnnbench train``, where each command trains one population: its members
-share their first epoch's ``seconds`` exactly, which is how they are grouped. Unfinished runs
-count with the seconds of their last recorded epoch. Cells trained side by side (one worker
-each) overlap in wall-clock time, so the total is worker time, not elapsed time.
+the population's worker time is the largest ``seconds`` among its members, however often it was
+resumed. The members of one population share their first epoch's ``seconds`` exactly, which is
+how they are grouped. A stage's cost is the sum over its populations: the learning-rate search
+is one population, but the fresh seeds each read their own batch order, so each seed trains as
+a population of its own, one after another. The cell's cost is the sum over its stages. Runs
+without a stage or sweep label come from ``rnnbench train``, where each command trains one
+population. Unfinished runs count with the seconds of their last recorded epoch. Cells trained
+side by side (one worker each) overlap in wall-clock time, so the total is worker time, not
+elapsed time.
 """
 
 from __future__ import annotations
@@ -53,13 +55,20 @@ def run_seconds(run: dict, epochs: Epochs) -> tuple[float, int]:
 
 
 def _population(run: dict, epochs: Epochs) -> tuple:
-    if run.get("stage") is not None or run.get("sweep") is not None:
-        return ("sweep", run.get("sweep"), run.get("stage"))
+    """The population ``run`` trained in: the members of one population share their first
+    epoch's ``seconds`` exactly (it is the population's wall-clock time), so that, within the
+    run's sweep and stage, is the key. A stage is not one population: the fresh seeds of a cell
+    each read their own batch order, so each seed trains as a population of its own, one after
+    another. A run with no recorded epoch is a population of its own."""
     first = next((e for e in epochs(run["key"]) if int(e["epoch"]) == 1), None)
+    seconds = None if first is None else first.get("seconds")
+    origin = "train" if run.get("stage") is None and run.get("sweep") is None else "sweep"
     return (
-        "train",
-        None if first is None else first.get("seconds"),
-        run["key"] if first is None else "",
+        origin,
+        run.get("sweep"),
+        run.get("stage"),
+        seconds,
+        run["key"] if seconds is None else "",
     )
 
 
@@ -151,8 +160,9 @@ def compute_table(cells: list[Cell], epochs: Epochs) -> Table:
         header.pop()
         body = [row[:-1] for row in body]
     caption = (
-        "Worker time: the wall-clock time of the stage's population (the learning-rate "
-        "candidates, or the extra seeds, trained together by one worker process), from "
+        "Worker time: the wall-clock time of the stage's populations, summed (the "
+        "learning-rate candidates train together as one population; each fresh seed reads "
+        "its own batch order and trains as a population of its own), from "
         "the seconds the store keeps per run: each epoch's training and validation, not "
         "the final scoring or the time in the queue. A stage still training counts its "
         "epochs so far. Cells that trained side by side overlap in wall-clock time, so the "
