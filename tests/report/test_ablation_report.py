@@ -101,3 +101,66 @@ def test_the_paper_report_is_the_same_with_ablation_runs_in_its_store(store_path
     md_after = (after / "report.md").read_text("utf-8")
     for heading in ("Table 2: NLL per time step", "Learning-rate choice", "GRU against LSTM"):
         assert md_table(md_after, heading) == md_table(md_before, heading)
+
+
+def add_variant_run(store, variant, lr, seed, stage, final, curve, *, error=None):
+    cfg = RunConfig(
+        dataset="jsb",
+        unit="gru",
+        lr=lr,
+        seed=seed,
+        data_seed=seed,
+        hidden=62,
+        batch_size=16,
+        variant=variant,
+    )
+    key = cfg.key()
+    store.start_run(key, cfg.to_dict(), f"runs/{key}", labels={"sweep": "ablate", "stage": stage})
+    store.log_epochs(
+        key,
+        [
+            {"epoch": e, "train_nll": v, "valid_nll": v, "updates": e, "seconds": 1.0 * e}
+            for e, v in enumerate(curve, start=1)
+        ],
+    )
+    result = {"train_nll": final, "valid_nll": final, "test_nll": final, "epochs": len(curve)}
+    result["best_epoch"] = 1 if error else len(curve)
+    store.finish_run(key, "done", result, error=error)
+
+
+def test_a_cell_whose_runs_all_diverged_before_learning_did_not_train(tmp_path):
+    # Issue 23: the Piano-midi.de noaf cell's near-initial best states were reported as an
+    # effect size of +51 nats. A cell whose every run diverged before it beat the per-note
+    # marginal (JSB's is about 11 nats on the validation split) did not train: no statistics,
+    # not in Holm's family, no gate use; a cell that diverged *after* learning is compared.
+    store = tmp_path / "results.db"
+    fill_ablations(store)
+    late = "diverged at epoch 2 after its best at 1 (scored from its best state): overflow"
+    with Store(store) as s:
+        for lr, final in ((1e-3, 60.5), (3e-3, 58.0)):
+            add_variant_run(s, "nrg", lr, 0, "lr", final, [final, 80.0], error=late)
+        for seed, final in zip((1, 2, 3), (59.0, 59.2, 59.1), strict=True):
+            add_variant_run(s, "nrg", 3e-3, seed, "seeds", final, [final, 90.0], error=late)
+        for lr, final in ((1e-3, 9.0), (3e-3, 8.6)):
+            add_variant_run(s, "nug", lr, 0, "lr", final, [final, 70.0], error=late)
+        for seed, final in zip((1, 2, 3), (8.5, 8.45, 8.6), strict=True):
+            add_variant_run(s, "nug", 3e-3, seed, "seeds", final, [final, 70.0], error=late)
+    out = build_ablation_report(store, tmp_path / "report", samples=False)
+    by = {r["variant"]: r for r in rows(out / "ablations.csv")}
+    nrg, nug, after = by["nrg"], by["nug"], by["after"]
+    assert nrg["verdict"] == "did not train (all runs diverged)"
+    assert "all 5 runs diverged before learning" in nrg["note"]
+    for column in ("test_nll_mean", "ci95_low", "diff_vs_full", "p", "p_holm", "holm_tests"):
+        assert nrg[column] == "", column
+    # the family is the two variants that trained: after and nug
+    assert nug["holm_tests"] == after["holm_tests"] == "2"
+    assert float(nug["diff_vs_full"]) == pytest.approx((0.5 + 0.35 + 0.4) / 3)
+    # Holm over exactly these two p-values
+    (p1, r1), (p2, r2) = sorted((float(r["p"]), r) for r in (nug, after))
+    first = min(1.0, 2 * p1)
+    assert float(r1["p_holm"]) == pytest.approx(first)
+    assert float(r2["p_holm"]) == pytest.approx(min(1.0, max(first, p2)))
+    md = (out / "ablations.md").read_text()
+    assert "Holm's correction over the 2 tests of this report" in md
+    assert "did not train (all runs diverged): all 5 runs diverged before learning" in md
+    assert not any(r["variant"] == "nrg" for r in rows(out / "gates.csv"))

@@ -60,6 +60,8 @@ from rnnbench.report.results import Cell, PairedTest, Summary, build_cells, holm
 from rnnbench.report.samples import samples_section
 from rnnbench.report.stores import open_stores
 from rnnbench.report.tables import fmt, fmt_lr
+from rnnbench.report.untrained import VERDICT as UNTRAINED
+from rnnbench.report.untrained import did_not_train, reference_nll
 
 SWEEP = "ablate"
 THRESHOLD = 1.05  # the speed threshold: the full unit's final validation NLL + 5%
@@ -98,6 +100,7 @@ ABLATION_COLUMNS = [
     "t",
     "p",
     "p_holm",
+    "holm_tests",
     "verdict",
     "note",
 ]
@@ -207,15 +210,34 @@ def full_unit(cells: list[VariantCell], v: VariantCell) -> VariantCell | None:
     return None
 
 
-def comparisons(cells: list[VariantCell]) -> dict[int, PairedTest]:
-    """Each variant against its full unit (``id(variant cell)`` -> test), Holm over all."""
+def comparisons(cells: list[VariantCell], untrained: dict[int, str] | None = None):
+    """Each variant against its full unit (``id(variant cell)`` -> test), Holm over all of
+    them; a cell that did not train (``untrained``, :mod:`rnnbench.report.untrained`), or a
+    full unit that did not, is not compared. Returns ``(tests, family)``, ``family`` the
+    number of tests Holm's correction ran over."""
+    untrained = untrained or {}
     tests = {}
     for v in cells:
         full = full_unit(cells, v)
-        if v.variant and full is not None:
+        if v.variant and full is not None and id(v) not in untrained and id(full) not in untrained:
             tests[id(v)] = paired(v.cell, full.cell)
-    holm([t for t in tests.values() if math.isfinite(t.p)])
-    return tests
+    family = [t for t in tests.values() if math.isfinite(t.p)]
+    holm(family)
+    return tests, len(family)
+
+
+def untrained_cells(cells: list[VariantCell], data_dir=None) -> dict[int, str]:
+    """``id(variant cell)`` -> its note, for the cells that did not train."""
+    out = {}
+    for v in cells:
+        note = did_not_train(v.cell, reference_nll(v.dataset, _str(data_dir)))
+        if note:
+            out[id(v)] = note
+    return out
+
+
+def _str(path) -> str | None:
+    return None if path is None else str(path)
 
 
 def _verdict(test: PairedTest | None) -> str:
@@ -230,9 +252,19 @@ def _verdict(test: PairedTest | None) -> str:
     return "no significant difference (Holm p ≥ 0.05)"
 
 
-def final_rows(cells: list[VariantCell], tests: dict[int, PairedTest], task_of) -> list[dict]:
+def final_rows(
+    cells: list[VariantCell],
+    tests: dict[int, PairedTest],
+    task_of,
+    untrained: dict[int, str] | None = None,
+    family: int = 0,
+) -> list[dict]:
+    untrained = untrained or {}
     rows = []
     for v in cells:
+        if id(v) in untrained:
+            rows.append(_untrained_row(v, untrained[id(v)], task_of))
+            continue
         test = tests.get(id(v))
         te = v.cell.summary("test")
         lo, hi = te.ci95
@@ -262,11 +294,30 @@ def final_rows(cells: list[VariantCell], tests: dict[int, PairedTest], task_of) 
                 "t": _num(test.t) if test else "",
                 "p": _num(test.p) if test else "",
                 "p_holm": _num(test.p_holm) if test else "",
+                "holm_tests": family if test else "",
                 "verdict": "" if not v.variant else _verdict(test),
                 "note": "" if v.cell.fresh else "no fresh seeds (selection runs reported)",
             }
         )
     return rows
+
+
+def _untrained_row(v: VariantCell, note: str, task_of) -> dict:
+    """A cell that did not train: its size and rate, no statistics."""
+    hidden = v.hidden
+    count = units.recurrent_count(task_of(v.dataset), v.unit, v.variant, hidden) if hidden else None
+    return {
+        **dict.fromkeys(ABLATION_COLUMNS, ""),
+        "dataset": v.dataset,
+        "unit": v.unit,
+        "variant": v.variant or "full",
+        "hidden": hidden if hidden is not None else "",
+        "recurrent_params": count if count is not None else "",
+        "lr": _num(v.cell.chosen_lr),
+        "seeds": len(v.cell.chosen),
+        "verdict": UNTRAINED,
+        "note": note,
+    }
 
 
 def speed_rows(cells: list[VariantCell], epochs_of) -> list[dict]:
@@ -328,11 +379,17 @@ def _previous(folders: list[Path], name: str) -> dict[str, list[dict]]:
 
 
 def checkpoint_analyses(
-    cells: list[VariantCell], folders: list[Path], *, data_dir=None, compute: bool = True
+    cells: list[VariantCell],
+    folders: list[Path],
+    *,
+    data_dir=None,
+    compute: bool = True,
+    skip: frozenset[int] = frozenset(),
 ) -> tuple[list[dict], list[dict], list[str]]:
     """Gradient-flow and gate rows of each cell's best fresh run, and notes on what is
     missing. Computed from the checkpoint where it exists (and ``compute``), else taken from
-    an earlier ``gradflow.csv`` / ``gates.csv`` in ``folders``."""
+    an earlier ``gradflow.csv`` / ``gates.csv`` in ``folders``. Cells in ``skip`` (``id``s:
+    the cells that did not train, whose best states are near-initial) get none."""
     import torch
 
     from rnnbench.analysis.gates import gate_use
@@ -344,7 +401,7 @@ def checkpoint_analyses(
     flow, gates, notes = [], [], []
     for v in cells:
         run = v.cell.best_run
-        if run is None:
+        if run is None or id(v) in skip:
             continue
         ident = {"dataset": v.dataset, "unit": v.unit, "variant": v.variant or "full"}
         path = _checkpoint(run) if compute else None
@@ -519,6 +576,7 @@ def _write_csv(path: Path, columns: list[str], rows: list[dict], protocol: str) 
 
 
 def _final_table(rows: list[dict]) -> Table:
+    family = next((r["holm_tests"] for r in rows if r.get("holm_tests") not in ("", None)), 0)
     body = []
     for r in rows:
         ci = f"[{_f(r['ci95_low'])}, {_f(r['ci95_high'])}]" if r["ci95_low"] else "—"
@@ -534,11 +592,14 @@ def _final_table(rows: list[dict]) -> Table:
                 f"{int(r['recurrent_params']):,}" if r["recurrent_params"] != "" else "—",
                 fmt_lr(float(r["lr"])) if r["lr"] else "—",
                 str(r["seeds"]),
-                f"{_f(r['test_nll_mean'])} ± {_f(r['test_nll_std'])}",
+                f"{_f(r['test_nll_mean'])} ± {_f(r['test_nll_std'])}"
+                if r.get("test_nll_mean") not in ("", None)
+                else "—",
                 ci,
                 diff,
                 _f(r["p_holm"]),
-                r["verdict"] or "(reference)",
+                (r["verdict"] or "(reference)")
+                + (f": {r['note']}" if r["verdict"] == UNTRAINED else ""),
             ]
         )
     return Table(
@@ -558,9 +619,11 @@ def _final_table(rows: list[dict]) -> Table:
         caption=(
             "Test NLL per step (nats) of the fresh seeds at each variant's chosen rate: mean ± "
             "std, 95% t-interval. The difference to the full unit pairs runs by seed (same "
-            "initial-weight seed and batch order); paired t-test, Holm's correction over every "
-            "test of the study. Recurrent parameters in the paper's convention (one bias per "
-            "gate)."
+            f"initial-weight seed and batch order); paired t-test, Holm's correction over the "
+            f"{family} tests of this report. A cell whose every run diverged before learning "
+            'is reported as "did not train": no statistics, and not in Holm\'s family '
+            "(rnnbench.report.untrained). Recurrent parameters in the paper's convention (one "
+            "bias per gate)."
         ),
         numeric=[False, True, True, True, True, True, True, True, True, False],
     )
@@ -680,11 +743,14 @@ def build_ablation_report(
     date = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     footer = f"{command} | rnnbench {__version__} | {date}"
 
-    tests = comparisons(cells)
-    final = final_rows(cells, tests, task_of)
+    untrained = untrained_cells(cells, data_dir)
+    tests, family = comparisons(cells, untrained)
+    final = final_rows(cells, tests, task_of, untrained, family)
     speed = speed_rows(cells, lambda key: epochs.get(key, []))
     folders = [p for p in paths if p.is_dir()] + [out]
-    flow, gates, missing = checkpoint_analyses(cells, folders, data_dir=data_dir, compute=analyses)
+    flow, gates, missing = checkpoint_analyses(
+        cells, folders, data_dir=data_dir, compute=analyses, skip=frozenset(untrained)
+    )
 
     protocol = banner or "the paper's protocol (learning-rate search, fresh seeds)"
     _write_csv(out / "ablations.csv", ABLATION_COLUMNS, final, protocol)
