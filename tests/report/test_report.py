@@ -19,7 +19,7 @@ from rnnbench.report.results import GATED_AGAINST_TANH, build_cells, paired_test
 from rnnbench.store import Store
 from rnnbench.sweeps.grid import lr_candidates, stable_seed
 
-from .conftest import EPOCHS, SEEDS, add_run, nll
+from .conftest import EPOCHS, SEEDS, add_run, md_table, nll
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -575,3 +575,34 @@ def test_log_nll_axis_labels_enough_values_to_read_the_curves(low, high, least):
         if t.get_text() and lo <= t.get_position()[1] <= hi
     ]
     assert ax.get_yscale() == "log" and len(labels) >= least, labels
+
+
+def test_holm_families_are_each_data_sets_three_unit_contrasts(store_path):
+    # Issue 23: Holm's correction runs over each data set's unit contrasts (GRU − LSTM,
+    # GRU − tanh, LSTM − tanh), not over every test of one section's table.
+    from rnnbench.report.results import UNIT_CONTRASTS
+
+    with Store(store_path) as store:
+        tests = paired_tests(build_cells(store.runs()), UNIT_CONTRASTS, per_dataset=True)
+    jsb = [t for t in tests if t.dataset == "jsb"]
+    assert sorted((t.a.unit, t.b.unit) for t in jsb) == [
+        ("gru", "lstm"),
+        ("gru", "tanh"),
+        ("lstm", "tanh"),
+    ]
+    assert all(t.family == 3 for t in jsb)
+    p = sorted(t.p for t in jsb)
+    expected = []
+    for i, pi in enumerate(p):
+        expected.append(max(expected[-1] if expected else 0.0, min(1.0, (3 - i) * pi)))
+    assert sorted(t.p_holm for t in jsb) == pytest.approx(expected)
+    # fsdd-a's one contrast has 2 paired seeds: not tested, in no family
+    (few,) = [t for t in tests if t.dataset == "fsdd-a"]
+    assert few.family == 0 and math.isnan(few.p_holm)
+
+
+def test_the_report_states_the_holm_family_per_data_set(report_dir):
+    md = (report_dir / "report.md").read_text()
+    gated = md_table(md, "Gated units against tanh")
+    assert {r[7].split(" ", 1)[1] for r in gated if r[0] == "JSB Chorales"} == {"(of 3)"}
+    assert "one family per data set" in md

@@ -252,7 +252,8 @@ class PairedTest:
     diffs: list[float]  # a minus b, per replicate
     t: float
     p: float
-    p_holm: float = math.nan  # Holm-adjusted over all the tests of one table
+    p_holm: float = math.nan  # Holm-adjusted over the tests of its family
+    family: int = 0  # how many tests that family has (Holm's m)
 
     @property
     def mean_diff(self) -> float:
@@ -271,16 +272,22 @@ class PairedTest:
 
 
 GATED_AGAINST_TANH = (("gru", "tanh"), ("lstm", "tanh"))
+# Table 2's unit contrasts: one Holm family per data set (issue 23)
+UNIT_CONTRASTS = (("gru", "lstm"), *GATED_AGAINST_TANH)
 # With 2 seeds the t-test has one degree of freedom: a 6.9-nat gap read as "no significant
 # difference". Below 3 paired seeds the table says the test was not made instead.
 MIN_PAIRED_SEEDS = 3
 
 
 def paired_tests(
-    cells: list[Cell], pairs: tuple[tuple[str, str], ...] = (("gru", "lstm"),)
+    cells: list[Cell],
+    pairs: tuple[tuple[str, str], ...] = (("gru", "lstm"),),
+    *,
+    per_dataset: bool = False,
 ) -> list[PairedTest]:
     """For each ``(a, b)`` unit pair, every form of ``a`` against every form of ``b`` of the
-    same data set, with Holm's correction over all the tests returned."""
+    same data set, with Holm's correction over all the tests returned, or, with
+    ``per_dataset``, over each data set's tests (its family)."""
     tests = []
     for first, second in pairs:
         for a in cells:
@@ -290,7 +297,12 @@ def paired_tests(
                 if b.unit != second or b.dataset != a.dataset:
                     continue
                 tests.append(_paired(a, b))
-    holm([t for t in tests if math.isfinite(t.p)])
+    testable = [t for t in tests if math.isfinite(t.p)]
+    if per_dataset:
+        for name in dict.fromkeys(t.dataset for t in testable):
+            holm([t for t in testable if t.dataset == name])
+    else:
+        holm(testable)
     return tests
 
 
@@ -326,6 +338,7 @@ def holm(tests: list[PairedTest]) -> None:
     for i, t in enumerate(sorted(tests, key=lambda t: t.p)):
         running = max(running, min(1.0, (m - i) * t.p))
         t.p_holm = running
+        t.family = m
 
 
 def _setting(key: str, value) -> str:

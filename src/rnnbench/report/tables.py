@@ -337,8 +337,11 @@ def lr_table(cells: list[Cell]) -> Table:
     )
 
 
-def paired_table(tests: list[PairedTest], a: str = "GRU", b: str = "LSTM") -> Table:
-    """The paired tests of one section; ``a`` and ``b`` name the two sides' columns."""
+def paired_table(
+    tests: list[PairedTest], a: str = "GRU", b: str = "LSTM", *, family: str = ""
+) -> Table:
+    """The paired tests of one section; ``a`` and ``b`` name the two sides' columns;
+    ``family`` says what Holm's correction ran over (default: every test of the table)."""
     rows = []
     for t in tests:
         rows.append(
@@ -350,7 +353,7 @@ def paired_table(tests: list[PairedTest], a: str = "GRU", b: str = "LSTM") -> Ta
                 fmt(t.mean_diff),
                 fmt(t.t, 2),
                 fmt(t.p, 3),
-                fmt(t.p_holm, 3),
+                fmt(t.p_holm, 3) + (f" (of {t.family})" if t.family else ""),
                 t.verdict,
             ]
         )
@@ -371,8 +374,12 @@ def paired_table(tests: list[PairedTest], a: str = "GRU", b: str = "LSTM") -> Ta
             "Paired t-test (scipy.stats.ttest_rel, two-sided) on the test NLL of runs with the "
             "same seed, each unit at its own chosen learning rate (the seed sets the initial "
             "weights and the weight-noise stream). Needs at least 3 matching seeds (else: too "
-            "few seeds to test). The verdict uses Holm's correction over all the tests in this "
-            "table, since every data set and form is one more test."
+            "few seeds to test). The verdict uses Holm's correction over "
+            + (
+                family
+                or "all the tests in this table, since every data set and form is one more test"
+            )
+            + "; the Holm p column gives the family's size (m) in brackets."
         ),
         numeric=[False, False, False, False, True, True, True, True, False],
     )
