@@ -606,3 +606,45 @@ def test_the_report_states_the_holm_family_per_data_set(report_dir):
     gated = md_table(md, "Gated units against tanh")
     assert {r[7].split(" ", 1)[1] for r in gated if r[0] == "JSB Chorales"} == {"(of 3)"}
     assert "one family per data set" in md
+
+
+def test_a_cell_that_did_not_train_has_no_mean_in_table_2_and_no_paired_test(tmp_path):
+    # Issue 23: a cell whose every run diverged before learning is "did not train", never an
+    # effect size: its near-initial best states give no mean, no CI and no paired test.
+    from rnnbench.train.population import diverged_after_best
+
+    path = tmp_path / "results.db"
+    late = diverged_after_best(2, 1, "its gradient overflowed")
+    with Store(path) as store:
+        for unit, valid, error in (("gru", [9.0, 8.5], None), ("lstm", [60.0, 95.0], late)):
+            for seed in (0, 1, 2, 3):
+                key = add_run(
+                    store,
+                    "jsb",
+                    unit,
+                    1e-3,
+                    seed,
+                    status="done",
+                    valid=valid,
+                    stage="lr" if seed == 0 else "seeds",
+                    data_seed=seed,
+                    final=min(valid) + 0.01 * seed,
+                )
+                if error:
+                    store.finish_run(
+                        key, "done", {"valid_nll": 60.0, "test_nll": 61.0}, error=error
+                    )
+    out = build_report(path, tmp_path / "report", samples=False)
+    md = (out / "report.md").read_text()
+    (lstm,) = [
+        r
+        for r in md_table(md, "Table 2: NLL per time step")
+        if r[0] == "JSB Chorales" and r[1].startswith("LSTM")
+    ]
+    assert lstm[3].startswith("did not train: all 4 runs diverged before learning")
+    assert lstm[7] == "—"  # no test NLL
+    with open(out / "table2.csv", encoding="utf-8") as f:
+        rows = [r for r in csv.DictReader(f) if r["unit"] == "lstm" and r["dataset"] == "jsb"]
+    assert rows and all(r["nll_mean"] == "" and r["note"].startswith("did not train") for r in rows)
+    (gru_lstm,) = md_table(md, "GRU against LSTM")
+    assert gru_lstm[6] == "—" and gru_lstm[8].startswith("too few seeds to test (0 paired")

@@ -61,7 +61,7 @@ from rnnbench.report.samples import samples_section
 from rnnbench.report.stores import open_stores
 from rnnbench.report.tables import fmt, fmt_lr
 from rnnbench.report.untrained import VERDICT as UNTRAINED
-from rnnbench.report.untrained import did_not_train, reference_nll
+from rnnbench.report.untrained import did_not_train
 
 SWEEP = "ablate"
 THRESHOLD = 1.05  # the speed threshold: the full unit's final validation NLL + 5%
@@ -230,14 +230,10 @@ def untrained_cells(cells: list[VariantCell], data_dir=None) -> dict[int, str]:
     """``id(variant cell)`` -> its note, for the cells that did not train."""
     out = {}
     for v in cells:
-        note = did_not_train(v.cell, reference_nll(v.dataset, _str(data_dir)))
+        note = did_not_train(v.cell, data_dir)
         if note:
             out[id(v)] = note
     return out
-
-
-def _str(path) -> str | None:
-    return None if path is None else str(path)
 
 
 def _verdict(test: PairedTest | None) -> str:

@@ -53,6 +53,7 @@ from rnnbench.report.tables import (
     write_runs_csv,
     write_table2_csv,
 )
+from rnnbench.report.untrained import mark_untrained
 from rnnbench.sweeps.grid import LOG_LR_HIGH, LOG_LR_LOW, lr_candidates, stable_seed
 from rnnbench.train.config import LATER_FIELDS
 from rnnbench.train.presets import preset_departures
@@ -324,6 +325,7 @@ def build_report(
         sources.runs = reproduce_runs(sources.runs)  # `rnnbench ablate` reports its own runs
         runs = sources.runs
         cells = build_cells(runs)
+        mark_untrained(cells, data_dir)
         curves = _curves(sources, cells)
         sharing = _sharing(sources, runs, cells, curves)
         cost = compute_table(cells, lambda key: curves.get(key) or sources.epochs(key))

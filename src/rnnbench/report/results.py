@@ -107,6 +107,9 @@ class Cell:
     lr_scores: dict[float, tuple[float, int]] = field(default_factory=dict)  # lr -> (mean, n)
     compared_seeds: list[tuple[int, int]] = field(default_factory=list)  # replicates compared
     chosen_lr: float | None = None
+    # why the cell did not train (every run diverged before learning), else "";
+    # :mod:`rnnbench.report.untrained` sets it, and such a cell reports no runs (:attr:`chosen`)
+    untrained: str = ""
 
     @property
     def label(self) -> str:
@@ -139,8 +142,9 @@ class Cell:
     @property
     def chosen(self) -> list[dict]:
         """The runs Table 2 reports: at the chosen learning rate, with a finite test NLL, and
-        fresh (:attr:`fresh`) when the cell has fresh runs; by seed."""
-        if self.chosen_lr is None:
+        fresh (:attr:`fresh`) when the cell has fresh runs; by seed. None for a cell that did
+        not train (:attr:`untrained`): its best states are near-initial, not results."""
+        if self.chosen_lr is None or self.untrained:
             return []
         fresh = self.fresh
         runs = [

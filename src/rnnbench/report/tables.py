@@ -229,6 +229,9 @@ def table2(cells: list[Cell], started: Collection[str] = ()) -> Table:
         tr, te = cell.summary("train"), cell.summary("test")
         if cell.chosen_lr is None:
             ours = ["—", _no_result_text(cell, started), "—", "—", "—", "—", "—", "—", "—"]
+        elif cell.untrained:
+            ours = [fmt_lr(cell.chosen_lr), f"did not train: {cell.untrained}", "—", "—", "—"]
+            ours += ["—", "—", "—", "—", "—"]
         elif tr.n == 0:  # the rate is chosen; none of its fresh seeds has finished yet
             waiting = "in progress (see Progress)" if cell.unfinished else "none finished"
             ours = [fmt_lr(cell.chosen_lr), f"fresh seeds {waiting}", "—", "—", "—", "—", "—"]
@@ -407,6 +410,7 @@ def write_table2_csv(path: Path, cells: list[Cell], protocol: str, provenance: s
             ref_v = {"train": ref[0], "test": ref[1]}.get(split) if ref else None
             lo, hi = s.ci95
             note = "" if cell.chosen_lr is not None else "no completed run"
+            note = f"did not train: {cell.untrained}" if cell.untrained else note
             rows.append(
                 {
                     "dataset": cell.dataset,

@@ -27,14 +27,17 @@ import math
 from functools import cache
 
 from rnnbench.report.results import UNFINISHED, Cell
-from rnnbench.report.tables import diverged_late
 
 VERDICT = "did not train (all runs diverged)"
 
 
 def diverged(run: dict) -> bool:
-    """Whether ``run`` diverged: without a best state, or after its best (scored from it)."""
-    return run["status"] == "diverged" or diverged_late(run)
+    """Whether ``run`` diverged: without a best state, or after its best (scored from it,
+    :func:`rnnbench.report.tables.diverged_late`)."""
+    from rnnbench.train.population import DIVERGED_AFTER_BEST
+
+    late = run["status"] == "done" and (run.get("error") or "").startswith(DIVERGED_AFTER_BEST)
+    return run["status"] == "diverged" or late
 
 
 @cache
@@ -57,15 +60,16 @@ def reference_nll(dataset: str, data_dir: str | None = None) -> float | None:
     return None
 
 
-def did_not_train(cell: Cell, reference: float | None) -> str | None:
-    """The note for a cell whose every run diverged before learning (module docstring), with
-    ``reference`` the data set's per-note marginal validation NLL (None: no reference); None
-    for a cell that trained, or still trains."""
+def did_not_train(cell: Cell, data_dir=None) -> str | None:
+    """The note for a cell whose every run diverged before learning (module docstring); None
+    for a cell that trained, or still trains. The reference (:func:`reference_nll`) is loaded
+    from ``data_dir`` only for a cell whose every run diverged."""
     runs = cell.runs
     if not runs or any(r["status"] in UNFINISHED for r in runs):
         return None
     if not all(diverged(r) for r in runs):
         return None
+    reference = reference_nll(cell.dataset, None if data_dir is None else str(data_dir))
     scores = [float(r["valid_nll"]) for r in runs if _finite(r.get("valid_nll"))]
     if reference is not None:
         if any(s < reference for s in scores):
@@ -84,3 +88,10 @@ def _finite(x) -> bool:
         return math.isfinite(float(x))
     except (TypeError, ValueError):
         return False
+
+
+def mark_untrained(cells: list[Cell], data_dir=None) -> None:
+    """Set :attr:`Cell.untrained` on the cells that did not train: the report then shows them
+    as such, with no mean, interval or paired test (:attr:`Cell.chosen` is empty)."""
+    for cell in cells:
+        cell.untrained = did_not_train(cell, data_dir) or ""
