@@ -85,7 +85,21 @@ TASKS: dict[str, dict] = {
 
 def _check_unit(unit: str) -> None:
     if unit not in GATES:
-        raise RnnbenchError(f"unknown unit {unit!r}; choose one of {', '.join(UNITS)}.")
+        _plugin(unit)  # a plug-in unit (rnnbench.units), or one sentence
+
+
+def _plugin(unit: str):
+    """The plug-in unit ``unit`` (:mod:`rnnbench.units`), None for the fused built-ins."""
+    if unit in GATES:
+        return None
+    from rnnbench.units import registry
+
+    if not registry.known(unit):
+        raise RnnbenchError(
+            f"unknown unit {unit!r}; choose one of {', '.join(registry.names())}, or load "
+            "your own with --unit path/to/cell.py:Class."
+        )
+    return registry.get(unit)
 
 
 def _check_task(task: str) -> dict:
@@ -103,7 +117,10 @@ def paper_hidden(task: str, unit: str, *, variant: str = "", peephole: bool = Tr
     removes gates gets the size that matches the paper's model (the peephole LSTM, the GRU)
     at the paper's size, counted as :func:`match_hidden` counts by default: the recurrent
     layer, one bias per gate (``nig`` on music: 45 units, 18,180 against 18,108)."""
-    _check_unit(unit)
+    plugin = _plugin(unit)
+    if plugin is not None:  # matched to its budget_of unit's count at the paper's size
+        budget = count_params(task, plugin.budget_of)["recurrent_params"]
+        return match_hidden(task, unit, budget)
     size = _check_task(task)["hidden"][unit]
     resolved, peephole, _ = _variants.resolve(unit, variant, peephole, "before")
     if resolved in ("", "fb1", "niaf", "noaf"):  # the full unit's parameters
@@ -139,9 +156,13 @@ def recurrent_params(
     other units). ``G`` = 4 (LSTM), 3 (GRU), 1 (tanh), ``P`` = 3, or the gates and peepholes
     a ``variant`` keeps (``np``: no peepholes).
     """
-    _check_unit(unit)
     if convention not in CONVENTIONS:
         raise RnnbenchError(f"unknown counting convention {convention!r}; use 'paper' or 'torch'.")
+    plugin = _plugin(unit)
+    if plugin is not None:  # every tensor it declares, in both conventions
+        from rnnbench.units.registry import check_shapes
+
+        return sum(math.prod(s) for s in check_shapes(plugin, int(in_dim), int(hidden)).values())
     variant, peephole, _ = _variants.resolve(unit, variant, peephole, "before")
     g, h = _variants.gate_count(unit, variant), int(hidden)
     n = g * h * (int(in_dim) + h)
@@ -206,13 +227,15 @@ def count_params(
     """
     spec = _check_task(task)
     _check_unit(unit)
-    h = spec["hidden"][unit] if hidden is None else int(hidden)
+    if hidden is None:
+        hidden = spec["hidden"][unit] if unit in GATES else paper_hidden(task, unit)
+    h = int(hidden)
     if h < 1:
         raise RnnbenchError(f"hidden size must be at least 1, got {h}; pass a positive size.")
     in_dim = spec["in_dim"]
     variant, peephole, _ = _variants.resolve(unit, variant, peephole, "before")
-    full = variant in ("", "fb1")  # the paper's parameters
-    paper_size = h == spec["hidden"][unit] and (peephole or unit != "lstm") and full
+    full = variant in ("", "fb1") and unit in GATES  # the paper's parameters
+    paper_size = full and h == spec["hidden"][unit] and (peephole or unit != "lstm")
     v = {"variant": variant}
     return {
         "hidden": h,
@@ -381,21 +404,27 @@ class SequenceModel(nn.Module):
         self.seeds = seeds
         self.backend = backend
         self.head = _resolve_head(head, self.out_dim)
+        self.plugin = _plugin(unit)  # rnnbench.units: a unit without a fused kernel
 
         n_out = self.head.n_outputs
         members = []
         for seed in seeds:
             gen = torch.Generator().manual_seed(seed)
-            p = init_unit(
-                unit,
-                self.in_dim,
-                self.hidden,
-                bias=True,
-                peephole=self.peephole,
-                scheme=init,
-                generator=gen,
-                variant=variant,
-            )
+            if self.plugin is not None:
+                from rnnbench.units.model import plugin_init
+
+                p = plugin_init(self.plugin, self.in_dim, self.hidden, gen, variant)
+            else:
+                p = init_unit(
+                    unit,
+                    self.in_dim,
+                    self.hidden,
+                    bias=True,
+                    peephole=self.peephole,
+                    scheme=init,
+                    generator=gen,
+                    variant=variant,
+                )
             if init == "paper":
                 p["weight_out"] = _uniform((n_out, self.hidden), PAPER_OUT_SCALE, gen)
                 p["bias_out"] = torch.zeros(n_out)
@@ -407,6 +436,10 @@ class SequenceModel(nn.Module):
         for name in members[0]:
             stacked = torch.stack([m[name].to(torch.float32) for m in members])
             self.register_parameter(name, nn.Parameter(stacked))
+        if self.plugin is not None:
+            from rnnbench.units.model import plugin_check
+
+            plugin_check(self, members[0])
 
     def extra_repr(self) -> str:
         form = ""
@@ -443,21 +476,26 @@ class SequenceModel(nn.Module):
                 "build the model with the data set's in_dim."
             )
         h0, c0 = (None, None) if state is None else state
-        out, h_n, c_n = run_unit(
-            self.unit,
-            x,
-            self.weight_ih_l0,
-            self.weight_hh_l0,
-            self.bias_ih_l0,
-            self.bias_hh_l0,
-            w_ch=self.weight_ch_l0 if self.peephole else None,
-            reset=self.reset,
-            mask=mask,
-            h0=h0,
-            c0=c0,
-            backend=self.backend,
-            variant=self.variant,
-        )
+        if self.plugin is not None:
+            from rnnbench.units.model import plugin_forward
+
+            out, h_n, c_n = plugin_forward(self, x, mask, state)
+        else:
+            out, h_n, c_n = run_unit(
+                self.unit,
+                x,
+                self.weight_ih_l0,
+                self.weight_hh_l0,
+                self.bias_ih_l0,
+                self.bias_hh_l0,
+                w_ch=self.weight_ch_l0 if self.peephole else None,
+                reset=self.reset,
+                mask=mask,
+                h0=h0,
+                c0=c0,
+                backend=self.backend,
+                variant=self.variant,
+            )
         k, t, b, h = out.shape
         flat = torch.baddbmm(
             self.bias_out.unsqueeze(1), out.reshape(k, t * b, h), self.weight_out.transpose(1, 2)
@@ -510,7 +548,11 @@ class SequenceModel(nn.Module):
         """The tensors that get weight noise: ``weight_ih_l0``, ``weight_hh_l0``, the peephole
         diagonals ``weight_ch_l0`` (when present) and, unless ``output=False`` (the authors'
         code: the recurrent layer only), the output layer's ``weight_out``. Biases are left
-        out."""
+        out. A plug-in unit: the tensors its ``noise`` names (default: 2-D and larger)."""
+        if self.plugin is not None:
+            from rnnbench.units.model import noise_tensors
+
+            return noise_tensors(self) + ([self.weight_out] if output else [])
         mats = [self.weight_ih_l0, self.weight_hh_l0]
         if self.peephole:
             mats.append(self.weight_ch_l0)
@@ -588,7 +630,7 @@ class SequenceModel(nn.Module):
         """
         if int(steps) < 0:
             raise RnnbenchError(f"steps must be at least 0, got {steps}.")
-        ref = self.weight_ih_l0
+        ref = self.weight_out
         if prime is None:
             prime = torch.zeros(1, self.in_dim)
         prime = torch.as_tensor(prime).to(dtype=ref.dtype, device=ref.device)

@@ -1,0 +1,78 @@
+"""What :class:`rnnbench.models.SequenceModel` does for a plug-in unit (kept here, so the
+model's module stays about the fused units): draw one member's parameters, check the unit once,
+run the population, name the tensors that get weight noise."""
+
+from __future__ import annotations
+
+import torch
+
+from rnnbench.errors import RnnbenchError
+from rnnbench.units.registry import check_shapes
+from rnnbench.units.runner import UnitError, check, run
+
+
+def plugin_init(unit, in_dim: int, hidden: int, generator: torch.Generator, variant: str):
+    """One member's parameters from ``unit.init``, checked against ``unit.shapes``."""
+    name = unit.name
+    if variant:
+        raise RnnbenchError(
+            f"unit {name!r} has no variants (got variant={variant!r}); variants are forms of "
+            "the LSTM and GRU."
+        )
+    shapes = check_shapes(unit, in_dim, hidden)
+    params = unit.init(in_dim, hidden, generator)
+    if not isinstance(params, dict) or set(params) != set(shapes):
+        got = sorted(params) if isinstance(params, dict) else type(params).__name__
+        raise UnitError(
+            f"unit {name!r}'s init() returned {got} but shapes() declares {sorted(shapes)}; "
+            "return one tensor per declared parameter."
+        )
+    out = {}
+    for key, shape in shapes.items():
+        value = torch.as_tensor(params[key])
+        if tuple(value.shape) != shape:
+            raise UnitError(
+                f"unit {name!r}'s init() gave {key!r} the shape {tuple(value.shape)} but "
+                f"shapes() declares {shape}; make them agree."
+            )
+        out[key] = value.to(torch.float32)
+    return out
+
+
+def unit_tensors(model) -> dict[str, torch.Tensor]:
+    return {n: getattr(model, n) for n in model.unit_params}
+
+
+def plugin_check(model, member: dict) -> None:
+    model.unit_params = tuple(n for n in member if n not in ("weight_out", "bias_out"))
+    model._unit_seen = False  # the first forward checks for non-finite outputs
+    check(model.plugin, unit_tensors(model), model.in_dim, model.hidden)
+
+
+def plugin_forward(model, x, mask, state):
+    st = None
+    if state is not None:
+        h, c = state
+        st = (h,) if len(model.plugin.state) == 1 else (h, c)
+    out, final = run(model.plugin, unit_tensors(model), x, model.hidden, mask, st)
+    if not model._unit_seen:
+        model._unit_seen = True
+        if not torch.isfinite(out.detach()).all():
+            raise UnitError(
+                f"unit {model.plugin.name!r} returned NaN or inf on the first batch, before "
+                "any training step; check its equations and init() on inputs like the data's."
+            )
+    return out, final[0], (final[1] if len(final) > 1 else None)
+
+
+def noise_tensors(model) -> list:
+    names = getattr(model.plugin, "noise", None)
+    if names is None:
+        return [getattr(model, n) for n in model.unit_params if getattr(model, n).dim() >= 3]
+    missing = [n for n in names if n not in model.unit_params]
+    if missing:
+        raise UnitError(
+            f"unit {model.plugin.name!r} names {missing} in noise but shapes() does not "
+            "declare them; name declared parameters."
+        )
+    return [getattr(model, n) for n in names]
