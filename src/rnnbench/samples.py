@@ -218,6 +218,9 @@ def build_population(
                 "sample them one at a time."
             )
     cfg = first.config
+    from rnnbench.units.registry import check_config
+
+    check_config(cfg["unit"], cfg.get("unit_source", ""))  # a user unit: loaded, unchanged
     try:
         model = SequenceModel(
             cfg["unit"],

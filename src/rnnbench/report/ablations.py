@@ -186,7 +186,7 @@ def variant_cells(runs: list[dict]) -> list[VariantCell]:
     in the issue's order."""
     out = []
     for cell in build_cells(runs):
-        if cell.unit not in units.UNITS:
+        if cell.unit not in units.UNITS and not units.is_plugin(cell.unit):
             continue
         out.append(VariantCell(cell, units.variant_of(cell.runs[0]["config"])))
     sets = list(paper.DATASETS)
@@ -195,27 +195,46 @@ def variant_cells(runs: list[dict]) -> list[VariantCell]:
         names = units.names(v.unit)
         rank = names.index(v.variant) + 1 if v.variant in names else (0 if not v.variant else 99)
         d = sets.index(v.dataset) if v.dataset in sets else len(sets)
-        return (d, v.dataset, units.UNITS.index(v.unit), rank, v.cell.form)
+        u = units.UNITS.index(v.unit) if v.unit in units.UNITS else len(units.UNITS)
+        return (d, v.dataset, u, v.unit, rank, v.cell.form)
 
     return sorted(out, key=order)
 
 
 def full_unit(cells: list[VariantCell], v: VariantCell) -> VariantCell | None:
+    """A variant's full unit; a plug-in unit's reference for speed is the GRU."""
+    unit = "gru" if units.is_plugin(v.unit) else v.unit
     for other in cells:
-        if other.dataset == v.dataset and other.unit == v.unit and not other.variant:
+        if other.dataset == v.dataset and other.unit == unit and not other.variant:
             return other
     return None
 
 
-def comparisons(cells: list[VariantCell]) -> dict[int, PairedTest]:
-    """Each variant against its full unit (``id(variant cell)`` -> test), Holm over all."""
-    tests = {}
-    for v in cells:
-        full = full_unit(cells, v)
-        if v.variant and full is not None:
-            tests[id(v)] = paired(v.cell, full.cell)
+def references(cells: list[VariantCell], v: VariantCell) -> list[VariantCell]:
+    """What a cell is tested against: a variant its full unit; a plug-in unit both full
+    units (LSTM, GRU); a full unit nothing."""
+    if units.is_plugin(v.unit):
+        return [c for c in cells if c.dataset == v.dataset and c.unit in units.UNITS and not c.variant]
+    full = full_unit(cells, v)
+    return [full] if v.variant and full is not None else []
+
+
+def comparisons(cells: list[VariantCell]) -> dict[tuple, PairedTest]:
+    """Each variant against its full unit and each plug-in unit against both full units
+    (``(id(cell), reference unit)`` -> test), Holm over all."""
+    tests = {(id(v), f.unit): paired(v.cell, f.cell) for v in cells for f in references(cells, v)}
     holm([t for t in tests.values() if math.isfinite(t.p)])
     return tests
+
+
+def _rows_of(cells, tests):
+    """``(cell, test, variant column)``: a plug-in unit has one row per full unit."""
+    for v in cells:
+        if units.is_plugin(v.unit):
+            for f in references(cells, v) or [None]:
+                yield v, (tests.get((id(v), f.unit)) if f else None), f"vs {f.unit}" if f else ""
+        else:
+            yield v, tests.get((id(v), v.unit)), v.variant
 
 
 def _verdict(test: PairedTest | None) -> str:
@@ -230,10 +249,9 @@ def _verdict(test: PairedTest | None) -> str:
     return "no significant difference (Holm p ≥ 0.05)"
 
 
-def final_rows(cells: list[VariantCell], tests: dict[int, PairedTest], task_of) -> list[dict]:
+def final_rows(cells: list[VariantCell], tests: dict[tuple, PairedTest], task_of) -> list[dict]:
     rows = []
-    for v in cells:
-        test = tests.get(id(v))
+    for v, test, variant in _rows_of(cells, tests):
         te = v.cell.summary("test")
         lo, hi = te.ci95
         diffs = Summary(test.diffs if test else [])
@@ -246,7 +264,7 @@ def final_rows(cells: list[VariantCell], tests: dict[int, PairedTest], task_of) 
             {
                 "dataset": v.dataset,
                 "unit": v.unit,
-                "variant": v.variant or "full",
+                "variant": variant or "full",
                 "hidden": hidden if hidden is not None else "",
                 "recurrent_params": count if count is not None else "",
                 "lr": _num(v.cell.chosen_lr),
@@ -262,7 +280,7 @@ def final_rows(cells: list[VariantCell], tests: dict[int, PairedTest], task_of) 
                 "t": _num(test.t) if test else "",
                 "p": _num(test.p) if test else "",
                 "p_holm": _num(test.p_holm) if test else "",
-                "verdict": "" if not v.variant else _verdict(test),
+                "verdict": "" if not variant else _verdict(test),
                 "note": "" if v.cell.fresh else "no fresh seeds (selection runs reported)",
             }
         )
@@ -347,7 +365,7 @@ def checkpoint_analyses(
         if run is None:
             continue
         ident = {"dataset": v.dataset, "unit": v.unit, "variant": v.variant or "full"}
-        path = _checkpoint(run) if compute else None
+        path = _checkpoint(run) if compute and not units.is_plugin(v.unit) else None
         if path is None:
             if run["key"] in old_flow or run["key"] in old_gates:
                 flow += old_flow.get(run["key"], [])

@@ -74,6 +74,10 @@ def _trainable(config: dict, train_fn=None, data_dir=None, device="cpu", resume=
     import torch
 
     torch.set_num_threads(max(1, int(trial.get("threads", 1))))
+    from rnnbench.units.registry import load
+
+    for spec in trial.get("units", ()):  # the user units the driver's command line named
+        load(spec)
     configs = [RunConfig.from_dict(d) for d in trial["configs"]]
     work = Path(tune.get_context().get_trial_dir()) / "runs"
     checkpoint = tune.get_checkpoint()
@@ -318,6 +322,7 @@ def _run_phase(
             "name": pop.name,
             "threads": max(1, int(cpus)),
             "configs": [c.to_dict() for c in pop.configs],
+            "units": __import__("rnnbench.units.registry", fromlist=["loaded"]).loaded(),
         }
         for i, pop in by_id.items()
     ]

@@ -133,7 +133,8 @@ def _from_file(spec: str, path_text: str, cls_name: str):
                 f"--unit {spec}: importing {path} failed ({type(exc).__name__}: {exc}); fix the "
                 "file."
             ) from None
-    return module, f"file:{path}:{cls_name}@{digest}"
+    # the file's name and content, not its folder: the same cell elsewhere is the same run
+    return module, f"file:{path.name}:{cls_name}@{digest}"
 
 
 def _from_module(spec: str, modname: str, cls_name: str, kind: str = "module"):
