@@ -317,7 +317,7 @@ def draw(
         raise RnnbenchError(f"A sample needs at least 1 step, not {steps}; raise --steps.")
     if len(seeds) != model.population:
         raise RnnbenchError(f"got {len(seeds)} seeds for {model.population} members.")
-    device = model.weight_ih_l0.device
+    device = model.weight_out.device
     gens = [torch.Generator(device=device).manual_seed(int(s)) for s in seeds]
     head = model.head
     model.head = TemperedHead(head, temperature, gens)

@@ -65,6 +65,14 @@ def is_plugin(unit: str) -> bool:
     return unit not in ("tanh", *UNITS)
 
 
+def can_build(unit: str) -> bool:
+    """Whether this process can build the unit's model: a built-in, or a user unit that
+    ``--unit`` loaded (a report never imports one)."""
+    from rnnbench.units import registry
+
+    return not is_plugin(unit) or registry.known(unit)
+
+
 def parse(spec: str) -> tuple[str, str]:
     """``"lstm:nig"`` -> ``("lstm", "nig")``; ``"gru"`` -> ``("gru", "")``; a plug-in unit
     (``mingru``, or one ``--unit`` loaded) -> ``(name, "")``. One sentence when the unit or

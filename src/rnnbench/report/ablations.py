@@ -365,7 +365,7 @@ def checkpoint_analyses(
         if run is None:
             continue
         ident = {"dataset": v.dataset, "unit": v.unit, "variant": v.variant or "full"}
-        path = _checkpoint(run) if compute and not units.is_plugin(v.unit) else None
+        path = _checkpoint(run) if compute and units.can_build(v.unit) else None
         if path is None:
             if run["key"] in old_flow or run["key"] in old_gates:
                 flow += old_flow.get(run["key"], [])

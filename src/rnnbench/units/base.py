@@ -27,7 +27,22 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-__all__ = ["Unit", "default_init"]
+__all__ = ["Unit", "default_init", "linear"]
+
+
+def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
+    """``x @ weight.T + bias`` for one model (``weight (H, I)``, ``x (..., B, I)``) and for a
+    population with a leading K on everything (``weight (K, H, I)``, ``x (K, ..., B, I)``): the
+    helper that lets a unit declare ``batched = True`` (no vmap; see :class:`Unit`)."""
+    w = weight.transpose(-1, -2)
+    for _ in range(x.dim() - weight.dim()):
+        w = w.unsqueeze(-3)
+    out = x @ w
+    if bias is not None:
+        for _ in range(x.dim() - bias.dim()):
+            bias = bias.unsqueeze(-2)
+        out = out + bias
+    return out
 
 
 def default_init(shapes: dict, generator: torch.Generator) -> dict[str, Tensor]:
@@ -55,6 +70,10 @@ class Unit:
         budget_of: the paper's unit whose recurrent parameter count at the paper's size
             (Table 1) this unit is matched to by default (``"gru"``, ``"lstm"`` or ``"tanh"``).
         equation: one line for the report and ``rnnbench params``.
+        batched: False (default): rnnbench runs K members with ``torch.func.vmap`` over the
+            one-model code. True: ``step`` and ``sequence`` also accept a leading K on the
+            parameters, ``x (K, T, B, I)`` and the state ``(K, B, H)`` (time is dimension -3;
+            :func:`linear` does the matrix products), and run without vmap (faster).
     """
 
     name: str = ""
@@ -62,6 +81,7 @@ class Unit:
     noise: tuple[str, ...] | None = None
     budget_of: str = "gru"
     equation: str = ""
+    batched: bool = False
 
     def shapes(self, I: int, H: int) -> dict[str, tuple[int, ...]]:  # noqa: N803 - the docs' I, H
         """The parameters of one model: ``{name: shape}``."""

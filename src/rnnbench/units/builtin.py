@@ -14,14 +14,14 @@ from __future__ import annotations
 import torch
 from torch.nn.functional import softplus
 
-from rnnbench.units.base import Unit
+from rnnbench.units.base import Unit, linear
 from rnnbench.units.scan import g, log_g, scan_log
 
 __all__ = ["MinGRU", "MinLSTM"]
 
 
 def _lin(p, x, w: str, b: str):
-    return x @ p[w].transpose(-1, -2) + p[b]
+    return linear(x, p[w], p[b])
 
 
 class MinGRU(Unit):
@@ -38,12 +38,17 @@ class MinGRU(Unit):
 
     name = "mingru"
     state = ("h",)
+    batched = True  # linear() and the scan along dimension -3 take a leading K
     noise = ("weight_z", "weight_h")
     budget_of = "gru"
     equation = "z = σ(W_z x + b_z), h̃ = g(W_h x + b_h), h = (1 − z) ⊙ h₋₁ + z ⊙ h̃"
 
     def shapes(self, I, H):  # noqa: N803
         return {"weight_z": (H, I), "bias_z": (H,), "weight_h": (H, I), "bias_h": (H,)}
+
+    def gates(self, p, x, state):
+        """The update gate :math:`z_t` (gate use in the ablation report)."""
+        return {"z": torch.sigmoid(_lin(p, x, "weight_z", "bias_z"))}
 
     def step(self, p, x, state):
         (h,) = state
@@ -54,7 +59,7 @@ class MinGRU(Unit):
         (h0,) = state
         k = _lin(p, x, "weight_z", "bias_z")
         log_b = -softplus(-k) + log_g(_lin(p, x, "weight_h", "bias_h"))
-        return (scan_log(-softplus(k), log_b, h0),)
+        return (scan_log(-softplus(k), log_b, h0, dim=-3),)
 
 
 class MinLSTM(Unit):
@@ -75,6 +80,7 @@ class MinLSTM(Unit):
 
     name = "minlstm"
     state = ("h",)
+    batched = True
     noise = ("weight_f", "weight_i", "weight_h")
     budget_of = "lstm"
     equation = "f' = σ_f/(σ_f + σ_i), i' = σ_i/(σ_f + σ_i), h = f' ⊙ h₋₁ + i' ⊙ g(W_h x + b_h)"
@@ -89,6 +95,12 @@ class MinLSTM(Unit):
             "bias_h": (H,),
         }
 
+    def gates(self, p, x, state):
+        """The normalised gates :math:`f'_t` and :math:`i'_t = 1 - f'_t` (gate use)."""
+        f = torch.sigmoid(_lin(p, x, "weight_f", "bias_f"))
+        i = torch.sigmoid(_lin(p, x, "weight_i", "bias_i"))
+        return {"f": f / (f + i), "i": i / (f + i)}
+
     def step(self, p, x, state):
         (h,) = state
         f = torch.sigmoid(_lin(p, x, "weight_f", "bias_f"))
@@ -101,4 +113,4 @@ class MinLSTM(Unit):
             -_lin(p, x, "weight_i", "bias_i")
         )
         log_b = -softplus(-d) + log_g(_lin(p, x, "weight_h", "bias_h"))
-        return (scan_log(-softplus(d), log_b, h0),)
+        return (scan_log(-softplus(d), log_b, h0, dim=-3),)

@@ -65,6 +65,30 @@ def plugin_forward(model, x, mask, state):
     return out, final[0], (final[1] if len(final) > 1 else None)
 
 
+def plugin_trace(model, x, mask) -> list[dict]:
+    """Per step, the unit's ``gates(p, x_t, state)`` (``{name: (B, H)}`` in [0, 1]) of every
+    member, stacked ``(K, B, H)``, as :func:`rnnbench.nn.functional.run_unit`'s ``trace``
+    holds them; ``[]`` for a unit without ``gates``. Runs the step (no gradients)."""
+    unit = model.plugin
+    if not callable(getattr(unit, "gates", None)):
+        return []
+    trace: list[dict] = []
+    members = []
+    for k in range(model.population):
+        p = {n: t.detach()[k] for n, t in unit_tensors(model).items()}
+        state = tuple(x.new_zeros(x.shape[1], model.hidden) for _ in unit.state)
+        steps = []
+        for t in range(x.shape[0]):
+            steps.append(unit.gates(p, x[t], state))
+            new = tuple(unit.step(p, x[t], state))
+            m = mask[t].unsqueeze(-1) > 0 if mask is not None else None
+            state = new if m is None else tuple(torch.where(m, a, b) for a, b in zip(new, state))
+        members.append(steps)
+    for t in range(x.shape[0]):
+        trace.append({g: torch.stack([m[t][g] for m in members]) for g in members[0][t]})
+    return trace
+
+
 def noise_tensors(model) -> list:
     names = getattr(model.plugin, "noise", None)
     if names is None:

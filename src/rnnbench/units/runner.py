@@ -30,28 +30,30 @@ def uses_sequence(unit) -> bool:
 
 
 def _one(unit, p: dict, x: Tensor, state: tuple, mask: Tensor | None, seq: bool):
-    """One model: ``x (T, B, I)``, ``state`` tuple of ``(B, H)`` -> ``out (T, B, H)``, state."""
+    """One model, or K for a ``batched`` unit (leading dimensions ``...``): ``x (..., T, B, I)``,
+    ``state`` tuple of ``(..., B, H)`` -> ``out (..., T, B, H)`` and the final state."""
     if seq:
         states = tuple(unit.sequence(p, x, state))
         if mask is None:
-            return states[0], tuple(s[-1] for s in states)
+            return states[0], tuple(s.select(-3, -1) for s in states)
         keep = mask.unsqueeze(-1)
         lengths = (mask > 0).sum(0)  # (B,)
-        idx = (lengths - 1).clamp(min=0).view(1, -1, 1).expand(1, *states[0].shape[1:])
+        shape = states[0].shape
+        idx = (lengths - 1).clamp(min=0).view(1, -1, 1).expand(*shape[:-3], 1, *shape[-2:])
         final = tuple(
-            torch.where(lengths.view(-1, 1) > 0, torch.gather(s, 0, idx)[0], s0)
+            torch.where(lengths.view(-1, 1) > 0, torch.gather(s, -3, idx).squeeze(-3), s0)
             for s, s0 in zip(states, state, strict=True)
         )
         return states[0] * keep, final
     outs = []
-    for t in range(x.shape[0]):
-        new = tuple(unit.step(p, x[t], state))
+    for t in range(x.shape[-3]):
+        new = tuple(unit.step(p, x.select(-3, t), state))
         if mask is not None:
             m = mask[t].unsqueeze(-1) > 0
             new = tuple(torch.where(m, n, o) for n, o in zip(new, state, strict=True))
         state = new
         outs.append(state[0] if mask is None else state[0] * mask[t].unsqueeze(-1))
-    return torch.stack(outs), state
+    return torch.stack(outs, dim=-3), state
 
 
 def run(unit, params: dict[str, Tensor], x: Tensor, hidden: int, mask=None, state=None):
@@ -66,6 +68,9 @@ def run(unit, params: dict[str, Tensor], x: Tensor, hidden: int, mask=None, stat
         zero = x.new_zeros(k, b, hidden)
         state = tuple(zero for _ in unit.state)
     seq = uses_sequence(unit)
+    if getattr(unit, "batched", False):  # the unit's code takes the leading K itself
+        xs = x if x.dim() == 4 else x.expand(k, *x.shape)
+        return _one(unit, params, xs, tuple(state), mask, seq)
 
     def member(p, xs, s):
         return _one(unit, p, xs, s, mask, seq)

@@ -26,16 +26,20 @@ from torch import Tensor
 CHUNK = 4
 
 
-def scan_log(log_a: Tensor, log_b: Tensor, h0: Tensor, chunk: int = CHUNK) -> Tensor:
-    """:math:`h_1..h_T` along dimension 0: ``log_a, log_b (T, ...)``, ``h0 (...)``."""
-    outs, h = [], h0
-    for start in range(0, log_a.shape[0], chunk):
-        a_star = torch.cumsum(log_a[start : start + chunk], dim=0)
-        lse = torch.logcumsumexp(log_b[start : start + chunk] - a_star, dim=0)
-        out = torch.exp(a_star + lse) + torch.exp(a_star) * h.unsqueeze(0)
+def scan_log(
+    log_a: Tensor, log_b: Tensor, h0: Tensor, *, dim: int = 0, chunk: int | None = None
+) -> Tensor:
+    """:math:`h_1..h_T` along ``dim`` of ``log_a, log_b``; ``h0`` has that dimension removed."""
+    chunk = CHUNK if chunk is None else chunk
+    outs, h = [], h0.unsqueeze(dim)
+    for start in range(0, log_a.shape[dim], chunk):
+        la = log_a.narrow(dim, start, min(chunk, log_a.shape[dim] - start))
+        lb = log_b.narrow(dim, start, la.shape[dim])
+        a_star = torch.cumsum(la, dim=dim)
+        out = torch.exp(a_star + torch.logcumsumexp(lb - a_star, dim=dim)) + torch.exp(a_star) * h
         outs.append(out)
-        h = out[-1]
-    return torch.cat(outs) if len(outs) > 1 else outs[0]
+        h = out.narrow(dim, out.shape[dim] - 1, 1)
+    return torch.cat(outs, dim=dim) if len(outs) > 1 else outs[0]
 
 
 def g(x: Tensor) -> Tensor:
