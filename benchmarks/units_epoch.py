@@ -61,15 +61,18 @@ def main() -> None:
         ]
         with tempfile.TemporaryDirectory() as tmp:
             out = train_population(
-                configs, out_dirs=[Path(tmp) / str(k) for k in range(len(configs))],
+                configs,
+                out_dirs=[Path(tmp) / str(k) for k in range(len(configs))],
                 dataset=dataset,
             )
             per_epoch = max(r["seconds"] for r in out) / args.epochs
         rows.append((unit, hidden, per_epoch))
         print(f"{unit:>8} H={hidden:<4} {per_epoch:8.2f} s per epoch", flush=True)
     base = rows[0][2]
-    print(f"load average {os.getloadavg()[0]:.1f}; {args.dataset}, K={args.members}, "
-          f"{args.threads} thread(s)")
+    print(
+        f"load average {os.getloadavg()[0]:.1f}; {args.dataset}, K={args.members}, "
+        f"{args.threads} thread(s)"
+    )
     for unit, hidden, sec in rows:
         print(f"| {unit} | {hidden} | {sec:.2f} s | {sec / base:.2f}x |")
 

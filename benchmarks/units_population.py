@@ -58,14 +58,19 @@ def main() -> None:
         hidden = units.hidden_size("music", unit, "")
 
         def model(pop, seeds, unit=unit, hidden=hidden):
-            return SequenceModel(unit, 88, 88, hidden, head="bernoulli", population=pop, seeds=seeds)
+            return SequenceModel(
+                unit, 88, 88, hidden, head="bernoulli", population=pop, seeds=seeds
+            )
 
         t_vmap, l_vmap = pass_time([model(k, list(range(k)))], batches, args.repeat)
         t_loop, l_loop = pass_time([model(1, [s]) for s in range(k)], batches, args.repeat)
         # the loop's losses are member-major within each batch, as the population's
         diff = max(abs(a - b) for a, b in zip(sorted(l_vmap), sorted(l_loop), strict=True))
-        print(f"| {unit} | {hidden} | {t_vmap:.2f} s | {t_loop:.2f} s | "
-              f"{t_loop / t_vmap:.2f}x | {diff:.1e} |", flush=True)
+        print(
+            f"| {unit} | {hidden} | {t_vmap:.2f} s | {t_loop:.2f} s | "
+            f"{t_loop / t_vmap:.2f}x | {diff:.1e} |",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

@@ -20,7 +20,7 @@ from tests.sweeps.test_kill import write_tiny_music
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "examples" / "units" / "lntanh.py"
 
-CELL = '''
+CELL = """
 import torch
 from rnnbench.units import Unit
 
@@ -32,7 +32,7 @@ class Cell(Unit):
     def step(self, p, x, state):
         (h,) = state
         {body}
-'''
+"""
 
 
 def cell(tmp_path, name="mycell", body="return (torch.tanh(x @ p['w'].T + h @ p['u'].T),)"):

@@ -166,7 +166,6 @@ def register(subparsers) -> None:
 def variant_specs(args: argparse.Namespace) -> list[tuple[str, str]]:
     """The requested ``(unit, variant)`` pairs, each full unit added before its variants."""
     from rnnbench.analysis import units
-
     from rnnbench.units import registry
 
     mine_units = [registry.load(spec).name for spec in getattr(args, "unit", None) or ()]

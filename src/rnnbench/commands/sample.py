@@ -95,7 +95,6 @@ def register(subparsers) -> None:
 
 def _checkpoints(args) -> list:
     from rnnbench.samples import find_run_dir, load_checkpoint
-
     from rnnbench.units.names import BUILTIN
 
     if args.unit and args.unit not in BUILTIN:  # a user unit: only a command line loads it

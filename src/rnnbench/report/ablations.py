@@ -214,7 +214,9 @@ def references(cells: list[VariantCell], v: VariantCell) -> list[VariantCell]:
     """What a cell is tested against: a variant its full unit; a plug-in unit both full
     units (LSTM, GRU); a full unit nothing."""
     if units.is_plugin(v.unit):
-        return [c for c in cells if c.dataset == v.dataset and c.unit in units.UNITS and not c.variant]
+        return [
+            c for c in cells if c.dataset == v.dataset and c.unit in units.UNITS and not c.variant
+        ]
     full = full_unit(cells, v)
     return [full] if v.variant and full is not None else []
 

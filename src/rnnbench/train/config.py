@@ -141,9 +141,8 @@ class RunConfig:
         from rnnbench.units.names import check_source
 
         check_source(self.unit, self.unit_source)  # issue 24: a built-in or a user unit's file
-        if self.unit not in UNITS:
-            if self.variant:
-                fail("variant", self.variant, f"unit {self.unit!r} has no variants; use ''")
+        if self.unit not in UNITS and self.variant:
+            fail("variant", self.variant, f"unit {self.unit!r} has no variants; use ''")
         if self.reset not in RESETS:
             fail("reset", self.reset, "use 'before' or 'after'")
         if self.init not in INITS:

@@ -32,16 +32,21 @@ __all__ = ["Unit", "default_init", "linear"]
 
 def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
     """``x @ weight.T + bias`` for one model (``weight (H, I)``, ``x (..., B, I)``) and for a
-    population with a leading K on everything (``weight (K, H, I)``, ``x (K, ..., B, I)``): the
-    helper that lets a unit declare ``batched = True`` (no vmap; see :class:`Unit`)."""
-    w = weight.transpose(-1, -2)
-    for _ in range(x.dim() - weight.dim()):
-        w = w.unsqueeze(-3)
-    out = x @ w
+    population with a leading K on everything (``weight (K, H, I)``, ``bias (K, H)``,
+    ``x (K, ..., B, I)``): the helper that lets a unit declare ``batched = True`` (no vmap;
+    see :class:`Unit`). An input shared by the members (expanded over K) is one matrix
+    product with the K weights side by side."""
+    if weight.dim() == 2:
+        out = x @ weight.transpose(0, 1)
+        return out if bias is None else out + bias
+    k, h, i = weight.shape
+    if x.stride(0) == 0:  # the same input for every member
+        flat = x[0].reshape(-1, i) @ weight.permute(2, 0, 1).reshape(i, k * h)
+        out = flat.reshape(*x.shape[1:-1], k, h).movedim(-2, 0)
+    else:
+        out = torch.bmm(x.reshape(k, -1, i), weight.transpose(1, 2)).reshape(*x.shape[:-1], h)
     if bias is not None:
-        for _ in range(x.dim() - bias.dim()):
-            bias = bias.unsqueeze(-2)
-        out = out + bias
+        out = out + bias.reshape(k, *([1] * (x.dim() - 2)), h)
     return out
 
 

@@ -82,7 +82,11 @@ def plugin_trace(model, x, mask) -> list[dict]:
             steps.append(unit.gates(p, x[t], state))
             new = tuple(unit.step(p, x[t], state))
             m = mask[t].unsqueeze(-1) > 0 if mask is not None else None
-            state = new if m is None else tuple(torch.where(m, a, b) for a, b in zip(new, state))
+            state = (
+                new
+                if m is None
+                else tuple(torch.where(m, a, b) for a, b in zip(new, state, strict=True))
+            )
         members.append(steps)
     for t in range(x.shape[0]):
         trace.append({g: torch.stack([m[t][g] for m in members]) for g in members[0][t]})

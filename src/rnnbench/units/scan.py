@@ -32,9 +32,9 @@ def scan_log(
     """:math:`h_1..h_T` along ``dim`` of ``log_a, log_b``; ``h0`` has that dimension removed."""
     chunk = CHUNK if chunk is None else chunk
     outs, h = [], h0.unsqueeze(dim)
-    for start in range(0, log_a.shape[dim], chunk):
-        la = log_a.narrow(dim, start, min(chunk, log_a.shape[dim] - start))
-        lb = log_b.narrow(dim, start, la.shape[dim])
+    # split, not narrow: the backward of a split is one concatenation (narrow's would fill a
+    # zero tensor of the whole sequence per chunk)
+    for la, lb in zip(log_a.split(chunk, dim), log_b.split(chunk, dim), strict=True):
         a_star = torch.cumsum(la, dim=dim)
         out = torch.exp(a_star + torch.logcumsumexp(lb - a_star, dim=dim)) + torch.exp(a_star) * h
         outs.append(out)
