@@ -39,6 +39,7 @@ from rnnbench.heads import BernoulliHead, GaussianMixtureHead, make_head
 from rnnbench.nn import variants as _variants
 from rnnbench.nn.functional import run_unit
 from rnnbench.nn.init import init_unit
+from rnnbench.units import registry as _units  # plug-in units (issue 24); imports no user code
 
 __all__ = [
     "GATES",
@@ -85,21 +86,7 @@ TASKS: dict[str, dict] = {
 
 def _check_unit(unit: str) -> None:
     if unit not in GATES:
-        _plugin(unit)  # a plug-in unit (rnnbench.units), or one sentence
-
-
-def _plugin(unit: str):
-    """The plug-in unit ``unit`` (:mod:`rnnbench.units`), None for the fused built-ins."""
-    if unit in GATES:
-        return None
-    from rnnbench.units import registry
-
-    if not registry.known(unit):
-        raise RnnbenchError(
-            f"unknown unit {unit!r}; choose one of {', '.join(registry.names())}, or load "
-            "your own with --unit path/to/cell.py:Class."
-        )
-    return registry.get(unit)
+        _units.get(unit)  # a plug-in unit (rnnbench.units), or one sentence
 
 
 def _check_task(task: str) -> dict:
@@ -117,10 +104,11 @@ def paper_hidden(task: str, unit: str, *, variant: str = "", peephole: bool = Tr
     removes gates gets the size that matches the paper's model (the peephole LSTM, the GRU)
     at the paper's size, counted as :func:`match_hidden` counts by default: the recurrent
     layer, one bias per gate (``nig`` on music: 45 units, 18,180 against 18,108)."""
-    plugin = _plugin(unit)
-    if plugin is not None:  # matched to its budget_of unit's count at the paper's size
-        budget = count_params(task, plugin.budget_of)["recurrent_params"]
-        return match_hidden(task, unit, budget)
+    _check_unit(unit)
+    if unit not in GATES:  # a plug-in unit: matched to its budget_of unit at the paper's size
+        return match_hidden(
+            task, unit, count_params(task, _units.get(unit).budget_of)["recurrent_params"]
+        )
     size = _check_task(task)["hidden"][unit]
     resolved, peephole, _ = _variants.resolve(unit, variant, peephole, "before")
     if resolved in ("", "fb1", "niaf", "noaf"):  # the full unit's parameters
@@ -156,13 +144,11 @@ def recurrent_params(
     other units). ``G`` = 4 (LSTM), 3 (GRU), 1 (tanh), ``P`` = 3, or the gates and peepholes
     a ``variant`` keeps (``np``: no peepholes).
     """
+    _check_unit(unit)
     if convention not in CONVENTIONS:
         raise RnnbenchError(f"unknown counting convention {convention!r}; use 'paper' or 'torch'.")
-    plugin = _plugin(unit)
-    if plugin is not None:  # every tensor it declares, in both conventions
-        from rnnbench.units.registry import check_shapes
-
-        return sum(math.prod(s) for s in check_shapes(plugin, int(in_dim), int(hidden)).values())
+    if unit not in GATES:  # a plug-in unit: its declared tensors, in both conventions
+        return _units.count(unit, int(in_dim), int(hidden))
     variant, peephole, _ = _variants.resolve(unit, variant, peephole, "before")
     g, h = _variants.gate_count(unit, variant), int(hidden)
     n = g * h * (int(in_dim) + h)
@@ -227,7 +213,7 @@ def count_params(
     """
     spec = _check_task(task)
     _check_unit(unit)
-    if hidden is None:
+    if hidden is None:  # the paper's size; a plug-in unit's matched size
         hidden = spec["hidden"][unit] if unit in GATES else paper_hidden(task, unit)
     h = int(hidden)
     if h < 1:
@@ -351,6 +337,10 @@ class SequenceModel(nn.Module):
 
     State: ``(h (K, B, H), c (K, B, H))`` for an LSTM, ``(h, None)`` otherwise.
 
+    A plug-in unit (:mod:`rnnbench.units`) builds a :class:`rnnbench.units.model.UnitModel`,
+    this class with the unit's parameters and runner; ``unit_source`` (a stored config's) must
+    then be what ``--unit`` loaded here.
+
     Example::
 
         >>> model = SequenceModel("gru", 88, 88, 46, head="bernoulli", population=3)
@@ -358,6 +348,13 @@ class SequenceModel(nn.Module):
         >>> params, state = model(x, mask)              # params (3, 50, 8, 88)
         >>> nll_sum, n_steps, _ = model.nll(x, x, mask)  # nll_sum (3,), n_steps 400
     """
+
+    def __new__(cls, unit: str, *args, **kwargs):
+        if cls is SequenceModel and unit not in GATES:
+            from rnnbench.units.model import UnitModel
+
+            cls = UnitModel
+        return super().__new__(cls)
 
     def __init__(
         self,
@@ -374,6 +371,7 @@ class SequenceModel(nn.Module):
         seeds: Sequence[int] | None = None,
         backend: str = "auto",
         variant: str = "",
+        unit_source: str | None = None,
     ) -> None:
         super().__init__()
         _check_unit(unit)
@@ -404,27 +402,12 @@ class SequenceModel(nn.Module):
         self.seeds = seeds
         self.backend = backend
         self.head = _resolve_head(head, self.out_dim)
-        self.plugin = _plugin(unit)  # rnnbench.units: a unit without a fused kernel
 
         n_out = self.head.n_outputs
         members = []
         for seed in seeds:
             gen = torch.Generator().manual_seed(seed)
-            if self.plugin is not None:
-                from rnnbench.units.model import plugin_init
-
-                p = plugin_init(self.plugin, self.in_dim, self.hidden, gen, variant)
-            else:
-                p = init_unit(
-                    unit,
-                    self.in_dim,
-                    self.hidden,
-                    bias=True,
-                    peephole=self.peephole,
-                    scheme=init,
-                    generator=gen,
-                    variant=variant,
-                )
+            p = self._init_recurrent(gen)
             if init == "paper":
                 p["weight_out"] = _uniform((n_out, self.hidden), PAPER_OUT_SCALE, gen)
                 p["bias_out"] = torch.zeros(n_out)
@@ -436,10 +419,19 @@ class SequenceModel(nn.Module):
         for name in members[0]:
             stacked = torch.stack([m[name].to(torch.float32) for m in members])
             self.register_parameter(name, nn.Parameter(stacked))
-        if self.plugin is not None:
-            from rnnbench.units.model import plugin_check
 
-            plugin_check(self, members[0])
+    def _init_recurrent(self, gen: torch.Generator) -> dict[str, Tensor]:
+        """One member's recurrent parameters (the output layer's are drawn after them)."""
+        return init_unit(
+            self.unit,
+            self.in_dim,
+            self.hidden,
+            bias=True,
+            peephole=self.peephole,
+            scheme=self.init,
+            generator=gen,
+            variant=self.variant,
+        )
 
     def extra_repr(self) -> str:
         form = ""
@@ -475,32 +467,31 @@ class SequenceModel(nn.Module):
                 f"the model reads {self.in_dim} values per step but x has {x.shape[-1]}; "
                 "build the model with the data set's in_dim."
             )
-        h0, c0 = (None, None) if state is None else state
-        if self.plugin is not None:
-            from rnnbench.units.model import plugin_forward
-
-            out, h_n, c_n = plugin_forward(self, x, mask, state)
-        else:
-            out, h_n, c_n = run_unit(
-                self.unit,
-                x,
-                self.weight_ih_l0,
-                self.weight_hh_l0,
-                self.bias_ih_l0,
-                self.bias_hh_l0,
-                w_ch=self.weight_ch_l0 if self.peephole else None,
-                reset=self.reset,
-                mask=mask,
-                h0=h0,
-                c0=c0,
-                backend=self.backend,
-                variant=self.variant,
-            )
+        out, h_n, c_n = self._recurrent(x, mask, state)
         k, t, b, h = out.shape
         flat = torch.baddbmm(
             self.bias_out.unsqueeze(1), out.reshape(k, t * b, h), self.weight_out.transpose(1, 2)
         )
         return flat.reshape(k, t, b, -1), (h_n, c_n)
+
+    def _recurrent(self, x: Tensor, mask: Tensor | None, state: State | None):
+        """The recurrent layer: ``out (K, T, B, H)``, ``h_n``, ``c_n`` (None but the LSTM)."""
+        h0, c0 = (None, None) if state is None else state
+        return run_unit(
+            self.unit,
+            x,
+            self.weight_ih_l0,
+            self.weight_hh_l0,
+            self.bias_ih_l0,
+            self.bias_hh_l0,
+            w_ch=self.weight_ch_l0 if self.peephole else None,
+            reset=self.reset,
+            mask=mask,
+            h0=h0,
+            c0=c0,
+            backend=self.backend,
+            variant=self.variant,
+        )
 
     def nll(
         self, x: Tensor, y: Tensor, mask: Tensor | None = None, state: State | None = None
@@ -548,11 +539,7 @@ class SequenceModel(nn.Module):
         """The tensors that get weight noise: ``weight_ih_l0``, ``weight_hh_l0``, the peephole
         diagonals ``weight_ch_l0`` (when present) and, unless ``output=False`` (the authors'
         code: the recurrent layer only), the output layer's ``weight_out``. Biases are left
-        out. A plug-in unit: the tensors its ``noise`` names (default: 2-D and larger)."""
-        if self.plugin is not None:
-            from rnnbench.units.model import noise_tensors
-
-            return noise_tensors(self) + ([self.weight_out] if output else [])
+        out."""
         mats = [self.weight_ih_l0, self.weight_hh_l0]
         if self.peephole:
             mats.append(self.weight_ch_l0)

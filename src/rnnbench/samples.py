@@ -218,9 +218,6 @@ def build_population(
                 "sample them one at a time."
             )
     cfg = first.config
-    from rnnbench.units.registry import check_config
-
-    check_config(cfg["unit"], cfg.get("unit_source", ""))  # a user unit: loaded, unchanged
     try:
         model = SequenceModel(
             cfg["unit"],
@@ -232,6 +229,7 @@ def build_population(
             peephole=cfg.get("peephole", True),
             reset=cfg.get("reset", "before"),
             backend="torch",
+            unit_source=cfg.get("unit_source", ""),  # a user unit: loaded here and unchanged
         )
         model = model.to(device)
     except (RuntimeError, AssertionError) as exc:

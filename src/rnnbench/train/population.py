@@ -251,10 +251,8 @@ def _paper_hidden(dataset, cfg) -> int:
 
 def _build_model(configs, dataset, *, hidden, device, backend):
     from rnnbench.models import SequenceModel
-    from rnnbench.units.registry import check_config
 
     cfg = configs[0]
-    check_config(cfg.unit, cfg.unit_source)  # a user unit: the file --unit loaded, unchanged
     return SequenceModel(
         cfg.unit,
         dataset.in_dim,
@@ -265,6 +263,7 @@ def _build_model(configs, dataset, *, hidden, device, backend):
         peephole=cfg.peephole,
         reset=cfg.reset,
         variant=cfg.variant,
+        unit_source=cfg.unit_source,  # a user unit: the file --unit loaded, unchanged
         init=cfg.init,
         seeds=[c.seed for c in configs],
         backend=backend,

@@ -1,13 +1,15 @@
 """What :class:`rnnbench.models.SequenceModel` does for a plug-in unit (kept here, so the
-model's module stays about the fused units): draw one member's parameters, check the unit once,
-run the population, name the tensors that get weight noise."""
+model's module stays about the fused units): :class:`UnitModel` draws one member's parameters,
+checks the unit once, runs the population and names the tensors that get weight noise.
+``SequenceModel("mingru", ...)`` builds one (``SequenceModel.__new__``)."""
 
 from __future__ import annotations
 
 import torch
 
 from rnnbench.errors import RnnbenchError
-from rnnbench.units.registry import check_shapes
+from rnnbench.models import SequenceModel
+from rnnbench.units.registry import check_config, check_shapes, get
 from rnnbench.units.runner import UnitError, check, run
 
 
@@ -104,3 +106,28 @@ def noise_tensors(model) -> list:
             "declare them; name declared parameters."
         )
     return [getattr(model, n) for n in names]
+
+
+class UnitModel(SequenceModel):
+    """:class:`rnnbench.models.SequenceModel` of a plug-in unit: the unit's parameters (by its
+    names, leading K), :func:`rnnbench.units.runner.run` for the recurrent layer, the unit's
+    ``noise`` tensors for weight noise. Everything else (the head, ``nll``, ``member_state``,
+    ``sample``) is the model's."""
+
+    def __init__(self, unit: str, *args, unit_source: str | None = None, **kwargs) -> None:
+        if unit_source is not None:  # a stored config's unit: loaded here, the same file
+            check_config(unit, unit_source)
+        super().__init__(unit, *args, **kwargs)
+        names = [n for n, _ in self.named_parameters() if n not in ("weight_out", "bias_out")]
+        plugin_check(self, dict.fromkeys(names))
+
+    def _init_recurrent(self, gen: torch.Generator) -> dict[str, torch.Tensor]:
+        if "plugin" not in self.__dict__:
+            self.plugin = get(self.unit)
+        return plugin_init(self.plugin, self.in_dim, self.hidden, gen, self.variant)
+
+    def _recurrent(self, x, mask, state):
+        return plugin_forward(self, x, mask, state)
+
+    def weight_matrices(self, output: bool = True) -> list:
+        return noise_tensors(self) + ([self.weight_out] if output else [])

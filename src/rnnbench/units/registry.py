@@ -17,6 +17,7 @@ import importlib
 import importlib.metadata
 import importlib.util
 import inspect
+import math
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -77,10 +78,12 @@ def get(name: str):
         return builtin_unit(name)
     if name in _LOADED:
         return _LOADED[name].cls()
+    if name in FUSED:
+        raise RnnbenchError(f"unit {name!r} has a fused kernel, not the plug-in interface.")
     raise RnnbenchError(
-        f"unit {name!r} is not a built-in unit and no --unit option loaded it; name its file "
-        f"with --unit path/to/cell.py:Class (rnnbench never imports a unit because a store or "
-        "results folder names it)."
+        f"unknown unit {name!r}: not a built-in unit ({', '.join(BUILTIN)}) and no --unit "
+        "option loaded it; name its file with --unit path/to/cell.py:Class (rnnbench never "
+        "imports a unit because a store or results folder names it)."
     )
 
 
@@ -209,6 +212,11 @@ def _validate(cls: type, spec: str) -> None:
             f"--unit {spec}: unit {name!r} has budget_of={unit.budget_of!r}; use one of "
             f"{', '.join(FUSED)}."
         )
+
+
+def count(name: str, in_dim: int, hidden: int) -> int:
+    """The parameters a plug-in unit declares for one model (every tensor of ``shapes``)."""
+    return sum(math.prod(s) for s in check_shapes(get(name), in_dim, hidden).values())
 
 
 def check_shapes(unit, in_dim: int, hidden: int) -> dict[str, tuple[int, ...]]:
