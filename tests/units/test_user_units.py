@@ -143,3 +143,63 @@ def test_a_unit_file_goes_through_ablate_quick_and_its_report_rebuilds_without_i
     with open(tmp_path / "rebuilt" / "ablations.csv", encoding="utf-8") as f:
         again = list(csv.DictReader(f))
     assert [r["test_nll_mean"] for r in again] == [r["test_nll_mean"] for r in rows]
+
+
+def test_params_counts_plug_in_units(capsys):
+    assert main(["params", "--task", "music", "--unit", "mingru", "--json"]) == 0
+    row = json.loads(capsys.readouterr().out)["units"]["mingru"]
+    assert (row["hidden"], row["recurrent_params"]) == (105, 18_690)
+
+
+def test_a_sweep_file_naming_a_unit_imports_nothing(tmp_path):
+    from rnnbench.sweeps.grid import parse_sweep
+
+    marker = tmp_path / "imported"
+    (tmp_path / "evil2.py").write_text(f"open({str(marker)!r}, 'w').write('x')\n")
+    spec = {"name": "s", "datasets": ["jsb"], "units": ["evil2"], "hidden": [4]}
+    spec["lr"] = {"values": [1e-3]}
+    with pytest.raises(RnnbenchError, match="unknown unit 'evil2'.*--unit FILE.py:Class"):
+        parse_sweep(spec, "grid.toml")
+    assert not marker.exists()
+
+
+def test_a_loaded_unit_goes_into_a_sweep_grid_with_its_source():
+    from rnnbench.sweeps.grid import parse_sweep
+
+    loaded = registry.load(f"{EXAMPLE}:LayerNormTanh")
+    spec = {"name": "s", "datasets": ["jsb"], "units": ["lntanh", "mingru"], "budgets": [5000]}
+    spec["lr"] = {"values": [1e-3]}
+    _, pops = parse_sweep(spec, "grid.toml")
+    by_unit = {p.configs[0].unit: p.configs[0] for p in pops}
+    assert by_unit["lntanh"].unit_source == loaded.source and by_unit["mingru"].unit_source == ""
+    assert by_unit["lntanh"].hidden == registry_hidden("lntanh", 5000)
+
+
+def registry_hidden(unit, budget):
+    from rnnbench.models import match_hidden
+
+    return match_hidden("music", unit, budget)
+
+
+def test_train_and_sample_a_unit_file_and_refuse_it_changed(tmp_path, monkeypatch, capsys):
+    music = tmp_path / "tiny.pickle"
+    write_tiny_music(music)
+    unit = tmp_path / "lntanh.py"
+    unit.write_text(EXAMPLE.read_text(encoding="utf-8"), encoding="utf-8")
+    spec, out = f"{unit}:LayerNormTanh", tmp_path / "out"
+    argv = ["train", "--dataset", f"music:{music}", "--unit", spec, "--hidden", "4"]
+    argv += ["--lr", "1e-3", "--max-epochs", "1", "--threads", "1", "--out", str(out)]
+    assert main([*argv, "--no-progress", "--json"]) == 0
+    run_dir = Path(json.loads(capsys.readouterr().out)["run_dir"])
+    config = json.loads((run_dir / "config.json").read_text(encoding="utf-8"))
+    assert config["unit"] == "lntanh" and config["unit_source"].startswith("file:lntanh.py:")
+    samples = ["sample", str(run_dir), "--steps", "5", "--out", str(tmp_path / "s")]
+    assert main([*samples, "--unit", spec]) == 0
+    # a changed cell is a different run: sampling the old run with it is one sentence
+    unit.write_text(unit.read_text(encoding="utf-8") + "\n# changed\n", encoding="utf-8")
+    monkeypatch.setattr(registry, "_LOADED", {})
+    assert main([*samples, "--unit", spec]) == 2
+    assert "the cell changed" in capsys.readouterr().err
+    monkeypatch.setattr(registry, "_LOADED", {})
+    assert main(samples) == 2  # without --unit: nothing is imported, one sentence
+    assert "no --unit option loaded it" in capsys.readouterr().err
