@@ -178,9 +178,10 @@ def recurrent_count(task: str, unit: str, variant: str, hidden: int) -> int | No
     return int(count_params(task, unit, hidden, **_count_kwargs(unit, variant))["recurrent_params"])
 
 
-def build_model(config: dict, dataset, hidden: int, *, backend: str = "torch"):
-    """One :class:`rnnbench.models.SequenceModel` (population 1) of a stored config, with the
-    initial weights its run started from (seeded by ``config["seed"]``)."""
+def build_model(config: dict, dataset, hidden: int, *, backend: str = "torch", population=1):
+    """A :class:`rnnbench.models.SequenceModel` of a stored config (any unit, form, variant;
+    a user unit only if ``--unit`` loaded that very file), each member with the initial
+    weights the run started from (seeded by ``config["seed"]``)."""
     from rnnbench.models import SequenceModel
 
     kwargs = {}
@@ -192,12 +193,13 @@ def build_model(config: dict, dataset, hidden: int, *, backend: str = "torch"):
         dataset.out_dim,
         int(hidden),
         head=dataset.head,
-        population=1,
+        population=population,
         peephole=bool(config.get("peephole", True)),
         reset=config.get("reset", "before"),
         init=config.get("init", "paper"),
-        seeds=[int(config.get("seed", 0))],
+        seeds=[int(config.get("seed", 0))] * population,
         backend=backend,
+        unit_source=config.get("unit_source", ""),
         **kwargs,
     )
 
