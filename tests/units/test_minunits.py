@@ -73,3 +73,24 @@ def test_counts_and_matching_like_the_variants():
     assert count_params("music", "mingru")["recurrent_params"] == 2 * 105 * 89
     assert paper_hidden("music", "minlstm") == 68  # 3H(88+1): 18,156 against 18,108
     assert count_params("music", "minlstm", 68)["recurrent_params"] == 3 * 68 * 89
+
+
+def test_gate_use_and_gradient_flow_of_the_min_units(tmp_path):
+    from rnnbench.analysis.gates import gate_use
+    from rnnbench.analysis.gradflow import flow_batch, gradient_flow
+    from rnnbench.data.registry import load_dataset
+    from tests.sweeps.test_kill import write_tiny_music
+
+    write_tiny_music(tmp_path / "tiny.pickle")
+    data = load_dataset(f"music:{tmp_path / 'tiny.pickle'}")
+    for unit, gates in (("mingru", {"z"}), ("minlstm", {"f", "i"})):
+        model = SequenceModel(unit, data.in_dim, data.out_dim, 6, head="bernoulli")
+        used = gate_use(model, data.split("test"))
+        assert set(used) == gates
+        real = sum(len(s.inputs) for s in data.split("test"))
+        assert all(s.n == real * 6 for s in used.values())
+        if unit == "minlstm":  # f' + i' = 1
+            assert abs(used["f"].mean + used["i"].mean - 1) < 1e-6
+        x, y = flow_batch(data.split("valid"))
+        flow = gradient_flow(model.double(), x.double(), y.double())
+        assert len(flow) == x.shape[0] and flow[0]["grad_h"] > 0

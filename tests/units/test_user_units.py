@@ -203,3 +203,20 @@ def test_train_and_sample_a_unit_file_and_refuse_it_changed(tmp_path, monkeypatc
     monkeypatch.setattr(registry, "_LOADED", {})
     assert main(samples) == 2  # without --unit: nothing is imported, one sentence
     assert "no --unit option loaded it" in capsys.readouterr().err
+
+
+def test_a_unit_from_a_module_and_from_an_installed_entry_point(tmp_path, monkeypatch):
+    import importlib.metadata
+
+    (tmp_path / "my_units_mod.py").write_text(CELL.format(name="modcell", body="return (h,)"))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setattr(registry, "_LOADED", {})
+    by_module = registry.load("my_units_mod:Cell")
+    assert by_module.source.startswith("module:my_units_mod:Cell@")
+    monkeypatch.setattr(registry, "_LOADED", {})
+    ep = importlib.metadata.EntryPoint("modcell", "my_units_mod:Cell", registry.GROUP)
+    monkeypatch.setattr(importlib.metadata, "entry_points", lambda group: [ep])
+    by_entry = registry.load("modcell")
+    assert by_entry.source.startswith("entry:my_units_mod:Cell@") and registry.known("modcell")
+    with pytest.raises(RnnbenchError, match="--unit nosuch: give path/to/cell.py:Class"):
+        registry.load("nosuch")

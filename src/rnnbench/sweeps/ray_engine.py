@@ -315,6 +315,9 @@ def _run_phase(
     todo, *, store, out, storage, workers, retries, device, data_dir, train_fn, display, cpus
 ) -> list[Population]:
     """One Tuner over the populations ``todo``; returns them once recorded in the store."""
+    from rnnbench.units.registry import loaded
+
+    units = loaded()  # the user units this command named: each trial loads them again
     by_id = {str(i): pop for i, pop in enumerate(todo)}
     trials = [
         {
@@ -322,7 +325,7 @@ def _run_phase(
             "name": pop.name,
             "threads": max(1, int(cpus)),
             "configs": [c.to_dict() for c in pop.configs],
-            "units": __import__("rnnbench.units.registry", fromlist=["loaded"]).loaded(),
+            "units": units,
         }
         for i, pop in by_id.items()
     ]
