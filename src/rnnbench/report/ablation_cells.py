@@ -111,7 +111,7 @@ def _rows_of(cells, tests):
             yield v, tests.get((id(v), v.unit)), v.variant
 
 
-def _verdict(test: PairedTest | None) -> str:
+def _verdict(test: PairedTest | None, reference: str = "the full unit") -> str:
     if test is None:
         return "no full unit to compare"
     if len(test.seeds) < 2:
@@ -119,8 +119,15 @@ def _verdict(test: PairedTest | None) -> str:
     if not math.isfinite(test.p_holm):
         return "no test possible"
     if test.p_holm < 0.05:
-        return ("lower" if test.mean_diff < 0 else "higher") + " than the full unit (Holm p < 0.05)"
+        word = "lower" if test.mean_diff < 0 else "higher"
+        return f"{word} than {reference} (Holm p < 0.05)"
     return "no significant difference (Holm p ≥ 0.05)"
+
+
+def _reference(variant: str) -> str:
+    """Whom a row is tested against: ``vs lstm`` -> "the LSTM"; a variant its full unit."""
+    unit = variant[3:] if variant.startswith("vs ") else ""
+    return f"the {units.label(unit, '')}" if unit else "the full unit"
 
 
 def final_rows(cells: list[VariantCell], tests: dict[tuple, PairedTest], task_of) -> list[dict]:
@@ -154,7 +161,7 @@ def final_rows(cells: list[VariantCell], tests: dict[tuple, PairedTest], task_of
                 "t": _num(test.t) if test else "",
                 "p": _num(test.p) if test else "",
                 "p_holm": _num(test.p_holm) if test else "",
-                "verdict": "" if not variant else _verdict(test),
+                "verdict": "" if not variant else _verdict(test, _reference(variant)),
                 "note": "" if v.cell.fresh else "no fresh seeds (selection runs reported)",
             }
         )

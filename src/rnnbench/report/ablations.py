@@ -467,6 +467,14 @@ def build_ablation_report(
             "and the numbers below are fresh seeds at that rate only. Method: docs/ablations.md."
         ),
     ]
+    plugins = sorted({units.label(v.unit, "") for v in cells if units.is_plugin(v.unit)})
+    if plugins:
+        blocks.append(
+            Para(
+                f"Plug-in units ({', '.join(plugins)}; docs/units.md) are matched the same way "
+                "and tested against both full units, one row each (vs LSTM, vs GRU)."
+            )
+        )
     names = list(dict.fromkeys(v.dataset for v in cells))
     for name in names:
         label = paper.dataset_info(name).label

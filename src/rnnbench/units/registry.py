@@ -47,7 +47,7 @@ class Loaded:
     name: str
     cls: type
     source: str  # KIND:WHERE:Class@HASH
-    spec: str  # what was given (workers load it again)
+    spec: str  # what workers load again (a file's absolute path)
 
 
 def builtin_unit(name: str):
@@ -167,8 +167,10 @@ def load(spec: str) -> Loaded:
     if spec in BUILTIN:
         raise RnnbenchError(f"--unit {spec}: a built-in unit needs no loading; drop --unit.")
     where, sep, cls_name = spec.rpartition(":")
+    again = spec  # what a worker loads (a file: its absolute path, whatever its cwd)
     if sep and (where.endswith(".py") or "/" in where or "\\" in where):
         module, source = _from_file(spec, where, cls_name)
+        again = f"{Path(where).expanduser().resolve()}:{cls_name}"
     elif sep and where:
         module, source = _from_module(spec, where, cls_name)
     else:
@@ -191,7 +193,7 @@ def load(spec: str) -> Loaded:
             f"--unit {spec}: the unit name {name!r} is already taken by {have.spec}; give one "
             "of them another name."
         )
-    _LOADED[name] = Loaded(name, cls, source, spec)
+    _LOADED[name] = Loaded(name, cls, source, again)
     return _LOADED[name]
 
 
