@@ -11,7 +11,6 @@ from rnnbench import cli
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
-        (["train", "--dataset", "jsb", "--unit", "elman"], "invalid choice: 'elman'"),
         (["train", "--dataset", "jsb", "--unit", "gru", "--lr", "abc"], "--lr"),
         (["train"], "required: --dataset, --unit"),
         (["data", "info"], "required: name"),

@@ -218,5 +218,11 @@ def test_a_unit_from_a_module_and_from_an_installed_entry_point(tmp_path, monkey
     monkeypatch.setattr(importlib.metadata, "entry_points", lambda group: [ep])
     by_entry = registry.load("modcell")
     assert by_entry.source.startswith("entry:my_units_mod:Cell@") and registry.known("modcell")
-    with pytest.raises(RnnbenchError, match="--unit nosuch: give path/to/cell.py:Class"):
+    with pytest.raises(RnnbenchError, match="--unit nosuch: not a built-in unit .* give path/"):
         registry.load("nosuch")
+
+
+def test_an_unknown_unit_on_the_command_line_is_one_sentence(capsys):
+    assert main(["train", "--dataset", "jsb", "--unit", "elman"]) == 2
+    err = capsys.readouterr().err
+    assert len(err.splitlines()) == 1 and "--unit elman: not a built-in unit" in err

@@ -177,8 +177,9 @@ def load(spec: str) -> Loaded:
         got = _entry_point(spec)
         if got is None:
             raise RnnbenchError(
-                f"--unit {spec}: give path/to/cell.py:Class, package.module:Class or the name "
-                f"of an installed {GROUP} entry point."
+                f"--unit {spec}: not a built-in unit ({', '.join(BUILTIN)}); give "
+                "path/to/cell.py:Class, package.module:Class or the name of an installed "
+                f"{GROUP} entry point."
             )
         module, source = got
         cls_name = source.split(":")[2].split("@")[0]
