@@ -349,8 +349,8 @@ class SequenceModel(nn.Module):
         >>> nll_sum, n_steps, _ = model.nll(x, x, mask)  # nll_sum (3,), n_steps 400
     """
 
-    def __new__(cls, unit: str, *args, **kwargs):
-        if cls is SequenceModel and unit not in GATES:
+    def __new__(cls, unit: str | None = None, *args, **kwargs):  # None: copy, unpickle
+        if cls is SequenceModel and unit is not None and unit not in GATES:
             from rnnbench.units.model import UnitModel
 
             cls = UnitModel

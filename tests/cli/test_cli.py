@@ -66,7 +66,7 @@ def test_python_dash_m_runs_the_command():
     )
     assert done.returncode == 0 and done.stdout.strip() == f"rnnbench {__version__}"
     bad = subprocess.run(
-        [sys.executable, "-m", "rnnbench", "train", "--unit", "bogus"],
+        [sys.executable, "-m", "rnnbench", "train", "--dataset", "jsb", "--unit", "bogus"],
         capture_output=True,
         text=True,
         timeout=120,
