@@ -39,6 +39,7 @@ from rnnbench.heads import BernoulliHead, GaussianMixtureHead, make_head
 from rnnbench.nn import variants as _variants
 from rnnbench.nn.functional import run_unit
 from rnnbench.nn.init import init_unit
+from rnnbench.units import registry as _units  # plug-in units (issue 24); imports no user code
 
 __all__ = [
     "GATES",
@@ -85,7 +86,7 @@ TASKS: dict[str, dict] = {
 
 def _check_unit(unit: str) -> None:
     if unit not in GATES:
-        raise RnnbenchError(f"unknown unit {unit!r}; choose one of {', '.join(UNITS)}.")
+        _units.get(unit)  # a plug-in unit (rnnbench.units), or one sentence
 
 
 def _check_task(task: str) -> dict:
@@ -104,6 +105,10 @@ def paper_hidden(task: str, unit: str, *, variant: str = "", peephole: bool = Tr
     at the paper's size, counted as :func:`match_hidden` counts by default: the recurrent
     layer, one bias per gate (``nig`` on music: 45 units, 18,180 against 18,108)."""
     _check_unit(unit)
+    if unit not in GATES:  # a plug-in unit: matched to its budget_of unit at the paper's size
+        return match_hidden(
+            task, unit, count_params(task, _units.get(unit).budget_of)["recurrent_params"]
+        )
     size = _check_task(task)["hidden"][unit]
     resolved, peephole, _ = _variants.resolve(unit, variant, peephole, "before")
     if resolved in ("", "fb1", "niaf", "noaf"):  # the full unit's parameters
@@ -142,6 +147,8 @@ def recurrent_params(
     _check_unit(unit)
     if convention not in CONVENTIONS:
         raise RnnbenchError(f"unknown counting convention {convention!r}; use 'paper' or 'torch'.")
+    if unit not in GATES:  # a plug-in unit: its declared tensors, in both conventions
+        return _units.count(unit, int(in_dim), int(hidden))
     variant, peephole, _ = _variants.resolve(unit, variant, peephole, "before")
     g, h = _variants.gate_count(unit, variant), int(hidden)
     n = g * h * (int(in_dim) + h)
@@ -206,13 +213,15 @@ def count_params(
     """
     spec = _check_task(task)
     _check_unit(unit)
-    h = spec["hidden"][unit] if hidden is None else int(hidden)
+    if hidden is None:  # the paper's size; a plug-in unit's matched size
+        hidden = spec["hidden"][unit] if unit in GATES else paper_hidden(task, unit)
+    h = int(hidden)
     if h < 1:
         raise RnnbenchError(f"hidden size must be at least 1, got {h}; pass a positive size.")
     in_dim = spec["in_dim"]
     variant, peephole, _ = _variants.resolve(unit, variant, peephole, "before")
-    full = variant in ("", "fb1")  # the paper's parameters
-    paper_size = h == spec["hidden"][unit] and (peephole or unit != "lstm") and full
+    full = variant in ("", "fb1") and unit in GATES  # the paper's parameters
+    paper_size = full and h == spec["hidden"][unit] and (peephole or unit != "lstm")
     v = {"variant": variant}
     return {
         "hidden": h,
@@ -328,6 +337,10 @@ class SequenceModel(nn.Module):
 
     State: ``(h (K, B, H), c (K, B, H))`` for an LSTM, ``(h, None)`` otherwise.
 
+    A plug-in unit (:mod:`rnnbench.units`) builds a :class:`rnnbench.units.model.UnitModel`,
+    this class with the unit's parameters and runner; ``unit_source`` (a stored config's) must
+    then be what ``--unit`` loaded here.
+
     Example::
 
         >>> model = SequenceModel("gru", 88, 88, 46, head="bernoulli", population=3)
@@ -335,6 +348,13 @@ class SequenceModel(nn.Module):
         >>> params, state = model(x, mask)              # params (3, 50, 8, 88)
         >>> nll_sum, n_steps, _ = model.nll(x, x, mask)  # nll_sum (3,), n_steps 400
     """
+
+    def __new__(cls, unit: str | None = None, *args, **kwargs):  # None: copy, unpickle
+        if cls is SequenceModel and unit is not None and unit not in GATES:
+            from rnnbench.units.model import UnitModel
+
+            cls = UnitModel
+        return super().__new__(cls)
 
     def __init__(
         self,
@@ -351,6 +371,7 @@ class SequenceModel(nn.Module):
         seeds: Sequence[int] | None = None,
         backend: str = "auto",
         variant: str = "",
+        unit_source: str | None = None,
     ) -> None:
         super().__init__()
         _check_unit(unit)
@@ -386,16 +407,7 @@ class SequenceModel(nn.Module):
         members = []
         for seed in seeds:
             gen = torch.Generator().manual_seed(seed)
-            p = init_unit(
-                unit,
-                self.in_dim,
-                self.hidden,
-                bias=True,
-                peephole=self.peephole,
-                scheme=init,
-                generator=gen,
-                variant=variant,
-            )
+            p = self._init_recurrent(gen)
             if init == "paper":
                 p["weight_out"] = _uniform((n_out, self.hidden), PAPER_OUT_SCALE, gen)
                 p["bias_out"] = torch.zeros(n_out)
@@ -407,6 +419,19 @@ class SequenceModel(nn.Module):
         for name in members[0]:
             stacked = torch.stack([m[name].to(torch.float32) for m in members])
             self.register_parameter(name, nn.Parameter(stacked))
+
+    def _init_recurrent(self, gen: torch.Generator) -> dict[str, Tensor]:
+        """One member's recurrent parameters (the output layer's are drawn after them)."""
+        return init_unit(
+            self.unit,
+            self.in_dim,
+            self.hidden,
+            bias=True,
+            peephole=self.peephole,
+            scheme=self.init,
+            generator=gen,
+            variant=self.variant,
+        )
 
     def extra_repr(self) -> str:
         form = ""
@@ -442,8 +467,17 @@ class SequenceModel(nn.Module):
                 f"the model reads {self.in_dim} values per step but x has {x.shape[-1]}; "
                 "build the model with the data set's in_dim."
             )
+        out, h_n, c_n = self._recurrent(x, mask, state)
+        k, t, b, h = out.shape
+        flat = torch.baddbmm(
+            self.bias_out.unsqueeze(1), out.reshape(k, t * b, h), self.weight_out.transpose(1, 2)
+        )
+        return flat.reshape(k, t, b, -1), (h_n, c_n)
+
+    def _recurrent(self, x: Tensor, mask: Tensor | None, state: State | None):
+        """The recurrent layer: ``out (K, T, B, H)``, ``h_n``, ``c_n`` (None but the LSTM)."""
         h0, c0 = (None, None) if state is None else state
-        out, h_n, c_n = run_unit(
+        return run_unit(
             self.unit,
             x,
             self.weight_ih_l0,
@@ -458,11 +492,6 @@ class SequenceModel(nn.Module):
             backend=self.backend,
             variant=self.variant,
         )
-        k, t, b, h = out.shape
-        flat = torch.baddbmm(
-            self.bias_out.unsqueeze(1), out.reshape(k, t * b, h), self.weight_out.transpose(1, 2)
-        )
-        return flat.reshape(k, t, b, -1), (h_n, c_n)
 
     def nll(
         self, x: Tensor, y: Tensor, mask: Tensor | None = None, state: State | None = None
@@ -588,7 +617,7 @@ class SequenceModel(nn.Module):
         """
         if int(steps) < 0:
             raise RnnbenchError(f"steps must be at least 0, got {steps}.")
-        ref = self.weight_ih_l0
+        ref = self.weight_out
         if prime is None:
             prime = torch.zeros(1, self.in_dim)
         prime = torch.as_tensor(prime).to(dtype=ref.dtype, device=ref.device)

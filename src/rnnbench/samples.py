@@ -199,12 +199,12 @@ def build_population(
 ):
     """One :class:`SequenceModel` whose members are ``copies`` copies of each checkpoint, in
     the order ``ckpt0 × copies, ckpt1 × copies, ...``; all must share unit, form and size."""
-    from rnnbench.models import SequenceModel
+    from rnnbench.analysis.units import build_model
 
     if not checkpoints:
         raise RnnbenchError("No run to sample from; give a run folder or a cell with runs.")
     first = checkpoints[0]
-    shape = ("unit", "peephole", "reset")
+    shape = ("unit", "peephole", "reset", "variant", "unit_source")
     for c in checkpoints[1:]:
         if c.hidden != first.hidden or any(c.config.get(k) != first.config.get(k) for k in shape):
             raise RnnbenchError(
@@ -219,18 +219,8 @@ def build_population(
             )
     cfg = first.config
     try:
-        model = SequenceModel(
-            cfg["unit"],
-            dataset.in_dim,
-            dataset.out_dim,
-            first.hidden,
-            head=dataset.head,
-            population=len(checkpoints) * copies,
-            peephole=cfg.get("peephole", True),
-            reset=cfg.get("reset", "before"),
-            backend="torch",
-        )
-        model = model.to(device)
+        pop = len(checkpoints) * copies  # any unit, form and variant (a user unit: loaded)
+        model = build_model(cfg, dataset, first.hidden, population=pop).to(device)
     except (RuntimeError, AssertionError) as exc:
         raise RnnbenchError(
             f"Cannot use device {device!r} ({exc}); pass --device cpu or a CUDA device present."
@@ -314,7 +304,7 @@ def draw(
         raise RnnbenchError(f"A sample needs at least 1 step, not {steps}; raise --steps.")
     if len(seeds) != model.population:
         raise RnnbenchError(f"got {len(seeds)} seeds for {model.population} members.")
-    device = model.weight_ih_l0.device
+    device = model.weight_out.device
     gens = [torch.Generator(device=device).manual_seed(int(s)) for s in seeds]
     head = model.head
     model.head = TemperedHead(head, temperature, gens)

@@ -71,6 +71,11 @@ def gate_use(model, seqs, *, batch_size: int = 32) -> dict[str, GateStats]:
     stats: dict[str, GateStats] = {}
     for batch in iterate_batches(seqs, batch_size, seed=0, epoch=0, shuffle=False):
         trace: list[dict] = []
+        if getattr(model, "plugin", None) is not None:  # a plug-in unit: its gates() hook
+            from rnnbench.units.model import plugin_trace
+
+            add_trace(stats, plugin_trace(model, batch.x, batch.mask), batch.mask)
+            continue
         run_unit(
             model.unit,
             batch.x,

@@ -12,6 +12,11 @@ Parameter matching: by default each variant gets the hidden size whose recurrent
 full unit's at the paper's size (Table 1: LSTM 36 / GRU 46 units on music, 195 / 227 on
 speech), so the full units keep the paper's sizes and a variant without a gate gets more units.
 ``budget`` matches every variant to that one count instead.
+
+Plug-in units (:mod:`rnnbench.units`: ``mingru``, ``minlstm``, and any unit ``--unit`` loaded)
+are specs of their own (``mingru``, ``indrnn``), matched to the paper-size count of their
+``budget_of`` unit, and compared with both full units. The report names them from the store
+alone: nothing here imports a user's unit (:func:`is_plugin`, :func:`label` need only names).
 """
 
 from __future__ import annotations
@@ -55,14 +60,33 @@ def all_specs() -> list[str]:
     return [s for u in UNITS for s in (u, *(f"{u}:{v}" for v in available(u)))]
 
 
+def is_plugin(unit: str) -> bool:
+    """A unit of the plug-in interface (not tanh, the LSTM or the GRU); names only."""
+    return unit not in ("tanh", *UNITS)
+
+
+def can_build(unit: str) -> bool:
+    """Whether this process can build the unit's model: a built-in, or a user unit that
+    ``--unit`` loaded (a report never imports one)."""
+    from rnnbench.units import registry
+
+    return not is_plugin(unit) or registry.known(unit)
+
+
 def parse(spec: str) -> tuple[str, str]:
-    """``"lstm:nig"`` -> ``("lstm", "nig")``; ``"gru"`` -> ``("gru", "")``. One sentence when
-    the unit or variant does not exist or this build cannot train it."""
+    """``"lstm:nig"`` -> ``("lstm", "nig")``; ``"gru"`` -> ``("gru", "")``; a plug-in unit
+    (``mingru``, or one ``--unit`` loaded) -> ``(name, "")``. One sentence when the unit or
+    variant does not exist or this build cannot train it."""
+    from rnnbench.units import registry
+
     unit, _, variant = spec.strip().partition(":")
+    if is_plugin(unit) and registry.known(unit) and not variant:
+        return unit, ""
     if unit not in UNITS:
         raise RnnbenchError(
-            f"--variants {spec}: the ablations cover lstm and gru; name one as UNIT or "
-            "UNIT:VARIANT (e.g. lstm, lstm:nig, gru:mgu)."
+            f"--variants {spec}: the ablations cover lstm and gru, their variants and the "
+            "plug-in units (mingru, minlstm, or yours with --unit path/to/cell.py:Class); name "
+            "one as UNIT or UNIT:VARIANT (e.g. lstm, lstm:nig, gru:mgu, mingru)."
         )
     if variant and variant not in names(unit):
         raise RnnbenchError(
@@ -79,7 +103,7 @@ def parse(spec: str) -> tuple[str, str]:
 
 def label(unit: str, variant: str) -> str:
     """``"LSTM"``, ``"LSTM nig"``, ``"GRU mgu"``."""
-    name = {"lstm": "LSTM", "gru": "GRU"}.get(unit, unit)
+    name = {"lstm": "LSTM", "gru": "GRU", "mingru": "minGRU", "minlstm": "minLSTM"}.get(unit, unit)
     return f"{name} {variant}" if variant else name
 
 
@@ -88,7 +112,12 @@ def spec_of(unit: str, variant: str) -> str:
 
 
 def config_fields(unit: str, variant: str) -> dict:
-    """The RunConfig fields (besides ``unit``) that select the variant."""
+    """The RunConfig fields (besides ``unit``) that select the variant (a plug-in unit: its
+    source)."""
+    if is_plugin(unit):
+        from rnnbench.units.registry import source_of
+
+        return {"unit_source": source_of(unit)} if source_of(unit) else {}
     if not variant:
         return {}
     if variant in FORMS:
@@ -128,20 +157,31 @@ def hidden_size(task: str, unit: str, variant: str, budget: int | None = None) -
     unit's count at the paper's size, :func:`paper_budget`)."""
     from rnnbench.models import match_hidden
 
+    if is_plugin(unit):
+        from rnnbench.units.registry import get
+
+        of = get(unit).budget_of
+        return int(match_hidden(task, unit, paper_budget(task, of) if budget is None else budget))
     target = paper_budget(task, unit) if budget is None else int(budget)
     return int(match_hidden(task, unit, target, **_count_kwargs(unit, variant)))
 
 
-def recurrent_count(task: str, unit: str, variant: str, hidden: int) -> int:
-    """The recurrent parameters (paper convention) of a variant with ``hidden`` units."""
+def recurrent_count(task: str, unit: str, variant: str, hidden: int) -> int | None:
+    """The recurrent parameters (paper convention) of a variant with ``hidden`` units (None
+    for a user unit this process did not load: the report never imports one)."""
     from rnnbench.models import count_params
+    from rnnbench.units import registry
+
+    if is_plugin(unit) and not registry.known(unit):
+        return None
 
     return int(count_params(task, unit, hidden, **_count_kwargs(unit, variant))["recurrent_params"])
 
 
-def build_model(config: dict, dataset, hidden: int, *, backend: str = "torch"):
-    """One :class:`rnnbench.models.SequenceModel` (population 1) of a stored config, with the
-    initial weights its run started from (seeded by ``config["seed"]``)."""
+def build_model(config: dict, dataset, hidden: int, *, backend: str = "torch", population=1):
+    """A :class:`rnnbench.models.SequenceModel` of a stored config (any unit, form, variant;
+    a user unit only if ``--unit`` loaded that very file), each member with the initial
+    weights the run started from (seeded by ``config["seed"]``)."""
     from rnnbench.models import SequenceModel
 
     kwargs = {}
@@ -153,12 +193,13 @@ def build_model(config: dict, dataset, hidden: int, *, backend: str = "torch"):
         dataset.out_dim,
         int(hidden),
         head=dataset.head,
-        population=1,
+        population=population,
         peephole=bool(config.get("peephole", True)),
         reset=config.get("reset", "before"),
         init=config.get("init", "paper"),
-        seeds=[int(config.get("seed", 0))],
+        seeds=[int(config.get("seed", 0))] * population,
         backend=backend,
+        unit_source=config.get("unit_source", ""),
         **kwargs,
     )
 

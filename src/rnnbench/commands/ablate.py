@@ -81,8 +81,16 @@ def register(subparsers) -> None:
         "--variants",
         nargs="+",
         metavar="SPEC",
-        help="UNIT or UNIT:VARIANT, e.g. lstm lstm:nig gru gru:mgu (default: both full units "
-        "and every variant); a variant's full unit is always added",
+        help="UNIT or UNIT:VARIANT, e.g. lstm lstm:nig gru gru:mgu mingru minlstm (default: "
+        "both full units and every variant); a variant's full unit is always added, both full "
+        "units for a plug-in unit",
+    )
+    p.add_argument(
+        "--unit",
+        action="append",
+        metavar="SPEC",
+        help="add your own unit (docs/units.md): path/to/cell.py:Class, package.module:Class "
+        "or an installed rnnbench.units entry point; repeat for several",
     )
     p.add_argument(
         "--budget",
@@ -158,15 +166,20 @@ def register(subparsers) -> None:
 def variant_specs(args: argparse.Namespace) -> list[tuple[str, str]]:
     """The requested ``(unit, variant)`` pairs, each full unit added before its variants."""
     from rnnbench.analysis import units
+    from rnnbench.units import registry
 
+    mine_units = [registry.load(spec).name for spec in getattr(args, "unit", None) or ()]
     specs = args.variants or (quick_variants() if args.quick else units.all_specs())
-    pairs = [units.parse(s) for s in specs]
+    if args.variants is None and mine_units:  # --unit alone: the user's units and the full units
+        specs = list(units.UNITS)
+    pairs = [units.parse(s) for s in [*specs, *mine_units]]
+    plugins = list(dict.fromkeys(p for p in pairs if units.is_plugin(p[0])))
     out: list[tuple[str, str]] = []
     for unit in units.UNITS:
         mine = [p for p in pairs if p[0] == unit]
-        if mine:
+        if mine or plugins:  # a plug-in unit is compared with both full units
             out += [(unit, "")] + [p for p in dict.fromkeys(mine) if p[1]]
-    return out
+    return out + plugins
 
 
 def plan(args: argparse.Namespace):

@@ -91,6 +91,13 @@ def register(subparsers) -> None:
         help="count a unit variant too (docs/variants.md), e.g. --variant nig --variant mgu; "
         "'all' for every variant; each is a row after its unit",
     )
+    p.add_argument(
+        "--unit",
+        metavar="UNIT",
+        action="append",
+        help="count a plug-in unit too (docs/units.md): mingru, minlstm, or "
+        "path/to/cell.py:Class; matched to its budget_of unit at the paper's size, or to --budget",
+    )
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.set_defaults(func=handler)
 
@@ -126,6 +133,9 @@ def collect(args: argparse.Namespace) -> dict:
     rows = [(u, "") for u in UNITS]
     for key in extra:  # each variant right after its unit
         rows.insert(max(i for i, r in enumerate(rows) if r[0] == key[0]) + 1, key)
+    from rnnbench.units.cli import resolve_unit_arg
+
+    rows += [(resolve_unit_arg(u)[0], "") for u in getattr(args, "unit", None) or ()]
     for unit, variant in rows:
         hidden = None
         if args.budget is not None:
@@ -138,8 +148,7 @@ def collect(args: argparse.Namespace) -> dict:
         row["form"] = {
             "lstm": "peephole" if peephole else "no peephole",
             "gru": f"reset {args.reset}",
-            "tanh": "",
-        }[unit]
+        }.get(unit, "")
         if variant:
             row["form"] = variant
             if unit == "lstm" and not peephole and variant != "np":

@@ -103,7 +103,18 @@ def register(subparsers) -> None:
         "--sets", nargs="+", metavar="SET", help=f"data sets (default: {' '.join(PAPER_SETS)})"
     )
     p.add_argument(
-        "--units", nargs="+", metavar="UNIT", choices=UNITS, help="units (default: tanh lstm gru)"
+        "--units",
+        nargs="+",
+        metavar="UNIT",
+        choices=[*UNITS, "mingru", "minlstm"],
+        help="units (default: tanh lstm gru; also mingru minlstm)",
+    )
+    p.add_argument(
+        "--unit",
+        action="append",
+        metavar="SPEC",
+        help="add a user unit (path/to/cell.py:Class, package.module:Class or an rnnbench.units "
+        "entry point; docs/units.md), at its matched size; repeatable",
     )
     p.add_argument(
         "--seeds",
@@ -193,7 +204,10 @@ def plan(args: argparse.Namespace):
 
     proto = search_protocol(args)
     sets = args.sets or list(QUICK_SETS if proto.quick else PAPER_SETS)
-    units = args.units or list(UNITS)
+    from rnnbench.units import registry
+
+    mine = [registry.load(spec).name for spec in getattr(args, "unit", None) or ()]
+    units = list(dict.fromkeys([*(args.units or UNITS), *mine]))
     labels = {"sweep": "reproduce", "quick": proto.quick}
 
     def hidden(dataset: str, unit: str) -> int | None:
@@ -211,6 +225,7 @@ def plan(args: argparse.Namespace):
                 RunConfig(
                     dataset=dataset,
                     unit=unit,
+                    unit_source=registry.source_of(unit),
                     lr=lr,
                     seed=0,
                     hidden=hidden(dataset, unit),

@@ -14,7 +14,6 @@ import sys
 from pathlib import Path
 
 from rnnbench.errors import RnnbenchError
-from rnnbench.train.config import UNITS
 
 FORMATS = ("auto", "midi", "wav", "both")
 
@@ -36,7 +35,12 @@ def register(subparsers) -> None:
     p.add_argument("run_dirs", nargs="*", metavar="RUN_DIR", help="run folders (OUT/runs/KEY)")
     p.add_argument("--store", action="append", metavar="PATH", help="results store(s) of a cell")
     p.add_argument("--dataset", metavar="D", help="the cell's data set (with --store)")
-    p.add_argument("--unit", choices=UNITS, help="the cell's unit (with --store)")
+    p.add_argument(
+        "--unit",
+        metavar="UNIT",
+        help="the cell's unit (with --store); a user unit's path/to/cell.py:Class loads it "
+        "(needed to sample its runs, also from run folders)",
+    )
     p.add_argument(
         "--form",
         metavar="F",
@@ -91,7 +95,13 @@ def register(subparsers) -> None:
 
 def _checkpoints(args) -> list:
     from rnnbench.samples import find_run_dir, load_checkpoint
+    from rnnbench.units.names import BUILTIN
 
+    if args.unit and args.unit not in BUILTIN:  # a user unit: only a command line loads it
+        from rnnbench.units.registry import load
+
+        name = load(args.unit).name
+        args.unit = None if args.run_dirs else name
     if args.run_dirs and args.store:
         raise RnnbenchError("Give run folders or --store with a cell, not both.")
     if args.run_dirs:

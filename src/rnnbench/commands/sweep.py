@@ -78,6 +78,13 @@ def register(subparsers) -> None:
     )
     p.add_argument("config", metavar="CONFIG.toml", help="the grid (see examples/sweep.toml)")
     p.add_argument(
+        "--unit",
+        action="append",
+        metavar="SPEC",
+        help="load a user unit the grid's units may name (path/to/cell.py:Class, "
+        "package.module:Class or an rnnbench.units entry point; docs/units.md); repeatable",
+    )
+    p.add_argument(
         "--out",
         default="rnnbench-results",
         metavar="DIR",
@@ -198,6 +205,10 @@ def handler(args: argparse.Namespace) -> int:
     from rnnbench.sweeps.grid import load_sweep
 
     check_engine_arguments(args)
+    from rnnbench.units.registry import load
+
+    for spec in args.unit or ():  # the only way a grid's user unit is imported
+        load(spec)
     name, populations = load_sweep(args.config)
     preflight(args, populations)
     out = Path(args.out)

@@ -18,7 +18,7 @@ import json
 from pathlib import Path
 
 from rnnbench.errors import RnnbenchError
-from rnnbench.train.config import PROTOCOLS, UNITS, RunConfig
+from rnnbench.train.config import PROTOCOLS, RunConfig
 from rnnbench.train.presets import AUTHORS, with_preset
 
 DEFAULTS = RunConfig(dataset="jsb", unit="lstm")
@@ -68,7 +68,9 @@ def register(subparsers) -> None:
         metavar="NAME",
         help="jsb, nottingham, musedata, pianomidi, fsdd-a, fsdd-b, midi:PATH, wav:PATH",
     )
-    p.add_argument("--unit", required=True, choices=UNITS)
+    from rnnbench.units.cli import UNIT_HELP
+
+    p.add_argument("--unit", required=True, metavar="UNIT", help=UNIT_HELP)
     p.add_argument(
         "--peephole",
         action=argparse.BooleanOptionalAction,
@@ -216,6 +218,9 @@ def build_configs(args: argparse.Namespace) -> list[RunConfig]:
             "--patience has no effect under --protocol authors (no early stopping: every run "
             "trains --max-epochs epochs and keeps its best validation state); drop it."
         )
+    from rnnbench.units.cli import resolve_unit_arg
+
+    args.unit, args.unit_source = resolve_unit_arg(args.unit)  # a user unit: loaded here
     given = {name: getattr(args, name) for name in _FLAG_FIELDS}
     fields = with_preset({name: v for name, v in given.items() if v is not None})
     configs = []

@@ -29,9 +29,7 @@ of ``gradflow.csv`` / ``gates.csv`` found in a store folder given (or in ``out``
 from __future__ import annotations
 
 import csv
-import math
 import shlex
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -40,9 +38,20 @@ import numpy as np
 from rnnbench import __version__
 from rnnbench.analysis import units
 from rnnbench.analysis.gates import BINS, HIGH, LOW
-from rnnbench.analysis.speed import area_under_curve, epochs_to_threshold
 from rnnbench.errors import RnnbenchError
 from rnnbench.report import paper
+from rnnbench.report.ablation_cells import (  # noqa: F401 - the study's cells, re-exported
+    THRESHOLD,
+    VariantCell,
+    _num,
+    comparisons,
+    final_rows,
+    full_unit,
+    speed_rows,
+    untrained_cells,
+    variant_cells,
+)
+from rnnbench.report.ablation_figures import differences_figure, gradflow_figure
 from rnnbench.report.document import (
     Banner,
     Block,
@@ -54,17 +63,13 @@ from rnnbench.report.document import (
     to_markdown,
 )
 from rnnbench.report.exports import EXPORT_FILES, collect, write_exports
-from rnnbench.report.figures import per_model_seconds
 from rnnbench.report.html import to_html
-from rnnbench.report.results import Cell, PairedTest, Summary, build_cells, holm, paired
 from rnnbench.report.samples import samples_section
 from rnnbench.report.stores import open_stores
 from rnnbench.report.tables import fmt, fmt_lr
 from rnnbench.report.untrained import VERDICT as UNTRAINED
-from rnnbench.report.untrained import did_not_train
 
 SWEEP = "ablate"
-THRESHOLD = 1.05  # the speed threshold: the full unit's final validation NLL + 5%
 TITLE = "rnnbench: unit ablations (what each gate contributes)"
 QUICK_BANNER = (
     "QUICK RUN: these numbers do not follow the paper's protocol (one data set, few variants, "
@@ -159,197 +164,6 @@ def reproduce_runs(runs: list[dict]) -> list[dict]:
     return kept
 
 
-@dataclass
-class VariantCell:
-    """One (data set, unit, variant) of the study and its runs' cell."""
-
-    cell: Cell
-    variant: str
-
-    @property
-    def dataset(self) -> str:
-        return self.cell.dataset
-
-    @property
-    def unit(self) -> str:
-        return self.cell.unit
-
-    @property
-    def label(self) -> str:
-        return units.label(self.unit, self.variant)
-
-    @property
-    def hidden(self) -> int | None:
-        sizes = {r["config"].get("hidden") for r in self.cell.runs}
-        return sizes.pop() if len(sizes) == 1 else None
-
-
-def variant_cells(runs: list[dict]) -> list[VariantCell]:
-    """The study's cells in report order: data set, unit, full unit first, then the variants
-    in the issue's order."""
-    out = []
-    for cell in build_cells(runs):
-        if cell.unit not in units.UNITS:
-            continue
-        out.append(VariantCell(cell, units.variant_of(cell.runs[0]["config"])))
-    sets = list(paper.DATASETS)
-
-    def order(v: VariantCell):
-        names = units.names(v.unit)
-        rank = names.index(v.variant) + 1 if v.variant in names else (0 if not v.variant else 99)
-        d = sets.index(v.dataset) if v.dataset in sets else len(sets)
-        return (d, v.dataset, units.UNITS.index(v.unit), rank, v.cell.form)
-
-    return sorted(out, key=order)
-
-
-def full_unit(cells: list[VariantCell], v: VariantCell) -> VariantCell | None:
-    for other in cells:
-        if other.dataset == v.dataset and other.unit == v.unit and not other.variant:
-            return other
-    return None
-
-
-def comparisons(cells: list[VariantCell], untrained: dict[int, str] | None = None):
-    """Each variant against its full unit (``id(variant cell)`` -> test), Holm over all of
-    them; a cell that did not train (``untrained``, :mod:`rnnbench.report.untrained`), or a
-    full unit that did not, is not compared. Returns ``(tests, family)``, ``family`` the
-    number of tests Holm's correction ran over."""
-    untrained = untrained or {}
-    tests = {}
-    for v in cells:
-        full = full_unit(cells, v)
-        if v.variant and full is not None and id(v) not in untrained and id(full) not in untrained:
-            tests[id(v)] = paired(v.cell, full.cell)
-    family = [t for t in tests.values() if math.isfinite(t.p)]
-    holm(family)
-    return tests, len(family)
-
-
-def untrained_cells(cells: list[VariantCell], data_dir=None) -> dict[int, str]:
-    """``id(variant cell)`` -> its note, for the cells that did not train."""
-    out = {}
-    for v in cells:
-        note = did_not_train(v.cell, data_dir)
-        if note:
-            out[id(v)] = note
-    return out
-
-
-def _verdict(test: PairedTest | None) -> str:
-    if test is None:
-        return "no full unit to compare"
-    if len(test.seeds) < 2:
-        return "fewer than 2 paired seeds: no test"
-    if not math.isfinite(test.p_holm):
-        return "no test possible"
-    if test.p_holm < 0.05:
-        return ("lower" if test.mean_diff < 0 else "higher") + " than the full unit (Holm p < 0.05)"
-    return "no significant difference (Holm p ≥ 0.05)"
-
-
-def final_rows(
-    cells: list[VariantCell],
-    tests: dict[int, PairedTest],
-    task_of,
-    untrained: dict[int, str] | None = None,
-    family: int = 0,
-) -> list[dict]:
-    untrained = untrained or {}
-    rows = []
-    for v in cells:
-        if id(v) in untrained:
-            rows.append(_untrained_row(v, untrained[id(v)], task_of))
-            continue
-        test = tests.get(id(v))
-        te = v.cell.summary("test")
-        lo, hi = te.ci95
-        diffs = Summary(test.diffs if test else [])
-        dlo, dhi = diffs.ci95
-        hidden = v.hidden
-        count = (
-            units.recurrent_count(task_of(v.dataset), v.unit, v.variant, hidden) if hidden else None
-        )
-        rows.append(
-            {
-                "dataset": v.dataset,
-                "unit": v.unit,
-                "variant": v.variant or "full",
-                "hidden": hidden if hidden is not None else "",
-                "recurrent_params": count if count is not None else "",
-                "lr": _num(v.cell.chosen_lr),
-                "seeds": te.n,
-                "test_nll_mean": _num(te.mean),
-                "test_nll_std": _num(te.std),
-                "ci95_low": _num(lo),
-                "ci95_high": _num(hi),
-                "diff_vs_full": _num(diffs.mean) if test else "",
-                "diff_ci95_low": _num(dlo) if test else "",
-                "diff_ci95_high": _num(dhi) if test else "",
-                "paired_seeds": " ".join(str(s[0]) for s in test.seeds) if test else "",
-                "t": _num(test.t) if test else "",
-                "p": _num(test.p) if test else "",
-                "p_holm": _num(test.p_holm) if test else "",
-                "holm_tests": family if test else "",
-                "verdict": "" if not v.variant else _verdict(test),
-                "note": "" if v.cell.fresh else "no fresh seeds (selection runs reported)",
-            }
-        )
-    return rows
-
-
-def _untrained_row(v: VariantCell, note: str, task_of) -> dict:
-    """A cell that did not train: its size and rate, no statistics."""
-    hidden = v.hidden
-    count = units.recurrent_count(task_of(v.dataset), v.unit, v.variant, hidden) if hidden else None
-    return {
-        **dict.fromkeys(ABLATION_COLUMNS, ""),
-        "dataset": v.dataset,
-        "unit": v.unit,
-        "variant": v.variant or "full",
-        "hidden": hidden if hidden is not None else "",
-        "recurrent_params": count if count is not None else "",
-        "lr": _num(v.cell.chosen_lr),
-        "seeds": len(v.cell.chosen),
-        "verdict": UNTRAINED,
-        "note": note,
-    }
-
-
-def speed_rows(cells: list[VariantCell], epochs_of) -> list[dict]:
-    """Per fresh seed: epochs and seconds to the threshold, and the area under its validation
-    curve over the longest curve of its data set (:mod:`rnnbench.analysis.speed`)."""
-    rows = []
-    span: dict[str, int] = {}
-    for v in cells:
-        for r in v.cell.chosen:
-            span[v.dataset] = max(span.get(v.dataset, 0), len(epochs_of(r["key"])))
-    for v in cells:
-        full = full_unit(cells, v)
-        finals = full.cell.summary("valid") if full else Summary([])
-        threshold = finals.mean * THRESHOLD if finals.n else math.nan
-        for r in v.cell.chosen:
-            recs = epochs_of(r["key"])
-            valid = [e.get("valid_nll") for e in recs]
-            clock = per_model_seconds(recs, r.get("seconds"), None)
-            epoch = epochs_to_threshold(valid, threshold) if math.isfinite(threshold) else None
-            rows.append(
-                {
-                    "dataset": v.dataset,
-                    "unit": v.unit,
-                    "variant": v.variant or "full",
-                    "key": r["key"],
-                    "seed": r["config"].get("seed", 0),
-                    "threshold": _num(threshold),
-                    "epochs_to_threshold": "" if epoch is None else epoch,
-                    "seconds_to_threshold": "" if epoch is None else _num(clock[epoch - 1]),
-                    "auc": _num(area_under_curve(valid, span[v.dataset])) if recs else "",
-                    "span": span[v.dataset],
-                }
-            )
-    return rows
-
-
 # -- gradient flow and gate use from the best checkpoints -------------------------------------
 
 
@@ -400,7 +214,7 @@ def checkpoint_analyses(
         if run is None or id(v) in skip:
             continue
         ident = {"dataset": v.dataset, "unit": v.unit, "variant": v.variant or "full"}
-        path = _checkpoint(run) if compute else None
+        path = _checkpoint(run) if compute and units.can_build(v.unit) else None
         if path is None:
             if run["key"] in old_flow or run["key"] in old_gates:
                 flow += old_flow.get(run["key"], [])
@@ -446,115 +260,6 @@ def checkpoint_analyses(
                         }
                     )
     return flow, gates, notes
-
-
-# -- figures ----------------------------------------------------------------------------------
-
-
-def _figure(ncols: int, height: float):
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(5.2 * ncols + 0.6, height), layout="constrained")
-    FigureCanvasAgg(fig)
-    return fig, fig.subplots(1, ncols, squeeze=False)[0]
-
-
-def _finish(fig, path: Path, title: str, banner: str, footer: str) -> None:
-    import textwrap
-
-    heading = title + (f"\n{textwrap.fill(banner, 100)}" if banner else "")
-    fig.suptitle(heading, fontsize=11, color="#b00000" if banner else "black")
-    if footer:
-        fig.text(0.5, -0.02, textwrap.fill(footer, 160), ha="center", va="top", fontsize=7)
-    fig.savefig(path, dpi=110, bbox_inches="tight", metadata={"Title": f"{title}. {banner}"})
-
-
-def differences_figure(path: Path, rows: list[dict], banner: str, footer: str) -> bool:
-    """Each variant's mean paired difference to its full unit with its 95% CI, one panel per
-    data set; filled markers where Holm p < 0.05."""
-    sets = list(dict.fromkeys(r["dataset"] for r in rows if r["diff_vs_full"] != ""))
-    if not sets:
-        return False
-    fig, axes = _figure(len(sets), 0.5 + 0.45 * max(3, len(rows) / len(sets)))
-    for ax, name in zip(axes, sets, strict=True):
-        mine = [r for r in rows if r["dataset"] == name and r["diff_vs_full"] != ""]
-        for i, r in enumerate(mine):
-            d = float(r["diff_vs_full"])
-            lo = float(r["diff_ci95_low"]) if r["diff_ci95_low"] else d
-            hi = float(r["diff_ci95_high"]) if r["diff_ci95_high"] else d
-            sig = r["p_holm"] != "" and float(r["p_holm"]) < 0.05
-            color = "#1f77b4" if r["unit"] == "lstm" else "#d62728"
-            ax.errorbar(
-                d,
-                i,
-                xerr=[[d - lo], [hi - d]],
-                fmt="o",
-                color=color,
-                mfc=color if sig else "white",
-                capsize=3,
-            )
-        ax.set_yticks(range(len(mine)), [units.label(r["unit"], r["variant"]) for r in mine])
-        ax.invert_yaxis()
-        ax.axvline(0, color="k", lw=0.8)
-        ax.set_xlabel("test NLL − full unit's (nats; paired by seed, 95% CI)")
-        ax.set_title(paper.dataset_info(name).label, fontsize=10)
-        ax.grid(True, axis="x", alpha=0.3)
-    _finish(fig, path, "Variants against their full unit (filled: Holm p < 0.05)", banner, footer)
-    return True
-
-
-def gradflow_figure(path: Path, rows: list[dict], banner: str, footer: str) -> bool:
-    """‖∂L/∂h_t‖ against the distance to the loss, per variant: trained solid, init dashed."""
-    sets = list(dict.fromkeys(r["dataset"] for r in rows))
-    if not sets:
-        return False
-    fig, axes = _figure(len(sets), 4.6)
-    cmap = __import__("matplotlib").colormaps["tab20"]
-    for ax, name in zip(axes, sets, strict=True):
-        mine = [r for r in rows if r["dataset"] == name]
-        keys = list(dict.fromkeys((r["unit"], r["variant"]) for r in mine))
-        for i, (unit, variant) in enumerate(keys):
-            for state, style in (("trained", "-"), ("init", "--")):
-                pts = sorted(
-                    (int(r["distance"]), float(r["grad_h"]))
-                    for r in mine
-                    if (r["unit"], r["variant"], r["state"]) == (unit, variant, state)
-                    and r["grad_h"] != ""
-                )
-                if not pts:
-                    continue
-                d, g = zip(*pts, strict=True)
-                ax.plot(
-                    d,
-                    np.maximum(g, 1e-30),
-                    style,
-                    color=cmap(i % 20),
-                    lw=1.3,
-                    label=units.label(unit, variant if variant != "full" else "")
-                    if state == "trained"
-                    else None,
-                )
-        ax.set_yscale("log")
-        ax.set_xlabel("distance to the loss (steps)")
-        ax.set_ylabel("mean ‖∂L/∂h_t‖")
-        ax.set_title(
-            f"{paper.dataset_info(name).label} (solid: trained; dashed: init)", fontsize=10
-        )
-        ax.grid(True, which="both", alpha=0.3)
-        ax.legend(fontsize=7)
-    _finish(fig, path, "Gradient flow: how far back the error reaches", banner, footer)
-    return True
-
-
-# -- the report -------------------------------------------------------------------------------
-
-
-def _num(x) -> str:
-    if x is None:
-        return ""
-    x = float(x)
-    return f"{x:.10g}" if math.isfinite(x) else ""
 
 
 def _f(text: str, digits: int = 3) -> str:
@@ -780,6 +485,14 @@ def build_ablation_report(
             "and the numbers below are fresh seeds at that rate only. Method: docs/ablations.md."
         ),
     ]
+    plugins = sorted({units.label(v.unit, "") for v in cells if units.is_plugin(v.unit)})
+    if plugins:
+        blocks.append(
+            Para(
+                f"Plug-in units ({', '.join(plugins)}; docs/units.md) are matched the same way "
+                "and tested against both full units, one row each (vs LSTM, vs GRU)."
+            )
+        )
     names = list(dict.fromkeys(v.dataset for v in cells))
     for name in names:
         label = paper.dataset_info(name).label

@@ -96,6 +96,7 @@ SEARCH_KEYS = {"strategy": "search", "eta": "search_eta", "min_epochs": "search_
 LR_KEYS = {"candidates", "low", "high", "seed", "values"}
 # RunConfig fields a sweep sets through its own keys, not through [train].
 _GRID_FIELDS = {"dataset", "unit", "peephole", "reset", "variant", "hidden", "lr", "seed"}
+_GRID_FIELDS.add("unit_source")  # a user unit's: only the command's --unit sets it (issue 24)
 
 
 @dataclass
@@ -277,9 +278,15 @@ def parse_sweep(spec: dict, where: str = "the sweep file") -> tuple[str, list[Po
             choices = ", ".join([*sorted(known), *PATTERNS])
             raise _fail(where, f"unknown data set {d!r}", f"use one of {choices}")
     units = _list_of(spec, "units", where, str)
-    for u in units:
-        if u not in UNITS:
-            raise _fail(where, f"unknown unit {u!r}", f"use {', '.join(UNITS)}")
+    from rnnbench.units import registry
+
+    for u in units:  # a user unit only when the command line loaded it: a file names no code
+        if u not in UNITS and not registry.known(u):
+            raise _fail(
+                where,
+                f"unknown unit {u!r}",
+                f"use {', '.join(registry.names())}, or load yours with --unit FILE.py:Class",
+            )
     forms = _list_of(spec, "forms", where, str, default=["paper"])
     for f in forms:
         if f not in FORMS:
@@ -312,8 +319,9 @@ def parse_sweep(spec: dict, where: str = "the sweep file") -> tuple[str, list[Po
         for unit in units:
             unit_forms = []
             for f in forms:
-                form = FORMS[f].get(unit, {}) if unit != "tanh" else {}
-                if (unit == "tanh" or unit in FORMS[f]) and form not in unit_forms:
+                plain = unit not in ("lstm", "gru")  # tanh and plug-in units have one form
+                form = FORMS[f].get(unit, {}) if not plain else {}
+                if (plain or unit in FORMS[f]) and form not in unit_forms:
                     unit_forms.append(form)
             if not unit_forms:
                 raise _fail(
@@ -329,6 +337,7 @@ def parse_sweep(spec: dict, where: str = "the sweep file") -> tuple[str, list[Po
                             RunConfig(
                                 dataset=dataset,
                                 unit=unit,
+                                unit_source=registry.source_of(unit),
                                 hidden=hidden,
                                 lr=lr,
                                 seed=seed,

@@ -89,7 +89,7 @@ def _default_train(configs, **kwargs):
     return train_population(configs, **kwargs)
 
 
-def _worker(wid: int, tasks, results, train_fn, threads: int, parent: int) -> None:
+def _worker(wid: int, tasks, results, train_fn, threads: int, parent: int, units=()) -> None:
     _die_with_parent()
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     if os.getppid() != parent:
@@ -97,6 +97,10 @@ def _worker(wid: int, tasks, results, train_fn, threads: int, parent: int) -> No
     import torch
 
     torch.set_num_threads(threads)
+    from rnnbench.units.registry import load
+
+    for spec in units:  # the user units the parent's command line named (issue 24)
+        load(spec)
     train = train_fn or _default_train
     while True:
         task = tasks.get()
@@ -180,6 +184,9 @@ def run_local(
     n_workers = max(1, workers or default_workers(device))
     threads = threads or max(1, cpu_cores() // n_workers)
     ctx = mp.get_context("spawn")
+    from rnnbench.units.registry import loaded
+
+    loaded_units = tuple(loaded())
     results = ctx.Queue()
     tally = common.Tally(planned=common.planned_runs(populations, then))
     pending: deque[_Task] = deque()
@@ -215,7 +222,7 @@ def run_local(
             target=_worker,
             name=f"rnnbench-worker-{wid}",
             daemon=True,
-            args=(wid, tasks, results, train_fn, threads, os.getpid()),
+            args=(wid, tasks, results, train_fn, threads, os.getpid(), loaded_units),
         )
         proc.start()
         worker = _Worker(wid, proc, tasks, slot, worker_device(device, slot))

@@ -74,6 +74,10 @@ def _trainable(config: dict, train_fn=None, data_dir=None, device="cpu", resume=
     import torch
 
     torch.set_num_threads(max(1, int(trial.get("threads", 1))))
+    from rnnbench.units.registry import load
+
+    for spec in trial.get("units", ()):  # the user units the driver's command line named
+        load(spec)
     configs = [RunConfig.from_dict(d) for d in trial["configs"]]
     work = Path(tune.get_context().get_trial_dir()) / "runs"
     checkpoint = tune.get_checkpoint()
@@ -311,6 +315,9 @@ def _run_phase(
     todo, *, store, out, storage, workers, retries, device, data_dir, train_fn, display, cpus
 ) -> list[Population]:
     """One Tuner over the populations ``todo``; returns them once recorded in the store."""
+    from rnnbench.units.registry import loaded
+
+    units = loaded()  # the user units this command named: each trial loads them again
     by_id = {str(i): pop for i, pop in enumerate(todo)}
     trials = [
         {
@@ -318,6 +325,7 @@ def _run_phase(
             "name": pop.name,
             "threads": max(1, int(cpus)),
             "configs": [c.to_dict() for c in pop.configs],
+            "units": units,
         }
         for i, pop in by_id.items()
     ]

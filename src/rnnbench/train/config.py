@@ -91,6 +91,9 @@ class RunConfig:
             ``"full"`` the other two are reset to their defaults, so they never split keys.
         search_eta: the halving factor η (an integer >= 2): a rung keeps ceil(n / η) rates.
         search_min_epochs: the first rung r (an integer >= 1).
+        unit_source: ``""`` for the built-in units (``tanh lstm gru mingru minlstm``); for a
+            user unit (issue 24), what ``--unit`` loaded: ``KIND:WHERE:Class@HASH`` with the
+            SHA-256 of its file, so a changed cell is a different run.
 
     ``lr_decay``, ``noise_output``, ``variant``, ``protocol`` and the ``search`` fields came
     after the first grids: at their defaults they are left out of :meth:`key`, so the runs
@@ -123,6 +126,9 @@ class RunConfig:
     search: str = "full"
     search_eta: int = 3
     search_min_epochs: int = 27
+    # issue 24: a user unit's source, KIND:WHERE:Class@HASH (rnnbench.units.registry); "" for
+    # the built-in units
+    unit_source: str = ""
 
     def __post_init__(self) -> None:
         def fail(field: str, value, fix: str):
@@ -130,8 +136,13 @@ class RunConfig:
 
         if not isinstance(self.dataset, str) or not self.dataset:
             fail("dataset", self.dataset, "name a data set (see `rnnbench data list`)")
-        if self.unit not in UNITS:
-            fail("unit", self.unit, f"use one of {', '.join(UNITS)}")
+        if not isinstance(self.unit_source, str):
+            fail("unit_source", self.unit_source, "use the source --unit records, or ''")
+        from rnnbench.units.names import check_source
+
+        check_source(self.unit, self.unit_source)  # issue 24: a built-in or a user unit's file
+        if self.unit not in UNITS and self.variant:
+            fail("variant", self.variant, f"unit {self.unit!r} has no variants; use ''")
         if self.reset not in RESETS:
             fail("reset", self.reset, "use 'before' or 'after'")
         if self.init not in INITS:
@@ -249,6 +260,7 @@ LATER_FIELDS = {
     "search": "full",
     "search_eta": 3,
     "search_min_epochs": 27,
+    "unit_source": "",
 }
 
 

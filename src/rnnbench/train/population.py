@@ -263,6 +263,7 @@ def _build_model(configs, dataset, *, hidden, device, backend):
         peephole=cfg.peephole,
         reset=cfg.reset,
         variant=cfg.variant,
+        unit_source=cfg.unit_source,  # a user unit: the file --unit loaded, unchanged
         init=cfg.init,
         seeds=[c.seed for c in configs],
         backend=backend,
