@@ -90,9 +90,32 @@ class PopulationRMSProp:
         for p in self.params:
             p.grad = None
 
+    def _live(self) -> tuple[list[Tensor], list[Tensor], list[Tensor], list[Tensor]] | None:
+        """``(params, grads, square_avg, momentum_buffer)`` of the parameters with a gradient
+        when the fused kernels (:mod:`rnnbench.train.fused`) can update them, else None."""
+        from rnnbench.train import fused
+
+        live = [
+            (p, p.grad, v, b)
+            for p, v, b in zip(self.params, self.square_avg, self.momentum_buffer, strict=True)
+            if p.grad is not None
+        ]
+        if not live:
+            return None
+        columns = tuple(list(c) for c in zip(*live, strict=True))
+        return columns if fused.usable([t for c in columns for t in c]) else None
+
     @torch.no_grad()
     def step(self, active: Tensor) -> None:
         """Update the members where ``active (K,)`` is True from ``p.grad``; others stay."""
+        live = self._live()
+        if live is not None:
+            from rnnbench.train import fused
+
+            fused.rmsprop_step(
+                *live, self.lr, active, decay=self.decay, momentum=self.momentum, eps=self.eps
+            )
+            return
         for p, v, b in zip(self.params, self.square_avg, self.momentum_buffer, strict=True):
             if p.grad is None:
                 continue
@@ -149,6 +172,10 @@ def clip_member_grad_norms(params: Sequence[Tensor], max_norm: float) -> Tensor:
     grads = [p.grad for p in params if p.grad is not None]
     if not grads:
         return torch.zeros(params[0].shape[0], dtype=torch.float64)
+    from rnnbench.train import fused
+
+    if fused.usable(grads):
+        return fused.member_grad_norms(grads, max_norm)
     k = grads[0].shape[0]
     sq = sum(g.reshape(k, -1).double().pow(2).sum(1) for g in grads)
     norms = sq.sqrt()
