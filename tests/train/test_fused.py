@@ -9,7 +9,12 @@ import pytest
 import torch
 
 from rnnbench.train import authors, fused
-from rnnbench.train.protocol import PopulationRMSProp, clip_member_grad_norms
+from rnnbench.train.protocol import (
+    PopulationRMSProp,
+    WeightNoise,
+    clip_member_grad_norms,
+    noise_seed,
+)
 
 SHAPES = [(4, 12, 3), (4, 12), (4, 2, 6), (4, 5)]
 
@@ -105,7 +110,9 @@ def test_population_rmsprop_is_bitwise_the_per_tensor_torch_update(dtype, moment
         assert opt._live() is not None  # the fused path runs
         opt.step(active)
         reference_rmsprop(ref_p, grads, ref_v, ref_b, opt.lr, active, 0.95, momentum, 1e-6)
-        for got, want in zip(params + opt.square_avg + opt.momentum_buffer, ref_p + ref_v + ref_b):
+        for got, want in zip(
+            params + opt.square_avg + opt.momentum_buffer, ref_p + ref_v + ref_b, strict=True
+        ):
             _close(got.detach(), want, dtype)  # the NaN member: NaN where the reference has
     assert torch.isnan(params[1][3]).any() and not torch.isnan(params[1][:3]).any()
 
@@ -144,7 +151,9 @@ def test_authors_rmsprop_matches_the_per_tensor_torch_update(dtype, clip):
         got = opt.step(active)
         want = reference_authors(ref_p, grads, ref_v, ref_u, opt.lr, active, 0.95, 0.9, 0.01, clip)
         torch.testing.assert_close(got, want, rtol=1e-6, atol=0, equal_nan=True)
-        for a, b in zip(params + opt.square_avg + opt.momentum_buffer, ref_p + ref_v + ref_u):
+        for a, b in zip(
+            params + opt.square_avg + opt.momentum_buffer, ref_p + ref_v + ref_u, strict=True
+        ):
             _close(a.detach(), b, dtype)
     assert torch.isnan(params[1][0]).any() and not torch.isnan(params[1][1:]).any()
 
@@ -158,3 +167,23 @@ def test_the_torch_path_runs_where_the_kernels_cannot():
     assert opt._live() is None
     opt.step(torch.tensor([True, False]))
     assert (p[0] < 0).all() and (p[1] == 0).all()
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_weight_noise_draws_what_per_member_randn_and_stack_drew(dtype):
+    # the old WeightNoise.applied: a fresh randn per member and weight, stacked
+    shapes = [(3, 8, 5), (3, 40, 7), (3, 2, 3), (3, 17)]  # sizes below and above 16 (randn's
+    weights = [torch.zeros(s, dtype=dtype, requires_grad=True) for s in shapes]  # vector path)
+    noise = WeightNoise([5, 6, 7], 0.075)
+    gens = [torch.Generator().manual_seed(noise_seed(s)) for s in (5, 6, 7)]
+    for _ in range(3):
+        with noise.applied(weights):
+            for w in weights:
+                want = torch.stack(
+                    [torch.randn(w.shape[1:], generator=g, dtype=dtype) for g in gens]
+                )
+                assert torch.equal(w.detach(), torch.zeros_like(want).add_(want, alpha=0.075))
+        assert all(not w.detach().any() for w in weights)  # put back exactly
+    weights.append(torch.ones(3, 4, dtype=dtype))  # another set of weights: new buffers
+    with noise.applied(weights):
+        assert weights[-1].ne(1).all()

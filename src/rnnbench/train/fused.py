@@ -112,10 +112,7 @@ def _rmsprop(params, grads, square_avg, momentum_buffer, lr, active, decay, rest
                 gj = g[k, j]
                 new_v = v[k, j] * decay + rest * gj * gj
                 avg = np.sqrt(new_v) + eps
-                if use_mu:
-                    new_b = b[k, j] * mu + gj / avg
-                else:
-                    new_b = gj / avg
+                new_b = b[k, j] * mu + gj / avg if use_mu else gj / avg
                 v[k, j] = new_v
                 b[k, j] = new_b
                 p[k, j] = p[k, j] - rate * new_b
@@ -209,10 +206,8 @@ def authors_step(params, grads, square_avg, momentum_buffer, lr: Tensor, active:
         new_u,
     )
     norms = np.sqrt(sq)
-    if clip:
-        scale = clip / np.where(norms < clip, clip, norms)  # clamp(min=clip); NaN stays NaN
-    else:
-        scale = np.ones_like(norms)
+    # clamp(min=clip), as torch: NaN stays NaN
+    scale = clip / np.where(norms < clip, clip, norms) if clip else np.ones_like(norms)
     _authors_apply(
         ps,
         vs,

@@ -224,22 +224,32 @@ class WeightNoise:
         if not self.sigma:
             yield
             return
-        clean = [w.detach().clone() for w in weights]
+        clean, noise = self._buffers(weights)
+        with torch.no_grad():
+            for w, c in zip(weights, clean, strict=True):
+                c.copy_(w)
         try:
             with torch.no_grad():
-                for w in weights:
-                    noise = torch.stack(
-                        [
-                            torch.randn(w.shape[1:], generator=g, device=w.device, dtype=w.dtype)
-                            for g in self.generators
-                        ]
-                    )
-                    w.add_(noise, alpha=self.sigma)
+                for w, n in zip(weights, noise, strict=True):
+                    # Member k's slice is filled as torch.randn(w.shape[1:], generator=g_k)
+                    # would fill it (randn is normal_ on a new tensor), without the stack.
+                    for k, g in enumerate(self.generators):
+                        n[k].normal_(generator=g)
+                    w.add_(n, alpha=self.sigma)
             yield
         finally:
             with torch.no_grad():
                 for w, c in zip(weights, clean, strict=True):
                     w.copy_(c)
+
+    def _buffers(self, weights: Sequence[Tensor]) -> tuple[list[Tensor], list[Tensor]]:
+        """Reused ``(clean copies, noise)`` tensors shaped like ``weights``."""
+        like = [(tuple(w.shape), w.dtype, w.device) for w in weights]
+        if getattr(self, "_like", None) != like:
+            self._like = like
+            self._clean = [torch.empty(s, dtype=d, device=v) for s, d, v in like]
+            self._noise = [torch.empty(s, dtype=d, device=v) for s, d, v in like]
+        return self._clean, self._noise
 
     def member_state(self, k: int) -> Tensor:
         return self.generators[k].get_state()
