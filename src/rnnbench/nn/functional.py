@@ -24,6 +24,7 @@ import torch
 from torch import Tensor
 
 from rnnbench.errors import RnnbenchError
+from rnnbench.nn import sparse_input
 from rnnbench.nn import variants as _variants
 
 GATES = {"tanh": 1, "relu": 1, "gru": 3, "lstm": 4}
@@ -97,7 +98,12 @@ def run_unit(
 
 
 def project_input(x: Tensor, w_ih: Tensor, b_ih: Tensor | None) -> Tensor:
-    """``W x + b_ih`` for every step and member in one batched matmul: ``(K, T, B, G*H)``."""
+    """``W x + b_ih`` for every step and member in one batched matmul: ``(K, T, B, G*H)``
+    (a gather of columns of ``W`` for binary sparse inputs where
+    :func:`rnnbench.nn.sparse_input.enabled` allows it)."""
+    gathered = sparse_input.project(x, w_ih, b_ih)
+    if gathered is not None:
+        return gathered
     K = w_ih.shape[0]
     T, B, I = x.shape[-3:]
     flat = x.reshape(1 if x.dim() == 3 else K, T * B, I)

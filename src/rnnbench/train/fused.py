@@ -145,29 +145,19 @@ def rmsprop_step(params, grads, square_avg, momentum_buffer, lr: Tensor, active:
 
 @_jit
 def _authors_velocity(grads, square_avg, momentum_buffer, lr, decay, rest, mu, eps, new_v, new_u):
-    """The new ``v`` and ``u`` of every member into ``new_v``, ``new_u``; the float64 squared
-    norms of the new ``u`` per member."""
-    K = grads[0].shape[0]
-    sq = np.zeros(K, np.float64)
+    """The new ``v`` and ``u`` of every member into ``new_v``, ``new_u``."""
     for i in range(len(grads)):
         g, v, u, nv, nu = grads[i], square_avg[i], momentum_buffer[i], new_v[i], new_u[i]
         n = g.shape[1]
-        for k in range(K):
+        for k in range(g.shape[0]):
             rate = lr[k]
-            s = 0.0
             for j in range(n):
                 gj = g[k, j]
                 x = v[k, j] * decay + rest * gj * gj
                 r = np.sqrt(x)
-                if r < eps:  # torch.clamp(min=eps): NaN stays NaN
-                    r = eps
-                y = u[k, j] * mu - rate * (gj / r)
+                r = eps if r < eps else r  # torch.clamp(min=eps): NaN stays NaN
                 nv[k, j] = x
-                nu[k, j] = y
-                z = np.float64(y)
-                s += z * z
-            sq[k] += s
-    return sq
+                nu[k, j] = u[k, j] * mu - rate * (gj / r)
 
 
 @_jit
@@ -193,7 +183,7 @@ def authors_step(params, grads, square_avg, momentum_buffer, lr: Tensor, active:
     dt = ps[0].dtype
     new_v = tuple(np.empty_like(v) for v in vs)
     new_u = tuple(np.empty_like(u) for u in us)
-    sq = _authors_velocity(
+    _authors_velocity(
         _views(grads),
         vs,
         us,
@@ -205,7 +195,7 @@ def authors_step(params, grads, square_avg, momentum_buffer, lr: Tensor, active:
         new_v,
         new_u,
     )
-    norms = np.sqrt(sq)
+    norms = np.sqrt(_sq_norms(new_u, ps[0].shape[0]))
     # clamp(min=clip), as torch: NaN stays NaN
     scale = clip / np.where(norms < clip, clip, norms) if clip else np.ones_like(norms)
     _authors_apply(
