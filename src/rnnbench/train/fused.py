@@ -25,6 +25,7 @@ the path for other devices, dtypes and layouts (:func:`usable`).
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Sequence
 
 import numba
@@ -47,15 +48,38 @@ def usable(tensors: Sequence[Tensor]) -> bool:
     first = tensors[0]
     if first.device.type != "cpu" or first.dtype not in (torch.float32, torch.float64):
         return False
-    return all(
-        t.device.type == "cpu" and t.dtype == first.dtype and t.dim() >= 1 and t.is_contiguous()
-        for t in tensors
-    )
+    dtype = first.dtype
+    for t in tensors:
+        if t.dtype != dtype or t.device.type != "cpu" or not t.dim() or not t.is_contiguous():
+            return False
+    return True
 
 
-def _views(tensors: Sequence[Tensor]) -> tuple[np.ndarray, ...]:
-    """``(K, n)`` numpy views sharing memory with ``tensors`` (which must be contiguous)."""
-    return tuple(t.detach().reshape(t.shape[0], -1).numpy() for t in tensors)
+# Numpy views of the tensors that live across updates (parameters, optimiser state), made once:
+# id -> (weak reference, data pointer, element count, view). Gradients are new every update.
+_KEPT: dict[int, tuple[weakref.ref, int, int, np.ndarray]] = {}
+
+
+def _view(t: Tensor) -> np.ndarray:
+    a = (t.detach() if t.requires_grad else t).numpy()
+    return a.reshape(a.shape[0], -1)
+
+
+def _views(tensors: Sequence[Tensor], keep: bool = False) -> tuple[np.ndarray, ...]:
+    """``(K, n)`` numpy views sharing memory with ``tensors`` (which must be contiguous);
+    ``keep``: remember them for the next update (the tensors persist)."""
+    if not keep:
+        return tuple(_view(t) for t in tensors)
+    out = []
+    for t in tensors:
+        entry = _KEPT.get(id(t))
+        if entry is None or entry[0]() is not t or entry[1:3] != (t.data_ptr(), t.numel()):
+            key = id(t)
+            entry = (weakref.ref(t, lambda _, key=key: _KEPT.pop(key, None)), t.data_ptr(),
+                     t.numel(), _view(t))  # fmt: skip
+            _KEPT[key] = entry
+        out.append(entry[3])
+    return tuple(out)
 
 
 @_jit_sum
@@ -126,13 +150,13 @@ def _scalar(x: float, dtype) -> np.generic:
 def rmsprop_step(params, grads, square_avg, momentum_buffer, lr: Tensor, active: Tensor, *,
                  decay: float, momentum: float, eps: float) -> None:  # fmt: skip
     """PopulationRMSProp's step in one kernel (see the module docstring); in place."""
-    ps = _views(params)
+    ps = _views(params, keep=True)
     dt = ps[0].dtype
     _rmsprop(
         ps,
         _views(grads),
-        _views(square_avg),
-        _views(momentum_buffer),
+        _views(square_avg, keep=True),
+        _views(momentum_buffer, keep=True),
         lr.detach().numpy().astype(dt, copy=False),
         active.detach().numpy().astype(np.bool_, copy=False),
         _scalar(decay, dt),
@@ -179,7 +203,8 @@ def authors_step(params, grads, square_avg, momentum_buffer, lr: Tensor, active:
                  decay: float, momentum: float, eps: float, clip: float) -> Tensor:  # fmt: skip
     """AuthorsRMSProp's step in two kernels (the update's norm is needed before it is
     applied); in place. Returns the ``(K,)`` float64 norms of the updates before rescaling."""
-    ps, vs, us = _views(params), _views(square_avg), _views(momentum_buffer)
+    ps = _views(params, keep=True)
+    vs, us = _views(square_avg, keep=True), _views(momentum_buffer, keep=True)
     dt = ps[0].dtype
     new_v = tuple(np.empty_like(v) for v in vs)
     new_u = tuple(np.empty_like(u) for u in us)

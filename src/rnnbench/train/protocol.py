@@ -95,6 +95,13 @@ class PopulationRMSProp:
         when the fused kernels (:mod:`rnnbench.train.fused`) can update them, else None."""
         from rnnbench.train import fused
 
+        grads = [p.grad for p in self.params]
+        if all(g is not None for g in grads):
+            if getattr(self, "_fusable", None) is None:  # the persistent tensors, checked once
+                self._fusable = fused.usable(self.params + self.square_avg + self.momentum_buffer)
+            if self._fusable and fused.usable(grads):
+                return self.params, grads, self.square_avg, self.momentum_buffer
+            return None
         live = [
             (p, p.grad, v, b)
             for p, v, b in zip(self.params, self.square_avg, self.momentum_buffer, strict=True)
