@@ -9,7 +9,7 @@ batched matmul; the loop then only adds the recurrent part. Two backends run the
 
 - ``"torch"``: a per-step autograd loop; any device, any dtype, double backward. The reference.
 - ``"numba"``: a fused CPU loop compiled with numba that saves what backward needs, and a
-  hand-written backward through time (see :mod:`rnnbench.nn.numba_backend`).
+  hand-written backward through time (see :mod:`rnnbench.nn.kernels`).
 
 ``"auto"`` picks numba for float32/float64 CPU tensors when numba is installed, torch otherwise.
 The numba backward is first-order only (it raises on double backward): ask for ``"torch"``
