@@ -26,8 +26,11 @@ run's epoch time. It prints, per configuration:
 
 ``--baseline REV`` exports commit ``REV`` (``git archive``, into a cache folder per commit, so
 its numba kernels compile once) and runs the same workers on it, alternating the two trees
-run by run; it prints both and the speed-up (baseline seconds / these seconds). The machine's
-load average is printed at the start and the end: on a shared machine compare medians.
+run by run; it prints both and the speed-up (baseline seconds / these seconds), in wall-clock
+and in CPU seconds of the worker process (``time.process_time``: with one thread it equals the
+wall clock on a quiet machine, and it is far less disturbed by other jobs on a busy one). The
+machine's load average is printed at the start and the end: on a shared machine compare
+medians.
 """
 
 from __future__ import annotations
@@ -215,9 +218,9 @@ def worker(name: str, epochs: int, threads: int, data_dir: str | None) -> dict:
 
     def one_epoch(self, *args, **kwargs):
         clock.parts, clock.fwd_kernel, clock.bwd_kernel = {}, 0.0, 0.0
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), time.process_time()
         out = real(self, *args, **kwargs)
-        seconds = time.perf_counter() - start
+        seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
         parts = clock.parts
         row = {
             "kernels": clock.fwd_kernel + clock.bwd_kernel,
@@ -227,7 +230,7 @@ def worker(name: str, epochs: int, threads: int, data_dir: str | None) -> dict:
         }
         # noise is timed inside nothing else; the passes run inside the noise block
         row["other"] = seconds - sum(row.values())
-        records.append({"seconds": seconds, "parts": row})
+        records.append({"seconds": seconds, "cpu": cpu, "parts": row})
         if not hasattr(self, "_flops"):
             self._flops = _flops(self.model, self.dataset, self.k)
             records[-1]["flops"] = self._flops
@@ -240,6 +243,7 @@ def worker(name: str, epochs: int, threads: int, data_dir: str | None) -> dict:
     timed = records[1:] or records
     return {
         "seconds": statistics.median(r["seconds"] for r in timed),
+        "cpu": statistics.median(r["cpu"] for r in timed),
         "parts": {k: statistics.median(r["parts"][k] for r in timed) for k in (*PARTS, "other")},
         "flops": records[0]["flops"],
         "epochs": [r["seconds"] for r in records],
@@ -347,7 +351,8 @@ def main() -> None:
                 r = run_worker(trees[tree], name, args)
                 results[name][tree].append(r)
                 print(
-                    f"  {name} {tree} run {rep + 1}: {r['seconds']:.3f} s/epoch "
+                    f"  {name} {tree} run {rep + 1}: {r['seconds']:.3f} s/epoch, "
+                    f"{r['cpu']:.3f} CPU s "
                     f"(epochs {', '.join(f'{s:.2f}' for s in r['epochs'])}; load {_load()})",
                     flush=True,
                 )
@@ -355,7 +360,7 @@ def main() -> None:
     peak = max(peaks)
     print(f"load average at end: {_load()}")
     print(f"one-thread SGEMM peak (2048^2 float32, best of the run): {peak:.1f} GFLOP/s\n")
-    head = "| configuration | tree | s per epoch | GFLOP per epoch | GFLOP/s | % of peak |"
+    head = "| configuration | tree | s per epoch | CPU s | GFLOP per epoch | GFLOP/s | % of peak |"
     head += " " + " | ".join(PARTS) + " | other |"
     print(head)
     print("|" + "---|" * (head.count("|") - 1))
@@ -363,12 +368,13 @@ def main() -> None:
         for tree in trees:
             runs = results[name][tree]
             seconds = statistics.median(r["seconds"] for r in runs)
+            cpu = statistics.median(r["cpu"] for r in runs)
             flops = runs[0]["flops"]
             parts = {k: statistics.median(r["parts"][k] for r in runs) for k in (*PARTS, "other")}
             rate = flops / seconds / 1e9
             cells = " | ".join(f"{parts[k]:.3f}" for k in (*PARTS, "other"))
             print(
-                f"| {name} | {tree} | {seconds:.3f} | {flops / 1e9:.2f} | {rate:.1f} | "
+                f"| {name} | {tree} | {seconds:.3f} | {cpu:.3f} | {flops / 1e9:.2f} | {rate:.1f} | "
                 f"{100 * rate / peak:.1f}% | {cells} |"
             )
     if args.baseline:
@@ -376,13 +382,16 @@ def main() -> None:
         for name in names:
             base = statistics.median(r["seconds"] for r in results[name]["baseline"])
             this = statistics.median(r["seconds"] for r in results[name]["this"])
+            base_cpu = statistics.median(r["cpu"] for r in results[name]["baseline"])
+            this_cpu = statistics.median(r["cpu"] for r in results[name]["this"])
             pairs = [
                 b["seconds"] / t["seconds"]
                 for b, t in zip(results[name]["baseline"], results[name]["this"], strict=True)
             ]
             print(
                 f"{name}: {base:.3f} -> {this:.3f} s per epoch, speed-up {base / this:.2f}x "
-                f"(per alternating pair: {', '.join(f'{x:.2f}' for x in pairs)})"
+                f"(per alternating pair: {', '.join(f'{x:.2f}' for x in pairs)}); CPU seconds "
+                f"{base_cpu:.3f} -> {this_cpu:.3f}, {base_cpu / this_cpu:.2f}x"
             )
 
 
