@@ -8,15 +8,15 @@ import torch
 from rnnbench.nn import functional, sparse_input
 
 
-def piano_roll(T=30, B=3, I=88, seed=0, dtype=torch.float32):
+def piano_roll(T=400, B=3, I=88, seed=0, dtype=torch.float32):
     gen = torch.Generator().manual_seed(seed)
     x = (torch.rand(T, B, I, generator=gen) < 0.05).to(dtype)
-    x[20:, 1] = 0  # a padded row: no key at all
+    x[300:, 1] = 0  # a padded row: no key at all
     x[..., 80:] = 0  # keys that never sound
     return x
 
 
-def weights(K=3, GH=20, I=88, dtype=torch.float32, seed=1):
+def weights(K=3, GH=60, I=88, dtype=torch.float32, seed=1):
     gen = torch.Generator().manual_seed(seed)
     w = torch.randn(K, GH, I, generator=gen, dtype=dtype).requires_grad_()
     b = torch.randn(K, GH, generator=gen, dtype=dtype).requires_grad_()
@@ -61,6 +61,7 @@ def test_dense_product_runs_where_the_gather_would_not_be_exact_or_is_off():
         assert sparse_input.project(x.expand(3, *x.shape), w, b) is None  # one input per member
         assert sparse_input.project(x.clone().requires_grad_(), w, b) is None
         assert sparse_input.project(x.double(), w, b) is None  # dtypes differ
+        assert sparse_input.project(x[:10], w, b) is None  # too small to gain
         bad = w.detach().clone()
         bad[1, 0, 5] = float("inf")  # a non-finite weight reaches every step densely
         assert sparse_input.project(x, bad, b) is None
@@ -96,6 +97,7 @@ def test_population_training_with_the_gather_equals_the_dense_product(tmp_path, 
         calls.append(out is not None)
         return out
 
+    monkeypatch.setattr(sparse_input, "MIN_WORK", 0)  # the tiny model gathers too
     monkeypatch.setattr(sparse_input, "project", counted)
     gathered = train_population(configs, out_dirs=[tmp_path / "a", tmp_path / "b"], dataset=data)
     assert any(calls)
