@@ -9,7 +9,7 @@ batched matmul; the loop then only adds the recurrent part. Two backends run the
 
 - ``"torch"``: a per-step autograd loop; any device, any dtype, double backward. The reference.
 - ``"numba"``: a fused CPU loop compiled with numba that saves what backward needs, and a
-  hand-written backward through time (see :mod:`rnnbench.nn.numba_backend`).
+  hand-written backward through time (see :mod:`rnnbench.nn.kernels`).
 
 ``"auto"`` picks numba for float32/float64 CPU tensors when numba is installed, torch otherwise.
 The numba backward is first-order only (it raises on double backward): ask for ``"torch"``
@@ -24,6 +24,7 @@ import torch
 from torch import Tensor
 
 from rnnbench.errors import RnnbenchError
+from rnnbench.nn import sparse_input
 from rnnbench.nn import variants as _variants
 
 GATES = {"tanh": 1, "relu": 1, "gru": 3, "lstm": 4}
@@ -97,7 +98,12 @@ def run_unit(
 
 
 def project_input(x: Tensor, w_ih: Tensor, b_ih: Tensor | None) -> Tensor:
-    """``W x + b_ih`` for every step and member in one batched matmul: ``(K, T, B, G*H)``."""
+    """``W x + b_ih`` for every step and member in one batched matmul: ``(K, T, B, G*H)``
+    (a gather of columns of ``W`` for binary sparse inputs where
+    :func:`rnnbench.nn.sparse_input.enabled` allows it)."""
+    gathered = sparse_input.project(x, w_ih, b_ih)
+    if gathered is not None:
+        return gathered
     K = w_ih.shape[0]
     T, B, I = x.shape[-3:]
     flat = x.reshape(1 if x.dim() == 3 else K, T * B, I)

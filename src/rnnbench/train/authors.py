@@ -124,6 +124,14 @@ class AuthorsRMSProp(PopulationRMSProp):
     def step(self, active: Tensor) -> Tensor:
         """Update the members where ``active (K,)`` is True; returns the ``(K,)`` float64 norms
         of their updates before rescaling."""
+        fusable = self._live()
+        if fusable is not None:
+            from rnnbench.train import fused
+
+            return fused.authors_step(
+                *fusable, self.lr, active, decay=self.decay, momentum=self.momentum,
+                eps=self.eps, clip=self.clip,
+            )  # fmt: skip
         live = [
             (p, v, u)
             for p, v, u in zip(self.params, self.square_avg, self.momentum_buffer, strict=True)

@@ -37,6 +37,7 @@ import torch
 
 from rnnbench import locks as locks_
 from rnnbench.errors import RnnbenchError
+from rnnbench.nn import sparse_input
 from rnnbench.train import authors, halving
 from rnnbench.train import checkpoint as ckpt
 from rnnbench.train.config import RunConfig, with_defaults
@@ -565,11 +566,14 @@ class _Population:
         if bar is not None:
             bar.n = self.epoch
             bar.refresh()
-        warm_up(self.model, self.dataset, self.cfg, self.device)  # no compile time in epochs
-        while True:
-            saved = self._one_epoch(on_epoch, bar, ids)
-            if any(s != "running" for s in self.status):
-                return saved
+        # Binary sparse inputs (piano rolls) are projected by gathering columns of W_ih
+        # (rnnbench.nn.sparse_input: equal to the dense product within float rounding).
+        with sparse_input.enabled():
+            warm_up(self.model, self.dataset, self.cfg, self.device)  # no compile time in epochs
+            while True:
+                saved = self._one_epoch(on_epoch, bar, ids)
+                if any(s != "running" for s in self.status):
+                    return saved
 
     def _halve(self, epoch: int, valid, records: dict[int, dict]) -> None:
         """Successive halving (:mod:`rnnbench.train.halving`): at a rung epoch, stop the

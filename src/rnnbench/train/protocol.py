@@ -90,9 +90,39 @@ class PopulationRMSProp:
         for p in self.params:
             p.grad = None
 
+    def _live(self) -> tuple[list[Tensor], list[Tensor], list[Tensor], list[Tensor]] | None:
+        """``(params, grads, square_avg, momentum_buffer)`` of the parameters with a gradient
+        when the fused kernels (:mod:`rnnbench.train.fused`) can update them, else None."""
+        from rnnbench.train import fused
+
+        grads = [p.grad for p in self.params]
+        if all(g is not None for g in grads):
+            if getattr(self, "_fusable", None) is None:  # the persistent tensors, checked once
+                self._fusable = fused.usable(self.params + self.square_avg + self.momentum_buffer)
+            if self._fusable and fused.usable(grads):
+                return self.params, grads, self.square_avg, self.momentum_buffer
+            return None
+        live = [
+            (p, p.grad, v, b)
+            for p, v, b in zip(self.params, self.square_avg, self.momentum_buffer, strict=True)
+            if p.grad is not None
+        ]
+        if not live:
+            return None
+        columns = tuple(list(c) for c in zip(*live, strict=True))
+        return columns if fused.usable([t for c in columns for t in c]) else None
+
     @torch.no_grad()
     def step(self, active: Tensor) -> None:
         """Update the members where ``active (K,)`` is True from ``p.grad``; others stay."""
+        live = self._live()
+        if live is not None:
+            from rnnbench.train import fused
+
+            fused.rmsprop_step(
+                *live, self.lr, active, decay=self.decay, momentum=self.momentum, eps=self.eps
+            )
+            return
         for p, v, b in zip(self.params, self.square_avg, self.momentum_buffer, strict=True):
             if p.grad is None:
                 continue
@@ -149,6 +179,10 @@ def clip_member_grad_norms(params: Sequence[Tensor], max_norm: float) -> Tensor:
     grads = [p.grad for p in params if p.grad is not None]
     if not grads:
         return torch.zeros(params[0].shape[0], dtype=torch.float64)
+    from rnnbench.train import fused
+
+    if fused.usable(grads):
+        return fused.member_grad_norms(grads, max_norm)
     k = grads[0].shape[0]
     sq = sum(g.reshape(k, -1).double().pow(2).sum(1) for g in grads)
     norms = sq.sqrt()
@@ -197,22 +231,32 @@ class WeightNoise:
         if not self.sigma:
             yield
             return
-        clean = [w.detach().clone() for w in weights]
+        clean, noise = self._buffers(weights)
+        with torch.no_grad():
+            for w, c in zip(weights, clean, strict=True):
+                c.copy_(w)
         try:
             with torch.no_grad():
-                for w in weights:
-                    noise = torch.stack(
-                        [
-                            torch.randn(w.shape[1:], generator=g, device=w.device, dtype=w.dtype)
-                            for g in self.generators
-                        ]
-                    )
-                    w.add_(noise, alpha=self.sigma)
+                for w, n in zip(weights, noise, strict=True):
+                    # Member k's slice is filled as torch.randn(w.shape[1:], generator=g_k)
+                    # would fill it (randn is normal_ on a new tensor), without the stack.
+                    for k, g in enumerate(self.generators):
+                        n[k].normal_(generator=g)
+                    w.add_(n, alpha=self.sigma)
             yield
         finally:
             with torch.no_grad():
                 for w, c in zip(weights, clean, strict=True):
                     w.copy_(c)
+
+    def _buffers(self, weights: Sequence[Tensor]) -> tuple[list[Tensor], list[Tensor]]:
+        """Reused ``(clean copies, noise)`` tensors shaped like ``weights``."""
+        like = [(tuple(w.shape), w.dtype, w.device) for w in weights]
+        if getattr(self, "_like", None) != like:
+            self._like = like
+            self._clean = [torch.empty(s, dtype=d, device=v) for s, d, v in like]
+            self._noise = [torch.empty(s, dtype=d, device=v) for s, d, v in like]
+        return self._clean, self._noise
 
     def member_state(self, k: int) -> Tensor:
         return self.generators[k].get_state()

@@ -4,7 +4,7 @@ An epoch's recorded time (``seconds`` in ``metrics.jsonl`` and the store) is mea
 training, the paper's wall-clock comparison. The first call of each fused numba kernel in a
 process compiles it (4.7-10.2 s per unit measured on 2 cores, against 0.15-0.4 s for a whole
 quick JSB epoch after it) or loads it from numba's on-disk cache (``cache=True`` in
-:mod:`rnnbench.nn.numba_backend`, about a second); torch's first operations allocate and
+:mod:`rnnbench.nn.kernels`, about a second); torch's first operations allocate and
 dispatch for the first time too. All of that used to land in epoch 1, so whichever run was
 chosen as "best" carried it in Figure 2 or not.
 

@@ -1,0 +1,32 @@
+"""Fused CPU kernels, one module per unit family: the whole time loop in numba, and a
+hand-written backward through time.
+
+Each cell has a forward kernel, which runs all steps of all K members and keeps what the
+backward needs (states, gate activations), and a backward kernel, which walks the steps in
+reverse and returns the gradient of the gate pre-activations. The input projection is done by
+torch before (so autograd differentiates it), and the gradients of the recurrent weights are
+one batched matmul after: ``dW_hh = sum over t, b of d_pre[t, b]^T h_prev[t, b]``.
+
+Notation in the kernels: ``xw (K, T, B, G*H)`` the projected input ``W x + b_ih``; ``hs, cs
+(K, T+1, B, H)`` the states, ``hs[:, 0] = h0``; ``m = mask[t, b]`` (1 real step, 0 padding);
+``d_*`` the gradient of the loss with respect to ``*``. Per-step products use ``np.dot`` on
+contiguous 2-D blocks, which numba sends to scipy's OpenBLAS; the kernels run it on as many
+threads as ``torch.get_num_threads()`` (OpenBLAS's default, one thread per core, made a step
+up to 10x slower on a busy 2-core machine).
+
+The kernels compile on first use (about 15 s for the three cells in one dtype on 2 cores) and
+are cached on disk (numba ``cache=True``), so later processes start in about a second.
+
+The variants of :mod:`rnnbench.nn.variants` that remove or change a gate run two more kernel
+pairs, one for every LSTM variant and one for every GRU variant, with the variant as flags
+(about 15 s more to compile per dtype, once); the full units keep their own kernels.
+
+Modules: :mod:`~rnnbench.nn.kernels.common` (activations, masked update),
+:mod:`~rnnbench.nn.kernels.tanh`, :mod:`~rnnbench.nn.kernels.lstm`,
+:mod:`~rnnbench.nn.kernels.gru` (each with its variants) and :mod:`~rnnbench.nn.kernels.glue`
+(:func:`forward` and :func:`backward` on torch tensors, used by :mod:`rnnbench.nn.ops`).
+"""
+
+from rnnbench.nn.kernels.glue import backward, forward
+
+__all__ = ["backward", "forward"]

@@ -1,0 +1,101 @@
+"""What every fused kernel shares: the numba decorator, the activations (a rational tanh in
+float32 that vectorises, libm in float64) and the masked state update.
+
+NaN propagates through the activations and the update as through torch.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numba
+import numpy as np
+from numba import types
+from numba.extending import overload
+
+_jit = numba.njit(cache=True, nogil=True, error_model="numpy")
+
+# ---- activations: libm in float64; in float32 a rational tanh that vectorises ----------------
+# tanh(x) ~ x P(x^2) / Q(x^2) on x clamped to +-7.905 (where float32 tanh rounds to +-1), the
+# minimax fit of Eigen / XLA / MLAS, within a few float32 ulps; sigmoid(x) = (1 + tanh(x/2)) / 2.
+# NaN propagates (tanh(NaN) = NaN) and +-inf saturates to +-1, exactly as torch.tanh.
+# libm's expf and tanhf are opaque calls that stop LLVM from vectorising the gate loops, and
+# numba has no SVML here, so the rational form makes the float32 kernels about 2x faster.
+
+_TANH_CLAMP = np.float32(7.90531110763549805)
+_P1, _P3, _P5, _P7, _P9, _P11, _P13 = (
+    np.float32(c)
+    for c in (
+        4.89352455891786e-03,
+        6.37261928875436e-04,
+        1.48572235717979e-05,
+        5.12229709037114e-08,
+        -8.60467152213735e-11,
+        2.00018790482477e-13,
+        -2.76076847742355e-16,
+    )
+)
+_Q0, _Q2, _Q4, _Q6 = (
+    np.float32(c)
+    for c in (
+        4.89352518554385e-03,
+        2.26843463243900e-03,
+        1.18534705686654e-04,
+        1.19825839466702e-06,
+    )
+)
+_HALF = np.float32(0.5)
+
+
+def _tanh(x):
+    return math.tanh(x)
+
+
+def _sigmoid(x):
+    return 1.0 / (1.0 + math.exp(-x))
+
+
+@overload(_tanh, inline="always")
+def _tanh_impl(x):
+    if x != types.float32:
+        return lambda x: math.tanh(x)
+
+    def rational_tanh(x):
+        # x first: numba's min and max follow Python's, which return their first argument
+        # when a comparison with NaN is False, so NaN passes through the clamp and the
+        # rational form, as through torch.tanh (max(-C, min(C, x)) returned C for NaN).
+        x = max(min(x, _TANH_CLAMP), -_TANH_CLAMP)
+        x2 = x * x
+        p = _P1 + x2 * (_P3 + x2 * (_P5 + x2 * (_P7 + x2 * (_P9 + x2 * (_P11 + x2 * _P13)))))
+        q = _Q0 + x2 * (_Q2 + x2 * (_Q4 + x2 * _Q6))
+        return x * p / q
+
+    return rational_tanh
+
+
+@overload(_sigmoid, inline="always")
+def _sigmoid_impl(x):
+    if x != types.float32:
+        return lambda x: 1.0 / (1.0 + math.exp(-x))
+    return lambda x: _HALF * _tanh(_HALF * x) + _HALF
+
+
+# ---- the masked state update, shared by all cells -----------------------------------------------
+
+
+@_jit
+def _finish_step(m, new, prev, out_row):
+    """``out = m * new``; the state ``new`` becomes ``m * new + (1 - m) * prev``."""
+    if m == 1:
+        out_row[:] = new
+    else:
+        for j in range(new.shape[0]):
+            out_row[j] = m * new[j]
+            new[j] = out_row[j] + (1 - m) * prev[j]
+
+
+@_jit
+def _keep_cell(m, new, prev):
+    if m != 1:
+        for j in range(new.shape[0]):
+            new[j] = m * new[j] + (1 - m) * prev[j]

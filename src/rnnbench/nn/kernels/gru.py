@@ -1,0 +1,220 @@
+r"""The GRU's fused kernels (gate blocks r, z, n; reset before or after the product) and one
+kernel pair for every GRU variant of :mod:`rnnbench.nn.variants`:
+
+.. math::
+    r, z = \sigma(a_{r,z}), \quad n = \tanh(W_n x_t + b_n + U_n (r \odot h_{t-1})), \quad
+    h_t = (1 - z) n + z h_{t-1}."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from rnnbench.nn.kernels.common import _finish_step, _jit, _sigmoid, _tanh
+
+# ---- GRU, gate blocks r, z, n; h = (1 - z) n + z h_prev -----------------------------------------
+# The recurrent weights come split into the r,z rows (w_rz, 2H x H) and the n rows (w_n, H x H).
+# ``aux (K, T, B, H)`` holds the n block's recurrent input for "before" (r * h_prev) and its
+# recurrent pre-activation for "after" (W_hn h_prev + b_hn).
+
+
+@_jit
+def gru_forward(xw, w_rz_t, w_n_t, b_hh, before, mask, h0):
+    """Returns ``out``, ``hs``, ``acts (K, T, B, 3H)`` (r, z, n after their non-linearities)
+    and ``aux``."""
+    K, T, B, G = xw.shape
+    H = G // 3
+    one = np.ones(1, xw.dtype)[0]
+    hs = np.empty((K, T + 1, B, H), xw.dtype)
+    acts = np.empty((K, T, B, G), xw.dtype)
+    aux = np.empty((K, T, B, H), xw.dtype)
+    out = np.empty((K, T, B, H), xw.dtype)
+    rec_rz = np.empty((B, 2 * H), xw.dtype)
+    rec_n = np.empty((B, H), xw.dtype)
+    for k in range(K):
+        hs[k, 0] = h0[k]
+        bias = b_hh[k]
+        for t in range(T):
+            np.dot(hs[k, t], w_rz_t[k], rec_rz)
+            for b in range(B):
+                a, x, r, h_prev = acts[k, t, b], xw[k, t, b], rec_rz[b], hs[k, t, b]
+                for j in range(2 * H):
+                    a[j] = _sigmoid(x[j] + r[j] + bias[j])
+                if before:
+                    rh = aux[k, t, b]
+                    for j in range(H):
+                        rh[j] = a[j] * h_prev[j]
+            np.dot(aux[k, t] if before else hs[k, t], w_n_t[k], rec_n)
+            for b in range(B):
+                a, x, r, h_prev = acts[k, t, b], xw[k, t, b], rec_n[b], hs[k, t, b]
+                h, rec = hs[k, t + 1, b], aux[k, t, b]
+                if before:
+                    for j in range(H):
+                        a[2 * H + j] = _tanh(x[2 * H + j] + r[j] + bias[2 * H + j])
+                else:
+                    for j in range(H):
+                        rec[j] = r[j] + bias[2 * H + j]
+                        a[2 * H + j] = _tanh(x[2 * H + j] + a[j] * rec[j])
+                for j in range(H):
+                    z = a[H + j]
+                    h[j] = (one - z) * a[2 * H + j] + z * h_prev[j]
+                _finish_step(mask[t, b], h, h_prev, out[k, t, b])
+    return out, hs, acts, aux
+
+
+@_jit
+def gru_backward(d_out, d_hn, w_rz, w_n, before, mask, hs, acts, aux):
+    """Returns ``d_xw (K, T, B, 3H)``, ``d_rec_n (K, T, B, H)`` (the gradient of the n block's
+    recurrent pre-activation: ``W_hn (r h)`` before, ``W_hn h + b_hn`` after) and ``d_h0``.
+    The r and z blocks' recurrent gradient is their block of ``d_xw``."""
+    K, T, B, G = acts.shape
+    H = G // 3
+    one = np.ones(1, acts.dtype)[0]
+    d_rz = np.empty((K, T, B, 2 * H), acts.dtype)
+    d_xn = np.empty((K, T, B, H), acts.dtype)
+    d_rec_n = np.empty((K, T, B, H), acts.dtype)
+    d_h0 = np.empty((K, B, H), acts.dtype)
+    d_h = np.empty((B, H), acts.dtype)
+    d_rh = np.empty((B, H), acts.dtype)
+    rec = np.empty((B, H), acts.dtype)
+    for k in range(K):
+        d_h[:] = d_hn[k]
+        for t in range(T - 1, -1, -1):
+            for b in range(B):
+                m, keep = mask[t, b], one - mask[t, b]
+                a, h_prev, dout, dh = acts[k, t, b], hs[k, t, b], d_out[k, t, b], d_h[b]
+                drz, dxn, drn, ax = d_rz[k, t, b], d_xn[k, t, b], d_rec_n[k, t, b], aux[k, t, b]
+                for j in range(H):
+                    r, z, n = a[j], a[H + j], a[2 * H + j]
+                    d_h_new = m * (dout[j] + dh[j])
+                    dxn[j] = d_h_new * (one - z) * (one - n * n)
+                    drz[H + j] = d_h_new * (h_prev[j] - n) * (z - z * z)
+                    dh[j] = d_h_new * z + keep * dh[j]
+                if before:
+                    drn[:] = dxn
+                else:
+                    for j in range(H):
+                        r = a[j]
+                        drn[j] = dxn[j] * r
+                        drz[j] = dxn[j] * ax[j] * (r - r * r)
+            if before:
+                np.dot(d_xn[k, t], w_n[k], d_rh)
+                for b in range(B):
+                    a, h_prev, drz = acts[k, t, b], hs[k, t, b], d_rz[k, t, b]
+                    dh, drh = d_h[b], d_rh[b]
+                    for j in range(H):
+                        r = a[j]
+                        drz[j] = drh[j] * h_prev[j] * (r - r * r)
+                        dh[j] += drh[j] * r
+            else:
+                np.dot(d_rec_n[k, t], w_n[k], rec)
+                d_h += rec
+            np.dot(d_rz[k, t], w_rz[k], rec)
+            d_h += rec
+        d_h0[k] = d_h
+    return np.concatenate((d_rz, d_xn), axis=3), d_rec_n, d_h0
+
+
+# ---- GRU variants: one gate block s and the candidate block n ---------------------------------
+# Every GRU variant keeps one gate s = σ(a_s) beside n, and reads it as its reset gate
+# r = r0 + cr s and its update gate z = z0 + cz s in h = (1 - z) n + z h_prev:
+# nrg (r = 1, z = s): coefs (1, 0, 0, 1); nug (r = s, z = 0): (0, 1, 0, 0);
+# mgu (r = f, z = 1 - f, f = s): (0, 1, 1, -1). The coefficients are exact 0, 1 or -1, so the
+# arithmetic is that of the unit's own equation. ``aux`` as in the full GRU.
+
+
+@_jit
+def gru_variant_forward(xw, w_s_t, w_n_t, b_hh, before, coefs, mask, h0):
+    """Returns ``out``, ``hs``, ``acts (K, T, B, 2H)`` (s, n) and ``aux``."""
+    K, T, B, G = xw.shape
+    H = G // 2
+    r0, cr, z0, cz = coefs[0], coefs[1], coefs[2], coefs[3]
+    one = np.ones(1, xw.dtype)[0]
+    hs = np.empty((K, T + 1, B, H), xw.dtype)
+    acts = np.empty((K, T, B, G), xw.dtype)
+    aux = np.empty((K, T, B, H), xw.dtype)
+    out = np.empty((K, T, B, H), xw.dtype)
+    rec_s = np.empty((B, H), xw.dtype)
+    rec_n = np.empty((B, H), xw.dtype)
+    for k in range(K):
+        hs[k, 0] = h0[k]
+        bias = b_hh[k]
+        for t in range(T):
+            np.dot(hs[k, t], w_s_t[k], rec_s)
+            for b in range(B):
+                a, x, r, h_prev = acts[k, t, b], xw[k, t, b], rec_s[b], hs[k, t, b]
+                for j in range(H):
+                    a[j] = _sigmoid(x[j] + r[j] + bias[j])
+                if before:
+                    rh = aux[k, t, b]
+                    for j in range(H):
+                        rh[j] = (r0 + cr * a[j]) * h_prev[j]
+            np.dot(aux[k, t] if before else hs[k, t], w_n_t[k], rec_n)
+            for b in range(B):
+                a, x, r, h_prev = acts[k, t, b], xw[k, t, b], rec_n[b], hs[k, t, b]
+                h, rec = hs[k, t + 1, b], aux[k, t, b]
+                if before:
+                    for j in range(H):
+                        a[H + j] = _tanh(x[H + j] + r[j] + bias[H + j])
+                else:
+                    for j in range(H):
+                        rec[j] = r[j] + bias[H + j]
+                        a[H + j] = _tanh(x[H + j] + (r0 + cr * a[j]) * rec[j])
+                for j in range(H):
+                    z = z0 + cz * a[j]
+                    h[j] = (one - z) * a[H + j] + z * h_prev[j]
+                _finish_step(mask[t, b], h, h_prev, out[k, t, b])
+    return out, hs, acts, aux
+
+
+@_jit
+def gru_variant_backward(d_out, d_hn, w_s, w_n, before, coefs, mask, hs, acts, aux):
+    """Returns ``d_xw (K, T, B, 2H)``, ``d_rec_n (K, T, B, H)`` and ``d_h0``, as
+    :func:`gru_backward`."""
+    K, T, B, G = acts.shape
+    H = G // 2
+    r0, cr, z0, cz = coefs[0], coefs[1], coefs[2], coefs[3]
+    one = np.ones(1, acts.dtype)[0]
+    d_s = np.empty((K, T, B, H), acts.dtype)
+    d_xn = np.empty((K, T, B, H), acts.dtype)
+    d_rec_n = np.empty((K, T, B, H), acts.dtype)
+    d_h0 = np.empty((K, B, H), acts.dtype)
+    d_h = np.empty((B, H), acts.dtype)
+    d_rh = np.empty((B, H), acts.dtype)
+    rec = np.empty((B, H), acts.dtype)
+    for k in range(K):
+        d_h[:] = d_hn[k]
+        for t in range(T - 1, -1, -1):
+            for b in range(B):
+                m, keep = mask[t, b], one - mask[t, b]
+                a, h_prev, dout, dh = acts[k, t, b], hs[k, t, b], d_out[k, t, b], d_h[b]
+                ds, dxn, drn, ax = d_s[k, t, b], d_xn[k, t, b], d_rec_n[k, t, b], aux[k, t, b]
+                for j in range(H):
+                    s, n = a[j], a[H + j]
+                    z = z0 + cz * s
+                    d_h_new = m * (dout[j] + dh[j])
+                    dxn[j] = d_h_new * (one - z) * (one - n * n)
+                    ds[j] = cz * d_h_new * (h_prev[j] - n)  # via z; the r part comes next
+                    dh[j] = d_h_new * z + keep * dh[j]
+                if before:
+                    drn[:] = dxn
+                else:
+                    for j in range(H):
+                        s = a[j]
+                        drn[j] = dxn[j] * (r0 + cr * s)
+                        ds[j] = (ds[j] + cr * dxn[j] * ax[j]) * (s - s * s)
+            if before:
+                np.dot(d_xn[k, t], w_n[k], d_rh)
+                for b in range(B):
+                    a, h_prev, ds = acts[k, t, b], hs[k, t, b], d_s[k, t, b]
+                    dh, drh = d_h[b], d_rh[b]
+                    for j in range(H):
+                        s = a[j]
+                        ds[j] = (ds[j] + cr * drh[j] * h_prev[j]) * (s - s * s)
+                        dh[j] += drh[j] * (r0 + cr * s)
+            else:
+                np.dot(d_rec_n[k, t], w_n[k], rec)
+                d_h += rec
+            np.dot(d_s[k, t], w_s[k], rec)
+            d_h += rec
+        d_h0[k] = d_h
+    return np.concatenate((d_s, d_xn), axis=3), d_rec_n, d_h0

@@ -1,0 +1,292 @@
+r"""The LSTM's fused kernels (gate blocks i, f, g, o; optional peepholes) and one kernel pair
+for every LSTM variant of :mod:`rnnbench.nn.variants`:
+
+.. math::
+    i, f, o = \sigma(a_{i,f,o}), \quad g = \tanh(a_g), \quad
+    c_t = f c_{t-1} + i g, \quad h_t = o \tanh(c_t),
+
+with :math:`a = W x_t + b + U h_{t-1} + b_{hh}` (+ the peepholes :math:`v \odot c`)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from rnnbench.nn.kernels.common import _finish_step, _jit, _keep_cell, _sigmoid, _tanh
+
+# ---- LSTM, gate blocks i, f, g, o; peepholes v (K, 3, H) when peephole ------------------------
+
+
+@_jit
+def lstm_forward(xw, w_hh_t, b_hh, w_ch, peephole, mask, h0, c0):
+    """Returns ``out``, ``hs``, ``cs`` and ``acts (K, T, B, 4H)``: i, f, g, o after their
+    non-linearities."""
+    K, T, B, G = xw.shape
+    H = G // 4
+    hs = np.empty((K, T + 1, B, H), xw.dtype)
+    cs = np.empty((K, T + 1, B, H), xw.dtype)
+    acts = np.empty((K, T, B, G), xw.dtype)
+    out = np.empty((K, T, B, H), xw.dtype)
+    rec = np.empty((B, G), xw.dtype)
+    for k in range(K):
+        hs[k, 0] = h0[k]
+        cs[k, 0] = c0[k]
+        bias = b_hh[k]
+        v_i, v_f, v_o = w_ch[k, 0], w_ch[k, 1], w_ch[k, 2]
+        for t in range(T):
+            np.dot(hs[k, t], w_hh_t[k], rec)
+            for b in range(B):
+                a, x, r = acts[k, t, b], xw[k, t, b], rec[b]
+                c_prev, c, h = cs[k, t, b], cs[k, t + 1, b], hs[k, t + 1, b]
+                for j in range(G):
+                    a[j] = x[j] + r[j] + bias[j]
+                if peephole:
+                    for j in range(H):
+                        a[j] += v_i[j] * c_prev[j]
+                        a[H + j] += v_f[j] * c_prev[j]
+                for j in range(2 * H):
+                    a[j] = _sigmoid(a[j])
+                for j in range(2 * H, 3 * H):
+                    a[j] = _tanh(a[j])
+                for j in range(H):
+                    c[j] = a[H + j] * c_prev[j] + a[j] * a[2 * H + j]
+                if peephole:
+                    for j in range(H):
+                        a[3 * H + j] += v_o[j] * c[j]
+                for j in range(3 * H, 4 * H):
+                    a[j] = _sigmoid(a[j])
+                for j in range(H):
+                    h[j] = a[3 * H + j] * _tanh(c[j])
+                _finish_step(mask[t, b], h, hs[k, t, b], out[k, t, b])
+                _keep_cell(mask[t, b], c, c_prev)
+    return out, hs, cs, acts
+
+
+@_jit
+def lstm_backward(d_out, d_hn, d_cn, w_hh, w_ch, peephole, mask, cs, acts):
+    """Returns ``d_pre (K, T, B, 4H)`` (= d xw), ``d_h0``, ``d_c0`` and ``d_w_ch``."""
+    K, T, B, G = acts.shape
+    H = G // 4
+    one = np.ones(1, acts.dtype)[0]
+    d_pre = np.empty((K, T, B, G), acts.dtype)
+    d_h0 = np.empty((K, B, H), acts.dtype)
+    d_c0 = np.empty((K, B, H), acts.dtype)
+    d_w_ch = np.zeros((K, 3, H), acts.dtype)
+    d_h = np.empty((B, H), acts.dtype)
+    d_c = np.empty((B, H), acts.dtype)
+    d_c_new = np.empty(H, acts.dtype)
+    rec = np.empty((B, H), acts.dtype)
+    for k in range(K):
+        d_h[:] = d_hn[k]
+        d_c[:] = d_cn[k]
+        v_i, v_f, v_o = w_ch[k, 0], w_ch[k, 1], w_ch[k, 2]
+        d_v_i, d_v_f, d_v_o = d_w_ch[k, 0], d_w_ch[k, 1], d_w_ch[k, 2]
+        for t in range(T - 1, -1, -1):
+            for b in range(B):
+                m, keep = mask[t, b], one - mask[t, b]
+                a, dp, dout = acts[k, t, b], d_pre[k, t, b], d_out[k, t, b]
+                c, c_prev, dh, dc = cs[k, t + 1, b], cs[k, t, b], d_h[b], d_c[b]
+                for j in range(H):
+                    o = a[3 * H + j]
+                    tanh_c = _tanh(c[j])
+                    d_h_new = m * (dout[j] + dh[j])
+                    dp[3 * H + j] = d_h_new * tanh_c * (o - o * o)
+                    d_c_new[j] = m * dc[j] + d_h_new * o * (one - tanh_c * tanh_c)
+                    dh[j] = keep * dh[j]
+                if peephole:
+                    for j in range(H):
+                        d_c_new[j] += dp[3 * H + j] * v_o[j]
+                        d_v_o[j] += dp[3 * H + j] * c[j]
+                for j in range(H):
+                    i, f, g = a[j], a[H + j], a[2 * H + j]
+                    dp[j] = d_c_new[j] * g * (i - i * i)
+                    dp[H + j] = d_c_new[j] * c_prev[j] * (f - f * f)
+                    dp[2 * H + j] = d_c_new[j] * i * (one - g * g)
+                    dc[j] = d_c_new[j] * f + keep * dc[j]
+                if peephole:
+                    for j in range(H):
+                        dc[j] += dp[j] * v_i[j] + dp[H + j] * v_f[j]
+                        d_v_i[j] += dp[j] * c_prev[j]
+                        d_v_f[j] += dp[H + j] * c_prev[j]
+            np.dot(d_pre[k, t], w_hh[k], rec)
+            d_h += rec
+        d_h0[k] = d_h
+        d_c0[k] = d_c
+    return d_pre, d_h0, d_c0, d_w_ch
+
+
+# ---- LSTM variants (rnnbench.nn.variants): one kernel for all, flags per gate block -----------
+# The variant's pre-activations come compact (its G gate blocks, in the order i, f, g, o of the
+# blocks it keeps); ``acts (K, T, B, 4H)`` always holds i, f, g, o after their non-linearities
+# (a removed gate holds its constant: i = 1, f = 1 or 1 - i, o = 1). The flags, 0 or 1 in the
+# kernel's dtype, are ``(has_i, has_f, has_o, cifg, linear_g, linear_c)`` and ``offsets`` the
+# compact columns of the i, f, g, o blocks (-1: removed); every branch on them sits outside the
+# loops over units, so the loops stay vectorised. Peepholes come as the full ``(K, 3, H)``
+# with zero rows for the gates a variant removes.
+
+
+@_jit
+def lstm_variant_forward(xw, w_hh_t, b_hh, w_ch, peephole, flags, offsets, mask, h0, c0):
+    """Returns ``out``, ``hs``, ``cs`` and ``acts (K, T, B, 4H)`` (i, f, g, o)."""
+    K, T, B, G = xw.shape
+    H = h0.shape[2]
+    has_i, has_f, has_o, cifg, lin_g, lin_c = (
+        flags[0],
+        flags[1],
+        flags[2],
+        flags[3],
+        flags[4],
+        flags[5],
+    )
+    oi, of, og, oo = offsets[0], offsets[1], offsets[2], offsets[3]
+    one = np.ones(1, xw.dtype)[0]
+    hs = np.empty((K, T + 1, B, H), xw.dtype)
+    cs = np.empty((K, T + 1, B, H), xw.dtype)
+    acts = np.empty((K, T, B, 4 * H), xw.dtype)
+    out = np.empty((K, T, B, H), xw.dtype)
+    rec = np.empty((B, G), xw.dtype)
+    pre = np.empty(G, xw.dtype)
+    for k in range(K):
+        hs[k, 0] = h0[k]
+        cs[k, 0] = c0[k]
+        bias = b_hh[k]
+        v_i, v_f, v_o = w_ch[k, 0], w_ch[k, 1], w_ch[k, 2]
+        for t in range(T):
+            np.dot(hs[k, t], w_hh_t[k], rec)
+            for b in range(B):
+                a, x, r = acts[k, t, b], xw[k, t, b], rec[b]
+                c_prev, c, h = cs[k, t, b], cs[k, t + 1, b], hs[k, t + 1, b]
+                for j in range(G):
+                    pre[j] = x[j] + r[j] + bias[j]
+                if has_i:
+                    if peephole:
+                        for j in range(H):
+                            a[j] = _sigmoid(pre[oi + j] + v_i[j] * c_prev[j])
+                    else:
+                        for j in range(H):
+                            a[j] = _sigmoid(pre[oi + j])
+                else:
+                    a[:H] = one
+                if cifg:
+                    for j in range(H):
+                        a[H + j] = one - a[j]
+                elif has_f:
+                    if peephole:
+                        for j in range(H):
+                            a[H + j] = _sigmoid(pre[of + j] + v_f[j] * c_prev[j])
+                    else:
+                        for j in range(H):
+                            a[H + j] = _sigmoid(pre[of + j])
+                else:
+                    a[H : 2 * H] = one
+                if lin_g:
+                    for j in range(H):
+                        a[2 * H + j] = pre[og + j]
+                else:
+                    for j in range(H):
+                        a[2 * H + j] = _tanh(pre[og + j])
+                for j in range(H):
+                    c[j] = a[H + j] * c_prev[j] + a[j] * a[2 * H + j]
+                if has_o:
+                    if peephole:
+                        for j in range(H):
+                            a[3 * H + j] = _sigmoid(pre[oo + j] + v_o[j] * c[j])
+                    else:
+                        for j in range(H):
+                            a[3 * H + j] = _sigmoid(pre[oo + j])
+                else:
+                    a[3 * H :] = one
+                if lin_c:
+                    for j in range(H):
+                        h[j] = a[3 * H + j] * c[j]
+                else:
+                    for j in range(H):
+                        h[j] = a[3 * H + j] * _tanh(c[j])
+                _finish_step(mask[t, b], h, hs[k, t, b], out[k, t, b])
+                _keep_cell(mask[t, b], c, c_prev)
+    return out, hs, cs, acts
+
+
+@_jit
+def lstm_variant_backward(d_out, d_hn, d_cn, w_hh, w_ch, peephole, flags, offsets, mask, cs, acts):
+    """Returns ``d_pre (K, T, B, G)`` (compact, = d xw), ``d_h0``, ``d_c0`` and ``d_w_ch
+    (K, 3, H)``."""
+    K, T, B, H4 = acts.shape
+    H = H4 // 4
+    G = w_hh.shape[1]
+    has_i, has_f, has_o, cifg, lin_g, lin_c = (
+        flags[0],
+        flags[1],
+        flags[2],
+        flags[3],
+        flags[4],
+        flags[5],
+    )
+    oi, of, og, oo = offsets[0], offsets[1], offsets[2], offsets[3]
+    one = np.ones(1, acts.dtype)[0]
+    tanh_g = one - lin_g  # 1 when g = tanh(pre), 0 when linear
+    coupled = cifg  # f = 1 - i: d i gets - d f
+    d_pre = np.empty((K, T, B, G), acts.dtype)
+    d_h0 = np.empty((K, B, H), acts.dtype)
+    d_c0 = np.empty((K, B, H), acts.dtype)
+    d_w_ch = np.zeros((K, 3, H), acts.dtype)
+    d_h = np.empty((B, H), acts.dtype)
+    d_c = np.empty((B, H), acts.dtype)
+    d_c_new = np.empty(H, acts.dtype)
+    full = np.empty(4 * H, acts.dtype)
+    rec = np.empty((B, H), acts.dtype)
+    for k in range(K):
+        d_h[:] = d_hn[k]
+        d_c[:] = d_cn[k]
+        v_i, v_f, v_o = w_ch[k, 0], w_ch[k, 1], w_ch[k, 2]
+        d_v_i, d_v_f, d_v_o = d_w_ch[k, 0], d_w_ch[k, 1], d_w_ch[k, 2]
+        for t in range(T - 1, -1, -1):
+            for b in range(B):
+                m, keep = mask[t, b], one - mask[t, b]
+                a, dp, dout = acts[k, t, b], d_pre[k, t, b], d_out[k, t, b]
+                c, c_prev, dh, dc = cs[k, t + 1, b], cs[k, t, b], d_h[b], d_c[b]
+                if lin_c:
+                    for j in range(H):
+                        o = a[3 * H + j]
+                        d_h_new = m * (dout[j] + dh[j])
+                        full[3 * H + j] = d_h_new * c[j] * (o - o * o)
+                        d_c_new[j] = m * dc[j] + d_h_new * o
+                        dh[j] = keep * dh[j]
+                else:
+                    for j in range(H):
+                        o = a[3 * H + j]
+                        tanh_c = _tanh(c[j])
+                        d_h_new = m * (dout[j] + dh[j])
+                        full[3 * H + j] = d_h_new * tanh_c * (o - o * o)
+                        d_c_new[j] = m * dc[j] + d_h_new * o * (one - tanh_c * tanh_c)
+                        dh[j] = keep * dh[j]
+                if peephole and has_o:
+                    for j in range(H):
+                        d_c_new[j] += full[3 * H + j] * v_o[j]
+                        d_v_o[j] += full[3 * H + j] * c[j]
+                for j in range(H):
+                    i, f, g = a[j], a[H + j], a[2 * H + j]
+                    full[j] = d_c_new[j] * (g - coupled * c_prev[j]) * (i - i * i)
+                    full[H + j] = d_c_new[j] * c_prev[j] * (f - f * f)
+                    full[2 * H + j] = d_c_new[j] * i * (one - tanh_g * g * g)
+                    dc[j] = d_c_new[j] * f + keep * dc[j]
+                if peephole:
+                    if has_i:
+                        for j in range(H):
+                            dc[j] += full[j] * v_i[j]
+                            d_v_i[j] += full[j] * c_prev[j]
+                    if has_f:
+                        for j in range(H):
+                            dc[j] += full[H + j] * v_f[j]
+                            d_v_f[j] += full[H + j] * c_prev[j]
+                if has_i:
+                    dp[oi : oi + H] = full[:H]
+                if has_f:
+                    dp[of : of + H] = full[H : 2 * H]
+                dp[og : og + H] = full[2 * H : 3 * H]
+                if has_o:
+                    dp[oo : oo + H] = full[3 * H :]
+            np.dot(d_pre[k, t], w_hh[k], rec)
+            d_h += rec
+        d_h0[k] = d_h
+        d_c0[k] = d_c
+    return d_pre, d_h0, d_c0, d_w_ch

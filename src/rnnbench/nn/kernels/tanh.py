@@ -1,0 +1,53 @@
+r"""The tanh unit's fused kernels: :math:`h_t = \tanh(W x_t + b + U h_{t-1} + b_{hh})`,
+forward over all steps and members, and its backward through time."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from rnnbench.nn.kernels.common import _finish_step, _jit, _tanh
+
+# ---- tanh: h = tanh(xw + W_hh h_prev + b_hh) -------------------------------------------------
+
+
+@_jit
+def tanh_forward(xw, w_hh_t, b_hh, mask, h0):
+    K, T, B, H = xw.shape
+    hs = np.empty((K, T + 1, B, H), xw.dtype)
+    out = np.empty((K, T, B, H), xw.dtype)
+    rec = np.empty((B, H), xw.dtype)
+    for k in range(K):
+        hs[k, 0] = h0[k]
+        bias = b_hh[k]
+        for t in range(T):
+            np.dot(hs[k, t], w_hh_t[k], rec)
+            for b in range(B):
+                x, r, h = xw[k, t, b], rec[b], hs[k, t + 1, b]
+                for j in range(H):
+                    h[j] = _tanh(x[j] + r[j] + bias[j])
+                _finish_step(mask[t, b], h, hs[k, t, b], out[k, t, b])
+    return out, hs
+
+
+@_jit
+def tanh_backward(d_out, d_hn, w_hh, mask, out):
+    """Returns ``d_pre (K, T, B, H)`` (= d xw) and ``d_h0``. ``out`` holds h_t on real steps."""
+    K, T, B, H = out.shape
+    one = np.ones(1, out.dtype)[0]
+    d_pre = np.empty((K, T, B, H), out.dtype)
+    d_h0 = np.empty((K, B, H), out.dtype)
+    d_h = np.empty((B, H), out.dtype)
+    rec = np.empty((B, H), out.dtype)
+    for k in range(K):
+        d_h[:] = d_hn[k]
+        for t in range(T - 1, -1, -1):
+            for b in range(B):
+                m, keep = mask[t, b], one - mask[t, b]
+                h, dp, dout, dh = out[k, t, b], d_pre[k, t, b], d_out[k, t, b], d_h[b]
+                for j in range(H):
+                    dp[j] = m * (dout[j] + dh[j]) * (one - h[j] * h[j])
+                    dh[j] = keep * dh[j]
+            np.dot(d_pre[k, t], w_hh[k], rec)
+            d_h += rec
+        d_h0[k] = d_h
+    return d_pre, d_h0

@@ -1,0 +1,32 @@
+"""The kernels package (rnnbench.nn.kernels): layout, no import circle, thread choice."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import torch
+
+from rnnbench.nn import kernels, numba_backend
+from rnnbench.nn.kernels import glue
+
+
+def test_the_kernels_do_not_import_the_autograd_ops():
+    code = (
+        "import sys, rnnbench.nn.kernels, rnnbench.nn.kernels.glue; "
+        "print('rnnbench.nn.ops' in sys.modules)"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "False"
+
+
+def test_the_former_module_names_the_same_functions():
+    assert numba_backend.forward is kernels.forward is glue.forward
+    assert numba_backend.lstm_backward is glue.lstm_backward
+
+
+def test_small_per_step_products_run_on_one_blas_thread(monkeypatch):
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 8)
+    assert glue._threads(4 * 36 * 144) == 1  # JSB LSTM, batch 4
+    assert glue._threads(16 * 400 * 400) == 8  # speech tanh, batch 16
+    assert glue._threads(glue.SMALL_PRODUCT) == 8

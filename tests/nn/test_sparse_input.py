@@ -1,0 +1,108 @@
+"""The gathered input projection (rnnbench.nn.sparse_input) against the dense product."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from rnnbench.nn import functional, sparse_input
+
+
+def piano_roll(T=400, B=3, I=88, seed=0, dtype=torch.float32):
+    gen = torch.Generator().manual_seed(seed)
+    x = (torch.rand(T, B, I, generator=gen) < 0.05).to(dtype)
+    x[300:, 1] = 0  # a padded row: no key at all
+    x[..., 80:] = 0  # keys that never sound
+    return x
+
+
+def weights(K=3, GH=60, I=88, dtype=torch.float32, seed=1):
+    gen = torch.Generator().manual_seed(seed)
+    w = torch.randn(K, GH, I, generator=gen, dtype=dtype).requires_grad_()
+    b = torch.randn(K, GH, generator=gen, dtype=dtype).requires_grad_()
+    return w, b
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("bias", [True, False])
+def test_gather_equals_the_dense_product_and_its_gradients(dtype, bias):
+    x = piano_roll(dtype=dtype)
+    w, b = weights(dtype=dtype)
+    b = b if bias else None
+    dense = functional.project_input(x, w, b)
+    d_out = torch.randn(dense.shape, dtype=dtype, generator=torch.Generator().manual_seed(2))
+    want = torch.autograd.grad(dense, [w] + ([b] if bias else []), d_out)
+    with sparse_input.enabled():
+        assert sparse_input.project(x, w, b) is not None  # the gather runs
+        gathered = functional.project_input(x, w, b)
+    got = torch.autograd.grad(gathered, [w] + ([b] if bias else []), d_out)
+    tol = 1e-5 if dtype == torch.float32 else 1e-12
+    torch.testing.assert_close(gathered, dense, rtol=tol, atol=tol)
+    for g, h in zip(got, want, strict=True):
+        torch.testing.assert_close(g, h, rtol=tol, atol=tol)
+    # columns of keys that never sound get exactly zero gradient, as in the dense product
+    silent = x.reshape(-1, 88).sum(0) == 0
+    assert silent.any() and torch.equal(
+        got[0][:, :, silent], torch.zeros_like(got[0][:, :, silent])
+    )
+
+
+def test_dense_product_runs_where_the_gather_would_not_be_exact_or_is_off():
+    x = piano_roll()
+    w, b = weights()
+    assert sparse_input.project(x, w, b) is None  # not enabled
+    with sparse_input.enabled():
+        assert sparse_input.project(x, w, b) is not None
+        assert sparse_input.project(x * 0.5, w, b) is None  # not binary
+        nan = x.clone()
+        nan[0, 0, 0] = float("nan")
+        assert sparse_input.project(nan, w, b) is None
+        assert sparse_input.project(torch.ones_like(x), w, b) is None  # not sparse
+        assert sparse_input.project(x.expand(3, *x.shape), w, b) is None  # one input per member
+        assert sparse_input.project(x.clone().requires_grad_(), w, b) is None
+        assert sparse_input.project(x.double(), w, b) is None  # dtypes differ
+        assert sparse_input.project(x[:10], w, b) is None  # too small to gain
+        bad = w.detach().clone()
+        bad[1, 0, 5] = float("inf")  # a non-finite weight reaches every step densely
+        assert sparse_input.project(x, bad, b) is None
+        with sparse_input.enabled(False):
+            assert sparse_input.project(x, w, b) is None
+
+
+def test_population_training_with_the_gather_equals_the_dense_product(tmp_path, monkeypatch):
+    from rnnbench.data.dataset import Dataset, Sequence
+    from rnnbench.train.config import RunConfig
+    from rnnbench.train.population import train_population
+
+    gen = torch.Generator().manual_seed(3)
+
+    def seqs(n):
+        return [
+            Sequence((torch.rand(12 - i, 88, generator=gen) < 0.05).float().numpy(),
+                     (torch.rand(12 - i, 88, generator=gen) < 0.05).float().numpy())
+            for i in range(n)
+        ]  # fmt: skip
+
+    data = Dataset("tiny", "music", 88, 88, "bernoulli", "music",
+                   {"train": seqs(4), "valid": seqs(2), "test": seqs(2)})  # fmt: skip
+    configs = [
+        RunConfig(dataset="jsb", unit="gru", hidden=6, batch_size=2, max_epochs=2, lr=lr, seed=s)
+        for lr, s in ((1e-3, 0), (1e-2, 1))
+    ]
+    calls = []
+    real = sparse_input.project
+
+    def counted(*args):
+        out = real(*args)
+        calls.append(out is not None)
+        return out
+
+    monkeypatch.setattr(sparse_input, "MIN_WORK", 0)  # the tiny model gathers too
+    monkeypatch.setattr(sparse_input, "project", counted)
+    gathered = train_population(configs, out_dirs=[tmp_path / "a", tmp_path / "b"], dataset=data)
+    assert any(calls)
+    monkeypatch.setattr(sparse_input, "project", lambda *args: None)
+    dense = train_population(configs, out_dirs=[tmp_path / "c", tmp_path / "d"], dataset=data)
+    for g, d in zip(gathered, dense, strict=True):
+        for name in ("train_nll", "valid_nll", "test_nll"):
+            assert g[name] == pytest.approx(d[name], rel=1e-6, abs=1e-6)
