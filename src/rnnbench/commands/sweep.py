@@ -98,6 +98,7 @@ def check_engine_arguments(args: argparse.Namespace) -> None:
         raise RnnbenchError(f"--retries {args.retries} is negative; use 0 or more.")
     if args.address and args.engine != "ray":
         raise RnnbenchError("--address only applies to --engine ray; add it or drop --address.")
+    from rnnbench.exports_schema import read_exports
     from rnnbench.report.exports import RUNS_FILE, is_export
 
     for folder in getattr(args, "resume_from", None) or []:
@@ -107,6 +108,7 @@ def check_engine_arguments(args: argparse.Namespace) -> None:
                 "folder that `rnnbench report` or `rnnbench ablate` wrote, such as "
                 "docs/results/grid."
             )
+        read_exports(folder, strict=True)  # refused here, before any store is opened
 
 
 def preflight(args: argparse.Namespace, populations) -> None:
