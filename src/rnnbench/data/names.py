@@ -8,6 +8,7 @@ A name is ``BASE`` or ``BASE?key=value&key=value``; for user data the base is
 from __future__ import annotations
 
 import hashlib
+import math
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -34,9 +35,10 @@ def split_options(name: str, allowed: dict[str, type]) -> tuple[str, dict]:
             number = allowed[key](value)
         except ValueError:
             number = None
-        if number is None or number <= 0:
+        if number is None or not math.isfinite(number) or number <= 0:
             raise RnnbenchError(
-                f"Option {key}={value!r} in data set name {name!r} must be a positive number."
+                f"Option {key}={value!r} in data set name {name!r} must be a positive, finite "
+                "number."
             )
         options[key] = number
     return base, options
