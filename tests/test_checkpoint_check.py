@@ -136,3 +136,28 @@ def test_an_imported_runs_folder_is_resolved_only_inside_its_export_folder(tmp_p
     assert find_run_dir(run, []) == inside
     # A run trained here (not imported) is found where the store recorded it.
     assert find_run_dir({**run, "imported": None}, []) == elsewhere
+
+
+def test_a_damaged_checkpoint_says_so_for_sampling(tmp_path):
+    run = write_best(tmp_path / "run")
+    (run / "best.pt").write_bytes(b"not a zip file")
+    with pytest.raises(RnnbenchError) as info:
+        load_checkpoint(run)
+    message = str(info.value)
+    assert "damaged or not an rnnbench checkpoint" in message and "afresh" not in message
+
+
+def test_help_texts_name_their_defaults_and_the_same_data_folders(capsys):
+    from rnnbench.data.locate import DATA_DIR_HELP
+
+    for command in ("report", "sample", "train", "sweep", "baselines", "data list"):
+        with pytest.raises(SystemExit):
+            main([*command.split(), "--help"])
+        text = " ".join(capsys.readouterr().out.split())
+        assert " ".join(DATA_DIR_HELP.split()) in text, command
+        if command in ("report", "sample"):
+            assert (
+                f"(default ./rnnbench-{dict(report='report', sample='samples')[command]})" in text
+            )
+    ignored = (Path(__file__).resolve().parents[1] / ".gitignore").read_text().splitlines()
+    assert "/rnnbench-samples/" in ignored

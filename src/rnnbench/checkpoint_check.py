@@ -50,6 +50,20 @@ def check_file(path: Path) -> None:
         )
 
 
+def read(path: Path):
+    """``torch.load(path, weights_only=True)`` of a checked file (:func:`check_file`), with one
+    sentence for sampling when it cannot be read (never "start the run afresh": sampling
+    only reads)."""
+    check_file(path)
+    try:
+        return torch.load(path, weights_only=True, map_location="cpu")
+    except Exception as exc:  # a damaged or foreign file
+        raise RnnbenchError(
+            f"Cannot read checkpoint {path} ({exc.__class__.__name__}): it is damaged or not "
+            "an rnnbench checkpoint; sample from another run, or train this one again."
+        ) from None
+
+
 def check_best(data, path: Path) -> tuple[dict, int, dict]:
     """The (config, hidden, member_state) of a loaded ``best.pt``, each checked (see the
     module docstring); one sentence naming the file and the problem otherwise."""

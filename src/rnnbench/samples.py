@@ -136,7 +136,7 @@ def load_checkpoint(run_dir: str | os.PathLike, *, status: str | None = None) ->
     Refuses a folder without ``best.pt`` and a run that diverged (``status`` as the store
     holds it, else the ``status`` its finished ``last.pt`` records).
     """
-    from rnnbench.checkpoint_check import check_best, check_file
+    from rnnbench.checkpoint_check import check_best, read
     from rnnbench.train import checkpoint as ckpt
     from rnnbench.train.config import RunConfig, with_defaults
 
@@ -145,8 +145,7 @@ def load_checkpoint(run_dir: str | os.PathLike, *, status: str | None = None) ->
     if not run_dir.is_dir():
         raise RnnbenchError(f"Run folder {run_dir} does not exist; give a folder under OUT/runs/.")
     if status is None and (run_dir / ckpt.LAST).is_file():
-        check_file(run_dir / ckpt.LAST)
-        last = ckpt.load(run_dir / ckpt.LAST)
+        last = read(run_dir / ckpt.LAST)
         status = last.get("status") if isinstance(last, dict) else None
     if status == "diverged":
         raise RnnbenchError(
@@ -158,8 +157,7 @@ def load_checkpoint(run_dir: str | os.PathLike, *, status: str | None = None) ->
             f"{run_dir} has no best.pt (the run has not finished an epoch, or this is not a run "
             "folder); train it first or give a folder under OUT/runs/."
         )
-    check_file(best)
-    data = ckpt.load(best)
+    data = read(best)
     config, hidden, state = check_best(data, best)
     config = with_defaults(config)
     return Checkpoint(
@@ -245,6 +243,8 @@ def build_population(
     try:
         model = make(len(checkpoints) * copies).to(device)
     except (RuntimeError, AssertionError) as exc:
+        if str(device).startswith("cpu"):
+            raise RnnbenchError(f"Cannot build the model to sample from ({exc}).") from None
         raise RnnbenchError(
             f"Cannot use device {device!r} ({exc}); pass --device cpu or a CUDA device present."
         ) from None

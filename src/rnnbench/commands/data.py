@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 
+from rnnbench.data.locate import DATA_DIR_HELP
+
 
 def register(subparsers) -> None:
     """Add the ``data`` command and its sub-commands."""
@@ -13,8 +15,7 @@ def register(subparsers) -> None:
         "--data-dir",
         default=None,
         metavar="DIR",
-        help="data folder (default: $RNNBENCH_DATA, else the user cache folder, else the "
-        "checkout's data/)",
+        help=DATA_DIR_HELP,
     )
     parser = subparsers.add_parser(
         "data",
@@ -27,7 +28,9 @@ def register(subparsers) -> None:
     p.set_defaults(func=_list)
 
     p = sub.add_parser("info", parents=[common], help="sequences, steps and padding per split")
-    p.add_argument("name", help="a data set name, e.g. jsb, fsdd-a, midi:PATH, wav:PATH")
+    p.add_argument(
+        "name", help="a data set name, e.g. jsb, fsdd-a, midi:PATH, wav:PATH, music:FILE"
+    )
     p.add_argument("--json", action="store_true", help="print JSON")
     p.add_argument(
         "--batch-size",

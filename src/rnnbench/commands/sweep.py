@@ -13,6 +13,7 @@ import shlex
 import sys
 from pathlib import Path
 
+from rnnbench.data.locate import DATA_DIR_HELP
 from rnnbench.sweeps import ENGINES
 
 
@@ -55,8 +56,7 @@ def add_engine_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--data-dir",
         metavar="D",
-        help="the data folder (default: $RNNBENCH_DATA, else the user cache folder, else the "
-        "checkout's data/)",
+        help=DATA_DIR_HELP,
     )
     p.add_argument("--store", metavar="PATH", help="results store (default OUT/results.db)")
     p.add_argument(

@@ -24,6 +24,11 @@ import platformdirs
 from rnnbench.errors import RnnbenchError
 
 ENV_VAR = "RNNBENCH_DATA"
+# The --data-dir help of every command: the folders looked in, in order.
+DATA_DIR_HELP = (
+    "the data folder (default: $RNNBENCH_DATA, else the user cache folder, else the "
+    "checkout's data/; a folder given here or in $RNNBENCH_DATA is the only one looked in)"
+)
 CHECKOUT = "the data shipped with the checkout"
 
 
