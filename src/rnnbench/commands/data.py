@@ -47,8 +47,19 @@ def register(subparsers) -> None:
     p.set_defaults(func=_fetch)
 
 
+def _state(root, name: str) -> str:
+    """The checksum state of a built-in music set's file under ``root`` ('' for speech)."""
+    from rnnbench.data.music import MUSIC_SETS, find_music_file
+    from rnnbench.data.provenance import checksum_state
+
+    if name not in MUSIC_SETS:
+        return ""
+    return checksum_state(find_music_file(root, name))
+
+
 def _list(args) -> int:
     from rnnbench.data.locate import candidates
+    from rnnbench.data.provenance import CHANGED
     from rnnbench.data.registry import DESCRIPTIONS, PATTERNS, holds, list_datasets
 
     looked = candidates(args.data_dir)
@@ -58,9 +69,17 @@ def _list(args) -> int:
         found = next(((r, o) for r, o in looked if holds(r, name)), None)
         missing = missing or found is None
         mark = "present" if found else "missing"
+        state = _state(found[0], name) if found else ""
+        if state == CHANGED:
+            mark = "changed"
         print(f"  {name:<12} {mark:<8} {DESCRIPTIONS[name]}")
         if found:
-            print(f"  {'':<12} {'':<8} found in {found[0]} ({found[1]})")
+            print(f"  {'':<12} {'':<8} found in {found[0]} ({found[1]}){state and ', '}{state}")
+        if state == CHANGED:
+            print(
+                f"  {'':<12} {'':<8} (truncated, or not the published file: `rnnbench data "
+                f"fetch {name} --force` replaces it)"
+            )
     if missing:
         print("  fetch a missing set with `rnnbench data fetch NAME` (SHA-256 checked).")
     for pattern in PATTERNS:
