@@ -176,18 +176,19 @@ def find_run_dir(run: dict, store_paths: Sequence[str | os.PathLike] = ()) -> Pa
     ``checkpoint``'s folder, else ``STORE_FOLDER/runs/KEY`` beside each store (a sweep's
     layout, found again when the folder moved with its store).
 
-    A run copied from exports (its ``imported`` column names the export folder) is looked
-    for only inside that folder: its recorded paths came from a file anyone can edit."""
+    A run copied from exports (its ``imported`` column names the export folder) or read from
+    them (``confined``, set by :func:`rnnbench.report.stores.open_stores`) is looked for only
+    inside that folder: its recorded paths came from a file anyone can edit."""
     candidates = []
     if run.get("run_dir"):
         candidates.append(Path(run["run_dir"]))
     if run.get("checkpoint"):
         candidates.append(Path(run["checkpoint"]).parent)
     candidates += [Path(s).parent / "runs" / run["key"] for s in store_paths]
-    if run.get("imported"):
+    if run.get("confined") or run.get("imported"):
         from rnnbench.checkpoint_check import inside
 
-        base = Path(run["imported"])
+        base = Path(run.get("confined") or run["imported"])
         candidates = [c for c in [*candidates, base / "runs" / run["key"]] if inside(c, base)]
     for c in candidates:
         if (c / "best.pt").is_file():

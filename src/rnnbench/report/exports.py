@@ -87,8 +87,8 @@ def materialize(folder: str | Path) -> Path:
 
     The exports are checked first (:func:`rnnbench.exports_schema.read_exports`): a file that
     cannot be trusted is refused in one sentence; a bad row is named on stderr and left out.
-    Every run's ``imported`` column is set to ``folder``: a run read from exports is resolved
-    (its checkpoint, for samples) only inside the folder it came from.
+    (:func:`rnnbench.report.stores.open_stores` marks each run read this way as ``confined``
+    to ``folder``: its checkpoint, for samples, is looked for only inside it.)
     The caller deletes the file's folder (``path.parent``) when done."""
     from rnnbench.exports_schema import read_exports, warn_skipped
     from rnnbench.store import Store
@@ -99,14 +99,12 @@ def materialize(folder: str | Path) -> Path:
     tmp = Path(tempfile.mkdtemp(prefix="rnnbench-exports-"))
     path = tmp / "results.db"
     Store(path).close()  # the schema
-    source = str(folder.resolve())
     conn = sqlite3.connect(path, isolation_level=None)
     try:
         have = {row[1] for row in conn.execute("PRAGMA table_info(runs)")}
         conn.execute("BEGIN")
         for run in found.runs:
             values = {c: v for c, v in run.items() if c in have}
-            values["imported"] = source
             conn.execute(
                 f"INSERT INTO runs ({', '.join(values)}) VALUES ({', '.join('?' * len(values))})",
                 list(values.values()),
