@@ -68,6 +68,11 @@ def add_engine_arguments(p: argparse.ArgumentParser) -> None:
         "their run folders, so a study goes on from git on a new machine (repeatable)",
     )
     p.add_argument("--no-progress", action="store_true", help="no live display on stderr")
+    p.add_argument(
+        "--verbose",
+        action="store_true",
+        help="with --engine ray: also show Ray's and Tune's own output (quiet by default)",
+    )
 
 
 def register(subparsers) -> None:
@@ -178,6 +183,7 @@ def engine_kwargs(args: argparse.Namespace) -> dict:
         "device": args.device,
         "data_dir": args.data_dir,
         "progress": not args.no_progress,
+        **({"verbose": True} if args.engine == "ray" and getattr(args, "verbose", False) else {}),
     }
 
 
