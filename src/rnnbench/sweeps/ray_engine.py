@@ -174,8 +174,8 @@ class DriverCallback(tune.Callback if tune is not None else object):
         for k, record in records:
             self._open().log_epoch(keys[k], record)
         if self.display is not None:
-            if records:
-                self.display.tally.epochs[trial.trial_id] = records[-1][1]["epoch"]
+            for k, record in records:
+                self.display.tally.epoch(_trial_id(trial), k, record)
             self.display.update(sum(1 for t in trials if t.status == "RUNNING"))
 
     def on_checkpoint(self, iteration, trials, trial, checkpoint, **info) -> None:
@@ -191,7 +191,7 @@ class DriverCallback(tune.Callback if tune is not None else object):
 
     def on_trial_complete(self, iteration, trials, trial, **info) -> None:
         if self.display is not None:
-            self.display.tally.epochs.pop(trial.trial_id, None)
+            self.display.tally.ended(_trial_id(trial))
 
 
 def run_ray(
@@ -241,6 +241,7 @@ def run_ray(
             ) from exc
     storage = os.environ.get("RNNBENCH_RAY_STORAGE") or str(out / "ray")
     tally = common.Tally(planned=common.planned_runs(populations, then))
+    tally.estimate.workers = workers or int(ray.cluster_resources().get("CPU", 1) // cpus_per_trial)
     display = common.Display(progress, tally)
     phase = list(populations)
     try:
@@ -407,6 +408,8 @@ def _run_phase(
     }
     callback = DriverCallback(store.path, members, starts, out=str(out))
     callback.display = display
+    for i, pop in by_id.items():
+        display.tally.queued(i, pop)
     grid_name = _experiment_name(todo)
     _clear_old_experiments(storage, grid_name)
     name = f"{grid_name}-{uuid.uuid4().hex[:8]}"
