@@ -39,7 +39,7 @@ def test_each_cell_is_estimated_at_its_own_measured_cost():
     est.drop("music")
     assert est.left() == 0
     assert words(47 * 10) == "at most 8m left" and words(3 * 3600 + 60) == "at most 3h01m left"
-    assert words(None) == ""
+    assert words(None) == "" and words(0) == ""
 
 
 def test_chained_runs_and_workers_count():

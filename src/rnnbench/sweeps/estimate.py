@@ -101,8 +101,8 @@ def _field(config, name: str):
 
 
 def words(seconds: float | None) -> str:
-    """``"at most 2h05m left"``; empty when there is no estimate yet."""
-    if seconds is None:
+    """``"at most 2h05m left"``; empty when there is no estimate yet or nothing left."""
+    if seconds is None or seconds <= 0:
         return ""
     minutes = int(seconds // 60 + (1 if seconds % 60 else 0))
     if minutes < 60:
