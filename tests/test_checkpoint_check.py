@@ -148,7 +148,7 @@ def test_a_damaged_checkpoint_says_so_for_sampling(tmp_path):
 
 
 def test_help_texts_name_their_defaults_and_the_same_data_folders(capsys):
-    from rnnbench.data.locate import DATA_DIR_HELP
+    from rnnbench.data.names import DATA_DIR_HELP
 
     for command in ("report", "sample", "train", "sweep", "baselines", "data list"):
         with pytest.raises(SystemExit):

@@ -51,6 +51,20 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# Commands that pick up where they stopped when run again (finished runs are kept).
+RESUMABLE = ("train", "sweep", "reproduce", "ablate")
+
+
+def _again(args: argparse.Namespace) -> str:
+    """After a stop: how to continue, the same command line, for the commands that resume."""
+    if getattr(args, "command", None) not in RESUMABLE:
+        return ""
+    import shlex
+
+    line = shlex.join(["rnnbench", *getattr(args, "argv", [])])
+    return f" To continue, run the same command again: {line}"
+
+
 def main(argv: list[str] | None = None) -> int:
     args_in = sys.argv[1:] if argv is None else argv
     if args_in == ["--version"]:  # answer without importing torch for every command's parser
@@ -89,17 +103,3 @@ def _raise_interrupt(signum, frame) -> None:
 
 if __name__ == "__main__":
     sys.exit(main())
-
-
-# Commands that pick up where they stopped when run again (finished runs are kept).
-RESUMABLE = ("train", "sweep", "reproduce", "ablate")
-
-
-def _again(args: argparse.Namespace) -> str:
-    """After a stop: how to continue, the same command line, for the commands that resume."""
-    if getattr(args, "command", None) not in RESUMABLE:
-        return ""
-    import shlex
-
-    line = shlex.join(["rnnbench", *getattr(args, "argv", [])])
-    return f" To continue, run the same command again: {line}"

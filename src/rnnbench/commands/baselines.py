@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from rnnbench.data.locate import DATA_DIR_HELP
+from rnnbench.data.names import DATA_DIR_HELP
 
 MUSIC_SETS = ("jsb", "nottingham", "musedata", "pianomidi")
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from rnnbench.data.locate import DATA_DIR_HELP
+from rnnbench.data.names import DATA_DIR_HELP
 
 
 def register(subparsers) -> None:

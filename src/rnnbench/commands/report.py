@@ -6,7 +6,7 @@ import argparse
 import shlex
 import sys
 
-from rnnbench.data.locate import DATA_DIR_HELP
+from rnnbench.data.names import DATA_DIR_HELP
 from rnnbench.errors import RnnbenchError
 from rnnbench.store import DEFAULT_PATH
 

@@ -13,7 +13,7 @@ import shlex
 import sys
 from pathlib import Path
 
-from rnnbench.data.locate import DATA_DIR_HELP
+from rnnbench.data.names import DATA_DIR_HELP
 from rnnbench.sweeps import ENGINES
 
 

@@ -17,7 +17,7 @@ import dataclasses
 import json
 from pathlib import Path
 
-from rnnbench.data.locate import DATA_DIR_HELP
+from rnnbench.data.names import DATA_DIR_HELP
 from rnnbench.errors import RnnbenchError
 from rnnbench.train.config import PROTOCOLS, UNITS, RunConfig
 from rnnbench.train.presets import AUTHORS, with_preset

@@ -21,14 +21,11 @@ from pathlib import Path
 
 import platformdirs
 
+from rnnbench.data.names import DATA_DIR_HELP  # noqa: F401 - re-exported
 from rnnbench.errors import RnnbenchError
 
 ENV_VAR = "RNNBENCH_DATA"
-# The --data-dir help of every command: the folders looked in, in order.
-DATA_DIR_HELP = (
-    "the data folder (default: $RNNBENCH_DATA, else the user cache folder, else the "
-    "checkout's data/; a folder given here or in $RNNBENCH_DATA is the only one looked in)"
-)
+
 CHECKOUT = "the data shipped with the checkout"
 
 

@@ -14,6 +14,13 @@ from pathlib import Path
 
 from rnnbench.errors import RnnbenchError
 
+# The --data-dir help of every command: the folders looked in, in order (rnnbench.data.locate).
+# Here, not in locate, so that building the CLI parser imports nothing beyond the standard library.
+DATA_DIR_HELP = (
+    "the data folder (default: $RNNBENCH_DATA, else the user cache folder, else the "
+    "checkout's data/; a folder given here or in $RNNBENCH_DATA is the only one looked in)"
+)
+
 
 def split_options(name: str, allowed: dict[str, type]) -> tuple[str, dict]:
     """``"base?a=1&b=2"`` -> ``("base", {"a": 1, "b": 2})``, each value converted by its type."""
