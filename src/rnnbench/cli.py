@@ -51,6 +51,20 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# Commands that pick up where they stopped when run again (finished runs are kept).
+RESUMABLE = ("train", "sweep", "reproduce", "ablate")
+
+
+def _again(args: argparse.Namespace) -> str:
+    """After a stop: how to continue, the same command line, for the commands that resume."""
+    if getattr(args, "command", None) not in RESUMABLE:
+        return ""
+    import shlex
+
+    line = shlex.join(["rnnbench", *getattr(args, "argv", [])])
+    return f" To continue, run the same command again: {line}"
+
+
 def main(argv: list[str] | None = None) -> int:
     args_in = sys.argv[1:] if argv is None else argv
     if args_in == ["--version"]:  # answer without importing torch for every command's parser
@@ -70,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"rnnbench: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("rnnbench: interrupted; finished results are saved.", file=sys.stderr)
+        print(f"rnnbench: interrupted; finished results are saved.{_again(args)}", file=sys.stderr)
         return 130
     except BrokenPipeError:
         # The reader went away (`rnnbench runs | head`): stop quietly, with no traceback, and

@@ -136,6 +136,7 @@ def load_checkpoint(run_dir: str | os.PathLike, *, status: str | None = None) ->
     Refuses a folder without ``best.pt`` and a run that diverged (``status`` as the store
     holds it, else the ``status`` its finished ``last.pt`` records).
     """
+    from rnnbench.checkpoint_check import check_best, read
     from rnnbench.train import checkpoint as ckpt
     from rnnbench.train.config import RunConfig, with_defaults
 
@@ -144,7 +145,7 @@ def load_checkpoint(run_dir: str | os.PathLike, *, status: str | None = None) ->
     if not run_dir.is_dir():
         raise RnnbenchError(f"Run folder {run_dir} does not exist; give a folder under OUT/runs/.")
     if status is None and (run_dir / ckpt.LAST).is_file():
-        last = ckpt.load(run_dir / ckpt.LAST)
+        last = read(run_dir / ckpt.LAST)
         status = last.get("status") if isinstance(last, dict) else None
     if status == "diverged":
         raise RnnbenchError(
@@ -156,34 +157,39 @@ def load_checkpoint(run_dir: str | os.PathLike, *, status: str | None = None) ->
             f"{run_dir} has no best.pt (the run has not finished an epoch, or this is not a run "
             "folder); train it first or give a folder under OUT/runs/."
         )
-    data = ckpt.load(best)
-    if not isinstance(data, dict) or not {"config", "hidden", "member_state"} <= set(data):
-        raise RnnbenchError(
-            f"{best} is not an rnnbench best checkpoint (it needs config, hidden and "
-            "member_state); give a run folder that rnnbench trained."
-        )
-    config = with_defaults(dict(data["config"]))
+    data = read(best)
+    config, hidden, state = check_best(data, best)
+    config = with_defaults(config)
     return Checkpoint(
         run_dir=run_dir,
         key=RunConfig.from_dict(config).key(),
         config=config,
-        hidden=int(data["hidden"]),
+        hidden=hidden,
         epoch=data.get("epoch"),
         valid_nll=data.get("valid_nll"),
-        state=dict(data["member_state"]),
+        state=dict(state),
     )
 
 
 def find_run_dir(run: dict, store_paths: Sequence[str | os.PathLike] = ()) -> Path:
     """A stored run's folder holding ``best.pt``: its ``run_dir`` as recorded, else its
     ``checkpoint``'s folder, else ``STORE_FOLDER/runs/KEY`` beside each store (a sweep's
-    layout, found again when the folder moved with its store)."""
+    layout, found again when the folder moved with its store).
+
+    A run copied from exports (its ``imported`` column names the export folder) or read from
+    them (``confined``, set by :func:`rnnbench.report.stores.open_stores`) is looked for only
+    inside that folder: its recorded paths came from a file anyone can edit."""
     candidates = []
     if run.get("run_dir"):
         candidates.append(Path(run["run_dir"]))
     if run.get("checkpoint"):
         candidates.append(Path(run["checkpoint"]).parent)
     candidates += [Path(s).parent / "runs" / run["key"] for s in store_paths]
+    if run.get("confined") or run.get("imported"):
+        from rnnbench.checkpoint_check import inside
+
+        base = Path(run.get("confined") or run["imported"])
+        candidates = [c for c in [*candidates, base / "runs" / run["key"]] if inside(c, base)]
     for c in candidates:
         if (c / "best.pt").is_file():
             return c
@@ -218,10 +224,19 @@ def build_population(
                 "sample them one at a time."
             )
     cfg = first.config
+
+    def make(population: int = 1):
+        # any unit, form and variant (a user unit: loaded by the command line)
+        return build_model(cfg, dataset, first.hidden, population=population)
+
+    from rnnbench.checkpoint_check import check_shapes
+
+    check_shapes(make, checkpoints)  # on the meta device: nothing is allocated
     try:
-        pop = len(checkpoints) * copies  # any unit, form and variant (a user unit: loaded)
-        model = build_model(cfg, dataset, first.hidden, population=pop).to(device)
+        model = make(len(checkpoints) * copies).to(device)
     except (RuntimeError, AssertionError) as exc:
+        if str(device).startswith("cpu"):
+            raise RnnbenchError(f"Cannot build the model to sample from ({exc}).") from None
         raise RnnbenchError(
             f"Cannot use device {device!r} ({exc}); pass --device cpu or a CUDA device present."
         ) from None

@@ -48,6 +48,7 @@ import os
 import platform
 import socket
 import sqlite3
+import sys
 from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
 from importlib import metadata
@@ -297,6 +298,7 @@ class Store:
         self.readonly = readonly
         self._conn: sqlite3.Connection | None = None
         self._pid: int | None = None
+        self._skipped: set = set()  # keys of bad rows already named (see _row)
         if readonly:
             return
         try:
@@ -531,34 +533,60 @@ class Store:
         ``source`` (the export folder) goes into its ``imported`` column. A run the store holds
         finished already is kept as it is; an unfinished one is replaced. Returns whether the
         run was copied. Sweeps count an imported run as finished without its run folder."""
-        if row.get("status") not in FINISHED:
-            raise ValueError(f"only finished runs are imported, not {row.get('status')!r}")
-        key = row["key"]
+        return self.import_runs([(row, epochs)], source) == 1
+
+    def import_runs(self, runs: Iterable[tuple[dict, Iterable[dict]]], source: str) -> int:
+        """:meth:`import_run` for several (row, epochs) pairs in one transaction: all are
+        copied or none. Returns how many were copied. The rows are checked by the caller
+        (:func:`rnnbench.exports_schema.read_exports`)."""
+        runs = [(row, list(epochs)) for row, epochs in runs]
+        for row, _ in runs:
+            if row.get("status") not in FINISHED:
+                raise ValueError(f"only finished runs are imported, not {row.get('status')!r}")
+        copied = 0
         with self._write() as conn:
             have = {r[1] for r in conn.execute("PRAGMA table_info(runs)")}
-            found = conn.execute("SELECT status FROM runs WHERE key = ?", (key,)).fetchone()
-            if found is not None and found[0] in FINISHED:
-                return False
-            values = {c: v for c, v in row.items() if c in have}
-            values["imported"] = source
-            conn.execute("DELETE FROM runs WHERE key = ?", (key,))
-            conn.execute("DELETE FROM epochs WHERE key = ?", (key,))
-            conn.execute(
-                f"INSERT INTO runs ({', '.join(values)}) VALUES ({', '.join('?' * len(values))})",
-                tuple(values.values()),
-            )
-            conn.executemany(
-                f"INSERT INTO epochs (key, epoch, {', '.join(EPOCH_COLUMNS)}) "
-                "VALUES (?, ?, ?, ?, ?, ?)",
-                [(key, int(e["epoch"]), *(e.get(c) for c in EPOCH_COLUMNS)) for e in epochs],
-            )
-        return True
+            for row, epochs in runs:
+                key = row["key"]
+                found = conn.execute("SELECT status FROM runs WHERE key = ?", (key,)).fetchone()
+                if found is not None and found[0] in FINISHED:
+                    continue
+                values = {c: v for c, v in row.items() if c in have}
+                values["imported"] = source
+                conn.execute("DELETE FROM runs WHERE key = ?", (key,))
+                conn.execute("DELETE FROM epochs WHERE key = ?", (key,))
+                conn.execute(
+                    f"INSERT INTO runs ({', '.join(values)}) "
+                    f"VALUES ({', '.join('?' * len(values))})",
+                    tuple(values.values()),
+                )
+                conn.executemany(
+                    f"INSERT INTO epochs (key, epoch, {', '.join(EPOCH_COLUMNS)}) "
+                    "VALUES (?, ?, ?, ?, ?, ?)",
+                    [(key, int(e["epoch"]), *(e.get(c) for c in EPOCH_COLUMNS)) for e in epochs],
+                )
+                copied += 1
+        return copied
 
     # -- reads ------------------------------------------------------------------------------
 
-    @staticmethod
-    def _row(row: sqlite3.Row) -> dict:
+    def _row(self, row: sqlite3.Row) -> dict | None:
+        """A run row as a dict (``config`` parsed); None, named once on stderr, for a row that
+        :func:`rnnbench.exports_schema.stored_run_problem` refuses (an edited or crafted row
+        imported before the exports were checked), so one bad row never stops a read."""
+        from rnnbench.exports_schema import stored_run_problem
+
         run = dict(row)
+        problem = stored_run_problem(run)
+        if problem is not None:
+            if run.get("key") not in self._skipped:
+                self._skipped.add(run.get("key"))
+                print(
+                    f"warning: skipped run {str(run.get('key'))[:40]!r} of the results store "
+                    f"{self.path}: its {problem}; delete the row or train the run again.",
+                    file=sys.stderr,
+                )
+            return None
         run["config"] = json.loads(run["config"])
         if run.get("peephole") is not None:
             run["peephole"] = bool(run["peephole"])
@@ -566,7 +594,7 @@ class Store:
         return run
 
     def get_run(self, key: str) -> dict | None:
-        """One run as a dict of its columns (``config`` parsed), or None."""
+        """One run as a dict of its columns (``config`` parsed), or None (also for a bad row)."""
         rows = self._read("SELECT * FROM runs WHERE key = ?", (key,))
         return self._row(rows[0]) if rows else None
 
@@ -599,7 +627,7 @@ class Store:
         if clauses:
             sql += " WHERE " + " AND ".join(clauses)
         sql += " ORDER BY created, dataset, unit, form, hidden, lr, seed, key"
-        return [self._row(row) for row in self._read(sql, params)]
+        return [run for row in self._read(sql, params) if (run := self._row(row)) is not None]
 
     def epochs(self, key: str) -> list[dict]:
         """Per-epoch metrics of one run, in epoch order."""

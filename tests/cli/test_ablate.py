@@ -147,9 +147,13 @@ def test_ablate_end_to_end_writes_every_report_file_and_rebuilds_from_its_export
         == 0
     )
     assert (rebuilt / "gradflow.csv").read_text(encoding="utf-8") == flow
-    assert "No sample for 3 of 3 cells, whose checkpoints are not on this machine" in (
-        rebuilt / "ablations.md"
-    ).read_text(encoding="utf-8")
+    # ... and keeps the samples committed beside the exports (issue 25 §3)
+    rebuilt_md = (rebuilt / "ablations.md").read_text(encoding="utf-8")
+    assert rebuilt_md.count("Kept from the committed report") == 3
+    assert "No sample for" not in rebuilt_md
+    assert sorted(p.name for p in (rebuilt / "samples").iterdir()) == sorted(
+        p.name for p in (out / "report" / "samples").iterdir()
+    )
     bare = tmp_path / "bare"
     assert (
         main(

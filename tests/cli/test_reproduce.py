@@ -242,6 +242,10 @@ def test_search_flags_reach_the_search_and_its_seeds_and_bad_ones_are_one_senten
         (dict(search_eta=3), "add --search halving"),
         (dict(search="halving", search_eta=1), "--search-eta 1"),
         (dict(search="halving", search_min_epochs=0), "--search-min-epochs 0"),
+        (
+            dict(search="halving", search_min_epochs=30, max_epochs=20),
+            "--search-min-epochs 30 is not below --max-epochs 20",
+        ),
     ):
         with pytest.raises(RnnbenchError, match=message):
             plan(args(sets=["jsb"], **bad))

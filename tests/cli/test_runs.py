@@ -51,7 +51,7 @@ def test_unfinished_runs_show_how_far_they_got(store_path, capsys):
     assert rows["d"]["status"] == "running"
     assert rows["d"]["epochs"] == "3*" and rows["d"]["valid"] == "8.750*"
     assert rows["e"]["epochs"] == "-" and rows["e"]["valid"] == "-"
-    assert lines[-1].startswith("* unfinished: the furthest epoch")
+    assert lines[-1].startswith("* unfinished or failed: the furthest epoch")
     assert main(["runs", "--store", str(store_path), "--status", "done"]) == 0
     assert "* unfinished" not in capsys.readouterr().out
 
@@ -145,3 +145,17 @@ def test_threads_reach_the_engine(engine, name):
     assert engine_kwargs(args)[name] == 1
     args.threads = None
     assert "threads" not in engine_kwargs(args) and "cpus_per_trial" not in engine_kwargs(args)
+
+
+def test_a_failed_run_shows_the_epochs_it_trained(tmp_path, capsys):
+    path = tmp_path / "r.db"
+    with Store(path) as store:
+        store.start_run("f", {"dataset": "jsb", "unit": "gru", "lr": 1e-3, "seed": 0}, "runs/f")
+        store.log_epochs(
+            "f", [{"epoch": e, "train_nll": 9.0, "valid_nll": 9.0 - e / 10} for e in range(1, 73)]
+        )
+        store.finish_run("f", "failed", error="RuntimeError: boom")
+    assert main(["runs", "--store", str(path)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    row = dict(zip(lines[0].split(), lines[1].split(), strict=False))
+    assert row["status"] == "failed" and row["epochs"] == "72*" and row["valid"] == "1.800*"

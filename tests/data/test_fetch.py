@@ -168,3 +168,49 @@ def test_read_only_data_folder(tmp_path):
         root.mkdir(mode=0o500)
     with pytest.raises(RnnbenchError, match="Cannot write the data under"):
         fetch("jsb", root, progress=False)
+
+
+def test_a_fetched_file_is_readable_by_everyone(server, tmp_path, data_root):
+    import os
+
+    served, _ = server
+    shutil.copy(data_root / "music" / "JSB_Chorales.mat", served / "JSB_Chorales.mat")
+    mask = os.umask(0o022)
+    try:
+        [(path, _)] = fetch("jsb", tmp_path / "data", progress=False)
+    finally:
+        os.umask(mask)
+    assert path.stat().st_mode & 0o777 == 0o644  # not mkstemp's 0600
+
+
+def test_data_list_does_not_call_a_truncated_file_present(tmp_path, data_root, capsys):
+    from tests.data.helpers import run_data_command
+
+    music = tmp_path / "d" / "music"
+    music.mkdir(parents=True)
+    shutil.copy(data_root / "music" / "Nottingham.mat", music / "Nottingham.mat")
+    (music / "JSB_Chorales.mat").write_bytes(
+        (data_root / "music" / "JSB_Chorales.mat").read_bytes()[:5000]
+    )
+    assert run_data_command(["data", "list", "--data-dir", str(tmp_path / "d")]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    jsb = next(i for i, line in enumerate(lines) if line.split()[:1] == ["jsb"])
+    assert lines[jsb].split()[1] == "changed" and "checksum differs" in lines[jsb + 1]
+    nottingham = next(line for line in lines if line.split()[:1] == ["nottingham"])
+    assert nottingham.split()[1] == "present"
+    assert any("checksum verified" in line for line in lines)
+
+
+def test_a_wrong_file_shadowing_the_shipped_one_is_named(tmp_path, data_root, capsys):
+    """A valid .mat of another corpus under the JSB name, in a folder looked in first."""
+    from rnnbench.data.registry import load_dataset
+
+    music = tmp_path / "cache" / "music"
+    music.mkdir(parents=True)
+    shutil.copy(data_root / "music" / "Piano_midi.mat", music / "JSB_Chorales.mat")
+    load_dataset("jsb", tmp_path / "cache")
+    err = capsys.readouterr().err
+    assert f"jsb was read from {music / 'JSB_Chorales.mat'} (from --data-dir)" in err
+    assert "SHA-256 differs from the published file's" in err
+    load_dataset("jsb", data_root)  # the published file: nothing to say
+    assert capsys.readouterr().err == ""

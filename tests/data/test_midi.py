@@ -94,3 +94,6 @@ def test_bad_midi_inputs(tmp_path):
         load_dataset(f"midi:{folder}?fps=4&fpb=2")
     with pytest.raises(RnnbenchError, match="positive"):
         load_dataset(f"midi:{folder}?fps=-1")
+    for bad in ("nan", "inf", "-inf"):
+        with pytest.raises(RnnbenchError, match="must be a positive, finite number"):
+            load_dataset(f"midi:{folder}?fps={bad}")

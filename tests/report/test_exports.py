@@ -39,3 +39,20 @@ def test_the_report_rebuilds_from_its_exports_alone(tmp_path):
     assert (again / "store-epochs.csv").read_text("utf-8") == (
         first / "store-epochs.csv"
     ).read_text("utf-8")
+
+
+def test_rebuilding_a_committed_report_keeps_its_samples(tmp_path):
+    """The committed grid has samples/ but no checkpoints: the rebuild shows them again."""
+    from pathlib import Path
+
+    committed = Path(__file__).resolve().parents[2] / "docs" / "results" / "grid"
+    kept = sorted(p.name for p in (committed / "samples").iterdir())
+    assert kept
+    out = tmp_path / "again"
+    assert main(["report", "--store", str(committed), "--out", str(out)]) == 0
+    assert sorted(p.name for p in (out / "samples").iterdir()) == kept
+    md = (out / "report.md").read_text("utf-8")
+    assert "No sample for" not in md
+    assert md.count("Kept from the committed report") == len(
+        [k for k in kept if k.endswith(".png")]
+    )

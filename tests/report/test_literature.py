@@ -32,3 +32,12 @@ def test_section_renders_for_music_and_not_for_speech_only():
     (table,) = [b for b in blocks if isinstance(b, Table)]
     assert table.rows[1][1] == "8.54"  # GRU on JSB
     assert literature_blocks(["fsdd-a"]) == []
+
+
+def test_the_report_cites_papers_not_files_a_user_lacks():
+    from rnnbench.report import literature
+
+    text = repr((literature.ROWS, literature.UNCONFIRMED, literature.NOTES))
+    for private in ("PAPER.md", "shared/", "search corpora", "project's search"):
+        assert private not in text
+    assert all("arXiv:1412.3555" in row.confirmed_by for row in literature.ROWS)

@@ -11,6 +11,8 @@ from __future__ import annotations
 import argparse
 import json
 
+from rnnbench.data.names import DATA_DIR_HELP
+
 MUSIC_SETS = ("jsb", "nottingham", "musedata", "pianomidi")
 
 
@@ -30,7 +32,7 @@ def register(subparsers) -> None:
     p.add_argument(
         "--data-dir",
         metavar="D",
-        help="the data folder (default: $RNNBENCH_DATA or the user cache folder)",
+        help=DATA_DIR_HELP,
     )
     p.add_argument("--json", action="store_true", help="print a JSON list, one object per row")
     p.set_defaults(func=handler)

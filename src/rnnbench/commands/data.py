@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 
+from rnnbench.data.names import DATA_DIR_HELP
+
 
 def register(subparsers) -> None:
     """Add the ``data`` command and its sub-commands."""
@@ -13,8 +15,7 @@ def register(subparsers) -> None:
         "--data-dir",
         default=None,
         metavar="DIR",
-        help="data folder (default: $RNNBENCH_DATA, else the user cache folder, else the "
-        "checkout's data/)",
+        help=DATA_DIR_HELP,
     )
     parser = subparsers.add_parser(
         "data",
@@ -27,7 +28,9 @@ def register(subparsers) -> None:
     p.set_defaults(func=_list)
 
     p = sub.add_parser("info", parents=[common], help="sequences, steps and padding per split")
-    p.add_argument("name", help="a data set name, e.g. jsb, fsdd-a, midi:PATH, wav:PATH")
+    p.add_argument(
+        "name", help="a data set name, e.g. jsb, fsdd-a, midi:PATH, wav:PATH, music:FILE"
+    )
     p.add_argument("--json", action="store_true", help="print JSON")
     p.add_argument(
         "--batch-size",
@@ -44,8 +47,19 @@ def register(subparsers) -> None:
     p.set_defaults(func=_fetch)
 
 
+def _state(root, name: str) -> str:
+    """The checksum state of a built-in music set's file under ``root`` ('' for speech)."""
+    from rnnbench.data.music import MUSIC_SETS, find_music_file
+    from rnnbench.data.provenance import checksum_state
+
+    if name not in MUSIC_SETS:
+        return ""
+    return checksum_state(find_music_file(root, name))
+
+
 def _list(args) -> int:
     from rnnbench.data.locate import candidates
+    from rnnbench.data.provenance import CHANGED
     from rnnbench.data.registry import DESCRIPTIONS, PATTERNS, holds, list_datasets
 
     looked = candidates(args.data_dir)
@@ -55,9 +69,17 @@ def _list(args) -> int:
         found = next(((r, o) for r, o in looked if holds(r, name)), None)
         missing = missing or found is None
         mark = "present" if found else "missing"
+        state = _state(found[0], name) if found else ""
+        if state == CHANGED:
+            mark = "changed"
         print(f"  {name:<12} {mark:<8} {DESCRIPTIONS[name]}")
         if found:
-            print(f"  {'':<12} {'':<8} found in {found[0]} ({found[1]})")
+            print(f"  {'':<12} {'':<8} found in {found[0]} ({found[1]}){state and ', '}{state}")
+        if state == CHANGED:
+            print(
+                f"  {'':<12} {'':<8} (truncated, or not the published file: `rnnbench data "
+                f"fetch {name} --force` replaces it)"
+            )
     if missing:
         print("  fetch a missing set with `rnnbench data fetch NAME` (SHA-256 checked).")
     for pattern in PATTERNS:

@@ -6,6 +6,7 @@ import argparse
 import shlex
 import sys
 
+from rnnbench.data.names import DATA_DIR_HELP
 from rnnbench.errors import RnnbenchError
 from rnnbench.store import DEFAULT_PATH
 
@@ -30,7 +31,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         metavar="PATH",
         help=f"a results store to read; repeat to merge several (default: {DEFAULT_PATH})",
     )
-    p.add_argument("--out", default="rnnbench-report", help="the report folder to write")
+    p.add_argument(
+        "--out",
+        default="rnnbench-report",
+        metavar="DIR",
+        help="the report folder to write (default ./rnnbench-report)",
+    )
     p.add_argument(
         "--quick",
         action="store_true",
@@ -43,7 +49,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="leave out the Samples section (a sample of each cell's chosen run, as audio and "
         "a picture; needs the runs' folders and the data)",
     )
-    p.add_argument("--data-dir", metavar="D", help="data folder for the samples' real excerpts")
+    p.add_argument("--data-dir", metavar="D", help=DATA_DIR_HELP + "; for the samples")
     p.set_defaults(func=handler)
 
 

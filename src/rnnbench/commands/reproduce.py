@@ -383,6 +383,12 @@ def search_fields(args: argparse.Namespace) -> dict:
         raise RnnbenchError(f"--search-eta {eta}: use 2 or more (3 keeps a third at each rung).")
     if first is not None and first < 1:
         raise RnnbenchError(f"--search-min-epochs {first}: use an epoch of 1 or more.")
+    cap = getattr(args, "max_epochs", None)
+    if first is not None and cap is not None and first >= cap:
+        raise RnnbenchError(
+            f"--search-min-epochs {first} is not below --max-epochs {cap}, so no rung would "
+            "ever stop a candidate; lower --search-min-epochs or raise --max-epochs."
+        )
     out = {"search": "halving"}
     if eta is not None:
         out["search_eta"] = eta

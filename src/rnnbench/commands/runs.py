@@ -1,8 +1,8 @@
 """``rnnbench runs``: list the runs of a results store, filtered by data set, unit and status.
 
-A run still queued or running that has trained some epochs shows how far it got: its furthest
-epoch and its best validation NLL so far, marked ``*`` (provisional: not an early-stopped
-result)."""
+A run still queued or running (or one that failed) that has trained some epochs shows how far it
+got: its furthest epoch and its best validation NLL so far, marked ``*`` (provisional: not an
+early-stopped result)."""
 
 from __future__ import annotations
 
@@ -65,7 +65,9 @@ def with_progress(store, runs: list[dict]) -> tuple[list[dict], bool]:
     = their best so far, as text marked ``*``; also whether any run was marked."""
     out, marked = [], False
     for run in runs:
-        if run["status"] in ("queued", "running"):
+        if run["status"] in ("queued", "running") or (
+            run["status"] == "failed" and run.get("epochs") is None
+        ):
             rows = store.epochs(run["key"])
             valid = [
                 e["valid_nll"]
@@ -124,5 +126,8 @@ def handler(args: argparse.Namespace) -> int:
     counts = {s: sum(1 for r in runs if r["status"] == s) for s in STATUSES}
     print(f"{len(runs)} runs: " + ", ".join(f"{n} {s}" for s, n in counts.items() if n))
     if marked:
-        print("* unfinished: the furthest epoch and the best validation NLL so far (provisional)")
+        print(
+            "* unfinished or failed: the furthest epoch and the best validation NLL so far "
+            "(provisional)"
+        )
     return 0

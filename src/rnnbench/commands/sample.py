@@ -13,6 +13,7 @@ import shlex
 import sys
 from pathlib import Path
 
+from rnnbench.data.names import DATA_DIR_HELP
 from rnnbench.errors import RnnbenchError
 
 FORMATS = ("auto", "midi", "wav", "both")
@@ -52,7 +53,12 @@ def register(subparsers) -> None:
         action="store_true",
         help="with --store: every seed at the chosen rate, not only the best",
     )
-    p.add_argument("--out", default="rnnbench-samples", help="folder to write into")
+    p.add_argument(
+        "--out",
+        default="rnnbench-samples",
+        metavar="DIR",
+        help="folder to write into (default ./rnnbench-samples)",
+    )
     p.add_argument("--count", type=int, default=1, metavar="N", help="samples per run (1)")
     length = p.add_mutually_exclusive_group()
     length.add_argument("--steps", type=int, metavar="N", help="steps per sample")
@@ -89,7 +95,7 @@ def register(subparsers) -> None:
     p.add_argument("--fpb", type=float, help="music: frames per quarter note (default: the set's)")
     p.add_argument("--bpm", type=float, help="music: quarter notes per minute (default 120)")
     p.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
-    p.add_argument("--data-dir", metavar="D", help="data folder (default: RNNBENCH_DATA)")
+    p.add_argument("--data-dir", metavar="D", help=DATA_DIR_HELP)
     p.set_defaults(func=handler)
 
 

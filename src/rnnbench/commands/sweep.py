@@ -13,6 +13,7 @@ import shlex
 import sys
 from pathlib import Path
 
+from rnnbench.data.names import DATA_DIR_HELP
 from rnnbench.sweeps import ENGINES
 
 
@@ -55,8 +56,7 @@ def add_engine_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--data-dir",
         metavar="D",
-        help="the data folder (default: $RNNBENCH_DATA, else the user cache folder, else the "
-        "checkout's data/)",
+        help=DATA_DIR_HELP,
     )
     p.add_argument("--store", metavar="PATH", help="results store (default OUT/results.db)")
     p.add_argument(
@@ -68,6 +68,11 @@ def add_engine_arguments(p: argparse.ArgumentParser) -> None:
         "their run folders, so a study goes on from git on a new machine (repeatable)",
     )
     p.add_argument("--no-progress", action="store_true", help="no live display on stderr")
+    p.add_argument(
+        "--verbose",
+        action="store_true",
+        help="with --engine ray: also show Ray's and Tune's own output (quiet by default)",
+    )
 
 
 def register(subparsers) -> None:
@@ -105,6 +110,7 @@ def check_engine_arguments(args: argparse.Namespace) -> None:
         raise RnnbenchError(f"--retries {args.retries} is negative; use 0 or more.")
     if args.address and args.engine != "ray":
         raise RnnbenchError("--address only applies to --engine ray; add it or drop --address.")
+    from rnnbench.exports_schema import read_exports
     from rnnbench.report.exports import RUNS_FILE, is_export
 
     for folder in getattr(args, "resume_from", None) or []:
@@ -114,6 +120,7 @@ def check_engine_arguments(args: argparse.Namespace) -> None:
                 "folder that `rnnbench report` or `rnnbench ablate` wrote, such as "
                 "docs/results/grid."
             )
+        read_exports(folder, strict=True)  # refused here, before any store is opened
 
 
 def preflight(args: argparse.Namespace, populations) -> None:
@@ -183,6 +190,7 @@ def engine_kwargs(args: argparse.Namespace) -> dict:
         "device": args.device,
         "data_dir": args.data_dir,
         "progress": not args.no_progress,
+        **({"verbose": True} if args.engine == "ray" and getattr(args, "verbose", False) else {}),
     }
 
 

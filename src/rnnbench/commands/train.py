@@ -17,6 +17,7 @@ import dataclasses
 import json
 from pathlib import Path
 
+from rnnbench.data.names import DATA_DIR_HELP
 from rnnbench.errors import RnnbenchError
 from rnnbench.train.config import PROTOCOLS, RunConfig
 from rnnbench.train.presets import AUTHORS, with_preset
@@ -66,7 +67,8 @@ def register(subparsers) -> None:
         "--dataset",
         required=True,
         metavar="NAME",
-        help="jsb, nottingham, musedata, pianomidi, fsdd-a, fsdd-b, midi:PATH, wav:PATH",
+        help="jsb, nottingham, musedata, pianomidi, fsdd-a, fsdd-b, midi:PATH, wav:PATH, "
+        "music:FILE",
     )
     from rnnbench.units.cli import UNIT_HELP
 
@@ -188,8 +190,7 @@ def register(subparsers) -> None:
     p.add_argument(
         "--data-dir",
         metavar="D",
-        help="the data folder (default: $RNNBENCH_DATA, else the user cache folder, else the "
-        "checkout's data/)",
+        help=DATA_DIR_HELP,
     )
     p.add_argument(
         "--out",

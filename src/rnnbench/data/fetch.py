@@ -122,6 +122,9 @@ def download(
                 f"{sha256}; the download is corrupt or the file changed upstream, so try again "
                 f"or use a mirror ({MIRROR_ENV})."
             )
+        mask = os.umask(0o022)  # mkstemp made the file 0600; a data file is for everyone
+        os.umask(mask)
+        os.chmod(tmp, 0o666 & ~mask)
         os.replace(tmp, dest)
     finally:
         if tmp.exists():

@@ -21,9 +21,11 @@ from pathlib import Path
 
 import platformdirs
 
+from rnnbench.data.names import DATA_DIR_HELP  # noqa: F401 - re-exported
 from rnnbench.errors import RnnbenchError
 
 ENV_VAR = "RNNBENCH_DATA"
+
 CHECKOUT = "the data shipped with the checkout"
 
 

@@ -134,7 +134,7 @@ def music_stats(rolls: dict[str, list[np.ndarray]]) -> dict:
     per_seq = [float(r.sum(axis=1).mean()) for r in train if r.shape[0]]
     return {
         "longest": int(max((r.shape[0] for r in all_rolls), default=0)),
-        "keys_per_step": round(float(np.mean(per_seq)), 4) if per_seq else 0.0,
+        "keys_per_step": round(float(np.mean(per_seq)), 2) if per_seq else 0.0,
     }
 
 

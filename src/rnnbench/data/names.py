@@ -8,10 +8,18 @@ A name is ``BASE`` or ``BASE?key=value&key=value``; for user data the base is
 from __future__ import annotations
 
 import hashlib
+import math
 from collections.abc import Sequence
 from pathlib import Path
 
 from rnnbench.errors import RnnbenchError
+
+# The --data-dir help of every command: the folders looked in, in order (rnnbench.data.locate).
+# Here, not in locate, so that building the CLI parser imports nothing beyond the standard library.
+DATA_DIR_HELP = (
+    "the data folder (default: $RNNBENCH_DATA, else the user cache folder, else the "
+    "checkout's data/; a folder given here or in $RNNBENCH_DATA is the only one looked in)"
+)
 
 
 def split_options(name: str, allowed: dict[str, type]) -> tuple[str, dict]:
@@ -34,9 +42,10 @@ def split_options(name: str, allowed: dict[str, type]) -> tuple[str, dict]:
             number = allowed[key](value)
         except ValueError:
             number = None
-        if number is None or number <= 0:
+        if number is None or not math.isfinite(number) or number <= 0:
             raise RnnbenchError(
-                f"Option {key}={value!r} in data set name {name!r} must be a positive number."
+                f"Option {key}={value!r} in data set name {name!r} must be a positive, finite "
+                "number."
             )
         options[key] = number
     return base, options

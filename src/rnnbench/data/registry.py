@@ -49,10 +49,14 @@ def load_dataset(name: str, data_dir=None) -> Dataset:
     base = name.partition("?")[0]
     if base not in MUSIC_SETS and base not in SPEECH_SETS:
         return _load(name, data_root(data_dir), data_dir)
-    root = find_set(base, data_dir)[0]
+    root, origin = find_set(base, data_dir)
     key = (name, str(root.resolve()), _fingerprint(root, base))
     if key not in _cache:
         _cache[key] = _load(name, root, data_dir)
+        if base in MUSIC_SETS:
+            from rnnbench.data.provenance import note_if_changed
+
+            note_if_changed(base, Path(_cache[key].meta["file"]), origin)
     return _cache[key]
 
 

@@ -34,31 +34,6 @@ EPOCHS_FILE = "store-epochs.csv"
 META_FILE = "store-meta.json"
 EXPORT_FILES = (RUNS_FILE, EPOCHS_FILE, META_FILE)
 EPOCH_FIELDS = ("key", "epoch", "train_nll", "valid_nll", "updates", "seconds")
-# Store columns read back as numbers (the rest stay text; empty cells are NULL).
-_INTEGER = {
-    "peephole",
-    "hidden",
-    "seed",
-    "batch_size",
-    "max_epochs",
-    "quick",
-    "best_epoch",
-    "epochs",
-    "updates",
-    "params",
-    "attempts",
-    "epoch",
-}
-_REAL = {
-    "lr",
-    "train_nll",
-    "valid_nll",
-    "test_nll",
-    "train_nll_seq",
-    "valid_nll_seq",
-    "test_nll_seq",
-    "seconds",
-}
 
 
 def is_export(path: str | Path) -> bool:
@@ -110,45 +85,42 @@ def write_exports(collected: dict, out: str | Path) -> None:
 def materialize(folder: str | Path) -> Path:
     """Load the exports in ``folder`` into a new temporary SQLite store; return its path.
 
+    The exports are checked first (:func:`rnnbench.exports_schema.read_exports`): a file that
+    cannot be trusted is refused in one sentence; a bad row is named on stderr and left out.
+    (:func:`rnnbench.report.stores.open_stores` marks each run read this way as ``confined``
+    to ``folder``: its checkpoint, for samples, is looked for only inside it.)
     The caller deletes the file's folder (``path.parent``) when done."""
+    from rnnbench.exports_schema import read_exports, warn_skipped
     from rnnbench.store import Store
 
     folder = Path(folder)
+    found = read_exports(folder, strict=False)
+    warn_skipped(found.skipped)
     tmp = Path(tempfile.mkdtemp(prefix="rnnbench-exports-"))
     path = tmp / "results.db"
     Store(path).close()  # the schema
-    try:
-        runs = _read_csv(folder / RUNS_FILE)
-        epochs = _read_csv(folder / EPOCHS_FILE) if (folder / EPOCHS_FILE).is_file() else []
-        meta_path = folder / META_FILE
-        meta = json.loads(meta_path.read_text("utf-8")) if meta_path.is_file() else {}
-    except (OSError, ValueError, csv.Error) as exc:
-        raise RnnbenchError(
-            f"The exports in {folder} cannot be read ({exc}): restore {RUNS_FILE} and "
-            f"{EPOCHS_FILE} from git, or point --store at a results.db."
-        ) from exc
     conn = sqlite3.connect(path, isolation_level=None)
     try:
         have = {row[1] for row in conn.execute("PRAGMA table_info(runs)")}
         conn.execute("BEGIN")
-        for run in runs:
-            names = [c for c in run if c in have]
+        for run in found.runs:
+            values = {c: v for c, v in run.items() if c in have}
             conn.execute(
-                f"INSERT INTO runs ({', '.join(names)}) VALUES ({', '.join('?' * len(names))})",
-                [_value(c, run[c]) for c in names],
+                f"INSERT INTO runs ({', '.join(values)}) VALUES ({', '.join('?' * len(values))})",
+                list(values.values()),
             )
-        for e in epochs:
-            conn.execute(
-                f"INSERT OR REPLACE INTO epochs ({', '.join(EPOCH_FIELDS)}) VALUES (?,?,?,?,?,?)",
-                [_value(c, e.get(c, "")) for c in EPOCH_FIELDS],
+        for epochs in found.epochs.values():
+            conn.executemany(
+                f"INSERT INTO epochs ({', '.join(EPOCH_FIELDS)}) VALUES (?,?,?,?,?,?)",
+                [[e[c] for c in EPOCH_FIELDS] for e in epochs],
             )
-        for name, value in meta.items():
+        for name, value in found.meta.items():
             conn.execute("INSERT OR REPLACE INTO meta (name, value) VALUES (?, ?)", (name, value))
         conn.execute("COMMIT")
-    except (sqlite3.Error, KeyError, ValueError) as exc:
+    except sqlite3.Error as exc:
         raise RnnbenchError(
-            f"The exports in {folder} are not a complete rnnbench export ({exc}): restore them "
-            "from git or rebuild them with `rnnbench report`."
+            f"The exports in {folder} cannot be loaded ({exc}): restore them from git or "
+            "rebuild them with `rnnbench report`."
         ) from exc
     finally:
         conn.close()
@@ -157,8 +129,13 @@ def materialize(folder: str | Path) -> Path:
 
 def import_finished(folder: str | Path, store) -> tuple[int, int]:
     """Copy the finished (done or diverged) runs of the exports in ``folder`` into ``store``
-    (:meth:`rnnbench.store.Store.import_run`), with every epoch; runs the exports hold
-    unfinished are left to train. Returns (runs copied, runs in the exports)."""
+    (:meth:`rnnbench.store.Store.import_runs`), with every epoch; runs the exports hold
+    unfinished are left to train. Returns (runs copied, runs in the exports).
+
+    All or nothing: every file and row is checked first
+    (:func:`rnnbench.exports_schema.read_exports`), and one bad row refuses the whole folder
+    in one sentence naming the file, the row and the field, leaving ``store`` untouched."""
+    from rnnbench.exports_schema import read_exports
     from rnnbench.store import FINISHED
 
     folder = Path(folder)
@@ -167,25 +144,12 @@ def import_finished(folder: str | Path, store) -> tuple[int, int]:
             f"{folder} holds no rnnbench exports ({RUNS_FILE}): give --resume-from a report "
             "folder that `rnnbench report` or `rnnbench ablate` wrote, such as docs/results/grid."
         )
-    try:
-        runs = _read_csv(folder / RUNS_FILE)
-        epochs = _read_csv(folder / EPOCHS_FILE) if (folder / EPOCHS_FILE).is_file() else []
-        by_key: dict[str, list[dict]] = {}
-        for e in epochs:
-            by_key.setdefault(e["key"], []).append({c: _value(c, e[c]) for c in EPOCH_FIELDS})
-        rows = [{c: _value(c, v) for c, v in run.items()} for run in runs]
-    except (OSError, ValueError, KeyError, csv.Error) as exc:
-        raise RnnbenchError(
-            f"The exports in {folder} cannot be read ({exc}): restore {RUNS_FILE} and "
-            f"{EPOCHS_FILE} from git."
-        ) from exc
+    found = read_exports(folder, strict=True)
     source = str(folder.resolve())
-    copied = sum(
-        store.import_run(row, by_key.get(row["key"], []), source)
-        for row in rows
-        if row.get("status") in FINISHED
-    )
-    return copied, len(rows)
+    finished = [
+        (run, found.epochs.get(run["key"], [])) for run in found.runs if run["status"] in FINISHED
+    ]
+    return store.import_runs(finished, source), len(found.runs)
 
 
 def _run_columns(runs: list[dict]) -> list[str]:
@@ -204,18 +168,3 @@ def _cell(value) -> str:
     if isinstance(value, float):
         return "" if not math.isfinite(value) else repr(value)
     return str(value)
-
-
-def _value(column: str, text: str):
-    if text == "" or text is None:
-        return None
-    if column in _INTEGER:
-        return int(float(text))
-    if column in _REAL:
-        return float(text)
-    return text
-
-
-def _read_csv(path: Path) -> list[dict]:
-    with open(path, newline="", encoding="utf-8") as f:
-        return list(csv.DictReader(f))

@@ -38,8 +38,8 @@ class LiteratureRow:
 _CHUNG = "Chung, Gulcehre, Cho & Bengio 2014 (arXiv:1412.3555), Table 2"
 _CHUNG_METRIC = "average NLL per time step, test split; one run per cell, no error bars"
 _CHUNG_SOURCE = (
-    "the paper's Table 2 as transcribed in the project's shared/PAPER.md ('Results to "
-    "reproduce'), identical to rnnbench.report.paper.TABLE2 (a test checks it)"
+    "Table 2 of the paper (arXiv:1412.3555), transcribed into rnnbench.report.paper.TABLE2 "
+    "(a test checks this row against it)"
 )
 
 ROWS: tuple[LiteratureRow, ...] = (
@@ -71,8 +71,8 @@ UNCONFIRMED: tuple[tuple[str, str, str], ...] = (
     (
         "Boulanger-Lewandowski, Bengio & Vincent 2012 (ICML), Table 1",
         "RNN, RNN (HF), RNN-RBM, RNN-NADE log-likelihoods on the four sets",
-        "no copy of the table was found through the project's search corpora (the stored "
-        "pages of arXiv:1206.6392 show its abstract only)",
+        "no copy of the table could be read (the arXiv listing of arXiv:1206.6392 gives its "
+        "abstract only)",
     ),
     (
         "Pascanu, Mikolov & Bengio 2013 (ICML, arXiv:1211.5063), polyphonic music table",
@@ -83,8 +83,8 @@ UNCONFIRMED: tuple[tuple[str, str, str], ...] = (
         "Bai, Kolter & Koltun 2018 (arXiv:1803.01271), the sequence-modelling table",
         "TCN, LSTM, GRU, RNN on JSB Chorales and Nottingham",
         "the authors' repository (locuslab/TCN, README and TCN/poly_music/README.md) has no "
-        "numbers and no copy of the paper's table was found; shared/PAPER.md quotes numbers "
-        "second-hand, which are therefore left out",
+        "numbers and no copy of the paper's table was found; numbers quoted second-hand "
+        "elsewhere are therefore left out",
     ),
     (
         "Greff et al. 2017 (LSTM: A Search Space Odyssey)",
@@ -95,9 +95,9 @@ UNCONFIRMED: tuple[tuple[str, str, str], ...] = (
 
 NOTES: tuple[str, ...] = (
     "Frame-weighted, log-likelihood sign: the data sets' own page (Boulanger-Lewandowski, "
-    "www-etud.iro.umontreal.ca/~boulanni/icml2012, 'Evaluation notes', read through the "
-    "project's search) defines the score as the average log-likelihood of a time step, every "
-    "time step of the test set weighted equally, so longer pieces weigh more; papers in that "
+    "www-etud.iro.umontreal.ca/~boulanni/icml2012, 'Evaluation notes') defines the score as "
+    "the average log-likelihood of a time step, every time step of the test set weighted "
+    "equally, so longer pieces weigh more; papers in that "
     "line print it negative (higher is better). Table 2 and this table print its negation.",
     "Per-sequence averages (the mean over pieces of each piece's mean per-step NLL) weight short "
     "pieces more; the report's per-sequence columns and `rnnbench baselines` give both.",

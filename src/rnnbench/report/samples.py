@@ -14,8 +14,11 @@ synthesized audio) and ``STEM.png`` (piano rolls); speech ``STEM.wav``, ``STEM-r
 spectrogram). The HTML embeds the OGG Vorbis audio and the PNG as data URIs (Vorbis, not WAV,
 to keep the page small) and links the MIDI and WAV files; ``report.md`` links them all.
 
-Cells whose checkpoints are not on this machine are named in one sentence at the end; a cell
-whose data set cannot be loaded gets one sentence; the report is still written.
+A cell whose checkpoint is not on this machine keeps the sample already committed for it: when a
+report is rebuilt from a report folder's exports (``--store FOLDER``) or into the folder that
+holds it, the cell's files in ``FOLDER/samples/`` (named by its run) are copied and shown again,
+marked as kept. Cells with neither are named in one sentence at the end; a cell whose data set
+cannot be loaded gets one sentence; the report is still written.
 """
 
 from __future__ import annotations
@@ -63,7 +66,14 @@ def samples_section(
         try:
             run_dir = find_run_dir(cell.best_run, store_paths)
         except RnnbenchError:
-            absent.append(f"{title} (run {cell.best_run['key']})")
+            kept = _kept(cell, title, Path(out), store_paths)
+            if kept is None:
+                absent.append(f"{title} (run {cell.best_run['key']})")
+                continue
+            if cell.dataset not in headed:
+                headed.add(cell.dataset)
+                blocks.append(Heading(info.label, 3))
+            blocks.append(kept)
             continue
         if cell.dataset not in headed:
             headed.add(cell.dataset)
@@ -89,6 +99,70 @@ def samples_section(
     return blocks
 
 
+def stem_of(cell, key: str) -> str:
+    """The file name stem of a cell's sample: data set, unit, form and run key."""
+    base = "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in cell.dataset)
+    form = "".join(ch if ch.isalnum() else "-" for ch in cell.form).strip("-")
+    return "-".join(x for x in (base[:40], cell.unit, form[:40], key) if x)
+
+
+# The files of one sample, by role: (music names, speech names); "-real" is the real excerpt.
+_KEPT_FILES = {
+    "music": ("{s}.ogg", "{s}-real.ogg", "{s}.png", "{s}.mid", "{s}-real.mid"),
+    "speech": ("{s}.ogg", "{s}-real.ogg", "{s}.png", "{s}.wav", "{s}-real.wav"),
+}
+MAX_KEPT_BYTES = 64 * 2**20  # one committed sample file
+
+
+def _kept(cell, title: str, out: Path, store_paths) -> Media | None:
+    """The committed sample of a cell whose checkpoint is absent, copied into ``out/samples``
+    from a report folder given as a store (or already there), or None when there is none."""
+    import shutil
+
+    from rnnbench.data.names import task_of
+
+    key = cell.best_run["key"]
+    stem = stem_of(cell, key)
+    task = task_of(cell.dataset)
+    names = [n.format(s=stem) for n in _KEPT_FILES[task]]
+    target = out / FOLDER
+    folders = [target] + [Path(p) / FOLDER for p in store_paths if Path(p).is_dir()]
+    for folder in folders:
+        paths = [folder / n for n in names]
+        if not all(_plain_file(p) for p in paths):
+            continue
+        if folder.resolve() != target.resolve():
+            target.mkdir(parents=True, exist_ok=True)
+            for p in paths:
+                shutil.copyfile(p, target / p.name)
+        ogg, real_ogg, png, sample, real = (target / n for n in names)
+        kind = "MIDI" if task == "music" else "WAV"
+        run = cell.best_run
+        nll = run.get("test_nll")
+        return Media(
+            root=out,
+            title=title,
+            caption=(
+                f"run {key} (lr {run['config']['lr']:.3g}, seed {run['config'].get('seed', 0)}"
+                + (f", test NLL {nll:.3f}" if nll is not None else "")
+                + "). Kept from the committed report: this run's checkpoint is not on this "
+                "machine, so the sample was not drawn again."
+            ),
+            audio=[("sample", ogg), ("real test excerpt", real_ogg)],
+            image=png,
+            links=[(kind, sample), (f"real {kind}", real)],
+        )
+    return None
+
+
+def _plain_file(path: Path) -> bool:
+    """A regular file (not a link) of at most :data:`MAX_KEPT_BYTES`."""
+    try:
+        return path.is_file() and not path.is_symlink() and path.stat().st_size <= MAX_KEPT_BYTES
+    except OSError:
+        return False
+
+
 def _load(name: str, data_dir):
     from rnnbench.data.registry import load_dataset
 
@@ -111,9 +185,7 @@ def _cell_media(cell, ckpt, dataset, folder: Path, root: Path, seed, title) -> l
     model = build_population([ckpt], dataset)
     frames = draw(model, [member_seed(seed, ckpt.key, 0)], steps)[0]
     real = real_excerpt(dataset, 0, steps)
-    base = "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in cell.dataset)
-    form = "".join(ch if ch.isalnum() else "-" for ch in cell.form).strip("-")
-    stem = "-".join(x for x in (base[:40], cell.unit, form[:40], ckpt.key) if x)
+    stem = stem_of(cell, ckpt.key)
     formats = ("midi", "wav", "png") if music else ("wav", "png")
     exts = ("ogg",) if music else ("wav", "ogg")
     w = write_sample(

@@ -115,7 +115,12 @@ def _open(path: Path) -> tuple[Store, list[dict]]:
         temp = exports.materialize(path)
         store = Store(temp, readonly=True)
         store._cleanup = temp.parent  # noqa: SLF001 - deleted with the store (Sources.close)
-        runs = [{**r, "config": with_defaults(r["config"])} for r in store.runs()]
+        # ``confined``: the run's recorded folders came from a file anyone can edit, so its
+        # checkpoint is looked for only inside this folder (rnnbench.samples.find_run_dir).
+        confined = str(path.resolve())
+        runs = [
+            {**r, "config": with_defaults(r["config"]), "confined": confined} for r in store.runs()
+        ]
         if not runs:
             store.close()
             raise RnnbenchError(f"The exports in {path} hold no runs: point --store elsewhere.")

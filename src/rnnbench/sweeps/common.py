@@ -27,6 +27,7 @@ from typing import Any
 
 from rnnbench.errors import RnnbenchError
 from rnnbench.store import FINISHED, Store
+from rnnbench.sweeps.estimate import Estimate, words
 from rnnbench.sweeps.grid import Population
 from rnnbench.train.config import RunConfig
 
@@ -236,6 +237,25 @@ class Tally:
     failed: int = 0
     skipped: int = 0
     epochs: dict[Any, int] = field(default_factory=dict)  # latest epoch of each running task
+    caps: dict[Any, int] = field(default_factory=dict)  # the epoch cap of each running task
+    estimate: Estimate = field(default_factory=Estimate)  # time left (sweeps.estimate)
+
+    def queued(self, task, population: Population) -> None:
+        """A population to train (task ``task``): its epoch cap and the work it adds."""
+        self.caps[task] = max(c.max_epochs for c in population.configs)
+        self.estimate.queue(task, population.configs)
+
+    def epoch(self, task, member: int, record: dict) -> None:
+        """An epoch record of one member of task ``task``."""
+        self.epochs[task] = max(self.epochs.get(task, 0), int(record["epoch"]))
+        self.estimate.epoch(task, member, record)
+
+    def ended(self, task, *, for_good: bool = True) -> None:
+        """Task ``task`` stopped running; ``for_good``: nothing of it is left to train."""
+        self.epochs.pop(task, None)
+        if for_good:
+            self.caps.pop(task, None)
+            self.estimate.drop(task)
 
     def count(self, store: Store, population: Population) -> None:
         """Add the population's ``done`` and ``diverged`` runs (as the store has them)."""
@@ -272,7 +292,10 @@ class Display:
                 file=sys.stderr,
                 dynamic_ncols=True,
                 desc="sweep",
-                smoothing=0.1,
+                # tqdm's own estimate (time so far / runs so far) froze and jumped: ours is in
+                # the postfix, from measured per-epoch costs (rnnbench.sweeps.estimate)
+                bar_format="{desc}: {percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt} "
+                "[{elapsed}{postfix}]",
             )
 
     def update(self, running: int, finished_now: int = 0) -> None:
@@ -284,10 +307,15 @@ class Display:
             self.bar.total = total
         if finished_now:
             self.bar.update(finished_now)
-        epochs = ",".join(str(e) for e in sorted(t.epochs.values()))
+        epochs = ", ".join(
+            f"{e}/{t.caps[k]}" if k in t.caps else str(e)
+            for k, e in sorted(t.epochs.items(), key=lambda item: item[1])
+        )
+        left = words(t.estimate.left(max(0, t.planned - t.total)))
         self.bar.set_postfix_str(
             f"running {running}"
             + (f" (epoch {epochs})" if epochs else "")
+            + (f" · {left}" if left else "")
             + f" · diverged {t.diverged} · failed {t.failed}",
             refresh=True,
         )

@@ -189,6 +189,7 @@ def run_local(
     loaded_units = tuple(loaded())
     results = ctx.Queue()
     tally = common.Tally(planned=common.planned_runs(populations, then))
+    tally.estimate.workers = n_workers
     pending: deque[_Task] = deque()
     pool: list[_Worker] = []
     next_id = iter(range(1 << 62))
@@ -203,6 +204,7 @@ def run_local(
             todo = common.admit(store, pop, out, tally, display, _busy())
             if todo is not None:
                 tasks.append(_Task(next(next_id), todo))
+                tally.queued(tasks[-1].tid, todo)
             else:
                 add(common.chain(then, store, pop), first=True)
         if first:
@@ -248,7 +250,7 @@ def run_local(
     def finish(worker: _Worker) -> _Task:
         task = worker.task
         worker.task = None
-        tally.epochs.pop(task.tid, None)
+        tally.ended(task.tid, for_good=False)
         return task
 
     def failed(task: _Task, error: str, kind: str) -> None:
@@ -258,6 +260,7 @@ def run_local(
             pending.append(task)
             return
         common.record_failure(store, task.population, error)
+        tally.ended(task.tid)
         tally.failed += len(task.population.configs)
         display.update(_busy(), len(task.population.configs))
         add(common.chain(then, store, task.population), first=True)
@@ -271,13 +274,14 @@ def run_local(
         if kind == "epoch":
             _, _, _, k, record = message
             common.record_epoch(store, task.population.configs[k], record)
-            tally.epochs[task.tid] = max(tally.epochs.get(task.tid, 0), int(record["epoch"]))
+            tally.epoch(task.tid, k, record)
             display.update(_busy())
         elif kind == "result":  # one member finished while the others train on
             _, _, _, k, result = message
             common.record_result(store, task.population.configs[k], out, result)
         elif kind == "done":
             finish(worker)
+            tally.ended(task.tid)
             common.record_results(store, task.population, out, message[3])
             tally.count(store, task.population)
             display.update(_busy(), len(task.population.configs))

@@ -24,6 +24,13 @@ Design:
 - Chained populations (``then``, how ``reproduce`` runs its seeds after its learning-rate
   search) run as a next phase, one experiment per phase.
 
+Quiet by default: our progress bar only. Ray's and Tune's own output (the configuration box, the
+TensorBoard hint, the logger callbacks' files, the "experiment checkpoint sync" warning Tune
+repeats at every epoch of a fast grid) is turned off unless ``verbose`` (``--verbose``). SIGTERM
+stops a Ray sweep as it stops a local one: ``ray.init`` installs Ray's native handler (which
+prints a stack dump and leaves runs ``running``), so the CLI's handler is put back after it;
+the interrupted runs go back to ``queued``.
+
 On a multi-node cluster, Tune needs a ``storage_path`` every node can reach; set
 ``RNNBENCH_RAY_STORAGE`` to a shared folder or a cloud URI (default ``OUT/ray``). Every node
 reads the data itself: ``--data-dir`` (or ``RNNBENCH_DATA``) must name a folder that holds the
@@ -34,9 +41,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import shutil
+import signal
 import tempfile
+import threading
 import uuid
 from pathlib import Path
 
@@ -168,8 +178,8 @@ class DriverCallback(tune.Callback if tune is not None else object):
         for k, record in records:
             self._open().log_epoch(keys[k], record)
         if self.display is not None:
-            if records:
-                self.display.tally.epochs[trial.trial_id] = records[-1][1]["epoch"]
+            for k, record in records:
+                self.display.tally.epoch(_trial_id(trial), k, record)
             self.display.update(sum(1 for t in trials if t.status == "RUNNING"))
 
     def on_checkpoint(self, iteration, trials, trial, checkpoint, **info) -> None:
@@ -185,7 +195,7 @@ class DriverCallback(tune.Callback if tune is not None else object):
 
     def on_trial_complete(self, iteration, trials, trial, **info) -> None:
         if self.display is not None:
-            self.display.tally.epochs.pop(trial.trial_id, None)
+            self.display.tally.ended(_trial_id(trial))
 
 
 def run_ray(
@@ -202,22 +212,32 @@ def run_ray(
     address: str | None = None,
     train_fn=None,
     cpus_per_trial: float = 1,
+    verbose: bool = False,
 ) -> dict[str, int]:
     """Train every population as a Ray Tune trial; the driver writes ``store``.
 
     ``address``: ``None`` starts (or reuses) a local Ray; ``"auto"`` or ``"ray://HOST:PORT"``
-    joins a cluster. ``workers`` caps concurrent trials. Returns run counts as
-    :func:`rnnbench.sweeps.local.run_local`.
+    joins a cluster. ``workers`` caps concurrent trials. ``verbose`` shows Ray's and Tune's
+    own output. Returns run counts as :func:`rnnbench.sweeps.local.run_local`.
     """
     _require_ray()
     out = Path(out).resolve()
     common.check_writable(out / "runs")
+    if not verbose:
+        quiet_tune()
     if not ray.is_initialized():
+        level = logging.INFO if verbose else logging.ERROR
         try:
-            if address:
-                ray.init(address=address, include_dashboard=False, log_to_driver=False)
-            else:
-                ray.init(include_dashboard=False, log_to_driver=False)
+            with keep_sigterm():
+                if address:
+                    ray.init(
+                        address=address,
+                        include_dashboard=False,
+                        log_to_driver=False,
+                        logging_level=level,
+                    )
+                else:
+                    ray.init(include_dashboard=False, log_to_driver=False, logging_level=level)
         except (ConnectionError, RuntimeError, ValueError) as exc:
             raise RnnbenchError(
                 f"Cannot connect to Ray at {address or 'a new local instance'} ({exc}): start "
@@ -225,6 +245,7 @@ def run_ray(
             ) from exc
     storage = os.environ.get("RNNBENCH_RAY_STORAGE") or str(out / "ray")
     tally = common.Tally(planned=common.planned_runs(populations, then))
+    tally.estimate.workers = workers or int(ray.cluster_resources().get("CPU", 1) // cpus_per_trial)
     display = common.Display(progress, tally)
     phase = list(populations)
     try:
@@ -250,6 +271,7 @@ def run_ray(
                     train_fn=train_fn,
                     display=display,
                     cpus=cpus_per_trial,
+                    verbose=verbose,
                 )
                 for pop in done:
                     tally.count(store, pop)
@@ -262,6 +284,37 @@ def run_ray(
     finally:
         display.close()
     return tally.counts()
+
+
+# Tune's environment switches for its own output; set (where the user has not) unless verbose.
+QUIET_ENV = {
+    "RAY_AIR_NEW_OUTPUT": "0",  # no configuration box, no TensorBoard hint
+    "TUNE_DISABLE_AUTO_CALLBACK_LOGGERS": "1",  # no CSV/JSON/TensorBoard logger files
+    "TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S": "0",  # the repeated warning
+    "RAY_DEDUP_LOGS": "1",
+}
+
+
+def quiet_tune() -> None:
+    """Turn Ray's and Tune's own output off (see :data:`QUIET_ENV`), keeping errors."""
+    for name, value in QUIET_ENV.items():
+        os.environ.setdefault(name, value)
+    for name in ("ray", "ray.tune", "ray.train", "ray.air"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+
+
+class keep_sigterm:  # noqa: N801 - used as a context manager, named like one
+    """Put the Python SIGTERM handler in place again after ``ray.init`` replaced it with
+    Ray's native one (the CLI's handler turns SIGTERM into a clean stop)."""
+
+    def __enter__(self):
+        main = threading.current_thread() is threading.main_thread()
+        self.handler = signal.getsignal(signal.SIGTERM) if main else None
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if callable(self.handler):
+            signal.signal(signal.SIGTERM, self.handler)
 
 
 def _trial_id(trial) -> str:
@@ -312,7 +365,19 @@ def _run_folder_files(folder: Path) -> dict[str, bytes]:
 
 
 def _run_phase(
-    todo, *, store, out, storage, workers, retries, device, data_dir, train_fn, display, cpus
+    todo,
+    *,
+    store,
+    out,
+    storage,
+    workers,
+    retries,
+    device,
+    data_dir,
+    train_fn,
+    display,
+    cpus,
+    verbose=False,
 ) -> list[Population]:
     """One Tuner over the populations ``todo``; returns them once recorded in the store."""
     from rnnbench.units.registry import loaded
@@ -351,6 +416,8 @@ def _run_phase(
     }
     callback = DriverCallback(store.path, members, starts, out=str(out))
     callback.display = display
+    for i, pop in by_id.items():
+        display.tally.queued(i, pop)
     grid_name = _experiment_name(todo)
     _clear_old_experiments(storage, grid_name)
     name = f"{grid_name}-{uuid.uuid4().hex[:8]}"
@@ -369,10 +436,11 @@ def _run_phase(
                 failure_config=tune.FailureConfig(max_failures=retries),
                 checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
                 callbacks=[callback],
-                verbose=0,
+                verbose=2 if verbose else 0,
             ),
         )
-        grid = tuner.fit()
+        with keep_sigterm():
+            grid = tuner.fit()
     except KeyboardInterrupt:
         for pop in todo:
             common.requeue(store, pop)
