@@ -264,8 +264,13 @@ def test_state_as_a_list_and_empty_batch_as_torch(backend):
 
 
 def test_unsupported_features_say_so_in_one_sentence():
-    with pytest.raises(RnnbenchError, match="proj_size"):
-        LSTM(3, 4, proj_size=2)
+    for bad in (4, -1):  # proj_size must be in [0, hidden_size): torch's refusals, word for word
+        with pytest.raises(ValueError) as native:
+            torch.nn.LSTM(3, 4, proj_size=bad)
+        with pytest.raises(ValueError, match=str(native.value)):
+            LSTM(3, 4, proj_size=bad)
+    with pytest.raises(TypeError, match="proj_size should be of type int"):
+        LSTM(3, 4, proj_size=1.5)
     with pytest.raises(TypeError):
         GRU(3, 4, proj_size=2)  # not in torch.nn.GRU's signature either
     with pytest.raises(RnnbenchError, match="torch.jit.script"):

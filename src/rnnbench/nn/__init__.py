@@ -11,6 +11,7 @@
   (``LSTM(..., variant="nig")``, ``run_unit(..., variant="mgu")``; ``docs/variants.md``).
 """
 
+import sys
 from importlib import import_module
 
 __all__ = ["GRU", "LSTM", "RNN", "init_unit", "run_unit"]
@@ -35,4 +36,13 @@ def __getattr__(name: str):
 
 
 def __dir__():
-    return sorted([*globals(), *__all__])
+    return sorted({*globals(), *__all__})
+
+
+# torch.load(..., weights_only=True) of a whole saved module needs its class among torch's safe
+# globals, which each class module adds when imported; when torch is already loaded, import
+# them now (cheap then), so that "import torch, rnnbench.nn; torch.load(...)" works too.
+if "torch" in sys.modules:
+    for _name in ("GRU", "LSTM", "RNN"):
+        __getattr__(_name)
+    del _name

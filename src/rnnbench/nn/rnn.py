@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from torch.serialization import add_safe_globals
+
 from rnnbench.nn.base import RecurrentUnit
 
 
@@ -143,3 +145,8 @@ class RNN(RecurrentUnit):
             backend=backend,
         )
         self.nonlinearity = nonlinearity
+
+
+# A whole module saved with torch.save(module) holds only tensors and plain attributes, so it
+# may reload with torch.load(..., weights_only=True): importing the class allows it.
+add_safe_globals([RNN])
