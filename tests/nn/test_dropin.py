@@ -4,6 +4,7 @@ Each table row is one behaviour; the cuDNN forms (RNN, LSTM(peephole=False),
 GRU(reset="after")) must do what torch.nn does, the paper forms must say so when they differ.
 """
 
+import re
 import subprocess
 import sys
 import warnings
@@ -22,6 +23,7 @@ FORMS = [
     ("relu", RNN, {}, torch.nn.RNN, {"nonlinearity": "relu"}),
     ("lstm", LSTM, {"peephole": False}, torch.nn.LSTM, {}),
     ("gru", GRU, {"reset": "after"}, torch.nn.GRU, {}),
+    ("lstm_proj", LSTM, {"peephole": False}, torch.nn.LSTM, {"proj_size": 2}),  # issue 26
 ]
 FORM_IDS = [f[0] for f in FORMS]
 LAYOUTS = ["batched", "batch_first", "unbatched", "packed_sorted", "packed_unsorted"]
@@ -51,12 +53,15 @@ def make_input(layout, dtype, gen):
     return (lambda: x), (None if layout == "unbatched" else B), [x]
 
 
-def initial_state(lstm, rows, batch, dtype, gen):
-    shape = (rows, H) if batch is None else (rows, batch, H)
-    h = torch.randn(shape, dtype=dtype, generator=gen).requires_grad_()
-    if lstm:
-        return (h, torch.randn(shape, dtype=dtype, generator=gen).requires_grad_())
-    return h
+def initial_state(lstm, rows, batch, dtype, gen, proj_size=0):
+    """``hx``: ``h`` has ``proj_size`` features when there is a projection."""
+
+    def state(size):
+        shape = (rows, size) if batch is None else (rows, batch, size)
+        return torch.randn(shape, dtype=dtype, generator=gen).requires_grad_()
+
+    h = state(proj_size or H)
+    return (h, state(H)) if lstm else h
 
 
 def run_and_grads(module, make, hx, leaves):
@@ -109,7 +114,8 @@ def test_outputs_states_and_gradients_match_torch(form, backend, layout, stack, 
     ours.eval()
     native.eval()
     make, batch, leaves = make_input(layout, dtype, gen)
-    hx = initial_state(form[0] == "lstm", layers * (1 + bidirectional), batch, dtype, gen)
+    lstm, proj_size = form[0].startswith("lstm"), form[4].get("proj_size", 0)
+    hx = initial_state(lstm, layers * (1 + bidirectional), batch, dtype, gen, proj_size)
     leaves = leaves + (list(hx) if isinstance(hx, tuple) else [hx])
     assert_close(
         run_and_grads(ours, make, hx, leaves),
@@ -551,3 +557,59 @@ def test_custom_ops_fake_shapes_and_autograd_for_every_variant(unit, variant, pe
     torch.library.opcheck(ops.fused_rnn_backward, backward_args, test_utils=checks[:2])
     d_w_ch = ops.fused_rnn_backward(*backward_args)[3]
     assert d_w_ch.shape == (w_ch.shape if w_ch is not None else (0,))
+
+
+# ---- proj_size (issue 26) -----------------------------------------------------------------------
+
+
+def _projected_peephole_reference(m, x):
+    """One layer of the peephole LSTM with a projection, step by step from its equations:
+    gates read ``h`` (R features) and the peepholes ``c`` (H); ``h_t = W_hr (o_t * tanh c_t)``."""
+    h = x.new_zeros(m.proj_size)
+    c = x.new_zeros(m.hidden_size)
+    v_i, v_f, v_o = m.weight_ch_l0
+    outs = []
+    for x_t in x:
+        a = m.weight_ih_l0 @ x_t + m.bias_ih_l0 + m.weight_hh_l0 @ h + m.bias_hh_l0
+        i, f, g, o = a.chunk(4)
+        i, f = torch.sigmoid(i + v_i * c), torch.sigmoid(f + v_f * c)
+        c = f * c + i * torch.tanh(g)
+        h = m.weight_hr_l0 @ (torch.sigmoid(o + v_o * c) * torch.tanh(c))
+        outs.append(h)
+    return torch.stack(outs), h, c
+
+
+@pytest.mark.parametrize("backend", ["auto", "numba", "torch"])
+def test_projection_in_the_paper_form_follows_its_equations(backend):
+    m = LSTM(I, H, proj_size=2, backend=backend).double()  # peephole=True
+    x = torch.randn(T, I, dtype=torch.float64)
+    out, (h_n, c_n) = m(x)
+    ref_out, ref_h, ref_c = _projected_peephole_reference(m, x)
+    torch.testing.assert_close(out, ref_out, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(h_n[0], ref_h, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(c_n[0], ref_c, rtol=1e-12, atol=1e-12)
+    assert [n for n, _ in m.named_parameters()][-2:] == ["weight_hr_l0", "weight_ch_l0"]
+
+
+@pytest.mark.parametrize("variant", ["nig", "cifg", "noaf"])
+def test_projection_with_variants_runs_on_both_backends_alike(variant):
+    torch.manual_seed(0)
+    ref = LSTM(I, H, 2, proj_size=3, bidirectional=True, variant=variant, backend="torch")
+    other = LSTM(I, H, 2, proj_size=3, bidirectional=True, variant=variant, backend="numba")
+    other.load_state_dict(ref.state_dict())
+    x = torch.randn(T, B, I)
+    (out, (h, c)), (ref_out, (ref_h, ref_c)) = other(x), ref(x)
+    assert out.shape == (T, B, 6) and h.shape == (4, B, 3) and c.shape == (4, B, H)
+    assert torch.equal(out, ref_out) and torch.equal(h, ref_h) and torch.equal(c, ref_c)
+
+
+def test_projection_state_checks_are_torchs():
+    ours, native = pair(FORMS[FORM_IDS.index("lstm_proj")], "auto", num_layers=2)
+    x = torch.randn(T, B, I, dtype=torch.float64)
+    wrong = (torch.zeros(2, B, H, dtype=torch.float64), torch.zeros(2, B, H, dtype=torch.float64))
+    with pytest.raises(RuntimeError) as native_error:
+        native(x, wrong)
+    with pytest.raises(RuntimeError, match=re.escape(str(native_error.value))):
+        ours(x, wrong)
+    assert list(ours.state_dict()) == list(native.state_dict())
+    assert repr(native).split("(", 1)[1].rstrip(")") in repr(ours)
