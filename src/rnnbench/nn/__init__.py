@@ -3,8 +3,10 @@
 - :class:`RNN` (tanh or relu), :class:`LSTM` (``peephole=True`` by default), :class:`GRU`
   (``reset="before"`` by default): torch's constructors (stacked, bidirectional, dropout),
   parameters, state dicts and return values; ``LSTM(peephole=False)`` and
-  ``GRU(reset="after")`` compute exactly ``torch.nn.LSTM`` and ``torch.nn.GRU``.
-  ``proj_size`` and ``torch.jit.script`` are refused in one sentence.
+  ``GRU(reset="after")`` compute exactly ``torch.nn.LSTM`` and ``torch.nn.GRU`` (``proj_size``
+  included), and ``init="torch"`` draws exactly their weights. ``torch.jit.script`` is refused
+  in one sentence. Importing the classes adds them to torch's safe globals
+  (``torch.load(..., weights_only=True)`` of a whole saved module).
 - :func:`rnnbench.nn.functional.run_unit`: the functional form over a population of K models.
 - :func:`rnnbench.nn.init.init_unit`: the "torch" and "paper" initialisation schemes.
 - :mod:`rnnbench.nn.variants`: named variants of the LSTM and GRU for ablations
