@@ -613,3 +613,99 @@ def test_projection_state_checks_are_torchs():
         ours(x, wrong)
     assert list(ours.state_dict()) == list(native.state_dict())
     assert repr(native).split("(", 1)[1].rstrip(")") in repr(ours)
+
+
+# ---- torch.func, contiguous gradients, safe reloading, dir (issues 25, 26) ----------------------
+
+
+@pytest.mark.parametrize("form", FORMS, ids=FORM_IDS)
+def test_torch_func_grad_and_vmap_on_the_default_backend(form):
+    """``backend="auto"`` runs the torch loop under a transform: torch.func.grad over
+    functional_call equals backward(), and vmap equals a loop; ``"numba"`` says to use torch."""
+    ours, _ = pair(form, "auto", num_layers=2, bidirectional=True)
+    params = dict(ours.named_parameters())
+    x = torch.randn(T, B, I, dtype=torch.float64)
+
+    def loss(p, x):
+        return torch.func.functional_call(ours, p, (x,))[0].pow(2).sum()
+
+    grads = torch.func.grad(loss)(params, x)
+    loss(params, x).backward()
+    for name, p in params.items():
+        torch.testing.assert_close(grads[name], p.grad, rtol=1e-10, atol=1e-12)
+    xs = torch.randn(3, T, B, I, dtype=torch.float64)
+    batched = torch.func.vmap(lambda x: torch.func.functional_call(ours, params, (x,))[0])(xs)
+    torch.testing.assert_close(batched[2], ours(xs[2])[0], rtol=1e-10, atol=1e-12)
+    fused, _ = pair(form, "numba")
+    if form[0] in ("relu", "lstm_proj"):
+        return  # no fused kernel: the torch loop on every backend
+    with pytest.raises(RnnbenchError, match='backend="torch"'):
+        torch.func.grad(lambda p: torch.func.functional_call(fused, p, (x,))[0].sum())(
+            dict(fused.named_parameters())
+        )
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda b: LSTM(I, H, 2, bidirectional=True, backend=b),
+        lambda b: LSTM(I, H, 2, proj_size=2, backend=b),
+        lambda b: GRU(I, H, 2, bidirectional=True, backend=b),
+        lambda b: LSTM(I, H, 2, variant="cifg", backend=b),
+        lambda b: GRU(I, H, 2, variant="mgu", backend=b),
+    ],
+    ids=["peephole", "peephole_proj", "gru_before", "cifg", "mgu"],
+)
+def test_autograd_grad_returns_contiguous_gradients_in_every_form(make, backend):
+    module = make(backend)
+    x = torch.randn(T, B, I, requires_grad=True)
+    names, params = zip(*module.named_parameters(), strict=True)
+    grads = torch.autograd.grad(module(x)[0].sum(), [x, *params])
+    assert [n for n, g in zip(("x", *names), grads, strict=True) if not g.is_contiguous()] == []
+
+
+RELOAD_SCRIPT = """
+import sys
+import rnnbench.nn
+assert "torch" not in sys.modules, "import rnnbench.nn loaded torch"  # the CLI's light path
+del sys.modules["rnnbench.nn"]
+import torch
+import rnnbench.nn  # after torch: the classes are registered now, unused
+path, outputs = sys.argv[1:]
+modules = torch.load(path, weights_only=True)
+x = torch.load(outputs, weights_only=True)
+assert all(torch.equal(m(x[0])[0], want) for m, want in zip(modules, x[1:], strict=True))
+print("reload ok", *[type(m).__name__ for m in modules])
+"""
+
+
+def test_whole_modules_reload_with_weights_only_in_a_fresh_process(tmp_path):
+    """Whole modules (paper forms, a projection) saved by torch.save reload with
+    ``weights_only=True`` in a process that imported torch and rnnbench.nn, nothing else."""
+    torch.manual_seed(0)
+    modules = [LSTM(I, H, 2, proj_size=2), GRU(I, H, bidirectional=True), RNN(I, H)]
+    x = torch.randn(T, B, I)
+    torch.save(modules, tmp_path / "modules.pt")
+    torch.save([x, *[m(x)[0] for m in modules]], tmp_path / "outputs.pt")
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            RELOAD_SCRIPT,
+            *(str(tmp_path / f) for f in ("modules.pt", "outputs.pt")),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert "reload ok LSTM GRU RNN" in done.stdout, done.stderr[-3000:]
+
+
+def test_dir_lists_each_name_once():
+    import rnnbench.nn
+
+    rnnbench.nn.LSTM  # noqa: B018  (loaded: a global now, and in __all__)
+    names = dir(rnnbench.nn)
+    assert len(names) == len(set(names))
+    assert {"GRU", "LSTM", "RNN", "init_unit", "run_unit"} <= set(names)
