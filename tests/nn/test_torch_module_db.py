@@ -9,6 +9,12 @@ of the test of the same name there, against the same samples, with rnnbench's cu
 backend (``"auto"``: the numba kernels on CPU) throughout, and ``backend="torch"`` where the
 two differ in what they support (double backward) or in how they compute gradients. The only
 skips are the documented refusals, each with its reason: double backward on the numba backend.
+
+Parametrized to stay fast (about 45 s of CPU): module_db's samples have ``dropout=0``, so a
+module computes the same function in train and eval mode; the gradient checks (gradcheck,
+gradgradcheck: ``fast_mode`` and batched gradients, as torch's wrappers) run in training mode,
+each parameter's partial derivative on the default backend's custom backward, and
+gradgradcheck on the samples that pass a state.
 """
 
 import functools
