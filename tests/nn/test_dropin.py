@@ -709,3 +709,25 @@ def test_dir_lists_each_name_once():
     names = dir(rnnbench.nn)
     assert len(names) == len(set(names))
     assert {"GRU", "LSTM", "RNN", "init_unit", "run_unit"} <= set(names)
+
+
+def test_forward_mode_ad_through_a_weight_on_the_torch_backend():
+    """A dual weight (it requires grad, so the contiguous-gradient identity is in the graph)
+    gives the directional derivative of the output."""
+    import torch.autograd.forward_ad as fwAD
+
+    m = LSTM(I, H, 2, peephole=False, backend="torch").double()
+    x = torch.randn(T, B, I, dtype=torch.float64)
+    w = m.weight_hh_l1.detach().clone()
+    t = torch.randn_like(w)
+
+    def output(weight):
+        del m.weight_hh_l1
+        m.weight_hh_l1 = weight
+        return m(x)[0]
+
+    with fwAD.dual_level():
+        tangent = fwAD.unpack_dual(output(fwAD.make_dual(w.clone().requires_grad_(), t))).tangent
+    eps = 1e-6
+    numeric = (output(w + eps * t) - output(w - eps * t)) / (2 * eps)
+    torch.testing.assert_close(tangent, numeric, rtol=1e-6, atol=1e-8)

@@ -486,6 +486,10 @@ class _ContiguousGrad(torch.autograd.Function):
     def backward(ctx, grad):
         return grad.contiguous()
 
+    @staticmethod
+    def jvp(ctx, tangent):
+        return tangent.view_as(tangent)  # forward-mode AD: a view, as forward returns
+
 
 def _contiguous_grad(weight: Tensor) -> Tensor:
     """``weight``, through :class:`_ContiguousGrad` when a gradient will flow (not while
