@@ -4,6 +4,7 @@ Each table row is one behaviour; the cuDNN forms (RNN, LSTM(peephole=False),
 GRU(reset="after")) must do what torch.nn does, the paper forms must say so when they differ.
 """
 
+import re
 import subprocess
 import sys
 import warnings
@@ -22,6 +23,7 @@ FORMS = [
     ("relu", RNN, {}, torch.nn.RNN, {"nonlinearity": "relu"}),
     ("lstm", LSTM, {"peephole": False}, torch.nn.LSTM, {}),
     ("gru", GRU, {"reset": "after"}, torch.nn.GRU, {}),
+    ("lstm_proj", LSTM, {"peephole": False}, torch.nn.LSTM, {"proj_size": 2}),  # issue 26
 ]
 FORM_IDS = [f[0] for f in FORMS]
 LAYOUTS = ["batched", "batch_first", "unbatched", "packed_sorted", "packed_unsorted"]
@@ -51,12 +53,15 @@ def make_input(layout, dtype, gen):
     return (lambda: x), (None if layout == "unbatched" else B), [x]
 
 
-def initial_state(lstm, rows, batch, dtype, gen):
-    shape = (rows, H) if batch is None else (rows, batch, H)
-    h = torch.randn(shape, dtype=dtype, generator=gen).requires_grad_()
-    if lstm:
-        return (h, torch.randn(shape, dtype=dtype, generator=gen).requires_grad_())
-    return h
+def initial_state(lstm, rows, batch, dtype, gen, proj_size=0):
+    """``hx``: ``h`` has ``proj_size`` features when there is a projection."""
+
+    def state(size):
+        shape = (rows, size) if batch is None else (rows, batch, size)
+        return torch.randn(shape, dtype=dtype, generator=gen).requires_grad_()
+
+    h = state(proj_size or H)
+    return (h, state(H)) if lstm else h
 
 
 def run_and_grads(module, make, hx, leaves):
@@ -109,7 +114,8 @@ def test_outputs_states_and_gradients_match_torch(form, backend, layout, stack, 
     ours.eval()
     native.eval()
     make, batch, leaves = make_input(layout, dtype, gen)
-    hx = initial_state(form[0] == "lstm", layers * (1 + bidirectional), batch, dtype, gen)
+    lstm, proj_size = form[0].startswith("lstm"), form[4].get("proj_size", 0)
+    hx = initial_state(lstm, layers * (1 + bidirectional), batch, dtype, gen, proj_size)
     leaves = leaves + (list(hx) if isinstance(hx, tuple) else [hx])
     assert_close(
         run_and_grads(ours, make, hx, leaves),
@@ -264,8 +270,13 @@ def test_state_as_a_list_and_empty_batch_as_torch(backend):
 
 
 def test_unsupported_features_say_so_in_one_sentence():
-    with pytest.raises(RnnbenchError, match="proj_size"):
-        LSTM(3, 4, proj_size=2)
+    for bad in (4, -1):  # proj_size must be in [0, hidden_size): torch's refusals, word for word
+        with pytest.raises(ValueError) as native:
+            torch.nn.LSTM(3, 4, proj_size=bad)
+        with pytest.raises(ValueError, match=str(native.value)):
+            LSTM(3, 4, proj_size=bad)
+    with pytest.raises(TypeError, match="proj_size should be of type int"):
+        LSTM(3, 4, proj_size=1.5)
     with pytest.raises(TypeError):
         GRU(3, 4, proj_size=2)  # not in torch.nn.GRU's signature either
     with pytest.raises(RnnbenchError, match="torch.jit.script"):
@@ -546,3 +557,177 @@ def test_custom_ops_fake_shapes_and_autograd_for_every_variant(unit, variant, pe
     torch.library.opcheck(ops.fused_rnn_backward, backward_args, test_utils=checks[:2])
     d_w_ch = ops.fused_rnn_backward(*backward_args)[3]
     assert d_w_ch.shape == (w_ch.shape if w_ch is not None else (0,))
+
+
+# ---- proj_size (issue 26) -----------------------------------------------------------------------
+
+
+def _projected_peephole_reference(m, x):
+    """One layer of the peephole LSTM with a projection, step by step from its equations:
+    gates read ``h`` (R features) and the peepholes ``c`` (H); ``h_t = W_hr (o_t * tanh c_t)``."""
+    h = x.new_zeros(m.proj_size)
+    c = x.new_zeros(m.hidden_size)
+    v_i, v_f, v_o = m.weight_ch_l0
+    outs = []
+    for x_t in x:
+        a = m.weight_ih_l0 @ x_t + m.bias_ih_l0 + m.weight_hh_l0 @ h + m.bias_hh_l0
+        i, f, g, o = a.chunk(4)
+        i, f = torch.sigmoid(i + v_i * c), torch.sigmoid(f + v_f * c)
+        c = f * c + i * torch.tanh(g)
+        h = m.weight_hr_l0 @ (torch.sigmoid(o + v_o * c) * torch.tanh(c))
+        outs.append(h)
+    return torch.stack(outs), h, c
+
+
+@pytest.mark.parametrize("backend", ["auto", "numba", "torch"])
+def test_projection_in_the_paper_form_follows_its_equations(backend):
+    m = LSTM(I, H, proj_size=2, backend=backend).double()  # peephole=True
+    x = torch.randn(T, I, dtype=torch.float64)
+    out, (h_n, c_n) = m(x)
+    ref_out, ref_h, ref_c = _projected_peephole_reference(m, x)
+    torch.testing.assert_close(out, ref_out, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(h_n[0], ref_h, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(c_n[0], ref_c, rtol=1e-12, atol=1e-12)
+    assert [n for n, _ in m.named_parameters()][-2:] == ["weight_hr_l0", "weight_ch_l0"]
+
+
+@pytest.mark.parametrize("variant", ["nig", "cifg", "noaf"])
+def test_projection_with_variants_runs_on_both_backends_alike(variant):
+    torch.manual_seed(0)
+    ref = LSTM(I, H, 2, proj_size=3, bidirectional=True, variant=variant, backend="torch")
+    other = LSTM(I, H, 2, proj_size=3, bidirectional=True, variant=variant, backend="numba")
+    other.load_state_dict(ref.state_dict())
+    x = torch.randn(T, B, I)
+    (out, (h, c)), (ref_out, (ref_h, ref_c)) = other(x), ref(x)
+    assert out.shape == (T, B, 6) and h.shape == (4, B, 3) and c.shape == (4, B, H)
+    assert torch.equal(out, ref_out) and torch.equal(h, ref_h) and torch.equal(c, ref_c)
+
+
+def test_projection_state_checks_are_torchs():
+    ours, native = pair(FORMS[FORM_IDS.index("lstm_proj")], "auto", num_layers=2)
+    x = torch.randn(T, B, I, dtype=torch.float64)
+    wrong = (torch.zeros(2, B, H, dtype=torch.float64), torch.zeros(2, B, H, dtype=torch.float64))
+    with pytest.raises(RuntimeError) as native_error:
+        native(x, wrong)
+    with pytest.raises(RuntimeError, match=re.escape(str(native_error.value))):
+        ours(x, wrong)
+    assert list(ours.state_dict()) == list(native.state_dict())
+    assert repr(native).split("(", 1)[1].rstrip(")") in repr(ours)
+
+
+# ---- torch.func, contiguous gradients, safe reloading, dir (issues 25, 26) ----------------------
+
+
+@pytest.mark.parametrize("form", FORMS, ids=FORM_IDS)
+def test_torch_func_grad_and_vmap_on_the_default_backend(form):
+    """``backend="auto"`` runs the torch loop under a transform: torch.func.grad over
+    functional_call equals backward(), and vmap equals a loop; ``"numba"`` says to use torch."""
+    ours, _ = pair(form, "auto", num_layers=2, bidirectional=True)
+    params = dict(ours.named_parameters())
+    x = torch.randn(T, B, I, dtype=torch.float64)
+
+    def loss(p, x):
+        return torch.func.functional_call(ours, p, (x,))[0].pow(2).sum()
+
+    grads = torch.func.grad(loss)(params, x)
+    loss(params, x).backward()
+    for name, p in params.items():
+        torch.testing.assert_close(grads[name], p.grad, rtol=1e-10, atol=1e-12)
+    xs = torch.randn(3, T, B, I, dtype=torch.float64)
+    batched = torch.func.vmap(lambda x: torch.func.functional_call(ours, params, (x,))[0])(xs)
+    torch.testing.assert_close(batched[2], ours(xs[2])[0], rtol=1e-10, atol=1e-12)
+    fused, _ = pair(form, "numba")
+    if form[0] in ("relu", "lstm_proj"):
+        return  # no fused kernel: the torch loop on every backend
+    with pytest.raises(RnnbenchError, match='backend="torch"'):
+        torch.func.grad(lambda p: torch.func.functional_call(fused, p, (x,))[0].sum())(
+            dict(fused.named_parameters())
+        )
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda b: LSTM(I, H, 2, bidirectional=True, backend=b),
+        lambda b: LSTM(I, H, 2, proj_size=2, backend=b),
+        lambda b: GRU(I, H, 2, bidirectional=True, backend=b),
+        lambda b: LSTM(I, H, 2, variant="cifg", backend=b),
+        lambda b: GRU(I, H, 2, variant="mgu", backend=b),
+    ],
+    ids=["peephole", "peephole_proj", "gru_before", "cifg", "mgu"],
+)
+def test_autograd_grad_returns_contiguous_gradients_in_every_form(make, backend):
+    module = make(backend)
+    x = torch.randn(T, B, I, requires_grad=True)
+    names, params = zip(*module.named_parameters(), strict=True)
+    grads = torch.autograd.grad(module(x)[0].sum(), [x, *params])
+    assert [n for n, g in zip(("x", *names), grads, strict=True) if not g.is_contiguous()] == []
+
+
+RELOAD_SCRIPT = """
+import sys
+import rnnbench.nn
+assert "torch" not in sys.modules, "import rnnbench.nn loaded torch"  # the CLI's light path
+del sys.modules["rnnbench.nn"]
+import torch
+import rnnbench.nn  # after torch: the classes are registered now, unused
+path, outputs = sys.argv[1:]
+modules = torch.load(path, weights_only=True)
+x = torch.load(outputs, weights_only=True)
+assert all(torch.equal(m(x[0])[0], want) for m, want in zip(modules, x[1:], strict=True))
+print("reload ok", *[type(m).__name__ for m in modules])
+"""
+
+
+def test_whole_modules_reload_with_weights_only_in_a_fresh_process(tmp_path):
+    """Whole modules (paper forms, a projection) saved by torch.save reload with
+    ``weights_only=True`` in a process that imported torch and rnnbench.nn, nothing else."""
+    torch.manual_seed(0)
+    modules = [LSTM(I, H, 2, proj_size=2), GRU(I, H, bidirectional=True), RNN(I, H)]
+    x = torch.randn(T, B, I)
+    torch.save(modules, tmp_path / "modules.pt")
+    torch.save([x, *[m(x)[0] for m in modules]], tmp_path / "outputs.pt")
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            RELOAD_SCRIPT,
+            *(str(tmp_path / f) for f in ("modules.pt", "outputs.pt")),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert "reload ok LSTM GRU RNN" in done.stdout, done.stderr[-3000:]
+
+
+def test_dir_lists_each_name_once():
+    import rnnbench.nn
+
+    rnnbench.nn.LSTM  # noqa: B018  (loaded: a global now, and in __all__)
+    names = dir(rnnbench.nn)
+    assert len(names) == len(set(names))
+    assert {"GRU", "LSTM", "RNN", "init_unit", "run_unit"} <= set(names)
+
+
+def test_forward_mode_ad_through_a_weight_on_the_torch_backend():
+    """A dual weight (it requires grad, so the contiguous-gradient identity is in the graph)
+    gives the directional derivative of the output."""
+    import torch.autograd.forward_ad as fwAD
+
+    m = LSTM(I, H, 2, peephole=False, backend="torch").double()
+    x = torch.randn(T, B, I, dtype=torch.float64)
+    w = m.weight_hh_l1.detach().clone()
+    t = torch.randn_like(w)
+
+    def output(weight):
+        del m.weight_hh_l1
+        m.weight_hh_l1 = weight
+        return m(x)[0]
+
+    with fwAD.dual_level():
+        tangent = fwAD.unpack_dual(output(fwAD.make_dual(w.clone().requires_grad_(), t))).tangent
+    eps = 1e-6
+    numeric = (output(w + eps * t) - output(w - eps * t)) / (2 * eps)
+    torch.testing.assert_close(tangent, numeric, rtol=1e-6, atol=1e-8)

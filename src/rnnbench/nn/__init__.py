@@ -3,14 +3,17 @@
 - :class:`RNN` (tanh or relu), :class:`LSTM` (``peephole=True`` by default), :class:`GRU`
   (``reset="before"`` by default): torch's constructors (stacked, bidirectional, dropout),
   parameters, state dicts and return values; ``LSTM(peephole=False)`` and
-  ``GRU(reset="after")`` compute exactly ``torch.nn.LSTM`` and ``torch.nn.GRU``.
-  ``proj_size`` and ``torch.jit.script`` are refused in one sentence.
+  ``GRU(reset="after")`` compute exactly ``torch.nn.LSTM`` and ``torch.nn.GRU`` (``proj_size``
+  included), and ``init="torch"`` draws exactly their weights. ``torch.jit.script`` is refused
+  in one sentence. Importing the classes adds them to torch's safe globals
+  (``torch.load(..., weights_only=True)`` of a whole saved module).
 - :func:`rnnbench.nn.functional.run_unit`: the functional form over a population of K models.
 - :func:`rnnbench.nn.init.init_unit`: the "torch" and "paper" initialisation schemes.
 - :mod:`rnnbench.nn.variants`: named variants of the LSTM and GRU for ablations
   (``LSTM(..., variant="nig")``, ``run_unit(..., variant="mgu")``; ``docs/variants.md``).
 """
 
+import sys
 from importlib import import_module
 
 __all__ = ["GRU", "LSTM", "RNN", "init_unit", "run_unit"]
@@ -35,4 +38,13 @@ def __getattr__(name: str):
 
 
 def __dir__():
-    return sorted([*globals(), *__all__])
+    return sorted({*globals(), *__all__})
+
+
+# torch.load(..., weights_only=True) of a whole saved module needs its class among torch's safe
+# globals, which each class module adds when imported; when torch is already loaded, import
+# them now (cheap then), so that "import torch, rnnbench.nn; torch.load(...)" works too.
+if "torch" in sys.modules:
+    for _name in ("GRU", "LSTM", "RNN"):
+        __getattr__(_name)
+    del _name

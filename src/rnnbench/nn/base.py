@@ -17,8 +17,8 @@ from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_
 
 from rnnbench.errors import RnnbenchError
 from rnnbench.nn.functional import BACKENDS, numba_available, run_unit
-from rnnbench.nn.init import SCHEMES, init_unit
-from rnnbench.nn.variants import resolve
+from rnnbench.nn.init import SCHEMES, init_unit, reset_like_torch
+from rnnbench.nn.variants import gate_count, peephole_rows, resolve
 
 EXTRA_STATE_KEY = "_extra_state"  # torch's key for Module.get_extra_state
 
@@ -55,11 +55,7 @@ class RecurrentUnit(nn.Module):
         ``variant`` (:mod:`rnnbench.nn.variants`) is stored canonical: ``np`` becomes
         ``peephole=False`` and ``after`` ``reset="after"``, with ``variant=""``."""
         _check_arguments(input_size, hidden_size, num_layers, bias, batch_first, dropout)
-        if proj_size != 0:
-            raise RnnbenchError(
-                f"proj_size={proj_size!r}: rnnbench.nn.LSTM has no projection layer; use "
-                "torch.nn.LSTM for LSTMs with projections (proj_size must be 0 here)."
-            )
+        _check_projection(proj_size, hidden_size)
         if not isinstance(bidirectional, bool):
             raise TypeError(
                 f"bidirectional should be of type bool, got: {type(bidirectional).__name__}"
@@ -93,7 +89,7 @@ class RecurrentUnit(nn.Module):
         self.batch_first = batch_first
         self.dropout = float(dropout)
         self.bidirectional = bidirectional
-        self.proj_size = 0
+        self.proj_size = proj_size
         self.init = init
         self.backend = backend
         self.peephole = peephole
@@ -103,14 +99,16 @@ class RecurrentUnit(nn.Module):
             import rnnbench.nn.ops  # noqa: F401  (registers the custom ops before any tracing)
         self._flat_weights_names: list[str] = []
         self._all_weights: list[list[str]] = []
-        for layer, suffix, weights in self._draw():
+        for layer, suffix, shapes in self._shapes():
             names = []
-            for name, value in weights.items():
+            for name, shape in shapes.items():
                 name = f"{name[:-1]}{layer}{suffix}"  # init_unit names layer 0: ..._l0
-                self.register_parameter(name, nn.Parameter(value.to(device=device, dtype=dtype)))
+                empty = torch.empty(shape, device=device, dtype=dtype)
+                self.register_parameter(name, nn.Parameter(empty))
                 names.append(name)
             self._flat_weights_names.extend(names)
             self._all_weights.append(names)
+        self.reset_parameters()
 
     # ---- torch's module surface ---------------------------------------------------------------
 
@@ -123,35 +121,65 @@ class RecurrentUnit(nn.Module):
     def _flat_weights(self) -> list[Tensor]:
         return [getattr(self, name) for name in self._flat_weights_names]
 
-    def _draw(self, generator: torch.Generator | None = None):
-        """``(layer, suffix, weights)`` of every layer and direction, drawn by ``init``."""
+    def _shapes(self):
+        """``(layer, suffix, {name: shape})`` of every layer and direction, in torch's
+        registration order (names as :func:`~rnnbench.nn.init.init_unit` gives them)."""
         directions = ("", "_reverse") if self.bidirectional else ("",)
+        cell = "tanh" if self.cell == "relu" else self.cell
+        H = self.hidden_size
+        R = self.proj_size or H
+        GH = gate_count(cell, self.variant) * H
         for layer in range(self.num_layers):
-            inputs = self.input_size if layer == 0 else self.hidden_size * len(directions)
+            inputs = self.input_size if layer == 0 else R * len(directions)
             for suffix in directions:
+                shapes = {"weight_ih_l0": (GH, inputs), "weight_hh_l0": (GH, R)}
+                if self.bias:
+                    shapes.update(bias_ih_l0=(GH,), bias_hh_l0=(GH,))
+                if self.proj_size:
+                    shapes["weight_hr_l0"] = (R, H)
+                if self.peephole:
+                    shapes["weight_ch_l0"] = (len(peephole_rows(cell, self.variant)), H)
+                yield layer, suffix, shapes
+
+    def reset_parameters(self, generator: torch.Generator | None = None) -> None:
+        r"""Draw the weights with the module's ``init`` scheme (torch's global RNG by default).
+
+        ``init="torch"``: every parameter in registration order (per layer and direction:
+        ``weight_ih``, ``weight_hh``, ``bias_ih``, ``bias_hh``, ``weight_hr``, then the
+        peepholes ``weight_ch``) from :math:`\mathcal{U}(-1/\sqrt{H}, 1/\sqrt{H})` in the
+        parameter's dtype, as ``torch.nn.RNNBase.reset_parameters`` draws
+        (:func:`~rnnbench.nn.init.reset_like_torch`): the cuDNN forms draw exactly torch's
+        numbers and leave the generator where torch leaves it. ``init="paper"``: per layer and
+        direction, :func:`~rnnbench.nn.init.init_unit`'s draws (float32, then cast)."""
+        cell = "tanh" if self.cell == "relu" else self.cell
+        with torch.no_grad():
+            for layer, suffix, shapes in self._shapes():
+                params = {n: getattr(self, f"{n[:-1]}{layer}{suffix}") for n in shapes}
+                if self.init == "torch":
+                    reset_like_torch(
+                        params, cell, self.hidden_size, variant=self.variant, generator=generator
+                    )
+                    continue
                 weights = init_unit(
-                    "tanh" if self.cell == "relu" else self.cell,
-                    inputs,
+                    cell,
+                    next(iter(shapes.values()))[1],
                     self.hidden_size,
                     bias=self.bias,
                     peephole=self.peephole,
                     scheme=self.init,
                     generator=generator,
                     variant=self.variant,
+                    proj_size=self.proj_size,
                 )
-                yield layer, suffix, weights
-
-    def reset_parameters(self, generator: torch.Generator | None = None) -> None:
-        """Redraw the weights with the module's ``init`` scheme (torch's global RNG by default)."""
-        with torch.no_grad():
-            for layer, suffix, weights in self._draw(generator):
                 for name, value in weights.items():
-                    getattr(self, f"{name[:-1]}{layer}{suffix}").copy_(value)
+                    params[name].copy_(value)
 
     def extra_repr(self) -> str:
         text = f"{self.input_size}, {self.hidden_size}"
         if self.cell == "relu":
             text += ", nonlinearity='relu'"
+        if self.proj_size:
+            text += f", proj_size={self.proj_size}"
         if self.num_layers != 1:
             text += f", num_layers={self.num_layers}"
         if not self.bias:
@@ -284,13 +312,15 @@ class RecurrentUnit(nn.Module):
         return (out, (h_n, c_n)) if self.cell == "lstm" else (out, h_n)
 
     def _layers(self, x, mask, lengths, h0, c0):
-        """Every layer over ``x (T, B, I)``: ``out (T, B, D*H)``, ``h_n``, ``c_n (L*D, B, H)``."""
+        """Every layer over ``x (T, B, I)``: ``out (T, B, D*R)``, ``h_n (L*D, B, R)``,
+        ``c_n (L*D, B, H)`` (``R`` = ``proj_size``, else ``H``)."""
         T, B, _ = x.shape
         D, H = (2 if self.bidirectional else 1), self.hidden_size
+        R = self.proj_size or H
         if B == 0:
-            empty = x.new_zeros(self.num_layers * D, 0, H)
-            c_n = empty.clone() if self.cell == "lstm" else None
-            return x.new_zeros(T, 0, D * H), empty, c_n
+            empty = x.new_zeros(self.num_layers * D, 0, R)
+            c_n = x.new_zeros(self.num_layers * D, 0, H) if self.cell == "lstm" else None
+            return x.new_zeros(T, 0, D * R), empty, c_n
         reverse = _time_reversal(mask, lengths, T, B, x.device) if D == 2 else None
         finals_h, finals_c = [], []
         for layer in range(self.num_layers):
@@ -298,22 +328,20 @@ class RecurrentUnit(nn.Module):
                 x = F.dropout(x, self.dropout, training=True)
             if D == 2:
                 x = torch.stack((x, _reverse(x, reverse)))  # both directions as members K = 2
-            names = self._all_weights[layer * D : (layer + 1) * D]
-            weights = [
-                torch.stack([getattr(self, n[i]) for n in names]) for i in range(len(names[0]))
-            ]
-            w_ih, w_hh, *rest = weights
-            b_ih, b_hh = rest[:2] if self.bias else (None, None)
-            w_ch = rest[-1] if self.peephole else None
+            w = {}
+            for names in zip(*self._all_weights[layer * D : (layer + 1) * D], strict=True):
+                stacked = torch.stack([getattr(self, n) for n in names])
+                w[names[0].rsplit("_l", 1)[0]] = _contiguous_grad(stacked)
             states = slice(layer * D, (layer + 1) * D)
             out, h_n, c_n = run_unit(
                 self.cell,
                 x,
-                w_ih,
-                w_hh,
-                b_ih,
-                b_hh,
-                w_ch=w_ch,
+                w["weight_ih"],
+                w["weight_hh"],
+                w.get("bias_ih"),
+                w.get("bias_hh"),
+                w_ch=w.get("weight_ch"),
+                w_hr=w.get("weight_hr"),
                 reset=self.reset,
                 mask=mask,
                 h0=h0[states] if h0 is not None else None,
@@ -385,8 +413,9 @@ class RecurrentUnit(nn.Module):
         if unbatched:
             states = [s.unsqueeze(1) for s in states]
         D = 2 if self.bidirectional else 1
-        expected = (self.num_layers * D, x.shape[1], self.hidden_size)
         for i, state in enumerate(states):
+            size = self.proj_size if self.proj_size and i == 0 else self.hidden_size
+            expected = (self.num_layers * D, x.shape[1], size)
             if tuple(state.shape) != expected:
                 label = f"hidden[{i}]" if lstm else "hidden"
                 raise RuntimeError(f"Expected {label} size {expected}, got {list(state.shape)}")
@@ -425,6 +454,54 @@ def _check_arguments(input_size, hidden_size, num_layers, bias, batch_first, dro
         raise TypeError(f"num_layers should be of type int, got: {type(num_layers).__name__}")
     if num_layers <= 0:
         raise ValueError("num_layers must be greater than zero")
+
+
+def _check_projection(proj_size, hidden_size: int) -> None:
+    """torch.nn.LSTM's checks of ``proj_size``, with its exception types and messages."""
+    if not isinstance(proj_size, int) or isinstance(proj_size, bool):
+        raise TypeError(f"proj_size should be of type int, got: {type(proj_size).__name__}")
+    if proj_size < 0:
+        raise ValueError("proj_size should be a positive integer or zero to disable projections")
+    if proj_size >= hidden_size:
+        raise ValueError("proj_size has to be smaller than hidden_size")
+
+
+class _ContiguousGrad(torch.autograd.Function):
+    """The identity, whose backward hands on a contiguous gradient: the gradients that
+    ``torch.autograd.grad`` returns for the weights are then contiguous, as torch's are
+    (the recurrent products read the weights transposed, so their gradients come back as
+    transposed views)."""
+
+    generate_vmap_rule = True
+
+    @staticmethod
+    def forward(weight):
+        return weight.view_as(weight)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        pass
+
+    @staticmethod
+    def backward(ctx, grad):
+        return grad.contiguous()
+
+    @staticmethod
+    def jvp(ctx, tangent):
+        return tangent.view_as(tangent)  # forward-mode AD: a view, as forward returns
+
+
+def _contiguous_grad(weight: Tensor) -> Tensor:
+    """``weight``, through :class:`_ContiguousGrad` when a gradient will flow (not while
+    tracing or compiling, where the graph's own layout rules apply)."""
+    if (
+        weight.dim() < 2
+        or not (weight.requires_grad and torch.is_grad_enabled())
+        or torch.jit.is_tracing()
+        or torch.compiler.is_compiling()
+    ):
+        return weight
+    return _ContiguousGrad.apply(weight)
 
 
 def _kind(value) -> str:

@@ -41,6 +41,7 @@ def run_unit(
     b_hh: Tensor | None = None,
     *,
     w_ch: Tensor | None = None,
+    w_hr: Tensor | None = None,
     reset: str = "before",
     mask: Tensor | None = None,
     h0: Tensor | None = None,
@@ -60,12 +61,19 @@ def run_unit(
             None. Gate blocks in torch's order: LSTM i, f, g, o; GRU r, z, n.
         w_ch: LSTM peepholes ``(K, 3, H)``: diagonals for i and f (reading c_{t-1}) and for o
             (reading the new c_t); None for no peepholes.
+        w_hr: LSTM projection ``(K, R, H)`` (torch's ``proj_size`` = R < H):
+            ``h_t = W_hr (o_t * tanh(c_t))``, so ``h`` has R features and ``w_hh`` is
+            ``(K, G*H, R)``; None for none. It has no fused kernel: the torch loop runs it
+            whatever ``backend`` says.
         reset: GRU only: ``"before"`` (the paper, ``n = tanh(W_in x + b_in + W_hn (r*h) + b_hn)``)
             or ``"after"`` (torch/cuDNN, ``n = tanh(W_in x + b_in + r*(W_hn h + b_hn))``).
         mask: ``(T, B)``, 1 on real steps and 0 on padding (padding only at the end of a
             sequence). Padded steps leave the state unchanged and output 0.
-        h0, c0: ``(K, B, H)`` initial states, or None for zeros (``c0`` for LSTM only).
-        backend: ``"auto"``, ``"torch"`` or ``"numba"``.
+        h0, c0: ``(K, B, H)`` initial states, or None for zeros (``c0`` for LSTM only;
+            ``h0`` is ``(K, B, R)`` with ``w_hr``).
+        backend: ``"auto"``, ``"torch"`` or ``"numba"``. Under a ``torch.func`` transform
+            (``grad``, ``vmap``, ...) ``"auto"`` runs the torch loop and ``"numba"`` raises
+            (the custom operator has no functorch rules).
         variant: ``""`` (the full unit) or a variant name of :mod:`rnnbench.nn.variants`
             (LSTM ``np nig nfg nog niaf noaf cifg fb1``, GRU ``after nrg nug mgu``). A variant
             that removes gates has ``G`` = the gates it keeps (rows of ``w_ih``, ``w_hh``,
@@ -78,23 +86,28 @@ def run_unit(
             by the torch loops, which then run.
 
     Returns:
-        ``out (K, T, B, H)``, ``h_n (K, B, H)`` and ``c_n (K, B, H)`` for LSTM, else None.
+        ``out (K, T, B, H)``, ``h_n (K, B, H)`` and ``c_n (K, B, H)`` for LSTM, else None
+        (``out`` and ``h_n`` have R features with ``w_hr``).
     """
-    variant, reset = _check(cell, x, w_ih, w_hh, w_ch, reset, backend, variant)
+    variant, reset = _check(cell, x, w_ih, w_hh, w_ch, w_hr, reset, backend, variant)
     xw = project_input(x, w_ih, b_ih)
     K, T, B, GH = xw.shape
-    H = w_hh.shape[-1]
+    R = w_hh.shape[-1]
+    H = w_hr.shape[-1] if w_hr is not None else R
     if h0 is None:
-        h0 = xw.new_zeros(K, B, H)
+        h0 = xw.new_zeros(K, B, R)
     if cell == "lstm" and c0 is None:
         c0 = xw.new_zeros(K, B, H)
-    if trace is None and cell != "relu" and _use_numba(backend, xw):
+    fused = trace is None and cell != "relu" and w_hr is None
+    if _use_numba(backend, xw, fused):
         from rnnbench.nn import ops
 
         return ops.run(cell, xw, w_hh, b_hh, w_ch, reset, mask, h0, c0, variant)
     if variant and variant != "fb1":
-        return _torch_variant_loop(cell, variant, xw, w_hh, b_hh, w_ch, reset, mask, h0, c0, trace)
-    return _torch_loop(cell, xw, w_hh, b_hh, w_ch, reset, mask, h0, c0, trace)
+        return _torch_variant_loop(
+            cell, variant, xw, w_hh, b_hh, w_ch, reset, mask, h0, c0, trace, w_hr
+        )
+    return _torch_loop(cell, xw, w_hh, b_hh, w_ch, reset, mask, h0, c0, trace, w_hr)
 
 
 def project_input(x: Tensor, w_ih: Tensor, b_ih: Tensor | None) -> Tensor:
@@ -121,8 +134,23 @@ def numba_available() -> bool:
     return _NUMBA
 
 
-def _use_numba(backend: str, xw: Tensor) -> bool:
-    if backend == "torch":
+def _in_functorch_transform() -> bool:
+    """Whether a ``torch.func`` transform (grad, vmap, jacrev, ...) is running."""
+    return not torch.compiler.is_compiling() and torch._C._are_functorch_transforms_active()
+
+
+def _use_numba(backend: str, xw: Tensor, fused: bool = True) -> bool:
+    """Whether the fused kernels run: never for ``fused=False`` (a trace, relu, a projection:
+    the torch loop whatever ``backend``), nor for ``"auto"`` under a ``torch.func`` transform."""
+    if backend == "torch" or not fused:
+        return False
+    if _in_functorch_transform():
+        if backend == "numba":
+            raise RnnbenchError(
+                "torch.func transforms (grad, vmap, jacrev, ...) cannot run the numba "
+                "backend's custom operator; build the module (or call run_unit) with "
+                'backend="torch" (or "auto", which runs the torch loop under a transform).'
+            )
         return False
     if backend == "numba":
         if xw.device.type != "cpu" or not numba_available():
@@ -137,7 +165,7 @@ def _use_numba(backend: str, xw: Tensor) -> bool:
     )
 
 
-def _check(cell, x, w_ih, w_hh, w_ch, reset, backend, variant) -> tuple[str, str]:
+def _check(cell, x, w_ih, w_hh, w_ch, w_hr, reset, backend, variant) -> tuple[str, str]:
     """Validate the arguments; returns the canonical ``(variant, reset)``."""
     if cell not in GATES:
         raise RnnbenchError(f"unknown cell {cell!r}; choose one of {sorted(GATES)}.")
@@ -152,7 +180,14 @@ def _check(cell, x, w_ih, w_hh, w_ch, reset, backend, variant) -> tuple[str, str
         raise RnnbenchError(f"x must be (T, B, I) or (K, T, B, I), got shape {tuple(x.shape)}.")
     if w_ih.dim() != 3 or w_hh.dim() != 3:
         raise RnnbenchError("w_ih and w_hh need a leading population dimension K.")
-    H = w_hh.shape[-1]
+    if w_hr is not None and cell != "lstm":
+        raise RnnbenchError("projections (w_hr) exist for the LSTM only.")
+    if w_hr is not None and (w_hr.dim() != 3 or w_hr.shape[1] != w_hh.shape[-1]):
+        raise RnnbenchError(
+            f"w_hr must be (K, R, H) with R = w_hh's last dimension {w_hh.shape[-1]}, got "
+            f"shape {tuple(w_hr.shape)}."
+        )
+    H = w_hr.shape[-1] if w_hr is not None else w_hh.shape[-1]
     G = _variants.gate_count(cell, variant)
     name = f"{cell} {variant}".strip()
     if w_hh.shape[1] != G * H:
@@ -170,9 +205,10 @@ def _check(cell, x, w_ih, w_hh, w_ch, reset, backend, variant) -> tuple[str, str
     return variant, reset
 
 
-def _torch_loop(cell, xw, w_hh, b_hh, w_ch, reset, mask, h, c, trace=None):
+def _torch_loop(cell, xw, w_hh, b_hh, w_ch, reset, mask, h, c, trace=None, w_hr=None):
     """The reference: one autograd step per time step."""
     w_hh_t = w_hh.transpose(1, 2)
+    w_hr_t = w_hr.transpose(1, 2) if w_hr is not None else None
     b_rec = b_hh.unsqueeze(1) if b_hh is not None else None
     if cell == "gru" and reset == "before":
         H = w_hh.shape[-1]
@@ -194,6 +230,8 @@ def _torch_loop(cell, xw, w_hh, b_hh, w_ch, reset, mask, h, c, trace=None):
                 h_new = _gru_after_step(xw_t, gh, h, trace)
             else:
                 h_new, c_new = _lstm_step(xw_t + gh, c, w_ch, trace)
+                if w_hr_t is not None:
+                    h_new = torch.bmm(h_new, w_hr_t)
         if m is None:
             h = h_new
             outs.append(h_new)
@@ -253,10 +291,13 @@ def _gru_before_step(xw_t, h, w_rz_t, w_n_t, b_rz, b_n, trace=None):
     return (1 - z) * n + z * h
 
 
-def _torch_variant_loop(cell, variant, xw, w_hh, b_hh, w_ch, reset, mask, h, c, trace=None):
+def _torch_variant_loop(
+    cell, variant, xw, w_hh, b_hh, w_ch, reset, mask, h, c, trace=None, w_hr=None
+):
     """The reference of the variants (:mod:`rnnbench.nn.variants`): one autograd step per time
     step, each gate block by name."""
     H = w_hh.shape[-1]
+    w_hr_t = w_hr.transpose(1, 2) if w_hr is not None else None
     names = _variants.gates(cell, variant)
     w_hh_t = w_hh.transpose(1, 2)
     b_rec = b_hh.unsqueeze(1) if b_hh is not None else None
@@ -274,6 +315,8 @@ def _torch_variant_loop(cell, variant, xw, w_hh, b_hh, w_ch, reset, mask, h, c, 
             blocks = (xw_t + _affine(h, w_hh_t, b_rec)).chunk(len(names), -1)
             gates = dict(zip(names, blocks, strict=True))
             h_new, c_new = _lstm_variant_step(variant, gates, c, peep, trace)
+            if w_hr_t is not None:
+                h_new = torch.bmm(h_new, w_hr_t)
         else:
             h_new = _gru_variant_step(variant, xw_t, h, w_s_t, w_n_t, b_s, b_n, reset, trace)
         if m is None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from torch.serialization import add_safe_globals
+
 from rnnbench.nn.base import RecurrentUnit
 
 
@@ -28,9 +30,13 @@ class LSTM(RecurrentUnit):
     :math:`\sigma` the logistic sigmoid and :math:`\odot` the elementwise product.
     The input and forget gates peek at the previous cell :math:`c_{t-1}`; the output gate
     peeks at the new cell :math:`c_t` (Graves 2013, as in Chung et al. 2014).
+    With ``proj_size`` :math:`= R > 0`, :math:`h_t = W_{hr} (o_t \odot \tanh(c_t))`
+    (torch's projection): :math:`h_t` has :math:`R` features, the gates read it through
+    :math:`W_{h\ast}` of :math:`R` columns, :math:`c_t` keeps :math:`H_{out}`. It runs the
+    torch loop whatever ``backend`` says (no fused kernel), in every form and variant.
     With ``peephole=False`` the :math:`v` terms vanish and the module is a drop-in
     :class:`torch.nn.LSTM`: same constructor (positional order included), parameters, state
-    dict, inputs and outputs, except ``proj_size`` (refused). The state dict of a
+    dict, inputs and outputs, ``proj_size`` included. The state dict of a
     ``peephole=True`` module or a ``variant`` records its form, and a state dict of another
     form is refused with a sentence naming the argument (a warning with ``strict=False``).
 
@@ -46,8 +52,8 @@ class LSTM(RecurrentUnit):
             the last, in training mode only (as torch). Default 0.
         bidirectional: if True, each layer also runs over the reversed sequence (parameters
             ``..._reverse``) and outputs both directions concatenated. Default False.
-        proj_size: must be 0: projections are not supported (any other value raises
-            :class:`~rnnbench.errors.RnnbenchError`; use :class:`torch.nn.LSTM`).
+        proj_size: if > 0, the projection above, of this size (``0 <= proj_size <
+            hidden_size``, as torch). Default 0.
         device, dtype: of the parameters, as torch's factory arguments.
         peephole: (keyword only) if True (the default, the paper's form), add
             :math:`v_i, v_f, v_o`; ``peephole=False`` is :class:`torch.nn.LSTM`.
@@ -79,11 +85,13 @@ class LSTM(RecurrentUnit):
       (padded steps never change the state). Its dtype must be the parameters'.
     - ``hx``: optional tuple (or list) ``(h_0, c_0)``, each :math:`(D \cdot
       \text{num\_layers}, N, H_{out})`, or :math:`(D \cdot \text{num\_layers}, H_{out})`
-      unbatched; zeros by default. Same dtype as ``input``.
+      unbatched (:math:`R` features for ``h_0`` with a projection); zeros by default. Same
+      dtype as ``input``.
     - ``output``: :math:`(L, N, D \cdot H_{out})` (:math:`(N, L, D \cdot H_{out})` when
       ``batch_first``, :math:`(L, D \cdot H_{out})` unbatched): :math:`h_t` of the last layer
       for every step, forward and reverse directions concatenated; a ``PackedSequence`` when
-      the input was one.
+      the input was one (:math:`R` features in place of :math:`H_{out}` with a projection,
+      for ``h_n`` too).
     - ``h_n``, ``c_n``: :math:`(D \cdot \text{num\_layers}, N, H_{out})`, the states after
       the last real step of each layer and direction (row :math:`l D + d`; the reverse
       direction's last step is the sequence's first).
@@ -92,29 +100,40 @@ class LSTM(RecurrentUnit):
     for layer ``k`` (and with the suffix ``_reverse`` for the reverse direction):
 
     - ``weight_ih_lk``: :math:`(4 H_{out}, H_{in})` for ``k = 0``, else
-      :math:`(4 H_{out}, D \cdot H_{out})`: :math:`[W_{ii}; W_{if}; W_{ig}; W_{io}]`.
-    - ``weight_hh_lk``: :math:`(4 H_{out}, H_{out})`, :math:`[W_{hi}; W_{hf}; W_{hg}; W_{ho}]`.
+      :math:`(4 H_{out}, D \cdot R)`: :math:`[W_{ii}; W_{if}; W_{ig}; W_{io}]`
+      (:math:`R` = ``proj_size`` if > 0, else :math:`H_{out}`).
+    - ``weight_hh_lk``: :math:`(4 H_{out}, R)`, :math:`[W_{hi}; W_{hf}; W_{hg}; W_{ho}]`.
     - ``bias_ih_lk``, ``bias_hh_lk``: :math:`(4 H_{out})`, in the same order.
+    - ``weight_hr_lk`` (``proj_size > 0`` only): :math:`(R, H_{out})`, :math:`W_{hr}`.
     - ``weight_ch_lk`` (``peephole=True`` only): :math:`(3, H_{out})`, rows
       :math:`v_i, v_f, v_o`.
 
     Attributes as torch's: ``input_size``, ``hidden_size``, ``num_layers``, ``bias``,
-    ``batch_first``, ``dropout``, ``bidirectional``, ``proj_size`` (0), ``mode``
+    ``batch_first``, ``dropout``, ``bidirectional``, ``proj_size``, ``mode``
     (``"LSTM"``) and ``all_weights`` (the parameters of each layer and direction).
 
     Initialisation, with :math:`k = 1/H_{out}`:
 
-    - ``init="torch"``: every parameter from :math:`\mathcal{U}(-\sqrt{k}, \sqrt{k})`, as torch.
-    - ``init="paper"`` (the authors' code): ``weight_ih_lk`` and ``weight_ch_lk`` from
-      :math:`\mathcal{U}(-0.1, 0.1)`, each gate's :math:`H_{out} \times H_{out}` block of
-      ``weight_hh_lk`` a random orthogonal matrix, biases zero.
+    - ``init="torch"``: every parameter from :math:`\mathcal{U}(-\sqrt{k}, \sqrt{k})`, drawn
+      as torch draws (``Tensor.uniform_`` in the parameter's dtype, in registration order):
+      ``torch.manual_seed(s)`` then ``LSTM(..., peephole=False)`` gives
+      ``torch.nn.LSTM(...)``'s tensors and leaves the generator where torch leaves it. The
+      peephole form draws each layer and direction's ``weight_ch_lk`` after its other
+      tensors; a variant draws each tensor at the full unit's shape and keeps its rows.
+    - ``init="paper"`` (the authors' code): ``weight_ih_lk``, ``weight_hr_lk`` and
+      ``weight_ch_lk`` from :math:`\mathcal{U}(-0.1, 0.1)`, each gate's :math:`H_{out} \times
+      R` block of ``weight_hh_lk`` a random orthogonal matrix (orthonormal columns), biases
+      zero.
 
     The draws use torch's global generator; call ``reset_parameters(generator)`` to use your own.
 
     .. note::
         The numba backend computes gradients with a hand-written backward pass (the custom
         operator ``rnnbench::fused_rnn``), so it supports first derivatives only: double
-        backward raises and names ``backend="torch"``. The module reads its weights through
+        backward raises and names ``backend="torch"``; under ``torch.func`` transforms
+        (``grad``, ``vmap`` over ``functional_call``) ``backend="auto"`` runs the torch loop
+        and ``"numba"`` raises the same way. Gradients that ``torch.autograd.grad`` returns
+        are contiguous, as torch's. The module reads its weights through
         its attributes, so parametrizations (``torch.nn.utils.parametrizations.weight_norm``,
         ``orthogonal``) work. ``torch.compile`` (``fullgraph=True`` on padded input),
         ``torch.export`` and ``torch.jit.trace`` see one operator per layer on the numba
@@ -181,3 +200,8 @@ class LSTM(RecurrentUnit):
             peephole=peephole,
             variant=variant,
         )
+
+
+# A whole module saved with torch.save(module) holds only tensors and plain attributes, so it
+# may reload with torch.load(..., weights_only=True): importing the class allows it.
+add_safe_globals([LSTM])

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from torch.serialization import add_safe_globals
+
 from rnnbench.nn.base import RecurrentUnit
 
 
@@ -73,7 +75,10 @@ class RNN(RecurrentUnit):
 
     Initialisation, with :math:`k = 1/H_{out}`:
 
-    - ``init="torch"``: every parameter from :math:`\mathcal{U}(-\sqrt{k}, \sqrt{k})`, as torch.
+    - ``init="torch"``: every parameter from :math:`\mathcal{U}(-\sqrt{k}, \sqrt{k})`, drawn
+      as torch draws (``Tensor.uniform_`` in the parameter's dtype, in registration order), so
+      a seeded construction gives ``torch.nn.RNN``'s tensors and leaves the generator where
+      torch leaves it.
     - ``init="paper"`` (the authors' code): ``weight_ih_lk`` from :math:`\mathcal{U}(-0.1, 0.1)`,
       ``weight_hh_lk`` a random orthogonal matrix, biases zero.
 
@@ -82,7 +87,10 @@ class RNN(RecurrentUnit):
     .. note::
         The numba backend computes gradients with a hand-written backward pass (the custom
         operator ``rnnbench::fused_rnn``), so it supports first derivatives only: double
-        backward raises and names ``backend="torch"``. The module reads its weights through
+        backward raises and names ``backend="torch"``; under ``torch.func`` transforms
+        (``grad``, ``vmap`` over ``functional_call``) ``backend="auto"`` runs the torch loop
+        and ``"numba"`` raises the same way. Gradients that ``torch.autograd.grad`` returns
+        are contiguous, as torch's. The module reads its weights through
         its attributes, so parametrizations (``torch.nn.utils.parametrizations.weight_norm``,
         ``orthogonal``) work. ``torch.compile`` (``fullgraph=True`` on padded input),
         ``torch.export`` and ``torch.jit.trace`` see one operator per layer on the numba
@@ -143,3 +151,8 @@ class RNN(RecurrentUnit):
             backend=backend,
         )
         self.nonlinearity = nonlinearity
+
+
+# A whole module saved with torch.save(module) holds only tensors and plain attributes, so it
+# may reload with torch.load(..., weights_only=True): importing the class allows it.
+add_safe_globals([RNN])
