@@ -400,7 +400,7 @@ def test_quick_banner_on_every_output(quick_report_dir):
 
 
 def test_a_shortened_study_says_so_on_every_output(report_dir):
-    # the fixture's runs stop at 6 epochs with 2-3 learning rates per cell
+    # the fixture's runs stop at 6 epochs with 2-3 learning rates per cell, patience 3
     banner = reduced_banner(["at most 6 epochs per run (protocol: 500)"])
     assert banner.startswith("NOT THE PAPER'S PROTOCOL: at most 6 epochs per run")
     md = (report_dir / "report.md").read_text(encoding="utf-8")
@@ -409,7 +409,9 @@ def test_a_shortened_study_says_so_on_every_output(report_dir):
         "NOT THE PAPER'S PROTOCOL: at most 6 epochs per run (protocol: 500); "
         "2/3 learning-rate candidates per cell (protocol: 10); "
         "learning rates other than the protocol's draw in 5 of 5 cells (protocol: 10 per cell, "
-        "ln lr ~ U(-12, -6) from a generator seeded per data set)."
+        "ln lr ~ U(-12, -6) from a generator seeded per data set); "
+        "early-stopping patience 3 epochs (rnnbench's protocol: 20; the paper's is not "
+        "published)."
     )
     assert md.count(expected) == 2
     assert html.count(expected.replace("'", "&#x27;")) == 2
@@ -463,6 +465,7 @@ def test_departures_name_each_change_and_nothing_at_the_protocol(tmp_path):
                 clip=5.0,
                 hidden=8,
                 bptt=100,
+                patience=50,
             )
     runs = Store(other, readonly=True).runs()
     assert departures(runs, build_cells(runs)) == [
@@ -473,6 +476,7 @@ def test_departures_name_each_change_and_nothing_at_the_protocol(tmp_path):
         "hidden sizes other than the paper's (Table 1)",
         "in 1 cell the reported seeds include the runs that chose the learning rate (no fresh "
         "seeds; their means are biased low and they are not tested)",
+        "early-stopping patience 50 epochs (rnnbench's protocol: 20; the paper's is not published)",
         "backpropagation truncated to 100 steps (protocol: whole sequences)",
     ]
     one = build_cells(runs[:1])  # one run at one of the protocol's rates

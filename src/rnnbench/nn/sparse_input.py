@@ -55,9 +55,10 @@ def enabled(on: bool = True) -> Iterator[None]:
 def project(x: Tensor, w_ih: Tensor, b_ih: Tensor | None) -> Tensor | None:
     """``W x + b_ih`` as ``(K, T, B, G*H)`` by gathering, or None where the dense product must
     run (not enabled, or not exact: see the module docstring)."""
-    if not _ON.get() or x.dim() != 3 or x.device.type != "cpu" or x.requires_grad:
-        return None
+    # compiling or tracing first: dynamo cannot trace ContextVar.get (fullgraph compile)
     if torch.compiler.is_compiling() or torch.jit.is_tracing():
+        return None
+    if not _ON.get() or x.dim() != 3 or x.device.type != "cpu" or x.requires_grad:
         return None
     if x.dtype != w_ih.dtype or w_ih.dtype not in (torch.float32, torch.float64):
         return None

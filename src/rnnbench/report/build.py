@@ -55,7 +55,7 @@ from rnnbench.report.tables import (
 )
 from rnnbench.report.untrained import mark_untrained
 from rnnbench.sweeps.grid import LOG_LR_HIGH, LOG_LR_LOW, lr_candidates, stable_seed
-from rnnbench.train.config import LATER_FIELDS
+from rnnbench.train.config import LATER_FIELDS, RunConfig
 from rnnbench.train.presets import preset_departures
 
 QUICK_BANNER = (
@@ -75,6 +75,9 @@ REPORT_FILES = (
     "figure3.png",
     *EXPORT_FILES,
 )
+
+
+PATIENCE = RunConfig.__dataclass_fields__["patience"].default
 
 
 def departures(runs: list[dict], cells: list[Cell]) -> list[str]:
@@ -118,6 +121,21 @@ def departures(runs: list[dict], cells: list[Cell]) -> list[str]:
             f"in {len(biased)} {'cell' if len(biased) == 1 else 'cells'} the reported seeds "
             "include the runs that chose the "
             "learning rate (no fresh seeds; their means are biased low and they are not tested)"
+        )
+    # early stopping's patience: the paper does not publish it; rnnbench's protocol is 20 (the
+    # authors' preset stops no run early, and names that itself)
+    patience = sorted(
+        {
+            int(r["config"]["patience"])
+            for r in done
+            if r["config"].get("protocol", "paper") == "paper"
+            and r["config"].get("patience") not in (None, PATIENCE)
+        }
+    )
+    if patience:
+        out.append(
+            f"early-stopping patience {'/'.join(map(str, patience))} epochs (rnnbench's "
+            f"protocol: {PATIENCE}; the paper's is not published)"
         )
     windows = values("bptt")
     if windows:
