@@ -21,13 +21,13 @@ import json
 import numpy as np
 
 from rnnbench.data.registry import load_dataset
+from rnnbench.sample_files import speech_wave
 from rnnbench.samples import (
     build_population,
     draw,
     load_checkpoint,
     member_seed,
     real_excerpt,
-    speech_wave,
     steps_for_seconds,
 )
 

@@ -24,15 +24,13 @@ from rnnbench import cli
 from rnnbench.data.registry import load_dataset
 from rnnbench.models import SequenceModel
 from rnnbench.report import build_report
+from rnnbench.sample_files import read_midi_roll, speech_wave, write_sample
 from rnnbench.samples import (
     build_population,
     draw,
     load_checkpoint,
     member_seed,
     music_framing,
-    read_midi_roll,
-    speech_wave,
-    write_sample,
 )
 from rnnbench.store import Store
 from rnnbench.train.config import RunConfig

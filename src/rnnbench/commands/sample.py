@@ -164,6 +164,7 @@ def cell_runs(stores, dataset: str, unit: str, form: str | None, *, all_seeds: b
 
 def handler(args: argparse.Namespace) -> int:
     from rnnbench.data.registry import load_dataset
+    from rnnbench.sample_files import write_manifest, write_sample
     from rnnbench.samples import (
         build_population,
         draw,
@@ -172,8 +173,6 @@ def handler(args: argparse.Namespace) -> int:
         prime_frames,
         real_excerpt,
         steps_for_seconds,
-        write_manifest,
-        write_sample,
     )
 
     if args.count < 1:

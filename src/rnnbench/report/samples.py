@@ -170,13 +170,13 @@ def _load(name: str, data_dir):
 
 
 def _cell_media(cell, ckpt, dataset, folder: Path, root: Path, seed, title) -> list[Block]:
+    from rnnbench.sample_files import write_sample
     from rnnbench.samples import (
         build_population,
         draw,
         member_seed,
         real_excerpt,
         steps_for_seconds,
-        write_sample,
     )
 
     run = cell.best_run
