@@ -17,16 +17,17 @@ FINAL = {"": (8.0, 8.1, 8.2), "after": (8.1, 8.3, 8.2)}  # test = valid NLL of s
 CURVES = {"": [9.0, 8.4, 8.0], "after": [9.5, 8.6, 8.1]}
 
 
-def add_ablation_run(store, variant, lr, seed, stage, final, curve):
+def add_ablation_run(store, variant, lr, seed, stage, final, curve, hidden=46):
     cfg = RunConfig(
         dataset="jsb",
         unit="gru",
         lr=lr,
         seed=seed,
         data_seed=seed,
-        hidden=46,
+        hidden=hidden,
         batch_size=16,
         reset="after" if variant == "after" else "before",
+        variant="" if variant == "after" else variant,
     )
     key = cfg.key()
     store.start_run(key, cfg.to_dict(), f"runs/{key}", labels={"sweep": "ablate", "stage": stage})
@@ -39,6 +40,7 @@ def add_ablation_run(store, variant, lr, seed, stage, final, curve):
     )
     result = {"train_nll": final, "valid_nll": final, "test_nll": final, "epochs": len(curve)}
     store.finish_run(key, "done", result)
+    return key
 
 
 def fill_ablations(path):
@@ -104,28 +106,14 @@ def test_the_paper_report_is_the_same_with_ablation_runs_in_its_store(store_path
 
 
 def add_variant_run(store, variant, lr, seed, stage, final, curve, *, error=None):
-    cfg = RunConfig(
-        dataset="jsb",
-        unit="gru",
-        lr=lr,
-        seed=seed,
-        data_seed=seed,
-        hidden=62,
-        batch_size=16,
-        variant=variant,
-    )
-    key = cfg.key()
-    store.start_run(key, cfg.to_dict(), f"runs/{key}", labels={"sweep": "ablate", "stage": stage})
-    store.log_epochs(
-        key,
-        [
-            {"epoch": e, "train_nll": v, "valid_nll": v, "updates": e, "seconds": 1.0 * e}
-            for e, v in enumerate(curve, start=1)
-        ],
-    )
-    result = {"train_nll": final, "valid_nll": final, "test_nll": final, "epochs": len(curve)}
-    result["best_epoch"] = 1 if error else len(curve)
-    store.finish_run(key, "done", result, error=error)
+    """A GRU variant's run (62 units), through ``add_ablation_run``; a run that diverged
+    after its best epoch 1 (``error``) is stored as done with that flag."""
+    key = add_ablation_run(store, variant, lr, seed, stage, final, curve, hidden=62)
+    if error:
+        result = {"train_nll": final, "valid_nll": final, "test_nll": final}
+        store.finish_run(
+            key, "done", {**result, "epochs": len(curve), "best_epoch": 1}, error=error
+        )
 
 
 def test_a_cell_whose_runs_all_diverged_before_learning_did_not_train(tmp_path):

@@ -169,18 +169,9 @@ def final_rows(
         lo, hi = te.ci95
         diffs = Summary(test.diffs if test else [])
         dlo, dhi = diffs.ci95
-        hidden = v.hidden
-        count = (
-            units.recurrent_count(task_of(v.dataset), v.unit, v.variant, hidden) if hidden else None
-        )
         rows.append(
             {
-                "dataset": v.dataset,
-                "unit": v.unit,
-                "variant": variant or "full",
-                "hidden": hidden if hidden is not None else "",
-                "recurrent_params": count if count is not None else "",
-                "lr": _num(v.cell.chosen_lr),
+                **_identity(v, variant, task_of),
                 "seeds": te.n,
                 "test_nll_mean": _num(te.mean),
                 "test_nll_std": _num(te.std),
@@ -201,20 +192,27 @@ def final_rows(
     return rows
 
 
-def _untrained_row(v: VariantCell, variant: str, note: str, task_of) -> dict:
-    """A cell that did not train: its size and rate, no statistics."""
+def _identity(v: VariantCell, variant: str, task_of) -> dict:
+    """A row's cell: data set, unit, variant, size, recurrent parameters and chosen rate."""
     hidden = v.hidden
     count = units.recurrent_count(task_of(v.dataset), v.unit, v.variant, hidden) if hidden else None
-    blank = ("test_nll_mean", "test_nll_std", "ci95_low", "ci95_high", "diff_vs_full")
-    blank += ("diff_ci95_low", "diff_ci95_high", "paired_seeds", "t", "p", "p_holm", "holm_tests")
     return {
-        **dict.fromkeys(blank, ""),
         "dataset": v.dataset,
         "unit": v.unit,
         "variant": variant or "full",
         "hidden": hidden if hidden is not None else "",
         "recurrent_params": count if count is not None else "",
         "lr": _num(v.cell.chosen_lr),
+    }
+
+
+def _untrained_row(v: VariantCell, variant: str, note: str, task_of) -> dict:
+    """A cell that did not train: its size and rate, no statistics."""
+    blank = ("test_nll_mean", "test_nll_std", "ci95_low", "ci95_high", "diff_vs_full")
+    blank += ("diff_ci95_low", "diff_ci95_high", "paired_seeds", "t", "p", "p_holm", "holm_tests")
+    return {
+        **dict.fromkeys(blank, ""),
+        **_identity(v, variant, task_of),
         "seeds": len(v.cell.chosen),
         "verdict": UNTRAINED,
         "note": note,
