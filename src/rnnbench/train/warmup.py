@@ -10,7 +10,8 @@ chosen as "best" carried it in Figure 2 or not.
 
 :func:`warm_up` runs the population's model once forward and backward (the training path) and
 once forward without gradients (the evaluation path) on the first steps of two training
-sequences, before the first timed epoch. With ``t_e`` the time epoch ``e`` takes, the recorded
+sequences, before the first timed epoch, and the update's kernels (clipping, RMSProp) once on
+copies of the parameters and their gradients. With ``t_e`` the time epoch ``e`` takes, the recorded
 cumulative time after epoch ``n`` is ``seconds_n = sum_{e <= n} t_e``, with no start-up term.
 
 It changes nothing the run computes: no optimizer step, gradients cleared afterwards, and
@@ -51,6 +52,7 @@ def warm_up(model, dataset, cfg, device) -> None:
         x, y, mask = (t.to(dev) for t in (batch.x, batch.y, batch.mask))
         nll_sum, n, _ = model.nll(x, y, mask, None)
         (nll_sum / n).sum().backward()
+        _warm_update(model, cfg)
         model.eval()
         split_nll(model, seqs, device=dev)
     finally:
@@ -61,3 +63,23 @@ def warm_up(model, dataset, cfg, device) -> None:
         np.random.set_state(np_rng)
         if cuda_rng is not None:
             torch.cuda.set_rng_state_all(cuda_rng)
+
+
+def _warm_update(model, cfg) -> None:
+    """The update's kernels (per-member clipping, the protocol's RMSProp: fused numba kernels
+    on CPU, :mod:`rnnbench.train.fused`) run once on copies of the parameters and of their
+    gradients, so their compilation is not in epoch 1 either; the model is not touched."""
+    from rnnbench.train.authors import gradient_clip, make_optimizer
+    from rnnbench.train.protocol import clip_member_grad_norms
+
+    params = [p for _, p in model.named_parameters()]
+    if not params or any(p.grad is None for p in params):
+        return
+    copies = []
+    for p in params:
+        c = p.detach().clone()
+        c.grad = p.grad.detach().clone()
+        copies.append(c)
+    k = copies[0].shape[0]
+    clip_member_grad_norms(copies, gradient_clip(cfg))
+    make_optimizer(cfg, copies, [0.0] * k).step(torch.ones(k, dtype=torch.bool))
