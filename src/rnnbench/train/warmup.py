@@ -68,18 +68,24 @@ def warm_up(model, dataset, cfg, device) -> None:
 def _warm_update(model, cfg) -> None:
     """The update's kernels (per-member clipping, the protocol's RMSProp: fused numba kernels
     on CPU, :mod:`rnnbench.train.fused`) run once on copies of the parameters and of their
-    gradients, so their compilation is not in epoch 1 either; the model is not touched."""
-    from rnnbench.train.authors import gradient_clip, make_optimizer
-    from rnnbench.train.protocol import clip_member_grad_norms
+    gradients, so their compilation is not in epoch 1 either; the model is not touched. The
+    kernels are called directly, with the argument types the optimizer passes them."""
+    from rnnbench.train import fused
+    from rnnbench.train.authors import gradient_clip, is_authors
 
     params = [p for _, p in model.named_parameters()]
     if not params or any(p.grad is None for p in params):
         return
-    copies = []
-    for p in params:
-        c = p.detach().clone()
-        c.grad = p.grad.detach().clone()
-        copies.append(c)
-    k = copies[0].shape[0]
-    clip_member_grad_norms(copies, gradient_clip(cfg))
-    make_optimizer(cfg, copies, [0.0] * k).step(torch.ones(k, dtype=torch.bool))
+    ps = [p.detach().clone() for p in params]
+    gs = [p.grad.detach().clone() for p in params]
+    if not fused.usable(ps + gs):
+        return
+    fused.member_grad_norms(gs, gradient_clip(cfg))
+    k = ps[0].shape[0]
+    state = ([torch.zeros_like(p) for p in ps], [torch.zeros_like(p) for p in ps])
+    lr, active = torch.zeros(k, dtype=ps[0].dtype), torch.ones(k, dtype=torch.bool)
+    rms = {"decay": cfg.rms_decay, "momentum": cfg.rms_momentum, "eps": cfg.rms_eps}
+    if is_authors(cfg):
+        fused.authors_step(ps, gs, *state, lr, active, clip=cfg.clip, **rms)
+    else:
+        fused.rmsprop_step(ps, gs, *state, lr, active, **rms)
