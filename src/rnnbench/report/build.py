@@ -11,7 +11,6 @@ each cell took, how our setup differs from the paper.
 
 from __future__ import annotations
 
-import math
 import shlex
 from collections import Counter
 from datetime import UTC, datetime
@@ -23,10 +22,10 @@ from rnnbench.report import paper
 from rnnbench.report.ablations import reproduce_runs
 from rnnbench.report.baselines import with_baselines
 from rnnbench.report.compute import compute_table
+from rnnbench.report.departures import PATIENCE, departures, reduced_banner  # noqa: F401
 from rnnbench.report.document import Banner, Block, Bullets, Heading, Image, Para, to_markdown
 from rnnbench.report.exports import EXPORT_FILES, collect, write_exports
 from rnnbench.report.figures import learning_curves, write_curves_csv
-from rnnbench.report.halving import departures as search_departures
 from rnnbench.report.halving import protocol_note, quick_note
 from rnnbench.report.html import to_html
 from rnnbench.report.literature import literature_blocks
@@ -54,9 +53,7 @@ from rnnbench.report.tables import (
     write_table2_csv,
 )
 from rnnbench.report.untrained import mark_untrained
-from rnnbench.sweeps.grid import LOG_LR_HIGH, LOG_LR_LOW, lr_candidates, stable_seed
-from rnnbench.train.config import LATER_FIELDS, RunConfig
-from rnnbench.train.presets import preset_departures
+from rnnbench.train.config import LATER_FIELDS
 
 QUICK_BANNER = (
     "QUICK RUN: these numbers do not follow the paper's protocol (few learning-rate "
@@ -75,98 +72,6 @@ REPORT_FILES = (
     "figure3.png",
     *EXPORT_FILES,
 )
-
-
-PATIENCE = RunConfig.__dataclass_fields__["patience"].default
-
-
-def departures(runs: list[dict], cells: list[Cell]) -> list[str]:
-    """How the stored runs depart from the paper's protocol in ways that move the numbers:
-    fewer epochs, fewer learning-rate candidates, other weight noise or clipping, models of
-    another size, truncated backpropagation. Empty when the runs follow it (batch size and the
-    like, which the paper does not publish, are in "How our setup differs" instead)."""
-    ref = paper.PROTOCOL_VALUES
-    done = [r for r in runs if r["status"] == "done"] or runs
-    out = []
-
-    def values(field: str) -> list:
-        return sorted({r["config"][field] for r in done if r["config"].get(field) is not None})
-
-    caps = [int(v) for v in values("max_epochs")]
-    if caps and caps[0] < ref["max_epochs"]:
-        out.append(
-            f"at most {'/'.join(map(str, caps))} epochs per run (protocol: {ref['max_epochs']})"
-        )
-    n_lrs = [len({r["config"]["lr"] for r in c.runs}) for c in cells if c.runs]
-    if n_lrs and min(n_lrs) < ref["lr_candidates"]:
-        counts = "/".join(map(str, sorted(set(n_lrs))))
-        noun = "candidate" if counts == "1" else "candidates"
-        out.append(f"{counts} learning-rate {noun} per cell (protocol: {ref['lr_candidates']})")
-    drawn_elsewhere = [c for c in cells if c.runs and not _protocol_rates(c)]
-    if drawn_elsewhere:
-        out.append(
-            f"learning rates other than the protocol's draw in {len(drawn_elsewhere)} of "
-            f"{len(n_lrs)} cells (protocol: {ref['lr_candidates']} per cell, ln lr ~ "
-            f"U({LOG_LR_LOW:g}, {LOG_LR_HIGH:g}) from a generator seeded per data set)"
-        )
-    for field, name in (("weight_noise", "weight noise σ"), ("clip", "gradient-norm clip")):
-        other = [v for v in values(field) if float(v) != ref[field]]
-        if other:
-            out.append(f"{name} {'/'.join(map(str, other))} (protocol: {ref[field]})")
-    if values("hidden"):
-        out.append("hidden sizes other than the paper's (Table 1)")
-    biased = [c for c in cells if c.chosen_lr is not None and not c.fresh]
-    if biased:
-        out.append(
-            f"in {len(biased)} {'cell' if len(biased) == 1 else 'cells'} the reported seeds "
-            "include the runs that chose the "
-            "learning rate (no fresh seeds; their means are biased low and they are not tested)"
-        )
-    # early stopping's patience: the paper does not publish it; rnnbench's protocol is 20 (the
-    # authors' preset stops no run early, and names that itself)
-    patience = sorted(
-        {
-            int(r["config"]["patience"])
-            for r in done
-            if r["config"].get("protocol", "paper") == "paper"
-            and r["config"].get("patience") not in (None, PATIENCE)
-        }
-    )
-    if patience:
-        out.append(
-            f"early-stopping patience {'/'.join(map(str, patience))} epochs (rnnbench's "
-            f"protocol: {PATIENCE}; the paper's is not published)"
-        )
-    windows = values("bptt")
-    if windows:
-        steps = "/".join(map(str, windows))
-        out.append(f"backpropagation truncated to {steps} steps (protocol: whole sequences)")
-    return out + preset_departures(done) + search_departures(runs)
-
-
-def _protocol_rates(cell: Cell) -> bool:
-    """True when every learning rate of ``cell`` is one of the protocol's candidates for its
-    data set and unit (the draws ``reproduce`` makes without --log-lr)."""
-    count = paper.PROTOCOL_VALUES["lr_candidates"]
-    # One draw per data set (since the selection fix); the first grids drew per unit.
-    draw = lr_candidates(count, seed=stable_seed(cell.dataset)) + lr_candidates(
-        count, seed=stable_seed(cell.dataset, cell.unit)
-    )
-    return all(
-        any(math.isclose(float(r["config"]["lr"]), d, rel_tol=1e-9) for d in draw)
-        for r in cell.runs
-    )
-
-
-def reduced_banner(items: list[str]) -> str:
-    """The banner of a report whose runs depart from the protocol (``items`` from
-    :func:`departures`); empty when there are none."""
-    if not items:
-        return ""
-    return (
-        f"NOT THE PAPER'S PROTOCOL: {'; '.join(items)}. These numbers come from a study "
-        "shortened or changed as listed; compare them with the paper's only with that in mind."
-    )
 
 
 def _versions(runs: list[dict]) -> list[str]:
