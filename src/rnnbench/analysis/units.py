@@ -103,7 +103,14 @@ def parse(spec: str) -> tuple[str, str]:
 
 def label(unit: str, variant: str) -> str:
     """``"LSTM"``, ``"LSTM nig"``, ``"GRU mgu"``."""
-    name = {"lstm": "LSTM", "gru": "GRU", "mingru": "minGRU", "minlstm": "minLSTM"}.get(unit, unit)
+    name = {
+        "lstm": "LSTM",
+        "gru": "GRU",
+        "mingru": "minGRU",
+        "minlstm": "minLSTM",
+        "mingru2": "minGRU2",
+        "minlstm2": "minLSTM2",
+    }.get(unit, unit)
     return f"{name} {variant}" if variant else name
 
 

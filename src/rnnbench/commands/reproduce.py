@@ -106,8 +106,8 @@ def register(subparsers) -> None:
         "--units",
         nargs="+",
         metavar="UNIT",
-        choices=[*UNITS, "mingru", "minlstm"],
-        help="units (default: tanh lstm gru; also mingru minlstm)",
+        choices=[*UNITS, "mingru", "minlstm", "mingru2", "minlstm2"],
+        help="units (default: tanh lstm gru; also mingru minlstm mingru2 minlstm2)",
     )
     p.add_argument(
         "--unit",

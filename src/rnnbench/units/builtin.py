@@ -6,7 +6,15 @@ Both compute their gates from the input alone, so the recurrence is linear in
 ``step`` is the same recurrence one step at a time (evaluation and sampling). The candidate
 goes through Feng et al.'s :math:`g` (:func:`rnnbench.units.scan.g`), which keeps the state
 positive so the scan can work with logarithms. Single layer, no output projection: the
-model's output layer reads :math:`h_t` as it reads the paper's units'.
+model's output layer reads :math:`h_t` as it reads the paper's units'. The equations were
+checked against the authors' code (``BorealisAI/minRNNs``, ``models/minRNNs.py``, commit
+ff52e9de; ``docs/units.md`` says what could not be checked).
+
+``mingru2`` and ``minlstm2`` stack two such layers at the same budget (the second layer reads the
+first layer's states, so its gates depend on the past through them): Feng et al.'s models
+stack layers (their code, ``BorealisAI/minRNNs`` ``models/model.py``, builds ``depth`` blocks).
+Their blocks also add normalisation, a residual connection, an output projection and optional
+convolution and feed-forward layers; these stacks have none of them (named departures).
 """
 
 from __future__ import annotations
@@ -17,11 +25,44 @@ from torch.nn.functional import softplus
 from rnnbench.units.base import Unit, linear
 from rnnbench.units.scan import g, log_g, scan_log
 
-__all__ = ["MinGRU", "MinLSTM"]
+__all__ = ["MinGRU", "MinGRU2", "MinLSTM", "MinLSTM2"]
 
 
 def _lin(p, x, w: str, b: str):
     return linear(x, p[w], p[b])
+
+
+def _gru_layer_step(p, x, h, s: str = ""):
+    z = torch.sigmoid(_lin(p, x, "weight_z" + s, "bias_z" + s))
+    return (1 - z) * h + z * g(_lin(p, x, "weight_h" + s, "bias_h" + s))
+
+
+def _gru_layer_sequence(p, x, h0, s: str = ""):
+    k = _lin(p, x, "weight_z" + s, "bias_z" + s)
+    log_b = -softplus(-k) + log_g(_lin(p, x, "weight_h" + s, "bias_h" + s))
+    return scan_log(-softplus(k), log_b, h0, dim=-3)
+
+
+def _lstm_layer_step(p, x, h, s: str = ""):
+    f = torch.sigmoid(_lin(p, x, "weight_f" + s, "bias_f" + s))
+    i = torch.sigmoid(_lin(p, x, "weight_i" + s, "bias_i" + s))
+    return (f * h + i * g(_lin(p, x, "weight_h" + s, "bias_h" + s))) / (f + i)
+
+
+def _lstm_layer_sequence(p, x, h0, s: str = ""):
+    d = softplus(-_lin(p, x, "weight_f" + s, "bias_f" + s)) - softplus(
+        -_lin(p, x, "weight_i" + s, "bias_i" + s)
+    )
+    log_b = -softplus(-d) + log_g(_lin(p, x, "weight_h" + s, "bias_h" + s))
+    return scan_log(-softplus(d), log_b, h0, dim=-3)
+
+
+def _layer_shapes(gates: str, n_in: int, H: int, s: str) -> dict:  # noqa: N803
+    out = {}
+    for gate in gates:
+        out[f"weight_{gate}{s}"] = (H, n_in)
+        out[f"bias_{gate}{s}"] = (H,)
+    return out
 
 
 class MinGRU(Unit):
@@ -51,15 +92,10 @@ class MinGRU(Unit):
         return {"z": torch.sigmoid(_lin(p, x, "weight_z", "bias_z"))}
 
     def step(self, p, x, state):
-        (h,) = state
-        z = torch.sigmoid(_lin(p, x, "weight_z", "bias_z"))
-        return ((1 - z) * h + z * g(_lin(p, x, "weight_h", "bias_h")),)
+        return (_gru_layer_step(p, x, state[0]),)
 
     def sequence(self, p, x, state):
-        (h0,) = state
-        k = _lin(p, x, "weight_z", "bias_z")
-        log_b = -softplus(-k) + log_g(_lin(p, x, "weight_h", "bias_h"))
-        return (scan_log(-softplus(k), log_b, h0, dim=-3),)
+        return (_gru_layer_sequence(p, x, state[0]),)
 
 
 class MinLSTM(Unit):
@@ -102,15 +138,93 @@ class MinLSTM(Unit):
         return {"f": f / (f + i), "i": i / (f + i)}
 
     def step(self, p, x, state):
-        (h,) = state
-        f = torch.sigmoid(_lin(p, x, "weight_f", "bias_f"))
-        i = torch.sigmoid(_lin(p, x, "weight_i", "bias_i"))
-        return ((f * h + i * g(_lin(p, x, "weight_h", "bias_h"))) / (f + i),)
+        return (_lstm_layer_step(p, x, state[0]),)
 
     def sequence(self, p, x, state):
-        (h0,) = state
-        d = softplus(-_lin(p, x, "weight_f", "bias_f")) - softplus(
-            -_lin(p, x, "weight_i", "bias_i")
-        )
-        log_b = -softplus(-d) + log_g(_lin(p, x, "weight_h", "bias_h"))
-        return (scan_log(-softplus(d), log_b, h0, dim=-3),)
+        return (_lstm_layer_sequence(p, x, state[0]),)
+
+
+class MinGRU2(Unit):
+    r"""Two stacked minGRU layers (Feng et al.'s models stack layers; see the module docstring).
+
+    .. math::
+        h^{(1)}_t = \mathrm{minGRU}_1(x_t, h^{(1)}_{t-1}), \qquad
+        h_t = \mathrm{minGRU}_2(h^{(1)}_t, h_{t-1}),
+
+    each layer :math:`z = \sigma(W_z u + b_z)`, :math:`h = (1 - z) \odot h_{-1} + z \odot
+    g(W_h u + b_h)` on its input :math:`u`. The second layer's gates read :math:`h^{(1)}_t`,
+    which depends on every earlier input. Both layers train with the log-space scan, one after
+    the other. Parameters: :math:`2H(I + 1) + 2H(H + 1)`, matched to the GRU's budget as a
+    whole. State: ``("h", "h1")``, the top layer first (the output).
+    """
+
+    name = "mingru2"
+    state = ("h", "h1")
+    batched = True
+    noise = ("weight_z1", "weight_h1", "weight_z", "weight_h")
+    budget_of = "gru"
+    equation = "two minGRU layers: h¹ = minGRU(x, h¹₋₁), h = minGRU(h¹, h₋₁)"
+
+    def shapes(self, I, H):  # noqa: N803
+        return {**_layer_shapes("zh", I, H, "1"), **_layer_shapes("zh", H, H, "")}
+
+    def gates(self, p, x, state):
+        """Both layers' update gates, ``z1`` (first) and ``z2`` (second)."""
+        _, h1 = state
+        h1 = _gru_layer_step(p, x, h1, "1")
+        return {
+            "z1": torch.sigmoid(_lin(p, x, "weight_z1", "bias_z1")),
+            "z2": torch.sigmoid(_lin(p, h1, "weight_z", "bias_z")),
+        }
+
+    def step(self, p, x, state):
+        h, h1 = state
+        h1 = _gru_layer_step(p, x, h1, "1")
+        return (_gru_layer_step(p, h1, h), h1)
+
+    def sequence(self, p, x, state):
+        h, h1 = state
+        seq1 = _gru_layer_sequence(p, x, h1, "1")
+        return (_gru_layer_sequence(p, seq1, h), seq1)
+
+
+class MinLSTM2(Unit):
+    r"""Two stacked minLSTM layers (Feng et al.'s models stack layers; see the module docstring).
+
+    .. math::
+        h^{(1)}_t = \mathrm{minLSTM}_1(x_t, h^{(1)}_{t-1}), \qquad
+        h_t = \mathrm{minLSTM}_2(h^{(1)}_t, h_{t-1}),
+
+    each layer as :class:`MinLSTM` on its input. Parameters: :math:`3H(I + 1) + 3H(H + 1)`,
+    matched to the LSTM's budget as a whole. State: ``("h", "h1")``, the top layer first.
+    """
+
+    name = "minlstm2"
+    state = ("h", "h1")
+    batched = True
+    noise = ("weight_f1", "weight_i1", "weight_h1", "weight_f", "weight_i", "weight_h")
+    budget_of = "lstm"
+    equation = "two minLSTM layers: h¹ = minLSTM(x, h¹₋₁), h = minLSTM(h¹, h₋₁)"
+
+    def shapes(self, I, H):  # noqa: N803
+        return {**_layer_shapes("fih", I, H, "1"), **_layer_shapes("fih", H, H, "")}
+
+    def gates(self, p, x, state):
+        """Both layers' normalised forget gates, ``f1`` (first) and ``f2`` (second)."""
+        _, h1 = state
+        f1 = torch.sigmoid(_lin(p, x, "weight_f1", "bias_f1"))
+        i1 = torch.sigmoid(_lin(p, x, "weight_i1", "bias_i1"))
+        h1 = _lstm_layer_step(p, x, h1, "1")
+        f2 = torch.sigmoid(_lin(p, h1, "weight_f", "bias_f"))
+        i2 = torch.sigmoid(_lin(p, h1, "weight_i", "bias_i"))
+        return {"f1": f1 / (f1 + i1), "f2": f2 / (f2 + i2)}
+
+    def step(self, p, x, state):
+        h, h1 = state
+        h1 = _lstm_layer_step(p, x, h1, "1")
+        return (_lstm_layer_step(p, h1, h), h1)
+
+    def sequence(self, p, x, state):
+        h, h1 = state
+        seq1 = _lstm_layer_sequence(p, x, h1, "1")
+        return (_lstm_layer_sequence(p, seq1, h), seq1)

@@ -6,8 +6,8 @@ from __future__ import annotations
 from rnnbench.units.names import BUILTIN
 
 UNIT_HELP = (
-    "tanh, lstm, gru, mingru, minlstm, or your own unit (docs/units.md): path/to/cell.py:Class, "
-    "package.module:Class or an installed rnnbench.units entry point"
+    "tanh, lstm, gru, mingru, minlstm, mingru2, minlstm2, or your own unit (docs/units.md): "
+    "path/to/cell.py:Class, package.module:Class or an installed rnnbench.units entry point"
 )
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from rnnbench.errors import RnnbenchError
 
 FUSED = ("tanh", "lstm", "gru")
-PLUGIN = ("mingru", "minlstm")
+PLUGIN = ("mingru", "minlstm", "mingru2", "minlstm2")
 BUILTIN = FUSED + PLUGIN
 #: ``RunConfig.unit_source`` prefixes: a file, an importable module, an installed entry point.
 SOURCE_KINDS = ("file", "module", "entry")

@@ -51,10 +51,17 @@ class Loaded:
 
 
 def builtin_unit(name: str):
-    """The instance of a plug-in built-in (``mingru``, ``minlstm``)."""
-    from rnnbench.units.builtin import MinGRU, MinLSTM
+    """The instance of a plug-in built-in (``mingru``, ``minlstm`` and their two-layer stacks
+    ``mingru2``, ``minlstm2``)."""
+    from rnnbench.units import builtin
 
-    return {"mingru": MinGRU, "minlstm": MinLSTM}[name]()
+    classes = {
+        "mingru": builtin.MinGRU,
+        "minlstm": builtin.MinLSTM,
+        "mingru2": builtin.MinGRU2,
+        "minlstm2": builtin.MinLSTM2,
+    }
+    return classes[name]()
 
 
 def names() -> list[str]:
