@@ -436,7 +436,7 @@ def test_a_folder_written_before_the_later_config_fields_resumes(tiny, tmp_path)
 
 
 def test_members_must_share_the_group_key(tiny, tmp_path):
-    with pytest.raises(RnnbenchError, match="differ only in lr and seed"):
+    with pytest.raises(RnnbenchError, match="differ only in lr, seed and data_seed"):
         run([cfg(), cfg(batch_size=3)], tmp_path, tiny)
     with pytest.raises(RnnbenchError, match="one folder per run"):
         train_population([cfg()], out_dirs=[], dataset=tiny)
