@@ -162,7 +162,7 @@ def test_old_fresh_seeds_imported_count_apart_and_new_ones_trained_together_coun
         assert len({store.get_run(k)["group_key"] for k in new}) == 1
     out = build_report(path, tmp_path / "report", samples=False)
     md = (out / "report.md").read_text()
-    rows = {(r[1], r[2]): r for r in md_table(md, "Compute")}
+    rows = {(r[1].split(" ")[0], r[2]): r for r in md_table(md, "Compute")}
     # old: 3 x 10 s + 3 x 20 s + 3 x 30 s = 3.0 min; new: one population of 3 x 20 s = 1.0 min
     assert rows[("GRU", "seeds")][3:] == ["3", "3", "3.0 min"]
     assert rows[("LSTM", "seeds")][3:] == ["3", "3", "1.0 min"]
