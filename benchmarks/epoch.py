@@ -4,9 +4,10 @@
         [--repeats 3] [--baseline REV] [--threads 1]
 
 For each configuration (the table of issue 22; ``--configs all`` adds the slow Nottingham and
-FSDD-A ones; ``--configs jsb-lstm-seeds-5,jsb-lstm-seeds-5-apart``, named only, times five
-fresh seeds of one cell as one population against one after another, in this tree, and prints
-the seconds per member-epoch both ways) a worker process trains a fresh population with
+FSDD-A ones; ``--configs jsb-lstm-seeds-5,jsb-lstm-seeds-5-apart,jsb-lstm-seeds-5-shared``,
+named only, times five fresh seeds of one cell as one population against one after another
+and against the five reading one shared batch order, in this tree, and prints the seconds per
+member-epoch each way) a worker process trains a fresh population with
 :func:`rnnbench.train.population.train_population` for ``1 + --epochs`` epochs and times every
 epoch (``_Population._one_epoch``: training, validation, metrics and checkpoints); the first
 epoch (numba cache loads, first allocations) is dropped and the median of the others is the
@@ -66,6 +67,8 @@ CONFIGS = {
     # how they trained before); "s per epoch" is all five advancing one epoch
     "jsb-lstm-seeds-5": ("jsb", "lstm", 5, {"batch_size": 4, SEEDS: "together"}, False),
     "jsb-lstm-seeds-5-apart": ("jsb", "lstm", 5, {"batch_size": 4, SEEDS: "apart"}, False),
+    # the same five reading one batch order (data_seed 0): what the per-member batches cost
+    "jsb-lstm-seeds-5-shared": ("jsb", "lstm", 5, {"batch_size": 4, SEEDS: "shared"}, False),
 }
 PARTS = ("kernels", "fwd rest", "bwd rest", "optimizer", "noise", "eval", "I/O")
 
@@ -222,7 +225,10 @@ def worker(name: str, epochs: int, threads: int, data_dir: str | None) -> dict:
         fields.update(overrides)
     configs = [RunConfig(**fields, lr=lr, seed=k) for k, lr in enumerate(lrs)]
     if seeds is not None:  # fresh seeds 1..K of one cell at one rate
-        configs = [RunConfig(**fields, lr=1e-3, seed=s, data_seed=s) for s in range(1, members + 1)]
+        order = (lambda s: 0) if seeds == "shared" else (lambda s: s)
+        configs = [
+            RunConfig(**fields, lr=1e-3, seed=s, data_seed=order(s)) for s in range(1, members + 1)
+        ]
     clock = _Clock()
     _instrument(clock)
     records = []
@@ -351,23 +357,28 @@ def _seed_lines(names, results, trees) -> None:
     """Fresh seeds together against one after another: seconds per member-epoch, both ways."""
     pairs = [n for n in names if CONFIGS[n][3].get(SEEDS) == "together"]
     for name in pairs:
-        apart = f"{name}-apart"
-        if apart not in names:
-            continue
         for tree in trees:
             k = CONFIGS[name][2]
             row = {}
-            for mode, config in (("together", name), ("apart", apart)):
-                runs = results[config][tree]
-                row[mode] = tuple(
-                    statistics.median(r[key] for r in runs) / k for key in ("seconds", "cpu")
+            for mode in ("together", "apart", "shared"):
+                config = name if mode == "together" else f"{name}-{mode}"
+                if config in names:
+                    runs = results[config][tree]
+                    row[mode] = tuple(
+                        statistics.median(r[key] for r in runs) / k for key in ("seconds", "cpu")
+                    )
+            tw, tc = row["together"]
+            line = f"{name} ({tree}): per member-epoch {tw:.3f} s wall, {tc:.3f} CPU s together"
+            if "apart" in row:
+                aw, ac = row["apart"]
+                line += (
+                    f"; {aw:.3f} s wall, {ac:.3f} CPU s one after another: {aw / tw:.2f}x wall, "
+                    f"{ac / tc:.2f}x CPU"
                 )
-            (tw, tc), (aw, ac) = row["together"], row["apart"]
-            print(
-                f"\n{name} ({tree}): per member-epoch {tw:.3f} s wall, {tc:.3f} CPU s as one "
-                f"population; {aw:.3f} s wall, {ac:.3f} CPU s one after another: "
-                f"{aw / tw:.2f}x wall, {ac / tc:.2f}x CPU"
-            )
+            if "shared" in row:
+                sw, sc = row["shared"]
+                line += f"; one shared batch order: {sw:.3f} s wall, {sc:.3f} CPU s"
+            print("\n" + line)
 
 
 def main() -> None:
