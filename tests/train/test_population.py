@@ -400,7 +400,7 @@ def test_clipping_happens_after_backward_and_bounds_each_members_norm(tiny, tmp_
 
 
 def test_resume_groups():
-    from rnnbench.train.population import _resume_groups
+    from rnnbench.train.run_folder import resume_groups as _resume_groups
 
     ck = [{"epoch": e} for e in range(6)]
     # The latest epoch all members have, from last.pt or prev.pt.

@@ -243,3 +243,24 @@ def test_the_keys_of_committed_runs_do_not_change():
         config = RunConfig.from_dict(json.loads(row["config"]))
         assert (config.key(), config.group_key()) == (key, group)
     assert [r["group_key"] for r in rows if r["key"] == "175cdaedb2cc11e7"] == ["be0846e1957bf75e"]
+
+
+def test_fresh_seeds_with_the_sparse_input_gather_equal_each_seed_alone(
+    tiny, tmp_path, monkeypatch
+):
+    """Each member's own piano rolls go through the gather (rnnbench.nn.sparse_input) too."""
+    from rnnbench.nn import sparse_input
+
+    monkeypatch.setattr(sparse_input, "MIN_WORK", 0)
+    gathered = []
+    real = sparse_input.project
+
+    def project(x, w_ih, b_ih):
+        out = real(x, w_ih, b_ih)
+        gathered.append(x.dim() if out is not None else None)
+        return out
+
+    monkeypatch.setattr(sparse_input, "project", project)
+    configs = members(unit="lstm", bptt=5)
+    assert_each_member_is_its_run_alone(configs, tiny, tmp_path)
+    assert 4 in gathered  # the members' own (K, T, B, I) windows were gathered

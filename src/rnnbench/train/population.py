@@ -8,8 +8,8 @@ different orders (a cell's fresh seeds) each read their own, stacked and padded
 (:mod:`rnnbench.train.minibatches`, issue 22). Everything else is per member: the initial
 weights and the weight-noise stream (from the member's ``seed``), the learning rate, the
 loss normalisation, the truncated-BPTT carry, gradient clipping, early stopping and
-divergence. A member's result does not depend on which other
-members share its population (up to float rounding, ~1e-6).
+divergence. A member's result does not depend on which other members share its population
+(up to float rounding, ~1e-6).
 
 Per epoch, for every member still training: one pass over the training batches (the protocol
 of :mod:`rnnbench.train.protocol`), a clean validation NLL, early stopping, a line in
@@ -581,6 +581,3 @@ class _Population:
             for k, record in records.items():
                 on_epoch(ids[k], record)
         return saved
-
-
-_resume_groups = resume_groups  # the name the tests knew
