@@ -21,7 +21,7 @@ from rnnbench.errors import RnnbenchError
 from rnnbench.report import paper
 from rnnbench.report.ablations import reproduce_runs
 from rnnbench.report.baselines import with_baselines
-from rnnbench.report.compute import compute_table, population_key
+from rnnbench.report.compute import compute_table, epoch_sharing
 from rnnbench.report.departures import PATIENCE, departures, reduced_banner  # noqa: F401
 from rnnbench.report.document import Banner, Block, Bullets, Heading, Image, Para, to_markdown
 from rnnbench.report.exports import EXPORT_FILES, collect, write_exports
@@ -323,15 +323,10 @@ def _sharing(
     def rows(key: str) -> list[dict]:
         return curves[key] if key in curves else sources.epochs(key)
 
-    out: dict[str, dict[int, int]] = {}
-    for key, run in drawn.items():
-        counts: Counter = Counter()
-        together = population_key(run, rows)
-        for other in families.get((run.get("group_key"), run.get("stage")), [run]):
-            if other["key"] == key or population_key(other, rows) == together:
-                counts.update({int(e["epoch"]) for e in rows(other["key"])})
-        out[key] = dict(counts)
-    return out
+    return {
+        key: epoch_sharing(run, families.get((run.get("group_key"), run.get("stage")), []), rows)
+        for key, run in drawn.items()
+    }
 
 
 def _make_folder(out: Path) -> None:

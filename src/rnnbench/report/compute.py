@@ -19,7 +19,8 @@ elapsed time.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections import Counter
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from rnnbench.report import paper
@@ -74,6 +75,25 @@ def population_key(run: dict, epochs: Epochs) -> tuple:
         seconds,
         run["key"] if seconds is None else "",
     )
+
+
+def epoch_sharing(run: dict, family: Iterable[dict], epochs: Epochs) -> dict[int, int]:
+    """Epoch -> how many runs of ``family`` trained in that epoch of ``run``'s population:
+    those with its stored ``group_key`` and stage and its :func:`population_key` (``run``
+    itself always counts), what :func:`rnnbench.report.figures.per_model_seconds` divides an
+    epoch's time by."""
+    together = population_key(run, epochs)
+    own = (run.get("group_key"), run.get("stage"))
+    counts: Counter = Counter()
+    for other in family:
+        if other["key"] == run["key"] or (
+            (other.get("group_key"), other.get("stage")) == own
+            and population_key(other, epochs) == together
+        ):
+            counts.update({int(e["epoch"]) for e in epochs(other["key"])})
+    if not counts:
+        counts.update({int(e["epoch"]) for e in epochs(run["key"])})
+    return dict(counts)
 
 
 def stage_costs(cell: Cell, epochs: Epochs) -> list[StageCost]:
