@@ -167,3 +167,21 @@ def test_old_fresh_seeds_imported_count_apart_and_new_ones_trained_together_coun
     assert rows[("GRU", "seeds")][3:] == ["3", "3", "3.0 min"]
     assert rows[("LSTM", "seeds")][3:] == ["3", "3", "1.0 min"]
     assert "the fresh seeds of a cell also train as one population" in md
+
+
+def test_an_epoch_is_shared_only_among_the_runs_that_trained_together():
+    from rnnbench.report.compute import epoch_sharing
+
+    def run(key, group):
+        return {"key": key, "group_key": group, "stage": "seeds", "sweep": "t"}
+
+    runs = [run("a", "g"), run("b", "g"), run("c", "g"), run("d", "h")]
+    rows = {
+        "a": [{"epoch": 1, "seconds": 2.0}, {"epoch": 2, "seconds": 4.0}],
+        "b": [{"epoch": 1, "seconds": 2.0}],  # trained with a (same first epoch), stopped at 1
+        "c": [{"epoch": 1, "seconds": 3.0}, {"epoch": 2, "seconds": 6.0}],  # alone, after
+        "d": [{"epoch": 1, "seconds": 2.0}],  # another group key: another cell
+    }
+    assert epoch_sharing(runs[0], runs, rows.__getitem__) == {1: 2, 2: 1}
+    assert epoch_sharing(runs[2], runs, rows.__getitem__) == {1: 1, 2: 1}
+    assert epoch_sharing(runs[3], [], rows.__getitem__) == {1: 1}
