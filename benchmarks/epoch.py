@@ -4,7 +4,10 @@
         [--repeats 3] [--baseline REV] [--threads 1]
 
 For each configuration (the table of issue 22; ``--configs all`` adds the slow Nottingham and
-FSDD-A ones) a worker process trains a fresh population with
+FSDD-A ones; ``--configs jsb-lstm-seeds-5,jsb-lstm-seeds-5-apart,jsb-lstm-seeds-5-shared``,
+named only, times five fresh seeds of one cell as one population against one after another
+and against the five reading one shared batch order, in this tree, and prints the seconds per
+member-epoch each way) a worker process trains a fresh population with
 :func:`rnnbench.train.population.train_population` for ``1 + --epochs`` epochs and times every
 epoch (``_Population._one_epoch``: training, validation, metrics and checkpoints); the first
 epoch (numba cache loads, first allocations) is dropped and the median of the others is the
@@ -50,6 +53,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 
+SEEDS = "fresh seeds"  # an override that is no RunConfig field: how fresh seeds train
 # name: (dataset, unit, members, RunConfig overrides, slow)
 CONFIGS = {
     "jsb-lstm-10": ("jsb", "lstm", 10, {"batch_size": 4}, False),
@@ -58,6 +62,13 @@ CONFIGS = {
     "jsb-gru-authors-3": ("jsb", "gru", 3, {"protocol": "authors"}, False),
     "nottingham-tanh-4": ("nottingham", "tanh", 4, {"batch_size": 4}, True),
     "fsdd-a-lstm-1": ("fsdd-a", "lstm", 1, {"hidden": 36}, True),
+    # issue 22, item 3: five fresh seeds of one cell (one rate; seed s reads batch order s), as
+    # one population ("together") and as five populations of one, one after another ("apart",
+    # how they trained before); "s per epoch" is all five advancing one epoch
+    "jsb-lstm-seeds-5": ("jsb", "lstm", 5, {"batch_size": 4, SEEDS: "together"}, False),
+    "jsb-lstm-seeds-5-apart": ("jsb", "lstm", 5, {"batch_size": 4, SEEDS: "apart"}, False),
+    # the same five reading one batch order (data_seed 0): what the per-member batches cost
+    "jsb-lstm-seeds-5-shared": ("jsb", "lstm", 5, {"batch_size": 4, SEEDS: "shared"}, False),
 }
 PARTS = ("kernels", "fwd rest", "bwd rest", "optimizer", "noise", "eval", "I/O")
 
@@ -199,6 +210,8 @@ def worker(name: str, epochs: int, threads: int, data_dir: str | None) -> dict:
 
     torch.set_num_threads(threads)
     dataset_name, unit, members, overrides, _ = CONFIGS[name]
+    overrides = dict(overrides)
+    seeds = overrides.pop(SEEDS, None)
     dataset = load_dataset(dataset_name, data_dir)
     lrs = np.exp(np.random.default_rng(0).uniform(-9, -6, members)).tolist()
     fields = dict(dataset=dataset_name, unit=unit, max_epochs=epochs + 1, patience=1000)
@@ -211,6 +224,11 @@ def worker(name: str, epochs: int, threads: int, data_dir: str | None) -> dict:
     else:
         fields.update(overrides)
     configs = [RunConfig(**fields, lr=lr, seed=k) for k, lr in enumerate(lrs)]
+    if seeds is not None:  # fresh seeds 1..K of one cell at one rate
+        order = (lambda s: 0) if seeds == "shared" else (lambda s: s)
+        configs = [
+            RunConfig(**fields, lr=1e-3, seed=s, data_seed=order(s)) for s in range(1, members + 1)
+        ]
     clock = _Clock()
     _instrument(clock)
     records = []
@@ -239,6 +257,13 @@ def worker(name: str, epochs: int, threads: int, data_dir: str | None) -> dict:
     population._Population._one_epoch = one_epoch
     with tempfile.TemporaryDirectory() as tmp:
         dirs = [Path(tmp) / f"m{k}" for k in range(members)]
+        if seeds == "apart":  # one population per seed, one after another
+            runs = []
+            for config, folder in zip(configs, dirs, strict=True):
+                records.clear()
+                population.train_population([config], out_dirs=[folder], dataset=dataset)
+                runs.append(list(records))
+            return _one_after_another(runs, members)
         population.train_population(configs, out_dirs=dirs, dataset=dataset)
     timed = records[1:] or records
     return {
@@ -247,6 +272,23 @@ def worker(name: str, epochs: int, threads: int, data_dir: str | None) -> dict:
         "parts": {k: statistics.median(r["parts"][k] for r in timed) for k in (*PARTS, "other")},
         "flops": records[0]["flops"],
         "epochs": [r["seconds"] for r in records],
+    }
+
+
+def _one_after_another(runs: list[list[dict]], members: int) -> dict:
+    """Populations of one trained one after another: an epoch of all of them is the sum of
+    their median epochs (first epochs dropped), part by part."""
+    timed = [r[1:] or r for r in runs]
+
+    def total(get) -> float:
+        return sum(statistics.median(get(r) for r in run) for run in timed)
+
+    return {
+        "seconds": total(lambda r: r["seconds"]),
+        "cpu": total(lambda r: r["cpu"]),
+        "parts": {k: total(lambda r, k=k: r["parts"][k]) for k in (*PARTS, "other")},
+        "flops": runs[0][0]["flops"] * members,
+        "epochs": [sum(r[i]["seconds"] for r in runs) for i in range(len(runs[0]))],
     }
 
 
@@ -311,6 +353,34 @@ def _load() -> str:
     return " ".join(f"{x:.2f}" for x in os.getloadavg())
 
 
+def _seed_lines(names, results, trees) -> None:
+    """Fresh seeds together against one after another: seconds per member-epoch, both ways."""
+    pairs = [n for n in names if CONFIGS[n][3].get(SEEDS) == "together"]
+    for name in pairs:
+        for tree in trees:
+            k = CONFIGS[name][2]
+            row = {}
+            for mode in ("together", "apart", "shared"):
+                config = name if mode == "together" else f"{name}-{mode}"
+                if config in names:
+                    runs = results[config][tree]
+                    row[mode] = tuple(
+                        statistics.median(r[key] for r in runs) / k for key in ("seconds", "cpu")
+                    )
+            tw, tc = row["together"]
+            line = f"{name} ({tree}): per member-epoch {tw:.3f} s wall, {tc:.3f} CPU s together"
+            if "apart" in row:
+                aw, ac = row["apart"]
+                line += (
+                    f"; {aw:.3f} s wall, {ac:.3f} CPU s one after another: {aw / tw:.2f}x wall, "
+                    f"{ac / tc:.2f}x CPU"
+                )
+            if "shared" in row:
+                sw, sc = row["shared"]
+                line += f"; one shared batch order: {sw:.3f} s wall, {sc:.3f} CPU s"
+            print("\n" + line)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument(
@@ -330,9 +400,9 @@ def main() -> None:
         print(json.dumps(worker(args.worker, args.epochs, args.threads, args.data_dir)))
         return
     if args.configs == "quick":
-        names = [n for n, c in CONFIGS.items() if not c[4]]
+        names = [n for n, c in CONFIGS.items() if not c[4] and SEEDS not in c[3]]
     elif args.configs == "all":
-        names = list(CONFIGS)
+        names = [n for n, c in CONFIGS.items() if SEEDS not in c[3]]
     else:
         names = args.configs.split(",")
         unknown = sorted(set(names) - set(CONFIGS))
@@ -340,6 +410,11 @@ def main() -> None:
             raise SystemExit(f"unknown configs {unknown}; choose from {', '.join(CONFIGS)}")
     trees = {"this": ROOT}
     if args.baseline:
+        if any(SEEDS in CONFIGS[n][3] for n in names):
+            raise SystemExit(
+                "the fresh-seed configurations compare two ways of training within this tree "
+                "(a tree before issue 22 cannot train them together); leave out --baseline"
+            )
         trees = {"baseline": export(args.baseline), "this": ROOT}
     print(f"load average at start: {_load()}", flush=True)
     peaks = [sgemm_peak()]
@@ -377,6 +452,7 @@ def main() -> None:
                 f"| {name} | {tree} | {seconds:.3f} | {cpu:.3f} | {flops / 1e9:.2f} | {rate:.1f} | "
                 f"{100 * rate / peak:.1f}% | {cells} |"
             )
+    _seed_lines(names, results, trees)
     if args.baseline:
         print()
         for name in names:

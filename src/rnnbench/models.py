@@ -225,7 +225,8 @@ class SequenceModel(nn.Module):
 
         Args:
             x: ``(T, B, I)`` shared by all members, or ``(K, T, B, I)``.
-            mask: ``(T, B)``, 1 on real steps and 0 on padding at the end (None: all real).
+            mask: ``(T, B)``, 1 on real steps and 0 on padding at the end (None: all real);
+                or ``(K, T, B)``, each member's own (its own minibatch, issue 22).
             state: the state a previous call returned (truncated BPTT), or None for zeros.
 
         Returns:
@@ -270,16 +271,23 @@ class SequenceModel(nn.Module):
 
         Args:
             x: inputs ``(T, B, I)``; ``y``: targets ``(T, B, D)`` (the frames to predict);
-            mask: ``(T, B)`` (None: every step is real). Padded steps contribute nothing, even
-                when their targets hold garbage (NaN included).
+                or ``(K, T, B, .)``, each member's own minibatch.
+            mask: ``(T, B)`` (None: every step is real), or ``(K, T, B)`` per member. Padded
+                steps contribute nothing, even when their targets hold garbage (NaN included).
             state: as in :meth:`forward`.
 
         Returns:
-            ``nll_sum (K,)`` in nats, ``n_steps`` (the number of real steps, one int shared by
-            all members: divide to get the paper's NLL per time step) and the final state.
+            ``nll_sum (K,)`` in nats, ``n_steps`` (the number of real steps: one int shared by
+            all members, or a ``(K,)`` tensor of ``nll_sum``'s dtype, each member's, for a
+            ``(K, T, B)`` mask; divide to get the paper's NLL per time step) and the final state.
         """
         per, state = self.step_nll(x, y, mask, state)
-        n_steps = per.shape[1] * per.shape[2] if mask is None else int((mask > 0).sum())
+        if mask is None:
+            n_steps = per.shape[1] * per.shape[2]
+        elif mask.dim() == 3:
+            n_steps = (mask > 0).sum((1, 2)).to(per.dtype)
+        else:
+            n_steps = int((mask > 0).sum())
         return per.sum((1, 2)), n_steps, state
 
     def step_nll(

@@ -58,7 +58,9 @@ def test_every_variant_of_a_data_set_searches_the_same_candidates_at_a_matched_s
     ]
     seeds = then(stage1[1], runs)
     assert [(c.seed, c.data_seed) for p in seeds for c in p.configs] == [(1, 1), (2, 2), (3, 3)]
-    assert {p.labels["stage"] for p in seeds} == {"seeds"} and seeds[0].name == "jsb/lstm:np seed 1"
+    assert {p.labels["stage"] for p in seeds} == {"seeds"} and seeds[
+        0
+    ].name == "jsb/lstm:np seeds 1-3"
     # a budget matches every variant to one count
     small, _ = plan(args(sets=["jsb"], variants=["lstm"], budget=5000))
     assert small[0].configs[0].hidden == units.hidden_size("music", "lstm", "", 5000) < 36

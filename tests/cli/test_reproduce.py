@@ -126,7 +126,8 @@ def test_the_quick_plan():
         low, high = QUICK_LOG_LR
         assert all(math.exp(low) <= c.lr <= math.exp(high) for c in pop.configs)
     runs = [{"status": "done", "valid_nll": 1.0, "config": c.to_dict()} for c in stage1[0].configs]
-    assert [c.seed for c in then(stage1[0], runs)[0].configs] == [1]  # 2 seeds in all
+    (seeds,) = then(stage1[0], runs)  # the fresh seeds: one population (issue 22)
+    assert [(c.seed, c.data_seed) for c in seeds.configs] == [(1, 1), (2, 2)]  # 2 seeds in all
 
 
 @pytest.fixture

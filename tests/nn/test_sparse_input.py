@@ -58,7 +58,7 @@ def test_dense_product_runs_where_the_gather_would_not_be_exact_or_is_off():
         nan[0, 0, 0] = float("nan")
         assert sparse_input.project(nan, w, b) is None
         assert sparse_input.project(torch.ones_like(x), w, b) is None  # not sparse
-        assert sparse_input.project(x.expand(3, *x.shape), w, b) is None  # one input per member
+        assert sparse_input.project(x.expand(2, *x.shape), w, b) is None  # 2 inputs, 3 members
         assert sparse_input.project(x.clone().requires_grad_(), w, b) is None
         assert sparse_input.project(x.double(), w, b) is None  # dtypes differ
         assert sparse_input.project(x[:10], w, b) is None  # too small to gain
@@ -106,3 +106,22 @@ def test_population_training_with_the_gather_equals_the_dense_product(tmp_path, 
     for g, d in zip(gathered, dense, strict=True):
         for name in ("train_nll", "valid_nll", "test_nll"):
             assert g[name] == pytest.approx(d[name], rel=1e-6, abs=1e-6)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_gather_of_each_members_own_input_equals_the_dense_product(dtype):
+    """Members reading their own minibatches (issue 22): ``x (K, T, B, I)``."""
+    x = torch.stack([piano_roll(dtype=dtype, seed=s) for s in range(3)])
+    x[1, 200:] = 0  # one member's window ends early: padding
+    w, b = weights(dtype=dtype)
+    dense = functional.project_input(x, w, b)
+    d_out = torch.randn(dense.shape, dtype=dtype, generator=torch.Generator().manual_seed(2))
+    want = torch.autograd.grad(dense, [w, b], d_out)
+    with sparse_input.enabled():
+        assert sparse_input.project(x, w, b) is not None  # the gather runs
+        gathered = functional.project_input(x, w, b)
+    got = torch.autograd.grad(gathered, [w, b], d_out)
+    tol = 1e-5 if dtype == torch.float32 else 1e-12
+    torch.testing.assert_close(gathered, dense, rtol=tol, atol=tol)
+    for g, h in zip(got, want, strict=True):
+        torch.testing.assert_close(g, h, rtol=tol, atol=tol)

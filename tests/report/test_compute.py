@@ -107,3 +107,81 @@ def test_the_report_has_the_compute_section(report_dir):
     assert {(r[4], r[5]) for r in cells} == {("6", "0.1 min")}
     assert rows[-1][0] == "all" and rows[-1][3] == str(sum(int(r[3]) for r in cells))
     assert "Compute" in (report_dir / "report.html").read_text()
+
+
+def test_old_fresh_seeds_imported_count_apart_and_new_ones_trained_together_count_once(tmp_path):
+    """Issue 22: fresh seeds now train as one population (one group key, one first epoch);
+    fresh seeds of earlier versions, imported from an export, keep the group keys they were
+    stored with (the store never recomputes them) and count one after another."""
+    import json
+
+    from rnnbench.train.config import RunConfig
+
+    path = tmp_path / "results.db"
+    with Store(path) as store:
+        for unit in ("gru", "lstm"):  # each cell's search: one population
+            add_run(store, "jsb", unit, 1e-3, 0, status="done", valid=[3.0, 2.0], max_epochs=2)
+        old = []
+        for seed in (1, 2, 3):  # an earlier version's seeds: alone each, 10, 20, 30 s/epoch
+            cfg = RunConfig(dataset="jsb", unit="gru", lr=1e-3, seed=seed, data_seed=seed)
+            cfg = RunConfig.from_dict({**cfg.to_dict(), "batch_size": 16, "max_epochs": 3})
+            row = {
+                "key": cfg.key(),
+                "config": json.dumps(cfg.to_dict(), sort_keys=True),
+                "dataset": "jsb",
+                "unit": "gru",
+                "group_key": f"old-population-{seed}",  # as the old code stored it
+                "sweep": "t",
+                "stage": "seeds",
+                "status": "done",
+                "valid_nll": 1.9,
+                "seconds": 30.0 * seed,
+                "epochs": 3,
+            }
+            epochs = [{"epoch": e, "valid_nll": 2.0, "seconds": 10.0 * seed * e} for e in (1, 2, 3)]
+            old.append((row, epochs))
+        assert store.import_runs(old, "export") == 3
+        new = [  # this version: the three seeds trained together, 20 s per epoch
+            add_run(
+                store,
+                "jsb",
+                "lstm",
+                1e-3,
+                seed,
+                status="done",
+                valid=[3.0, 2.0, 1.9],
+                stage="seeds",
+                max_epochs=3,
+                data_seed=seed,
+                seconds_per_epoch=20.0,
+            )
+            for seed in (1, 2, 3)
+        ]
+        kept = {store.get_run(row["key"])["group_key"] for row, _ in old}
+        assert kept == {"old-population-1", "old-population-2", "old-population-3"}
+        assert len({store.get_run(k)["group_key"] for k in new}) == 1
+    out = build_report(path, tmp_path / "report", samples=False)
+    md = (out / "report.md").read_text()
+    rows = {(r[1].split(" ")[0], r[2]): r for r in md_table(md, "Compute")}
+    # old: 3 x 10 s + 3 x 20 s + 3 x 30 s = 3.0 min; new: one population of 3 x 20 s = 1.0 min
+    assert rows[("GRU", "seeds")][3:] == ["3", "3", "3.0 min"]
+    assert rows[("LSTM", "seeds")][3:] == ["3", "3", "1.0 min"]
+    assert "the fresh seeds of a cell also train as one population" in md
+
+
+def test_an_epoch_is_shared_only_among_the_runs_that_trained_together():
+    from rnnbench.report.compute import epoch_sharing
+
+    def run(key, group):
+        return {"key": key, "group_key": group, "stage": "seeds", "sweep": "t"}
+
+    runs = [run("a", "g"), run("b", "g"), run("c", "g"), run("d", "h")]
+    rows = {
+        "a": [{"epoch": 1, "seconds": 2.0}, {"epoch": 2, "seconds": 4.0}],
+        "b": [{"epoch": 1, "seconds": 2.0}],  # trained with a (same first epoch), stopped at 1
+        "c": [{"epoch": 1, "seconds": 3.0}, {"epoch": 2, "seconds": 6.0}],  # alone, after
+        "d": [{"epoch": 1, "seconds": 2.0}],  # another group key: another cell
+    }
+    assert epoch_sharing(runs[0], runs, rows.__getitem__) == {1: 2, 2: 1}
+    assert epoch_sharing(runs[2], runs, rows.__getitem__) == {1: 1, 2: 1}
+    assert epoch_sharing(runs[3], [], rows.__getitem__) == {1: 1}

@@ -400,7 +400,7 @@ def test_clipping_happens_after_backward_and_bounds_each_members_norm(tiny, tmp_
 
 
 def test_resume_groups():
-    from rnnbench.train.population import _resume_groups
+    from rnnbench.train.run_folder import resume_groups as _resume_groups
 
     ck = [{"epoch": e} for e in range(6)]
     # The latest epoch all members have, from last.pt or prev.pt.
@@ -436,7 +436,7 @@ def test_a_folder_written_before_the_later_config_fields_resumes(tiny, tmp_path)
 
 
 def test_members_must_share_the_group_key(tiny, tmp_path):
-    with pytest.raises(RnnbenchError, match="differ only in lr and seed"):
+    with pytest.raises(RnnbenchError, match="differ only in lr, seed and data_seed"):
         run([cfg(), cfg(batch_size=3)], tmp_path, tiny)
     with pytest.raises(RnnbenchError, match="one folder per run"):
         train_population([cfg()], out_dirs=[], dataset=tiny)

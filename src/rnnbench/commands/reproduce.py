@@ -338,9 +338,9 @@ def search_protocol(args: argparse.Namespace, quick_defaults: dict = QUICK) -> S
 
 def chain_fresh_seeds(labels: dict, seeds: int, name=None):
     """The ``then`` of a search: after a population of stage ``lr`` finishes, the fresh seeds
-    (:func:`fresh_seeds`) at its best rate (``common.best_lr``), each its own population with
-    ``labels`` and stage ``seeds``. ``name(config)`` names a cell in messages (default
-    ``dataset/unit``)."""
+    (:func:`fresh_seeds`) at its best rate (``common.best_lr``), one population with
+    ``labels`` and stage ``seeds`` (each seed reads its own batch order, issue 22).
+    ``name(config)`` names a cell in messages (default ``dataset/unit``)."""
     from rnnbench.sweeps import common
     from rnnbench.sweeps.grid import Population
 
@@ -357,10 +357,10 @@ def chain_fresh_seeds(labels: dict, seeds: int, name=None):
                 file=sys.stderr,
             )
             return []
-        return [
-            Population([config], {**labels, "stage": "seeds"}, f"{name(c)} seed {s}")
-            for s, config in fresh_seeds(c, lr, seeds)
-        ]
+        members = fresh_seeds(c, lr, seeds)
+        label = f"seed {members[0][0]}" if len(members) == 1 else f"seeds 1-{len(members)}"
+        configs = [config for _, config in members]
+        return [Population(configs, {**labels, "stage": "seeds"}, f"{name(c)} {label}")]
 
     # How many runs ``then`` chains after a population: the progress bar's total from the start.
     then.runs_after = lambda pop: seeds if pop.labels.get("stage") == "lr" else 0
@@ -400,9 +400,10 @@ def search_fields(args: argparse.Namespace) -> dict:
 def fresh_seeds(search, lr: float, count: int) -> list:
     """``(s, config)`` for seeds 1..count at ``lr``: seed s sets the initial weights, the
     weight noise and the batch order (``data_seed = s``), the same in every unit, so that
-    pairing by seed pairs runs that saw the same batches. Each is its own population (members
-    of one population share a batch order). They keep the search's ``search`` fields, so a
-    study's runs stay one experiment, but a population of one rate is never cut by halving."""
+    pairing by seed pairs runs that saw the same batches. They train as one population, each
+    member reading its own batch order (:mod:`rnnbench.train.minibatches`). They keep the
+    search's ``search`` fields, so a study's runs stay one experiment, but a population of one
+    rate is never cut by halving."""
     from rnnbench.train.config import RunConfig
 
     base = search.to_dict()

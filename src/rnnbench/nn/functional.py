@@ -67,8 +67,9 @@ def run_unit(
             whatever ``backend`` says.
         reset: GRU only: ``"before"`` (the paper, ``n = tanh(W_in x + b_in + W_hn (r*h) + b_hn)``)
             or ``"after"`` (torch/cuDNN, ``n = tanh(W_in x + b_in + r*(W_hn h + b_hn))``).
-        mask: ``(T, B)``, 1 on real steps and 0 on padding (padding only at the end of a
-            sequence). Padded steps leave the state unchanged and output 0.
+        mask: ``(T, B)`` shared by all members, or ``(K, T, B)``, each member's own (members
+            reading their own minibatches, issue 22); 1 on real steps and 0 on padding (padding
+            only at the end of a sequence). Padded steps leave the state unchanged and output 0.
         h0, c0: ``(K, B, H)`` initial states, or None for zeros (``c0`` for LSTM only;
             ``h0`` is ``(K, B, R)`` with ``w_hr``).
         backend: ``"auto"``, ``"torch"`` or ``"numba"``. Under a ``torch.func`` transform
@@ -89,7 +90,7 @@ def run_unit(
         ``out (K, T, B, H)``, ``h_n (K, B, H)`` and ``c_n (K, B, H)`` for LSTM, else None
         (``out`` and ``h_n`` have R features with ``w_hr``).
     """
-    variant, reset = _check(cell, x, w_ih, w_hh, w_ch, w_hr, reset, backend, variant)
+    variant, reset = _check(cell, x, w_ih, w_hh, w_ch, w_hr, reset, backend, variant, mask)
     xw = project_input(x, w_ih, b_ih)
     K, T, B, GH = xw.shape
     R = w_hh.shape[-1]
@@ -165,7 +166,7 @@ def _use_numba(backend: str, xw: Tensor, fused: bool = True) -> bool:
     )
 
 
-def _check(cell, x, w_ih, w_hh, w_ch, w_hr, reset, backend, variant) -> tuple[str, str]:
+def _check(cell, x, w_ih, w_hh, w_ch, w_hr, reset, backend, variant, mask=None) -> tuple[str, str]:
     """Validate the arguments; returns the canonical ``(variant, reset)``."""
     if cell not in GATES:
         raise RnnbenchError(f"unknown cell {cell!r}; choose one of {sorted(GATES)}.")
@@ -178,6 +179,8 @@ def _check(cell, x, w_ih, w_hh, w_ch, w_hr, reset, backend, variant) -> tuple[st
         raise RnnbenchError(f"backend must be one of {BACKENDS}, not {backend!r}.")
     if x.dim() not in (3, 4):
         raise RnnbenchError(f"x must be (T, B, I) or (K, T, B, I), got shape {tuple(x.shape)}.")
+    if mask is not None:
+        _check_mask(mask, x, w_ih.shape[0])
     if w_ih.dim() != 3 or w_hh.dim() != 3:
         raise RnnbenchError("w_ih and w_hh need a leading population dimension K.")
     if w_hr is not None and cell != "lstm":
@@ -205,6 +208,16 @@ def _check(cell, x, w_ih, w_hh, w_ch, w_hr, reset, backend, variant) -> tuple[st
     return variant, reset
 
 
+def _check_mask(mask: Tensor, x: Tensor, K: int) -> None:
+    """A mask of ``x``'s steps and rows: ``(T, B)``, or ``(K, T, B)`` per member."""
+    T, B = x.shape[-3:-1]
+    if tuple(mask.shape) not in ((T, B), (K, T, B)):
+        raise RnnbenchError(
+            f"mask has shape {tuple(mask.shape)} but x has {T} steps of {B} rows and there are "
+            f"{K} members; pass a ({T}, {B}) mask, or ({K}, {T}, {B}) with one per member."
+        )
+
+
 def _torch_loop(cell, xw, w_hh, b_hh, w_ch, reset, mask, h, c, trace=None, w_hr=None):
     """The reference: one autograd step per time step."""
     w_hh_t = w_hh.transpose(1, 2)
@@ -215,7 +228,7 @@ def _torch_loop(cell, xw, w_hh, b_hh, w_ch, reset, mask, h, c, trace=None, w_hr=
         w_rz_t, w_n_t = w_hh_t[:, :, : 2 * H], w_hh_t[:, :, 2 * H :]
         b_rz = b_rec[..., : 2 * H] if b_rec is not None else None
         b_n = b_rec[..., 2 * H :] if b_rec is not None else None
-    steps = mask.unbind(0) if mask is not None else [None] * xw.shape[1]
+    steps = _step_masks(mask, xw)
     outs = []
     for xw_t, m in zip(xw.unbind(1), steps, strict=True):
         if cell == "gru" and reset == "before":
@@ -238,12 +251,20 @@ def _torch_loop(cell, xw, w_hh, b_hh, w_ch, reset, mask, h, c, trace=None, w_hr=
             if cell == "lstm":
                 c = c_new
         else:
-            m = m.to(h.dtype)[None, :, None]
             h = m * h_new + (1 - m) * h
             outs.append(m * h_new)
             if cell == "lstm":
                 c = m * c_new + (1 - m) * c
     return torch.stack(outs, 1), h, (c if cell == "lstm" else None)
+
+
+def _step_masks(mask, xw) -> list:
+    """Per step, the mask as ``(1 or K, B, 1)`` in ``xw``'s dtype (a ``(T, B)`` mask is shared
+    by the members, a ``(K, T, B)`` one is each member's own); ``None`` per step without one."""
+    if mask is None:
+        return [None] * xw.shape[1]
+    mask = mask.to(xw.dtype)
+    return list((mask if mask.dim() == 3 else mask.unsqueeze(0)).unsqueeze(-1).unbind(1))
 
 
 def _affine(h, w_t, b):
@@ -308,7 +329,7 @@ def _torch_variant_loop(
         w_s_t, w_n_t = w_hh_t[:, :, :H], w_hh_t[:, :, H:]
         b_s = b_rec[..., :H] if b_rec is not None else None
         b_n = b_rec[..., H:] if b_rec is not None else None
-    steps = mask.unbind(0) if mask is not None else [None] * xw.shape[1]
+    steps = _step_masks(mask, xw)
     outs = []
     for xw_t, m in zip(xw.unbind(1), steps, strict=True):
         if cell == "lstm":
@@ -325,7 +346,6 @@ def _torch_variant_loop(
             if cell == "lstm":
                 c = c_new
         else:
-            m = m.to(h.dtype)[None, :, None]
             h = m * h_new + (1 - m) * h
             outs.append(m * h_new)
             if cell == "lstm":

@@ -12,8 +12,9 @@ step's gradient into the columns of its keys (the dense product's backward adds 
 elsewhere). The terms are the same (``1 * w`` is exact); only their order of summation differs,
 so the result equals the dense one within float rounding.
 
-The gather runs only where it is exact and cheaper: a 3-D input shared by all members, on CPU,
-that needs no gradient, with every value 0 or 1, at most a quarter of them on, a dense product
+The gather runs only where it is exact and cheaper: a 3-D input shared by all members, or a
+4-D one per member (members reading their own minibatches, issue 22), on CPU, that needs no
+gradient, with every value 0 or 1, at most a quarter of them on, a dense product
 of at least :data:`MIN_WORK` multiply-adds (below, the dense product is as fast), and weights
 that are all finite (a NaN or inf in a column of an unplayed key would reach every step through the
 dense product's ``0 * w``; the dense product then runs and keeps that). It is switched on only
@@ -58,18 +59,19 @@ def project(x: Tensor, w_ih: Tensor, b_ih: Tensor | None) -> Tensor | None:
     # compiling or tracing first: dynamo cannot trace ContextVar.get (fullgraph compile)
     if torch.compiler.is_compiling() or torch.jit.is_tracing():
         return None
-    if not _ON.get() or x.dim() != 3 or x.device.type != "cpu" or x.requires_grad:
+    if not _ON.get() or x.dim() not in (3, 4) or x.device.type != "cpu" or x.requires_grad:
         return None
     if x.dtype != w_ih.dtype or w_ih.dtype not in (torch.float32, torch.float64):
         return None
     K, GH, I = w_ih.shape
-    T, B = x.shape[:2]
-    if K * T * B * GH * I < MIN_WORK:
+    T, B = x.shape[-3:-1]
+    M = 1 if x.dim() == 3 else x.shape[0]  # inputs: one shared, or one per member
+    if M not in (1, K) or K * T * B * GH * I < MIN_WORK:
         return None
-    found = _keys(x.detach().reshape(T * B, I).contiguous().numpy(), MAX_DENSITY)
+    found = _keys(x.detach().reshape(M * T * B, I).contiguous().numpy(), MAX_DENSITY)
     if found is None or not _finite(w_ih.detach().contiguous().numpy()):
         return None
-    keys, ends = (torch.from_numpy(a) for a in found)
+    keys, ends = torch.from_numpy(found[0]), torch.from_numpy(found[1]).view(M, T * B)
     xw = _Gather.apply(w_ih, keys, ends)
     if b_ih is not None:
         xw = xw + b_ih.unsqueeze(1)
@@ -115,20 +117,22 @@ def _finite(w):
 
 @numba.njit(cache=True, nogil=True, error_model="numpy")
 def _gather(table, keys, ends):
-    """``out[k, f] = sum of table[k, i] over the keys i of step f`` (in ``keys[ends[f-1]:
-    ends[f]]``); ``table (K, I, GH)``."""
+    """``out[k, f] = sum of table[k, i] over the keys i of step f of member k's input`` (in
+    ``keys[ends[m, f-1]:ends[m, f]]``, ``m`` = 0 for an input shared by the members, ``k`` for
+    one per member; ``ends (M, F)`` counts on across rows); ``table (K, I, GH)``."""
     K, _, GH = table.shape
-    F = ends.shape[0]
+    M, F = ends.shape
     out = np.zeros((K, F, GH), table.dtype)
     for k in range(K):
-        start = 0
+        m = 0 if M == 1 else k
+        start = 0 if m == 0 else ends[m - 1, F - 1]
         for f in range(F):
             o = out[k, f]
-            for e in range(start, ends[f]):
+            for e in range(start, ends[m, f]):
                 row = table[k, keys[e]]
                 for j in range(GH):
                     o[j] += row[j]
-            start = ends[f]
+            start = ends[m, f]
     return out
 
 
@@ -137,16 +141,18 @@ def _scatter(d_out, keys, ends, n_keys):
     """The gather's backward: ``d_table[k, i] = sum of d_out[k, f] over the steps f where key
     i sounds``; ``(K, I, GH)``."""
     K, F, GH = d_out.shape
+    M = ends.shape[0]
     d_table = np.zeros((K, n_keys, GH), d_out.dtype)
     for k in range(K):
-        start = 0
+        m = 0 if M == 1 else k
+        start = 0 if m == 0 else ends[m - 1, F - 1]
         for f in range(F):
             d = d_out[k, f]
-            for e in range(start, ends[f]):
+            for e in range(start, ends[m, f]):
                 row = d_table[k, keys[e]]
                 for j in range(GH):
                     row[j] += d[j]
-            start = ends[f]
+            start = ends[m, f]
     return d_table
 
 

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from rnnbench.analysis import units
 from rnnbench.analysis.speed import area_under_curve, epochs_to_threshold
 from rnnbench.report import paper
+from rnnbench.report.compute import epoch_sharing
 from rnnbench.report.figures import per_model_seconds
 from rnnbench.report.results import Cell, PairedTest, Summary, build_cells, holm, paired
 from rnnbench.report.untrained import VERDICT as UNTRAINED
@@ -234,7 +235,9 @@ def speed_rows(cells: list[VariantCell], epochs_of) -> list[dict]:
         for r in v.cell.chosen:
             recs = epochs_of(r["key"])
             valid = [e.get("valid_nll") for e in recs]
-            clock = per_model_seconds(recs, r.get("seconds"), None)
+            # a cell's fresh seeds train as one population since issue 22: share its epochs
+            sharing = epoch_sharing(r, v.cell.chosen, epochs_of)
+            clock = per_model_seconds(recs, r.get("seconds"), sharing)
             epoch = epochs_to_threshold(valid, threshold) if math.isfinite(threshold) else None
             rows.append(
                 {

@@ -21,7 +21,7 @@ from rnnbench.errors import RnnbenchError
 from rnnbench.report import paper
 from rnnbench.report.ablations import reproduce_runs
 from rnnbench.report.baselines import with_baselines
-from rnnbench.report.compute import compute_table
+from rnnbench.report.compute import compute_table, epoch_sharing
 from rnnbench.report.departures import PATIENCE, departures, reduced_banner  # noqa: F401
 from rnnbench.report.document import Banner, Block, Bullets, Heading, Image, Para, to_markdown
 from rnnbench.report.exports import EXPORT_FILES, collect, write_exports
@@ -313,19 +313,20 @@ def _sharing(
     sources: Sources, runs: list[dict], cells: list[Cell], curves: dict[str, list[dict]]
 ) -> dict[str, dict[int, int]]:
     """For each run the figures draw: epoch -> how many members of its population (the runs
-    with its group key and stage) trained in that epoch."""
+    with its stored group key and stage that trained together with it,
+    :func:`rnnbench.report.compute.population_key`) trained in that epoch."""
     drawn = {r["key"]: r for c in cells for r in c.chosen}
-    families: dict[tuple, list[str]] = {}
+    families: dict[tuple, list[dict]] = {}
     for r in runs:
-        families.setdefault((r.get("group_key"), r.get("stage")), []).append(r["key"])
-    out: dict[str, dict[int, int]] = {}
-    for key, run in drawn.items():
-        counts: Counter = Counter()
-        for other in families.get((run.get("group_key"), run.get("stage")), [key]):
-            rows = curves[other] if other in curves else sources.epochs(other)
-            counts.update({int(e["epoch"]) for e in rows})
-        out[key] = dict(counts)
-    return out
+        families.setdefault((r.get("group_key"), r.get("stage")), []).append(r)
+
+    def rows(key: str) -> list[dict]:
+        return curves[key] if key in curves else sources.epochs(key)
+
+    return {
+        key: epoch_sharing(run, families.get((run.get("group_key"), run.get("stage")), []), rows)
+        for key, run in drawn.items()
+    }
 
 
 def _make_folder(out: Path) -> None:

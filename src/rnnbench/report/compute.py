@@ -5,9 +5,12 @@ epochs that it trained in (each epoch's training and validation, not the final s
 time spent queued). The member that trained longest was in every epoch of its population, so
 the population's worker time is the largest ``seconds`` among its members, however often it was
 resumed. The members of one population share their first epoch's ``seconds`` exactly, which is
-how they are grouped. A stage's cost is the sum over its populations: the learning-rate search
-is one population, but the fresh seeds each read their own batch order, so each seed trains as
-a population of its own, one after another. The cell's cost is the sum over its stages. Runs
+how they are grouped: by what actually trained together, never by the configs (the store's
+``group_key`` of a run is the one it was stored with, and an export's rows keep theirs). A
+stage's cost is the sum over its populations: the learning-rate search is one population; the
+fresh seeds train as one population since issue 22 (each member reads its own batch order),
+while the fresh seeds of earlier versions trained one after another, a population each, and
+still count so. The cell's cost is the sum over its stages. Runs
 without a stage or sweep label come from ``rnnbench train``, where each command trains one
 population. Unfinished runs count with the seconds of their last recorded epoch. Cells trained
 side by side (one worker each) overlap in wall-clock time, so the total is worker time, not
@@ -16,7 +19,8 @@ elapsed time.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections import Counter
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from rnnbench.report import paper
@@ -38,6 +42,7 @@ class StageCost:
     started: bool  # any epoch trained
     # a search by successive halving: what the full search would have cost, (low, high)
     full_estimate: tuple[float, float] | None = None
+    populations: int = 1  # how many populations trained the stage's runs
 
 
 Epochs = Callable[[str], list[dict]]  # run key -> its per-epoch rows
@@ -54,12 +59,12 @@ def run_seconds(run: dict, epochs: Epochs) -> tuple[float, int]:
     return float(last["seconds"]), int(last["epoch"])
 
 
-def _population(run: dict, epochs: Epochs) -> tuple:
+def population_key(run: dict, epochs: Epochs) -> tuple:
     """The population ``run`` trained in: the members of one population share their first
     epoch's ``seconds`` exactly (it is the population's wall-clock time), so that, within the
-    run's sweep and stage, is the key. A stage is not one population: the fresh seeds of a cell
-    each read their own batch order, so each seed trains as a population of its own, one after
-    another. A run with no recorded epoch is a population of its own."""
+    run's sweep and stage, is the key. A stage may be one population or several: the fresh
+    seeds of a cell train together since issue 22, one after another before it (each then its
+    own population). A run with no recorded epoch is a population of its own."""
     first = next((e for e in epochs(run["key"]) if int(e["epoch"]) == 1), None)
     seconds = None if first is None else first.get("seconds")
     origin = "train" if run.get("stage") is None and run.get("sweep") is None else "sweep"
@@ -72,13 +77,32 @@ def _population(run: dict, epochs: Epochs) -> tuple:
     )
 
 
+def epoch_sharing(run: dict, family: Iterable[dict], epochs: Epochs) -> dict[int, int]:
+    """Epoch -> how many runs of ``family`` trained in that epoch of ``run``'s population:
+    those with its stored ``group_key`` and stage and its :func:`population_key` (``run``
+    itself always counts), what :func:`rnnbench.report.figures.per_model_seconds` divides an
+    epoch's time by."""
+    together = population_key(run, epochs)
+    own = (run.get("group_key"), run.get("stage"))
+    counts: Counter = Counter()
+    for other in family:
+        if other["key"] == run["key"] or (
+            (other.get("group_key"), other.get("stage")) == own
+            and population_key(other, epochs) == together
+        ):
+            counts.update({int(e["epoch"]) for e in epochs(other["key"])})
+    if not counts:
+        counts.update({int(e["epoch"]) for e in epochs(run["key"])})
+    return dict(counts)
+
+
 def stage_costs(cell: Cell, epochs: Epochs) -> list[StageCost]:
     """The cost of each stage of ``cell``, in the order the stages first appear; the
     populations of ``rnnbench train`` runs (no stage) add up into one row."""
     stages: dict[str | None, dict[tuple, list[dict]]] = {}
     for run in cell.runs:
         pops = stages.setdefault(run.get("stage"), {})
-        pops.setdefault(_population(run, epochs), []).append(run)
+        pops.setdefault(population_key(run, epochs), []).append(run)
     out = []
     for stage, pops in stages.items():
         seconds, furthest = 0.0, 0
@@ -98,9 +122,21 @@ def stage_costs(cell: Cell, epochs: Epochs) -> list[StageCost]:
                 unfinished=any(r["status"] in UNFINISHED for r in members),
                 started=furthest > 0,
                 full_estimate=_sum_estimates(estimates),
+                populations=len(pops),
             )
         )
     return out
+
+
+def _seeds_text(together: bool) -> str:
+    """How the fresh seeds trained, as the caption says it: ``together`` (issue 22: a seeds
+    stage had fewer populations than runs), else one after another (the earlier versions)."""
+    if together:
+        return (
+            "the fresh seeds of a cell also train as one population, each reading its own "
+            "batch order, where they trained after issue 22, and count once"
+        )
+    return "each fresh seed reads its own batch order and trains as a population of its own"
 
 
 def _sum_estimates(estimates: list[tuple[tuple[float, float] | None, float]]):
@@ -131,9 +167,10 @@ def compute_table(cells: list[Cell], epochs: Epochs) -> Table:
     body = []
     total = 0.0
     low = high = 0.0  # with halving: the full searches' estimated worker time
-    halved = False
+    halved = together = False
     for cell in cells:
         for cost in stage_costs(cell, epochs):
+            together = together or (cost.stage == "seeds" and cost.populations < cost.runs)
             total += cost.seconds
             est = cost.full_estimate
             halved = halved or est is not None
@@ -161,8 +198,8 @@ def compute_table(cells: list[Cell], epochs: Epochs) -> Table:
         body = [row[:-1] for row in body]
     caption = (
         "Worker time: the wall-clock time of the stage's populations, summed (the "
-        "learning-rate candidates train together as one population; each fresh seed reads "
-        "its own batch order and trains as a population of its own), from "
+        f"learning-rate candidates train together as one population; {_seeds_text(together)}), "
+        "from "
         "the seconds the store keeps per run: each epoch's training and validation, not "
         "the final scoring or the time in the queue. A stage still training counts its "
         "epochs so far. Cells that trained side by side overlap in wall-clock time, so the "

@@ -257,9 +257,12 @@ class Tally:
             self.caps.pop(task, None)
             self.estimate.drop(task)
 
-    def count(self, store: Store, population: Population) -> None:
-        """Add the population's ``done`` and ``diverged`` runs (as the store has them)."""
-        for run in member_runs(store, population):
+    def count(self, store: Store, population: Population, only=None) -> None:
+        """Add the population's ``done`` and ``diverged`` runs (as the store has them);
+        ``only``: the keys of the members to count (None: all)."""
+        for c, run in zip(population.configs, member_runs(store, population), strict=True):
+            if only is not None and c.key() not in only:
+                continue
             if run and run["status"] == "done":
                 self.done += 1
             elif run and run["status"] == "diverged":
@@ -340,6 +343,10 @@ def admit(
     todo = plan(store, population, out)
     if todo is None:
         tally.count(store, population)
+    elif len(todo.configs) < len(population.configs):  # its finished members count now (a
+        # cell's fresh seeds, one population since issue 22, may be partly finished)
+        left = {c.key() for c in todo.configs}
+        tally.count(store, population, only={c.key() for c in population.configs} - left)
     skipped = len(population.configs) - (len(todo.configs) if todo else 0)
     tally.skipped += skipped
     display.update(running, skipped)

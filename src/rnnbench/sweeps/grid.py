@@ -118,7 +118,7 @@ class Population:
             raise ValueError("a population needs at least one member")
         groups = {c.group_key() for c in self.configs}
         if len(groups) != 1:
-            raise ValueError("population members must differ only in lr and seed")
+            raise ValueError("population members must differ only in lr, seed and data_seed")
         if len({c.key() for c in self.configs}) != len(self.configs):
             raise ValueError("population members must be distinct")
         if not self.name:

@@ -43,8 +43,10 @@ DEFAULT_BATCH_SIZE = {"music": 4, "speech": 16}
 # speech False, the authors' code (noise on the mixture head's weights moves its means and
 # scales directly: about 9 nats worse after one epoch of FSDD-A).
 DEFAULT_NOISE_OUTPUT = {"music": True, "speech": False}
-# Fields that may differ between the members of one population.
-MEMBER_FIELDS = ("lr", "seed")
+# Fields that may differ between the members of one population. ``data_seed`` (the batch
+# order) joined them with issue 22: members read their own minibatches
+# (rnnbench.train.minibatches), so a cell's fresh seeds train as one population.
+MEMBER_FIELDS = ("lr", "seed", "data_seed")
 
 
 @dataclass(frozen=True)
@@ -68,7 +70,8 @@ class RunConfig:
         clip: rescale a member's gradient to this norm when larger (0 turns it off).
         init: ``"paper"`` (uniform ±0.1, orthogonal recurrent matrices) or ``"torch"``.
         bptt: truncated-BPTT window in steps, or None for full sequences.
-        data_seed: sets the order of the training batches (shared by a population).
+        data_seed: sets the order of the training batches (each member of a population reads
+            its own, :mod:`rnnbench.train.minibatches`).
         rms_decay, rms_momentum, rms_eps: RMSProp constants (see :mod:`rnnbench.train.protocol`).
         lr_decay: None (a constant learning rate), or the factor the learning rate reaches at
             ``max_epochs``, falling linearly from 1 at epoch 1 (the authors' code used 0.01;
@@ -244,10 +247,15 @@ class RunConfig:
         return _hash(_keyed(self.to_dict()))
 
     def group_key(self) -> str:
-        """:meth:`key` without ``lr`` and ``seed``: the members of one population share it."""
+        """:meth:`key` without ``lr`` and ``seed``, and with ``data_seed`` hashed at 0: the
+        members of one population share it. ``data_seed`` left the population with issue 22;
+        hashing it at 0, not dropping it, keeps the group key stored for every run of batch
+        order 0 (every learning-rate search), so a search resumed across versions stays one
+        population in the store."""
         d = _keyed(self.to_dict())
-        for name in MEMBER_FIELDS:
-            d.pop(name)
+        d.pop("lr")
+        d.pop("seed")
+        d["data_seed"] = 0
         return _hash(d)
 
 

@@ -1,12 +1,15 @@
 """Train K models of the same shape together: :func:`train_population`.
 
 The members of a population share a data set, a unit and form, a model size and every
-protocol constant (their :meth:`RunConfig.group_key`); they differ in learning rate and seed.
-Their weights are stacked along a leading ``K`` dimension and run as one batched model, fed the
-same minibatches in the same order (``data_seed``). Everything else is per member: the initial
-weights and the weight-noise stream (from the member's ``seed``), the learning rate, gradient
-clipping, early stopping and divergence. A member's result does not depend on which other
-members share its population (up to float rounding, ~1e-6).
+protocol constant (their :meth:`RunConfig.group_key`); they differ in learning rate, seed and
+batch order (``data_seed``). Their weights are stacked along a leading ``K`` dimension and run
+as one batched model. Members of one batch order are fed the same minibatches; members of
+different orders (a cell's fresh seeds) each read their own, stacked and padded
+(:mod:`rnnbench.train.minibatches`, issue 22). Everything else is per member: the initial
+weights and the weight-noise stream (from the member's ``seed``), the learning rate, the
+loss normalisation, the truncated-BPTT carry, gradient clipping, early stopping and
+divergence. A member's result does not depend on which other members share its population
+(up to float rounding, ~1e-6).
 
 Per epoch, for every member still training: one pass over the training batches (the protocol
 of :mod:`rnnbench.train.protocol`), a clean validation NLL, early stopping, a line in
@@ -26,7 +29,6 @@ Per-epoch ``train_nll`` is the running average of the noisy training loss over t
 from __future__ import annotations
 
 import contextlib
-import json
 import math
 import sys
 import time
@@ -40,8 +42,9 @@ from rnnbench.errors import RnnbenchError
 from rnnbench.nn import sparse_input
 from rnnbench.train import authors, halving
 from rnnbench.train import checkpoint as ckpt
-from rnnbench.train.config import RunConfig, with_defaults
+from rnnbench.train.config import RunConfig
 from rnnbench.train.metrics import split_nll, split_scores
+from rnnbench.train.minibatches import carry_state, population_batches
 from rnnbench.train.protocol import (  # PopulationRMSProp: tests patch its step here
     EarlyStopping,
     PopulationRMSProp,  # noqa: F401
@@ -49,29 +52,20 @@ from rnnbench.train.protocol import (  # PopulationRMSProp: tests patch its step
     clip_member_grad_norms,
     finite_members,
 )
+from rnnbench.train.run_folder import (  # re-exported: callers and tests import them here
+    FORMAT,
+    checkpoint_at,
+    make_folder,
+    prepare_folder,
+    resolve_device,
+    resume_groups,
+)
 from rnnbench.train.warmup import warm_up
 
 __all__ = ["train_population", "resolve_device"]
 
-FORMAT = 1
 OnEpoch = Callable[[int, dict], None]
 OnResult = Callable[[int, dict], None]
-
-
-def resolve_device(device: str | torch.device) -> torch.device:
-    """``"cpu"``, ``"cuda"``, ``"cuda:N"`` → a usable device, or a clear error."""
-    try:
-        dev = torch.device(device)
-    except RuntimeError as exc:
-        raise RnnbenchError(f"Unknown device {device!r}; use cpu or cuda.") from exc
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise RnnbenchError(
-            "Device cuda was asked for but PyTorch sees no CUDA GPU; use --device cpu or install "
-            "a CUDA build of PyTorch."
-        )
-    if dev.type not in ("cpu", "cuda"):
-        raise RnnbenchError(f"Device {device!r} is not supported; use cpu or cuda.")
-    return dev
 
 
 def train_population(
@@ -134,13 +128,13 @@ def train_population(
     groups = {c.group_key() for c in configs}
     if len(groups) > 1:
         raise RnnbenchError(
-            "The members of a population must differ only in lr and seed; split the runs into "
-            "one population per data set, unit, form and protocol setting."
+            "The members of a population must differ only in lr, seed and data_seed; split the "
+            "runs into one population per data set, unit, form and protocol setting."
         )
     dev = resolve_device(device)
     with contextlib.ExitStack() as locks:
         for run_dir in out_dirs:
-            _make_folder(run_dir)
+            make_folder(run_dir)
             locks.enter_context(
                 locks_.hold(
                     run_dir / ckpt.LOCK,
@@ -169,7 +163,7 @@ def _train_locked(
     results: list[dict | None] = [None] * len(configs)
     resumable: dict[int, list[dict]] = {}
     for i, (cfg, run_dir) in enumerate(zip(configs, out_dirs, strict=True)):
-        found = _prepare_folder(cfg, run_dir)
+        found = prepare_folder(cfg, run_dir)
         done = [c for c in found if c.get("finished")]
         if done:
             results[i] = done[0]["result"]
@@ -223,11 +217,11 @@ def _train_locked(
                 todo = {i: found for i, found in todo.items() if i not in stopped}
             if not todo:
                 break
-            start_epoch, members = _resume_groups(todo)[0]
+            start_epoch, members = resume_groups(todo)[0]
             trainer = _Population(
                 [configs[i] for i in members],
                 [out_dirs[i] for i in members],
-                [_checkpoint_at(todo[i], start_epoch) for i in members],
+                [checkpoint_at(todo[i], start_epoch) for i in members],
                 dataset=dataset,
                 device=dev,
                 backend=backend,
@@ -357,63 +351,6 @@ def divergence_reason(loss: float, epoch: int, batch: int, steps: int) -> str:
     )
 
 
-def _make_folder(run_dir: Path) -> None:
-    try:
-        run_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise RnnbenchError(
-            f"Cannot create the run folder {run_dir} ({exc.strerror}); choose a writable --out."
-        ) from exc
-
-
-def _prepare_folder(cfg: RunConfig, run_dir: Path) -> list[dict]:
-    """Write the folder's config.json; return its resume checkpoints (newest first)."""
-    path = run_dir / ckpt.CONFIG
-    if path.exists():
-        try:
-            stored = json.loads(path.read_text())
-        except json.JSONDecodeError:
-            stored = None
-        if stored is not None and with_defaults(stored) != cfg.to_dict():
-            raise RnnbenchError(
-                f"{run_dir} holds a different run (its config.json differs); choose another "
-                "folder or delete it."
-            )
-    ckpt.atomic_write_bytes(path, (json.dumps(cfg.to_dict(), indent=2) + "\n").encode())
-    found = ckpt.checkpoints(run_dir)
-    for c in found:
-        if with_defaults(c.get("config") or {}) != cfg.to_dict() or c.get("format") != FORMAT:
-            raise RnnbenchError(
-                f"The checkpoint in {run_dir} belongs to a different run or rnnbench version; "
-                "delete the folder's last.pt and prev.pt to start afresh."
-            )
-    return found
-
-
-def _resume_groups(resumable: dict[int, list[dict]]) -> list[tuple[int, list[int]]]:
-    """Which members resume together from which epoch.
-
-    All members resume from the latest epoch every one of them has (in last.pt or prev.pt).
-    Members without a common epoch (folders filled by different populations) resume in groups
-    by their own latest epoch.
-    """
-    epochs = {i: {c["epoch"] for c in found} or {0} for i, found in resumable.items()}
-    common = set.intersection(*epochs.values())
-    if common:
-        return [(max(common), sorted(resumable))]
-    by_epoch: dict[int, list[int]] = {}
-    for i, es in epochs.items():
-        by_epoch.setdefault(max(es), []).append(i)
-    return sorted((e, sorted(m)) for e, m in by_epoch.items())
-
-
-def _checkpoint_at(found: list[dict], epoch: int) -> dict | None:
-    for c in found:
-        if c["epoch"] == epoch:
-            return c
-    return None
-
-
 def _clean(x: float | None) -> float | None:
     return None if x is None or not math.isfinite(x) else float(x)
 
@@ -511,8 +448,6 @@ class _Population:
     # -- training
 
     def _train_epoch(self, epoch: int, bar) -> list[float | None]:
-        from rnnbench.data.batching import iterate_batches
-
         cfg, dev = self.cfg, self.device
         active = torch.tensor([s == "running" for s in self.status], device=dev)
         sums = torch.zeros(self.k, dtype=torch.float64)
@@ -521,40 +456,44 @@ class _Population:
         self.optimizer.scale_lr(authors.schedule(cfg, epoch))
         state = None
         last_shown = 0.0
-        batches = iterate_batches(
-            self.dataset.split("train"),
-            cfg.batch_size,
-            seed=cfg.data_seed,
-            epoch=epoch,
-            bptt=cfg.bptt,
-        )
+        batches = population_batches(self.dataset.split("train"), self.configs, epoch)
         for number, batch in enumerate(batches, 1):
-            if not batch.carry:
-                state = None
+            # each member's own truncated-BPTT carry, fitted to this update's rows
+            state = carry_state(state, batch.carry.to(dev), batch.x.shape[-2])
             x, y, mask = (t.to(dev) for t in (batch.x, batch.y, batch.mask))
+            live = batch.live.to(dev)
+            idle = not bool(batch.live.all())  # a member without a window draws no noise
             self.optimizer.zero_grad()
-            with self.noise.applied(weights):
+            with (
+                self.noise.applied(weights, batch.live.tolist())
+                if idle
+                else self.noise.applied(weights)
+            ):
                 nll_sum, n, state = self.model.nll(x, y, mask, state)
+                if not batch.shared:  # an idle member's loss is 0 over no steps, not 0/0
+                    n = n.clamp(min=1)
                 loss = authors.training_loss(cfg, nll_sum, n)
                 loss.sum().backward()
             state = self.model.detach_state(state)
             norms = clip_member_grad_norms(self.params, authors.gradient_clip(cfg))
             ok = finite_members(loss, norms).to(dev)
-            for k in torch.nonzero(active & ~ok).flatten().tolist():
+            for k in torch.nonzero(active & live & ~ok).flatten().tolist():
                 self.status[k] = "diverged"
-                self.why[k] = divergence_reason(float(loss[k].detach()), epoch, number, x.shape[0])
+                self.why[k] = divergence_reason(
+                    float(loss[k].detach()), epoch, number, batch.steps[k]
+                )
             active = active & ok
-            self.optimizer.step(active)
-            took = active.cpu()
+            self.optimizer.step(active & live)
+            took = (active & live).cpu()
             for k in torch.nonzero(took).flatten().tolist():
                 self.updates[k] += 1
             sums += torch.where(took, nll_sum.detach().double().cpu(), 0.0)
-            steps += took.double() * n
+            steps += took.double() * (n.double().cpu() if torch.is_tensor(n) else n)
             if bar is not None and time.monotonic() - last_shown > 0.5:
                 last_shown = time.monotonic()
-                live = (sums / steps.clamp(min=1))[steps > 0]
-                if live.numel():
-                    bar.set_postfix_str(f"epoch {epoch} train {live.min().item():.3f}")
+                live_nll = (sums / steps.clamp(min=1))[steps > 0]
+                if live_nll.numel():
+                    bar.set_postfix_str(f"epoch {epoch} train {live_nll.min().item():.3f}")
             if not bool(active.any()):
                 break
         return [

@@ -223,10 +223,15 @@ class WeightNoise:
             self.generators.append(g)
 
     @contextlib.contextmanager
-    def applied(self, weights: Sequence[Tensor]) -> Iterator[None]:
+    def applied(
+        self, weights: Sequence[Tensor], members: Sequence[bool] | None = None
+    ) -> Iterator[None]:
         """Inside the block the weights carry fresh noise; on exit they are exactly restored.
 
         Run both the forward and the backward pass inside the block, the optimiser step after.
+        ``members`` (one bool per member, None: all) says which members draw noise; the others
+        keep their weights and their generators (a member with no minibatch at this update,
+        :mod:`rnnbench.train.minibatches`, must not advance its noise stream).
         """
         if not self.sigma:
             yield
@@ -241,7 +246,10 @@ class WeightNoise:
                     # Member k's slice is filled as torch.randn(w.shape[1:], generator=g_k)
                     # would fill it (randn is normal_ on a new tensor), without the stack.
                     for k, g in enumerate(self.generators):
-                        n[k].normal_(generator=g)
+                        if members is None or members[k]:
+                            n[k].normal_(generator=g)
+                        else:
+                            n[k].zero_()
                     w.add_(n, alpha=self.sigma)
             yield
         finally:

@@ -31,17 +31,24 @@ def uses_sequence(unit) -> bool:
 
 def _one(unit, p: dict, x: Tensor, state: tuple, mask: Tensor | None, seq: bool):
     """One model, or K for a ``batched`` unit (leading dimensions ``...``): ``x (..., T, B, I)``,
-    ``state`` tuple of ``(..., B, H)`` -> ``out (..., T, B, H)`` and the final state."""
+    ``mask (..., T, B)`` or None, ``state`` tuple of ``(..., B, H)`` -> ``out (..., T, B, H)``
+    and the final state."""
     if seq:
         states = tuple(unit.sequence(p, x, state))
         if mask is None:
             return states[0], tuple(s.select(-3, -1) for s in states)
         keep = mask.unsqueeze(-1)
-        lengths = (mask > 0).sum(0)  # (B,)
+        lengths = (mask > 0).sum(-2)  # (..., B)
         shape = states[0].shape
-        idx = (lengths - 1).clamp(min=0).view(1, -1, 1).expand(*shape[:-3], 1, *shape[-2:])
+        idx = (
+            (lengths - 1)
+            .clamp(min=0)
+            .unsqueeze(-2)
+            .unsqueeze(-1)
+            .expand(*shape[:-3], 1, *shape[-2:])
+        )
         final = tuple(
-            torch.where(lengths.view(-1, 1) > 0, torch.gather(s, -3, idx).squeeze(-3), s0)
+            torch.where(lengths.unsqueeze(-1) > 0, torch.gather(s, -3, idx).squeeze(-3), s0)
             for s, s0 in zip(states, state, strict=True)
         )
         return states[0] * keep, final
@@ -49,16 +56,17 @@ def _one(unit, p: dict, x: Tensor, state: tuple, mask: Tensor | None, seq: bool)
     for t in range(x.shape[-3]):
         new = tuple(unit.step(p, x.select(-3, t), state))
         if mask is not None:
-            m = mask[t].unsqueeze(-1) > 0
+            m = mask.select(-2, t).unsqueeze(-1) > 0
             new = tuple(torch.where(m, n, o) for n, o in zip(new, state, strict=True))
         state = new
-        outs.append(state[0] if mask is None else state[0] * mask[t].unsqueeze(-1))
+        outs.append(state[0] if mask is None else state[0] * mask.select(-2, t).unsqueeze(-1))
     return torch.stack(outs, dim=-3), state
 
 
 def run(unit, params: dict[str, Tensor], x: Tensor, hidden: int, mask=None, state=None):
     """Run K members: ``params {name: (K, ...)}``, ``x (T, B, I)`` shared or ``(K, T, B, I)``,
-    ``mask (T, B)`` or None, ``state`` a tuple of ``(K, B, H)`` (None: zeros).
+    ``mask (T, B)`` shared, ``(K, T, B)`` (each member's own) or None, ``state`` a tuple of
+    ``(K, B, H)`` (None: zeros).
 
     Returns ``out (K, T, B, H)`` and the final state tuple of ``(K, B, H)``."""
     first = next(iter(params.values()))
@@ -68,15 +76,18 @@ def run(unit, params: dict[str, Tensor], x: Tensor, hidden: int, mask=None, stat
         zero = x.new_zeros(k, b, hidden)
         state = tuple(zero for _ in unit.state)
     seq = uses_sequence(unit)
+    own = mask is not None and mask.dim() == 3  # each member's own mask (issue 22)
     if getattr(unit, "batched", False):  # the unit's code takes the leading K itself
         xs = x if x.dim() == 4 else x.expand(k, *x.shape)
-        return _one(unit, params, xs, tuple(state), mask, seq)
+        ms = mask if mask is None or own else mask.expand(k, *mask.shape)
+        return _one(unit, params, xs, tuple(state), ms, seq)
 
-    def member(p, xs, s):
-        return _one(unit, p, xs, s, mask, seq)
+    def member(p, xs, s, m):
+        return _one(unit, p, xs, s, m, seq)
 
     x_dim = 0 if x.dim() == 4 else None
-    return torch.func.vmap(member, in_dims=(0, x_dim, 0))(params, x, tuple(state))
+    in_dims = (0, x_dim, 0, 0 if own else None)
+    return torch.func.vmap(member, in_dims=in_dims)(params, x, tuple(state), mask)
 
 
 def check(unit, params: dict[str, Tensor], in_dim: int, hidden: int) -> None:

@@ -8,11 +8,11 @@ torch before (so autograd differentiates it), and the gradients of the recurrent
 one batched matmul after: ``dW_hh = sum over t, b of d_pre[t, b]^T h_prev[t, b]``.
 
 Notation in the kernels: ``xw (K, T, B, G*H)`` the projected input ``W x + b_ih``; ``hs, cs
-(K, T+1, B, H)`` the states, ``hs[:, 0] = h0``; ``m = mask[t, b]`` (1 real step, 0 padding);
-``d_*`` the gradient of the loss with respect to ``*``. Per-step products use ``np.dot`` on
-contiguous 2-D blocks, which numba sends to scipy's OpenBLAS; the kernels run it on as many
-threads as ``torch.get_num_threads()`` (OpenBLAS's default, one thread per core, made a step
-up to 10x slower on a busy 2-core machine).
+(K, T+1, B, H)`` the states, ``hs[:, 0] = h0``; ``m = mask[k, t, b]`` (1 real step, 0
+padding; each member its own); ``d_*`` the gradient of the loss with respect to ``*``.
+Per-step products use ``np.dot`` on contiguous 2-D blocks, which numba sends to scipy's
+OpenBLAS; the kernels run it on as many threads as ``torch.get_num_threads()`` (OpenBLAS's
+default, one thread per core, made a step up to 10x slower on a busy 2-core machine).
 
 The kernels compile on first use (about 15 s for the three cells in one dtype on 2 cores) and
 are cached on disk (numba ``cache=True``), so later processes start in about a second.

@@ -75,6 +75,12 @@ def _np(t: torch.Tensor, dtype) -> np.ndarray:
     return t.detach().to(dtype).contiguous().numpy()
 
 
+def _member_mask(mask: torch.Tensor, K: int, dtype) -> np.ndarray:
+    """The kernels' ``(K, T, B)`` mask from a ``(T, B)`` one shared by the members (issue 22:
+    members may read their own minibatches) or a ``(K, T, B)`` one."""
+    return _np(mask.expand(K, *mask.shape[-2:]), dtype)
+
+
 def _np_dtype(t: torch.Tensor):
     return np.float64 if t.dtype == torch.float64 else np.float32
 
@@ -141,8 +147,9 @@ def _lstm_peepholes(w_ch, peephole, variant, K, H, dt):
 def forward(cell, reset, peephole, variant, xw, w_hh, b_hh, w_ch, mask, h0, c0):
     """The fused forward of ``cell`` on plain tensors (no autograd): ``(out, h_n, c_n, hs,
     cs, acts, aux)``, where ``c_n``, ``cs`` (LSTM), ``acts`` (LSTM, GRU) and ``aux`` (GRU)
-    are empty tensors for the cells that have none. ``mask (T, B)`` is a tensor (ones for
-    no padding); ``b_hh`` and ``w_ch`` may be None; ``peephole`` says whether ``w_ch`` is used.
+    are empty tensors for the cells that have none. ``mask (T, B)``, shared by the members, or
+    ``(K, T, B)``, one per member, is a tensor (ones for no padding); ``b_hh`` and ``w_ch``
+    may be None; ``peephole`` says whether ``w_ch`` is used.
     ``variant`` (canonical, :func:`rnnbench.nn.variants.resolve`) picks the variant kernels:
     ``w_hh`` has the variant's ``G*H`` rows and ``w_ch`` one row per peephole it keeps; an
     LSTM variant's ``acts`` is ``(K, T, B, 4H)`` (i, f, g, o, removed gates at their constant).
@@ -150,8 +157,8 @@ def forward(cell, reset, peephole, variant, xw, w_hh, b_hh, w_ch, mask, h0, c0):
     variant = _kernel_variant(variant)
     dt = xw.dtype
     K, H = xw.shape[0], w_hh.shape[-1]
-    work = mask.shape[1] * w_hh.shape[1] * H  # B x H by H x G per step
-    m = _np(mask, dt)
+    work = mask.shape[-1] * w_hh.shape[1] * H  # B x H by H x G per step
+    m = _member_mask(mask, K, dt)
     x = _np(xw, dt)
     bias = _bias_np(b_hh, xw)
     empty = (xw.new_empty(0) for _ in range(4))
@@ -201,8 +208,8 @@ def backward(
     variant = _kernel_variant(variant)
     dt = hs.dtype
     K, H = hs.shape[0], w_hh.shape[-1]
-    work = mask.shape[1] * w_hh.shape[1] * H
-    m = _np(mask, dt)
+    work = mask.shape[-1] * w_hh.shape[1] * H
+    m = _member_mask(mask, K, dt)
     h_prev = hs[:, :-1]
     empty = (hs.new_empty(0) for _ in range(2))
     if cell == "lstm":

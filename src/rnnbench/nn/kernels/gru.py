@@ -57,7 +57,7 @@ def gru_forward(xw, w_rz_t, w_n_t, b_hh, before, mask, h0):
                 for j in range(H):
                     z = a[H + j]
                     h[j] = (one - z) * a[2 * H + j] + z * h_prev[j]
-                _finish_step(mask[t, b], h, h_prev, out[k, t, b])
+                _finish_step(mask[k, t, b], h, h_prev, out[k, t, b])
     return out, hs, acts, aux
 
 
@@ -80,7 +80,7 @@ def gru_backward(d_out, d_hn, w_rz, w_n, before, mask, hs, acts, aux):
         d_h[:] = d_hn[k]
         for t in range(T - 1, -1, -1):
             for b in range(B):
-                m, keep = mask[t, b], one - mask[t, b]
+                m, keep = mask[k, t, b], one - mask[k, t, b]
                 a, h_prev, dout, dh = acts[k, t, b], hs[k, t, b], d_out[k, t, b], d_h[b]
                 drz, dxn, drn, ax = d_rz[k, t, b], d_xn[k, t, b], d_rec_n[k, t, b], aux[k, t, b]
                 for j in range(H):
@@ -162,7 +162,7 @@ def gru_variant_forward(xw, w_s_t, w_n_t, b_hh, before, coefs, mask, h0):
                 for j in range(H):
                     z = z0 + cz * a[j]
                     h[j] = (one - z) * a[H + j] + z * h_prev[j]
-                _finish_step(mask[t, b], h, h_prev, out[k, t, b])
+                _finish_step(mask[k, t, b], h, h_prev, out[k, t, b])
     return out, hs, acts, aux
 
 
@@ -185,7 +185,7 @@ def gru_variant_backward(d_out, d_hn, w_s, w_n, before, coefs, mask, hs, acts, a
         d_h[:] = d_hn[k]
         for t in range(T - 1, -1, -1):
             for b in range(B):
-                m, keep = mask[t, b], one - mask[t, b]
+                m, keep = mask[k, t, b], one - mask[k, t, b]
                 a, h_prev, dout, dh = acts[k, t, b], hs[k, t, b], d_out[k, t, b], d_h[b]
                 ds, dxn, drn, ax = d_s[k, t, b], d_xn[k, t, b], d_rec_n[k, t, b], aux[k, t, b]
                 for j in range(H):

@@ -56,8 +56,8 @@ def lstm_forward(xw, w_hh_t, b_hh, w_ch, peephole, mask, h0, c0):
                     a[j] = _sigmoid(a[j])
                 for j in range(H):
                     h[j] = a[3 * H + j] * _tanh(c[j])
-                _finish_step(mask[t, b], h, hs[k, t, b], out[k, t, b])
-                _keep_cell(mask[t, b], c, c_prev)
+                _finish_step(mask[k, t, b], h, hs[k, t, b], out[k, t, b])
+                _keep_cell(mask[k, t, b], c, c_prev)
     return out, hs, cs, acts
 
 
@@ -82,7 +82,7 @@ def lstm_backward(d_out, d_hn, d_cn, w_hh, w_ch, peephole, mask, cs, acts):
         d_v_i, d_v_f, d_v_o = d_w_ch[k, 0], d_w_ch[k, 1], d_w_ch[k, 2]
         for t in range(T - 1, -1, -1):
             for b in range(B):
-                m, keep = mask[t, b], one - mask[t, b]
+                m, keep = mask[k, t, b], one - mask[k, t, b]
                 a, dp, dout = acts[k, t, b], d_pre[k, t, b], d_out[k, t, b]
                 c, c_prev, dh, dc = cs[k, t + 1, b], cs[k, t, b], d_h[b], d_c[b]
                 for j in range(H):
@@ -201,8 +201,8 @@ def lstm_variant_forward(xw, w_hh_t, b_hh, w_ch, peephole, flags, offsets, mask,
                 else:
                     for j in range(H):
                         h[j] = a[3 * H + j] * _tanh(c[j])
-                _finish_step(mask[t, b], h, hs[k, t, b], out[k, t, b])
-                _keep_cell(mask[t, b], c, c_prev)
+                _finish_step(mask[k, t, b], h, hs[k, t, b], out[k, t, b])
+                _keep_cell(mask[k, t, b], c, c_prev)
     return out, hs, cs, acts
 
 
@@ -241,7 +241,7 @@ def lstm_variant_backward(d_out, d_hn, d_cn, w_hh, w_ch, peephole, flags, offset
         d_v_i, d_v_f, d_v_o = d_w_ch[k, 0], d_w_ch[k, 1], d_w_ch[k, 2]
         for t in range(T - 1, -1, -1):
             for b in range(B):
-                m, keep = mask[t, b], one - mask[t, b]
+                m, keep = mask[k, t, b], one - mask[k, t, b]
                 a, dp, dout = acts[k, t, b], d_pre[k, t, b], d_out[k, t, b]
                 c, c_prev, dh, dc = cs[k, t + 1, b], cs[k, t, b], d_h[b], d_c[b]
                 if lin_c:

@@ -25,7 +25,7 @@ def tanh_forward(xw, w_hh_t, b_hh, mask, h0):
                 x, r, h = xw[k, t, b], rec[b], hs[k, t + 1, b]
                 for j in range(H):
                     h[j] = _tanh(x[j] + r[j] + bias[j])
-                _finish_step(mask[t, b], h, hs[k, t, b], out[k, t, b])
+                _finish_step(mask[k, t, b], h, hs[k, t, b], out[k, t, b])
     return out, hs
 
 
@@ -42,7 +42,7 @@ def tanh_backward(d_out, d_hn, w_hh, mask, out):
         d_h[:] = d_hn[k]
         for t in range(T - 1, -1, -1):
             for b in range(B):
-                m, keep = mask[t, b], one - mask[t, b]
+                m, keep = mask[k, t, b], one - mask[k, t, b]
                 h, dp, dout, dh = out[k, t, b], d_pre[k, t, b], d_out[k, t, b], d_h[b]
                 for j in range(H):
                     dp[j] = m * (dout[j] + dh[j]) * (one - h[j] * h[j])
