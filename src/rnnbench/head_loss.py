@@ -103,25 +103,32 @@ def step_nll(
     _check_params(weight.transpose(1, 2), head.n_outputs, type(head).__name__)
     _check_target(y, head.out_dim, type(head).__name__)
     k, t, b, _ = out.shape
-    a, yr, real = _logits(out, weight, bias, y, mask)
-    rows, _ = _HEADS[type(head)](a, yr, head, False)
-    if real is not None:
-        rows = torch.where(real, rows, rows.new_zeros(()))
+    rows, _, _ = _evaluate(head, _logits(out, weight, bias), y, mask, False)
     return rows.view(k, t, b)
 
 
-def _logits(out, weight, bias, y, mask):
-    """``a (K, R, P)`` (one ``baddbmm``), the targets ``(1 or K, R, D)`` in ``a``'s dtype with
-    padded steps zeroed, and the real steps ``(1 or K, R)`` bool (None: all real)."""
+def _logits(out: Tensor, weight: Tensor, bias: Tensor) -> Tensor:
+    """``a (K, R, P)``: the output layer, one ``baddbmm``."""
     k, t, b, h = out.shape
-    r = t * b
-    a = torch.baddbmm(bias.unsqueeze(1), out.reshape(k, r, h), weight.transpose(1, 2))
+    return torch.baddbmm(bias.unsqueeze(1), out.reshape(k, t * b, h), weight.transpose(1, 2))
+
+
+def _evaluate(head, a: Tensor, y: Tensor, mask: Tensor | None, grad: bool):
+    """The per-step NLL ``(K, R)`` (0 on padding), (``grad``) its gradient with respect to
+    ``a`` (which it may overwrite) and the real steps as ``(1 or K, R, 1)`` floats that the
+    gradient still has to be multiplied with (None: no padding). Padded targets are zeroed
+    first, as :meth:`~rnnbench.models.SequenceModel.step_nll` zeroes them."""
+    k, r, _ = a.shape
     yr = y.reshape(-1, r, y.shape[-1])
-    real = None
-    if mask is not None:
-        real = (mask > 0).reshape(-1, r)
+    real = None if mask is None else (mask > 0).reshape(-1, r)
+    real_f = None
+    if real is not None:
         yr = torch.where(real.unsqueeze(-1), yr, yr.new_zeros(()))
-    return a, yr.to(a.dtype), real
+    rows, g = _HEADS[type(head)](a, yr.to(a.dtype), head, grad)
+    if real is not None:
+        rows = torch.where(real, rows, rows.new_zeros(()))
+        real_f = real.to(a.dtype).unsqueeze(-1)
+    return rows, g, real_f
 
 
 def _bernoulli(a: Tensor, y: Tensor, head, grad: bool) -> tuple[Tensor, Tensor | None]:
@@ -205,12 +212,8 @@ class _HeadLoss(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, out, weight, bias, y, mask, head):
-        a, yr, real = _logits(out, weight, bias, y, mask)
-        rows, g = _HEADS[type(head)](a, yr, head, any(ctx.needs_input_grad[:3]))
-        real_f = None
-        if real is not None:
-            rows = torch.where(real, rows, rows.new_zeros(()))
-            real_f = real.to(a.dtype).unsqueeze(-1)  # (1 or K, R, 1)
+        a = _logits(out, weight, bias)
+        rows, g, real_f = _evaluate(head, a, y, mask, any(ctx.needs_input_grad[:3]))
         ctx.save_for_backward(out, weight, g, real_f)
         return rows.sum(1)
 
