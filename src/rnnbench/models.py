@@ -17,6 +17,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
+from rnnbench import head_loss
 from rnnbench.counting import (
     GATES,
     TASKS,
@@ -233,17 +234,22 @@ class SequenceModel(nn.Module):
             ``head_params (K, T, B, P)`` (padded steps: the output layer's bias) and the final
             state ``(h, c)`` (``c`` None for tanh and GRU), taken at each row's last real step.
         """
+        out, state = self._hidden(x, mask, state)
+        k, t, b, h = out.shape
+        flat = torch.baddbmm(
+            self.bias_out.unsqueeze(1), out.reshape(k, t * b, h), self.weight_out.transpose(1, 2)
+        )
+        return flat.reshape(k, t, b, -1), state
+
+    def _hidden(self, x: Tensor, mask: Tensor | None, state: State | None):
+        """The hidden states ``out (K, T, B, H)`` and the final state, ``x`` checked."""
         if x.shape[-1] != self.in_dim:
             raise RnnbenchError(
                 f"the model reads {self.in_dim} values per step but x has {x.shape[-1]}; "
                 "build the model with the data set's in_dim."
             )
         out, h_n, c_n = self._recurrent(x, mask, state)
-        k, t, b, h = out.shape
-        flat = torch.baddbmm(
-            self.bias_out.unsqueeze(1), out.reshape(k, t * b, h), self.weight_out.transpose(1, 2)
-        )
-        return flat.reshape(k, t, b, -1), (h_n, c_n)
+        return out, (h_n, c_n)
 
     def _recurrent(self, x: Tensor, mask: Tensor | None, state: State | None):
         """The recurrent layer: ``out (K, T, B, H)``, ``h_n``, ``c_n`` (None but the LSTM)."""
@@ -281,20 +287,30 @@ class SequenceModel(nn.Module):
             all members, or a ``(K,)`` tensor of ``nll_sum``'s dtype, each member's, for a
             ``(K, T, B)`` mask; divide to get the paper's NLL per time step) and the final state.
         """
-        per, state = self.step_nll(x, y, mask, state)
+        if head_loss.usable(self, y):  # the output layer and the loss in one autograd node
+            out, state = self._hidden(x, mask, state)
+            nll_sum = head_loss.member_nll(self.head, out, self.weight_out, self.bias_out, y, mask)
+            t, b = out.shape[1:3]
+        else:
+            per, state = self.step_nll(x, y, mask, state)
+            nll_sum, (t, b) = per.sum((1, 2)), per.shape[1:3]
         if mask is None:
-            n_steps = per.shape[1] * per.shape[2]
-        elif mask.dim() == 3:
-            n_steps = (mask > 0).sum((1, 2)).to(per.dtype)
+            n_steps = t * b
+        elif mask.dim() == 3:  # each member's own batches: each member's own count
+            n_steps = (mask > 0).sum((1, 2)).to(nll_sum.dtype)
         else:
             n_steps = int((mask > 0).sum())
-        return per.sum((1, 2)), n_steps, state
+        return nll_sum, n_steps, state
 
     def step_nll(
         self, x: Tensor, y: Tensor, mask: Tensor | None = None, state: State | None = None
     ) -> tuple[Tensor, State]:
         """Negative log-likelihood of every step, per member: ``(K, T, B)`` (0 on padding)
         and the final state; :meth:`nll` sums it. Per-sequence averages start here."""
+        if not torch.is_grad_enabled() and head_loss.usable(self, y):  # evaluation
+            out, state = self._hidden(x, mask, state)
+            per = head_loss.step_nll(self.head, out, self.weight_out, self.bias_out, y, mask)
+            return per, state
         params, state = self.forward(x, mask, state)
         if mask is None:
             return self.head.nll(params, y), state

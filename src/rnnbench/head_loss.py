@@ -1,0 +1,236 @@
+r"""The output layer and the head's loss as one autograd function with an analytic backward.
+
+:meth:`rnnbench.models.SequenceModel.nll` used to run the output layer (``baddbmm``), the
+head's per-step NLL (:mod:`rnnbench.heads`: a dozen elementwise ops for the 20-component
+speech mixture), the padding mask and the sum as separate autograd nodes, each recorded,
+each with its own backward and its own intermediate tensors. Here the forward computes, in a
+few vectorised passes with no graph, the logits, the masked per-step NLL *and its gradient
+with respect to the logits* (which does not depend on the incoming gradient but through a
+per-member factor), and the backward is that factor and two ``bmm``.
+
+Shapes: ``K`` members, ``R = T B`` steps of the batch (``T`` steps of ``B`` sequences),
+``H`` hidden units, ``P`` head parameters per step, ``D`` values per frame. For member
+``k`` with hidden states :math:`h_r` and real-step indicator :math:`m_r \in \{0, 1\}`:
+
+.. math::
+    a_r = W_{out} h_r + b_{out}, \qquad
+    L_k = \sum_r m_r\, \mathrm{nll}(a_r, y_r), \qquad
+    G_r = m_r \frac{\partial\, \mathrm{nll}(a_r, y_r)}{\partial a_r},
+
+and, with :math:`\bar L_k` the gradient arriving at :math:`L_k` (``1/N`` for the paper's
+per-step loss),
+
+.. math::
+    \frac{\partial}{\partial h_r} = \bar L_k\, W_{out}^\top G_r, \qquad
+    \frac{\partial}{\partial W_{out}} = \bar L_k \sum_r G_r h_r^\top, \qquad
+    \frac{\partial}{\partial b_{out}} = \bar L_k \sum_r G_r.
+
+The heads' gradients (:func:`_bernoulli`, :func:`_gmm`) are derived in their docstrings. A
+padded step (``m_r = 0``) adds nothing, and its target is zeroed first, as
+:meth:`~rnnbench.models.SequenceModel.step_nll` does (its garbage, NaN included, never
+reaches a sum); its gradient is :math:`0 \cdot \partial\mathrm{nll}` as autograd's is.
+
+Every formula is the one the heads evaluate, in the same precision; only the order of some
+sums and a few roundings differ (float32 results agree with autograd's to about 1e-6,
+relative). NaN and inf propagate as in the autograd path, so divergence detection sees them.
+
+:func:`usable` says where it runs: a :class:`~rnnbench.heads.BernoulliHead` or
+:class:`~rnnbench.heads.GaussianMixtureHead` on CPU in float32 or float64, a model whose
+``backend`` is not ``"torch"`` (that backend stays plain autograd end to end), outside
+``torch.compile``, tracing and ``torch.func`` transforms (the function has no rules for them).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+from torch.autograd.function import once_differentiable
+
+from rnnbench.heads import BernoulliHead, GaussianMixtureHead, _check_params, _check_target
+
+__all__ = ["member_nll", "step_nll", "usable"]
+
+_HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
+# torch.nn.functional.softplus's defaults, which GaussianMixtureHead uses: above the threshold
+# softplus(s) = s and its derivative is exactly 1.
+_SOFTPLUS_BETA, _SOFTPLUS_THRESHOLD = 1.0, 20.0
+
+_ENABLED = True  # private switch: tests turn it off to run the autograd path on the same model
+
+
+def usable(model, y: Tensor) -> bool:
+    """Whether ``model.nll`` / ``model.step_nll`` may use the fused head (module docstring)."""
+    if not _ENABLED or type(model.head) not in _HEADS:
+        return False
+    if getattr(model, "backend", "auto") == "torch" or y.requires_grad:
+        return False
+    w = getattr(model, "weight_out", None)
+    if w is None or w.device.type != "cpu" or w.dtype not in (torch.float32, torch.float64):
+        return False
+    if torch.compiler.is_compiling() or torch.jit.is_tracing():
+        return False
+    return not torch._C._are_functorch_transforms_active()
+
+
+def member_nll(
+    head, out: Tensor, weight: Tensor, bias: Tensor, y: Tensor, mask: Tensor | None
+) -> Tensor:
+    """Summed NLL over the real steps, per member: ``(K,)``, differentiable in ``out``,
+    ``weight`` and ``bias``.
+
+    Args:
+        head: a :class:`~rnnbench.heads.BernoulliHead` or
+            :class:`~rnnbench.heads.GaussianMixtureHead`.
+        out: hidden states ``(K, T, B, H)``.
+        weight: ``weight_out (K, P, H)``; bias: ``bias_out (K, P)``.
+        y: targets ``(T, B, D)`` (shared) or ``(K, T, B, D)``.
+        mask: ``(T, B)`` or ``(K, T, B)``, real steps > 0 (None: all real).
+    """
+    _check_params(weight.transpose(1, 2), head.n_outputs, type(head).__name__)
+    _check_target(y, head.out_dim, type(head).__name__)
+    return _HeadLoss.apply(out, weight, bias, y, mask, head)
+
+
+@torch.no_grad()
+def step_nll(
+    head, out: Tensor, weight: Tensor, bias: Tensor, y: Tensor, mask: Tensor | None
+) -> Tensor:
+    """Per-step NLL ``(K, T, B)``, 0 on padded steps, without gradients (evaluation);
+    arguments as :func:`member_nll`."""
+    _check_params(weight.transpose(1, 2), head.n_outputs, type(head).__name__)
+    _check_target(y, head.out_dim, type(head).__name__)
+    k, t, b, _ = out.shape
+    rows, _, _ = _evaluate(head, _logits(out, weight, bias), y, mask, False)
+    return rows.view(k, t, b)
+
+
+def _logits(out: Tensor, weight: Tensor, bias: Tensor) -> Tensor:
+    """``a (K, R, P)``: the output layer, one ``baddbmm``."""
+    k, t, b, h = out.shape
+    return torch.baddbmm(bias.unsqueeze(1), out.reshape(k, t * b, h), weight.transpose(1, 2))
+
+
+def _evaluate(head, a: Tensor, y: Tensor, mask: Tensor | None, grad: bool):
+    """The per-step NLL ``(K, R)`` (0 on padding), (``grad``) its gradient with respect to
+    ``a`` (which it may overwrite) and the real steps as ``(1 or K, R, 1)`` floats that the
+    gradient still has to be multiplied with (None: no padding). Padded targets are zeroed
+    first, as :meth:`~rnnbench.models.SequenceModel.step_nll` zeroes them."""
+    k, r, _ = a.shape
+    yr = y.reshape(-1, r, y.shape[-1])
+    real = None if mask is None else (mask > 0).reshape(-1, r)
+    real_f = None
+    if real is not None:
+        yr = torch.where(real.unsqueeze(-1), yr, yr.new_zeros(()))
+    rows, g = _HEADS[type(head)](a, yr.to(a.dtype), head, grad)
+    if real is not None:
+        rows = torch.where(real, rows, rows.new_zeros(()))
+        real_f = real.to(a.dtype).unsqueeze(-1)
+    return rows, g, real_f
+
+
+def _bernoulli(a: Tensor, y: Tensor, head, grad: bool) -> tuple[Tensor, Tensor | None]:
+    r"""Per-step NLL ``(K, R)`` of independent Bernoulli notes with logits ``a (K, R, D)``,
+    and (``grad``) its gradient with respect to ``a``, written over ``a``:
+
+    .. math::
+        \mathrm{nll} = \sum_d \big[\log(1 + e^{a_d}) - y_d a_d\big], \qquad
+        \frac{\partial\, \mathrm{nll}}{\partial a_d} = \sigma(a_d) - y_d.
+    """
+    rows = F.binary_cross_entropy_with_logits(a, y.expand_as(a), reduction="none").sum(-1)
+    return rows, (a.sigmoid_().sub_(y) if grad else None)
+
+
+def _gmm(a: Tensor, y: Tensor, head, grad: bool) -> tuple[Tensor, Tensor | None]:
+    r"""Per-step NLL ``(K, R)`` of :class:`~rnnbench.heads.GaussianMixtureHead` and (``grad``)
+    its gradient with respect to the head parameters ``a (K, R, C(1+2D))``.
+
+    With logits :math:`\ell_c`, means :math:`\mu_{cd}`, scale pre-activations :math:`s_{cd}`,
+    :math:`\sigma_{cd} = \sigma_{\min} + \mathrm{softplus}(s_{cd})`,
+    :math:`z_{cd} = (y_d - \mu_{cd}) / \sigma_{cd}`, log-weights
+    :math:`\log\pi_c = \ell_c - \log\sum_j e^{\ell_j}` and
+    :math:`\alpha_c = \log\pi_c - \sum_d (\tfrac12 z_{cd}^2 + \log\sigma_{cd}
+    + \tfrac12\log 2\pi)`, the NLL is :math:`-\log\sum_c e^{\alpha_c}`. With the
+    responsibilities :math:`r_c = e^{\alpha_c - \log\sum_j e^{\alpha_j}}` (the posterior of
+    component :math:`c`):
+
+    .. math::
+        \frac{\partial\,\mathrm{nll}}{\partial \ell_c} = \pi_c \textstyle\sum_j r_j - r_c,
+        \qquad
+        \frac{\partial\,\mathrm{nll}}{\partial \mu_{cd}} = -\frac{r_c z_{cd}}{\sigma_{cd}},
+        \qquad
+        \frac{\partial\,\mathrm{nll}}{\partial s_{cd}} =
+            \frac{r_c - r_c z_{cd}^2}{\sigma_{cd}}\, \mathrm{softplus}'(s_{cd}),
+
+    (:math:`\sum_j r_j = 1` up to rounding; log-softmax's backward keeps the sum, and so does
+    this), where :math:`\mathrm{softplus}'(s) = e^s/(1+e^s)`, exactly 1 above softplus's
+    threshold 20 (there softplus is the identity), as autograd's ``softplus_backward``
+    computes it. :math:`r_c z_{cd}^2` is taken as :math:`(r_c z_{cd}) z_{cd}`, as autograd
+    multiplies, so a component whose :math:`z^2` overflows but whose responsibility is 0
+    gives 0, not NaN.
+    """
+    c, d = head.components, head.out_dim
+    logits = a[..., :c]
+    mu = a[..., c : c + c * d].unflatten(-1, (c, d))
+    s = a[..., c + c * d :].unflatten(-1, (c, d))
+    log_w = logits - torch.logsumexp(logits, -1, keepdim=True)
+    std = F.softplus(s, _SOFTPLUS_BETA, _SOFTPLUS_THRESHOLD).add_(head.min_std)
+    z = torch.sub(y.unsqueeze(-2), mu).div_(std)  # (K, R, C, D)
+    # sum_d (z^2 / 2 + log sigma) + D log(2 pi) / 2, in three passes
+    energy = torch.addcmul(std.log(), z, z, value=0.5).sum(-1).add_(d * _HALF_LOG_2PI)
+    alpha = log_w - energy  # (K, R, C)
+    lse = torch.logsumexp(alpha, -1)
+    rows = lse.neg()
+    if not grad:
+        return rows, None
+    resp = alpha.sub_(lse.unsqueeze(-1)).exp_()  # (K, R, C)
+    g = torch.empty_like(a)
+    g_logits = g[..., :c]
+    torch.mul(log_w.exp_(), resp.sum(-1, keepdim=True), out=g_logits)
+    g_logits.sub_(resp)
+    r = resp.unsqueeze(-1)
+    neg_rz = z * r.neg()  # -r z
+    torch.div(neg_rz, std, out=g[..., c : c + c * d].unflatten(-1, (c, d)))
+    g_std = torch.addcmul(r, neg_rz, z).div_(std)  # (r - (r z) z) / sigma
+    torch.ops.aten.softplus_backward.grad_input(
+        g_std,
+        s,
+        _SOFTPLUS_BETA,
+        _SOFTPLUS_THRESHOLD,
+        grad_input=g[..., c + c * d :].unflatten(-1, (c, d)),
+    )
+    return rows, g
+
+
+_HEADS = {BernoulliHead: _bernoulli, GaussianMixtureHead: _gmm}
+
+
+class _HeadLoss(torch.autograd.Function):
+    """``(out, weight, bias, y, mask, head) -> (K,)``: see the module docstring."""
+
+    @staticmethod
+    def forward(ctx, out, weight, bias, y, mask, head):
+        a = _logits(out, weight, bias)
+        rows, g, real_f = _evaluate(head, a, y, mask, any(ctx.needs_input_grad[:3]))
+        ctx.save_for_backward(out, weight, g, real_f)
+        return rows.sum(1)
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad):
+        out, weight, g, real_f = ctx.saved_tensors
+        k, t, b, h = out.shape
+        scale = grad.reshape(k, 1, 1).to(g.dtype)
+        if real_f is not None:
+            scale = scale * real_f
+        g = g * scale  # (K, R, P); a new tensor, so a retained graph can run backward again
+        d_out = d_w = d_b = None
+        if ctx.needs_input_grad[0]:
+            d_out = torch.bmm(g, weight).view(k, t, b, h)
+        if ctx.needs_input_grad[1]:
+            d_w = torch.bmm(g.transpose(1, 2), out.reshape(k, t * b, h))
+        if ctx.needs_input_grad[2]:
+            d_b = g.sum(1)
+        return d_out, d_w, d_b, None, None, None
