@@ -99,3 +99,29 @@ def _keep_cell(m, new, prev):
     if m != 1:
         for j in range(new.shape[0]):
             new[j] = m * new[j] + (1 - m) * prev[j]
+
+
+# ---- the recurrent weights' gradients, inside the backward kernels ----------------------------
+
+
+@_jit
+def _weight_grads(d, inputs, d_w, d_b):
+    """One member's ``d_w = sum_t,b d[t, b]^T inputs[t, b]`` (one BLAS product) and ``d_b =
+    sum_t,b d[t, b]``; ``d (T, B, G)`` and ``inputs (T, B, H)`` contiguous."""
+    T, B, G = d.shape
+    rows = T * B
+    d_b[:] = 0
+    if rows == 0:
+        d_w[:] = 0
+        return
+    flat = d.reshape(rows, G)
+    np.dot(flat.T, inputs.reshape(rows, inputs.shape[2]), d_w)
+    for r in range(rows):
+        for j in range(G):
+            d_b[j] += flat[r, j]
+
+
+@_jit
+def _transposed(w):
+    """A contiguous copy of ``w.T`` (the per-step product's right operand)."""
+    return np.ascontiguousarray(w.T)
