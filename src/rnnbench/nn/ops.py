@@ -134,10 +134,13 @@ def _backward(ctx, d_out, d_hn, d_cn, *_unused):
     d_hn = d_hn if d_hn is not None else torch.zeros_like(hs[:, -1])
     if cell == "lstm" and d_cn is None:
         d_cn = torch.zeros_like(hs[:, -1])
-    # With create_graph (grad mode on in the backward) the backward op runs, whose autograd
-    # formula raises FirstOrderOnly; otherwise the plain tensor function, without the op's
-    # dispatch (its cost is the same order as the kernels' on the paper's small models).
-    backward = fused_rnn_backward if torch.is_grad_enabled() else numba_backend.backward
+    # With create_graph (grad mode on in the backward) or under a tracer the backward op runs
+    # (its autograd formula raises FirstOrderOnly); otherwise the plain tensor function,
+    # without the op's dispatch (which costs as much as the kernels on the paper's models).
+    eager = not torch.is_grad_enabled() and all(
+        _eager(t) for t in (hs, d_out, d_hn, d_cn) if t is not None
+    )
+    backward = numba_backend.backward if eager else fused_rnn_backward
     d_xw, d_w, d_b, d_v, d_h0, d_c0 = backward(
         cell, reset, peephole, variant, d_out, d_hn, d_cn if cell == "lstm" else None, w_hh,
         w_ch, mask, out, hs, cs, acts, aux,
@@ -203,13 +206,24 @@ def _traced_stack() -> int:
     return 1 if length is None else length()
 
 
+def _functorch_wrapped(t: Tensor) -> bool:
+    """Whether ``t`` is wrapped by a transform: ``torch.func``'s, or the legacy vmap that
+    gradcheck's batched-gradient check runs over the backward."""
+    functorch = torch._C._functorch
+    checks = ("is_functorch_wrapped_tensor", "is_legacy_batchedtensor")
+    return any(getattr(functorch, name, lambda _: True)(t) for name in checks)
+
+
 def _eager(xw: Tensor) -> bool:
     """Whether :func:`run` may skip the custom op: a plain tensor, no compiler, exporter,
-    tracer or torch function or dispatch mode watching."""
+    tracer, ``torch.func`` transform (vmap over the backward, in gradcheck) or torch function
+    or dispatch mode watching."""
     return (
         type(xw) is torch.Tensor
         and not torch.compiler.is_compiling()
         and not torch.jit.is_tracing()
+        and not torch._C._are_functorch_transforms_active()
+        and not _functorch_wrapped(xw)
         and not torch._C._is_torch_function_mode_enabled()
         and not _traced_stack()
     )
