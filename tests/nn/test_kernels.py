@@ -27,6 +27,21 @@ def test_the_former_module_names_the_same_functions():
 
 def test_small_per_step_products_run_on_one_blas_thread(monkeypatch):
     monkeypatch.setattr(torch, "get_num_threads", lambda: 8)
+    monkeypatch.setattr(glue, "_cores", lambda: 8)
+    monkeypatch.setattr(glue, "_busy_cores", lambda: 0.0)  # a quiet 8-core machine
     assert glue._threads(4 * 36 * 144) == 1  # JSB LSTM, batch 4
     assert glue._threads(16 * 400 * 400) == 8  # speech tanh, batch 16
-    assert glue._threads(glue.SMALL_PRODUCT) == 8
+    assert glue._threads(glue.SMALL_PRODUCT) == 1  # one thread's worth of work
+    assert glue._threads(3 * glue.SMALL_PRODUCT) == 3
+
+
+def test_a_loaded_machine_gets_no_more_threads_than_idle_cores(monkeypatch):
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 8)
+    monkeypatch.setattr(glue, "_cores", lambda: 8)
+    big = 16 * 400 * 400
+    monkeypatch.setattr(glue, "_busy_cores", lambda: 5.5)  # 2.5 cores idle, this one included
+    assert glue._threads(big) == 2
+    monkeypatch.setattr(glue, "_busy_cores", lambda: 12.0)  # oversubscribed
+    assert glue._threads(big) == 1
+    monkeypatch.undo()
+    assert glue._busy_cores() >= 0.0 and glue._cores() >= 1  # the real readings

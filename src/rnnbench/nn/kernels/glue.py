@@ -7,6 +7,7 @@ it back.
 from __future__ import annotations
 
 import ctypes
+import os
 from pathlib import Path
 
 import numpy as np
@@ -54,9 +55,30 @@ _set_blas_threads = _find_openblas_local_threads()
 SMALL_PRODUCT = 1 << 17
 
 
+def _cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def _busy_cores() -> float:
+    """Runnable processes beside this one (the 1-minute load average less the caller)."""
+    try:
+        return max(0.0, os.getloadavg()[0] - 1.0)
+    except OSError:
+        return 0.0
+
+
 def _threads(work: int) -> int:
-    """BLAS threads for per-step products of ``work`` multiply-adds."""
-    return 1 if work < SMALL_PRODUCT else torch.get_num_threads()
+    """BLAS threads for per-step products of ``work`` multiply-adds: one below
+    :data:`SMALL_PRODUCT`; above it torch's thread count, at most one per
+    :data:`SMALL_PRODUCT` of work and at most the cores the load average leaves idle (plus
+    this one), so that a loaded machine never makes a step wait for a busy core."""
+    if work < SMALL_PRODUCT:
+        return 1
+    idle = int(_cores() - _busy_cores())
+    return max(1, min(torch.get_num_threads(), work // SMALL_PRODUCT, idle))
 
 
 def _call(work, kernel, *args):
