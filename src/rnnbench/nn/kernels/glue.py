@@ -82,8 +82,8 @@ def _threads(work: int) -> int:
 
 
 def _call(work, kernel, *args):
-    """Run ``kernel`` with numba's BLAS calls on this thread, on one thread for small per-step
-    products (``work`` multiply-adds, :data:`SMALL_PRODUCT`), else torch's thread count."""
+    """Run ``kernel`` with numba's BLAS calls on this thread on :func:`_threads` threads for
+    per-step products of ``work`` multiply-adds."""
     if _set_blas_threads is None:
         return kernel(*args)
     previous = _set_blas_threads(_threads(work))
