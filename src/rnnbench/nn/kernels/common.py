@@ -80,6 +80,26 @@ def _sigmoid_impl(x):
     return lambda x: _HALF * _tanh(_HALF * x) + _HALF
 
 
+def _gate(x, s, shift):
+    """``tanh(x)`` where ``s == 1`` (``shift`` 0), ``sigmoid(x)`` where ``s == 0.5`` (``shift``
+    0.5): one loop over a row of gate blocks of both kinds, with no remainder per block."""
+    return s * math.tanh(s * x) + shift
+
+
+@overload(_gate, inline="always")
+def _gate_impl(x, s, shift):
+    if x != types.float32:  # libm, as _tanh and _sigmoid: the same numbers as before
+
+        def libm_gate(x, s, shift):
+            if s == 1:
+                return math.tanh(x)
+            return 1.0 / (1.0 + math.exp(-x))
+
+        return libm_gate
+    # _sigmoid's own arithmetic at s = shift = 1/2; tanh exactly at s = 1, shift = 0
+    return lambda x, s, shift: s * _tanh(s * x) + shift
+
+
 # ---- the masked state update, shared by all cells -----------------------------------------------
 
 
