@@ -20,6 +20,11 @@ Tensors with no meaning for a cell (``c_n`` of a GRU, ...) are empty. Each op ha
 numba; ``fused_rnn`` has an autograd formula (``fused_rnn_backward``), and
 ``fused_rnn_backward``'s own formula raises :class:`FirstOrderOnly`: the hand-written
 backward has no derivative (double backward needs ``backend="torch"``).
+
+In eager mode :func:`run` does not go through the op's dispatch (which cost as much as the
+kernels at batch 1): :class:`FusedRnnEager` is the op's ``autograd.Function`` twin, with the
+same forward, backward and double-backward refusal; with no gradient wanted :func:`run` calls
+the kernels directly. Wherever something traces (see :func:`_eager`) the op runs.
 """
 
 from __future__ import annotations
