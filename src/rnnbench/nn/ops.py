@@ -20,6 +20,11 @@ Tensors with no meaning for a cell (``c_n`` of a GRU, ...) are empty. Each op ha
 numba; ``fused_rnn`` has an autograd formula (``fused_rnn_backward``), and
 ``fused_rnn_backward``'s own formula raises :class:`FirstOrderOnly`: the hand-written
 backward has no derivative (double backward needs ``backend="torch"``).
+
+In eager mode :func:`run` does not go through the op's dispatch (which cost as much as the
+kernels at batch 1): :class:`FusedRnnEager` is the op's ``autograd.Function`` twin, with the
+same forward, backward and double-backward refusal; with no gradient wanted :func:`run` calls
+the kernels directly. Wherever something traces (see :func:`_eager`) the op runs.
 """
 
 from __future__ import annotations
@@ -134,7 +139,14 @@ def _backward(ctx, d_out, d_hn, d_cn, *_unused):
     d_hn = d_hn if d_hn is not None else torch.zeros_like(hs[:, -1])
     if cell == "lstm" and d_cn is None:
         d_cn = torch.zeros_like(hs[:, -1])
-    d_xw, d_w, d_b, d_v, d_h0, d_c0 = fused_rnn_backward(
+    # With create_graph (grad mode on in the backward) or under a tracer the backward op runs
+    # (its autograd formula raises FirstOrderOnly); otherwise the plain tensor function,
+    # without the op's dispatch (which costs as much as the kernels on the paper's models).
+    eager = not torch.is_grad_enabled() and all(
+        _eager(t) for t in (hs, d_out, d_hn, d_cn) if t is not None
+    )
+    backward = numba_backend.backward if eager else fused_rnn_backward
+    d_xw, d_w, d_b, d_v, d_h0, d_c0 = backward(
         cell, reset, peephole, variant, d_out, d_hn, d_cn if cell == "lstm" else None, w_hh,
         w_ch, mask, out, hs, cs, acts, aux,
     )  # fmt: skip
@@ -171,13 +183,73 @@ def _no_context(ctx, inputs, output):
 fused_rnn_backward.register_autograd(_no_double_backward, setup_context=_no_context)
 
 
+class FusedRnnEager(torch.autograd.Function):
+    """``rnnbench::fused_rnn`` in eager mode without the custom op's dispatch: the same
+    forward (:func:`rnnbench.nn.numba_backend.forward`) and the same backward (``_backward``,
+    so double backward raises :class:`FirstOrderOnly` as through the op). Used by :func:`run`
+    only where nothing traces (see :func:`_eager`); compilers and exporters see the op."""
+
+    @staticmethod
+    def forward(ctx, cell, reset, peephole, variant, xw, w_hh, b_hh, w_ch, mask, h0, c0):
+        outputs = numba_backend.forward(
+            cell, reset, peephole, variant, xw, w_hh, b_hh, w_ch, mask, h0, c0
+        )
+        ctx.mark_non_differentiable(*outputs[3:])
+        ctx.set_materialize_grads(False)
+        inputs = (cell, reset, peephole, variant, xw, w_hh, b_hh, w_ch, mask, h0, c0)
+        _setup_context(ctx, inputs, outputs)
+        return outputs
+
+    @staticmethod
+    def backward(ctx, *grads):
+        return (None, None, None, None, *_backward(ctx, *grads)[4:])
+
+
+def _traced_stack() -> int:
+    """Torch dispatch modes active (proxy and fake tracing run as such modes)."""
+    length = getattr(torch._C, "_len_torch_dispatch_stack", None)
+    return 1 if length is None else length()
+
+
+def _functorch_wrapped(t: Tensor) -> bool:
+    """Whether ``t`` is wrapped by a transform: ``torch.func``'s, or the legacy vmap that
+    gradcheck's batched-gradient check runs over the backward."""
+    functorch = torch._C._functorch
+    checks = ("is_functorch_wrapped_tensor", "is_legacy_batchedtensor")
+    return any(getattr(functorch, name, lambda _: True)(t) for name in checks)
+
+
+def _eager(xw: Tensor) -> bool:
+    """Whether :func:`run` may skip the custom op: a plain tensor, no compiler, exporter,
+    tracer, ``torch.func`` transform (vmap over the backward, in gradcheck) or torch function
+    or dispatch mode watching."""
+    return (
+        type(xw) is torch.Tensor
+        and not torch.compiler.is_compiling()
+        and not torch.jit.is_tracing()
+        and not torch._C._are_functorch_transforms_active()
+        and not _functorch_wrapped(xw)
+        and not torch._C._is_torch_function_mode_enabled()
+        and not _traced_stack()
+    )
+
+
 def run(cell, xw, w_hh, b_hh, w_ch, reset, mask, h0, c0, variant=""):
-    """:func:`rnnbench.nn.functional.run_unit` after the input projection, on the custom op:
-    ``(out, h_n, c_n)``, ``c_n`` None except for the LSTM. ``variant`` is canonical
-    (:func:`rnnbench.nn.variants.resolve`: ``""`` for ``np`` and ``after``)."""
+    """:func:`rnnbench.nn.functional.run_unit` after the input projection: ``(out, h_n,
+    c_n)``, ``c_n`` None except for the LSTM. ``variant`` is canonical
+    (:func:`rnnbench.nn.variants.resolve`: ``""`` for ``np`` and ``after``). In eager mode
+    it calls the kernels directly (no gradient wanted) or through :class:`FusedRnnEager`;
+    under a compiler, exporter or tracer it calls the custom op ``rnnbench::fused_rnn``. The
+    three give the same numbers."""
     mask = xw.new_ones(xw.shape[1:3]) if mask is None else mask.to(xw.dtype)
     peephole = w_ch is not None
-    out, h_n, c_n, *_ = fused_rnn(
-        cell, reset, peephole, variant, xw, w_hh, b_hh, w_ch, mask, h0, c0
-    )
+    args = (cell, reset, peephole, variant, xw, w_hh, b_hh, w_ch, mask, h0, c0)
+    if not _eager(xw):
+        out, h_n, c_n, *_ = fused_rnn(*args)
+    elif torch.is_grad_enabled() and any(
+        t is not None and t.requires_grad for t in (xw, w_hh, b_hh, w_ch, h0, c0)
+    ):
+        out, h_n, c_n, *_ = FusedRnnEager.apply(*args)
+    else:
+        out, h_n, c_n, *_ = numba_backend.forward(*args)
     return out, h_n, (c_n if cell == "lstm" else None)

@@ -55,9 +55,11 @@ def usable(tensors: Sequence[Tensor]) -> bool:
     return True
 
 
-# Numpy views of the tensors that live across updates (parameters, optimiser state), made once:
-# id -> (weak reference, data pointer, element count, view). Gradients are new every update.
-_KEPT: dict[int, tuple[weakref.ref, int, int, np.ndarray]] = {}
+# Numpy views of the tensors that live across updates (parameters, optimiser state), made once
+# per list of tensors: ids -> (weak references, data pointers, views). A hit costs a weak
+# reference call and a data pointer per tensor. Gradients are new every update.
+_Kept = tuple[tuple[weakref.ref, ...], list[int], tuple[np.ndarray, ...]]
+_KEPT: dict[tuple[int, ...], _Kept] = {}
 
 
 def _view(t: Tensor) -> np.ndarray:
@@ -70,16 +72,18 @@ def _views(tensors: Sequence[Tensor], keep: bool = False) -> tuple[np.ndarray, .
     ``keep``: remember them for the next update (the tensors persist)."""
     if not keep:
         return tuple(_view(t) for t in tensors)
-    out = []
-    for t in tensors:
-        entry = _KEPT.get(id(t))
-        if entry is None or entry[0]() is not t or entry[1:3] != (t.data_ptr(), t.numel()):
-            key = id(t)
-            entry = (weakref.ref(t, lambda _, key=key: _KEPT.pop(key, None)), t.data_ptr(),
-                     t.numel(), _view(t))  # fmt: skip
-            _KEPT[key] = entry
-        out.append(entry[3])
-    return tuple(out)
+    key = tuple(map(id, tensors))
+    entry = _KEPT.get(key)
+    if entry is not None:
+        refs, ptrs, views = entry
+        if all(r() is t for r, t in zip(refs, tensors, strict=True)) and ptrs == [
+            t.data_ptr() for t in tensors
+        ]:
+            return views
+    refs = tuple(weakref.ref(t, lambda _, key=key: _KEPT.pop(key, None)) for t in tensors)
+    views = tuple(_view(t) for t in tensors)
+    _KEPT[key] = (refs, [t.data_ptr() for t in tensors], views)
+    return views
 
 
 @_jit_sum

@@ -4,14 +4,19 @@ hand-written backward through time.
 Each cell has a forward kernel, which runs all steps of all K members and keeps what the
 backward needs (states, gate activations), and a backward kernel, which walks the steps in
 reverse and returns the gradient of the gate pre-activations. The input projection is done by
-torch before (so autograd differentiates it), and the gradients of the recurrent weights are
-one batched matmul after: ``dW_hh = sum over t, b of d_pre[t, b]^T h_prev[t, b]``.
+torch before (so autograd differentiates it); the backward kernels compute the gradients of
+the recurrent weights themselves, one BLAS product per member after the walk through time:
+``dW_hh = sum over t, b of d_pre[t, b]^T h_prev[t, b]``, ``db_hh = sum over t, b of
+d_pre[t, b]``. The kernels take ``w_hh (K, G*H, H)`` as the module stores it (each member's
+transpose is made once per call inside the kernel) and return the final states, so the glue
+runs no torch op but the conversions.
 
 Notation in the kernels: ``xw (K, T, B, G*H)`` the projected input ``W x + b_ih``; ``hs, cs
-(K, T+1, B, H)`` the states, ``hs[:, 0] = h0``; ``m = mask[k, t, b]`` (1 real step, 0
-padding; each member its own); ``d_*`` the gradient of the loss with respect to ``*``.
-Per-step products use ``np.dot`` on contiguous 2-D blocks, which numba sends to scipy's
-OpenBLAS; the kernels run it on as many threads as ``torch.get_num_threads()`` (OpenBLAS's
+(K, T+1, B, H)`` the states, ``hs[:, 0] = h0``; ``m = mask[k, t, b]`` (1 real step, 0 padding;
+each member its own); ``d_*`` the gradient of the loss with respect to ``*``. Per-step
+products use ``np.dot`` on contiguous 2-D blocks, which numba sends to scipy's OpenBLAS; the
+kernels run it on one thread for small products and otherwise on at most
+``torch.get_num_threads()`` threads and the cores the load average leaves idle (OpenBLAS's
 default, one thread per core, made a step up to 10x slower on a busy 2-core machine).
 
 The kernels compile on first use (about 15 s for the three cells in one dtype on 2 cores) and

@@ -80,6 +80,26 @@ def _sigmoid_impl(x):
     return lambda x: _HALF * _tanh(_HALF * x) + _HALF
 
 
+def _gate(x, s, shift):
+    """``tanh(x)`` where ``s == 1`` (``shift`` 0), ``sigmoid(x)`` where ``s == 0.5`` (``shift``
+    0.5): one loop over a row of gate blocks of both kinds, with no remainder per block."""
+    return s * math.tanh(s * x) + shift
+
+
+@overload(_gate, inline="always")
+def _gate_impl(x, s, shift):
+    if x != types.float32:  # libm, as _tanh and _sigmoid: the same numbers as before
+
+        def libm_gate(x, s, shift):
+            if s == 1:
+                return math.tanh(x)
+            return 1.0 / (1.0 + math.exp(-x))
+
+        return libm_gate
+    # _sigmoid's own arithmetic at s = shift = 1/2; tanh exactly at s = 1, shift = 0
+    return lambda x, s, shift: s * _tanh(s * x) + shift
+
+
 # ---- the masked state update, shared by all cells -----------------------------------------------
 
 
@@ -99,3 +119,29 @@ def _keep_cell(m, new, prev):
     if m != 1:
         for j in range(new.shape[0]):
             new[j] = m * new[j] + (1 - m) * prev[j]
+
+
+# ---- the recurrent weights' gradients, inside the backward kernels ----------------------------
+
+
+@_jit
+def _weight_grads(d, inputs, d_w, d_b):
+    """One member's ``d_w = sum_t,b d[t, b]^T inputs[t, b]`` (one BLAS product) and ``d_b =
+    sum_t,b d[t, b]``; ``d (T, B, G)`` and ``inputs (T, B, H)`` contiguous."""
+    T, B, G = d.shape
+    rows = T * B
+    d_b[:] = 0
+    if rows == 0:
+        d_w[:] = 0
+        return
+    flat = d.reshape(rows, G)
+    np.dot(flat.T, inputs.reshape(rows, inputs.shape[2]), d_w)
+    for r in range(rows):
+        for j in range(G):
+            d_b[j] += flat[r, j]
+
+
+@_jit
+def _transposed(w):
+    """A contiguous copy of ``w.T`` (the per-step product's right operand)."""
+    return np.ascontiguousarray(w.T)

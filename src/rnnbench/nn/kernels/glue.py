@@ -7,6 +7,7 @@ it back.
 from __future__ import annotations
 
 import ctypes
+import os
 from pathlib import Path
 
 import numpy as np
@@ -54,14 +55,35 @@ _set_blas_threads = _find_openblas_local_threads()
 SMALL_PRODUCT = 1 << 17
 
 
+def _cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def _busy_cores() -> float:
+    """Runnable processes beside this one (the 1-minute load average less the caller)."""
+    try:
+        return max(0.0, os.getloadavg()[0] - 1.0)
+    except OSError:
+        return 0.0
+
+
 def _threads(work: int) -> int:
-    """BLAS threads for per-step products of ``work`` multiply-adds."""
-    return 1 if work < SMALL_PRODUCT else torch.get_num_threads()
+    """BLAS threads for per-step products of ``work`` multiply-adds: one below
+    :data:`SMALL_PRODUCT`; above it torch's thread count, at most one per
+    :data:`SMALL_PRODUCT` of work and at most the cores the load average leaves idle (plus
+    this one), so that a loaded machine never makes a step wait for a busy core."""
+    if work < SMALL_PRODUCT:
+        return 1
+    idle = int(_cores() - _busy_cores())
+    return max(1, min(torch.get_num_threads(), work // SMALL_PRODUCT, idle))
 
 
 def _call(work, kernel, *args):
-    """Run ``kernel`` with numba's BLAS calls on this thread, on one thread for small per-step
-    products (``work`` multiply-adds, :data:`SMALL_PRODUCT`), else torch's thread count."""
+    """Run ``kernel`` with numba's BLAS calls on this thread on :func:`_threads` threads for
+    per-step products of ``work`` multiply-adds."""
     if _set_blas_threads is None:
         return kernel(*args)
     previous = _set_blas_threads(_threads(work))
@@ -72,12 +94,18 @@ def _call(work, kernel, *args):
 
 
 def _np(t: torch.Tensor, dtype) -> np.ndarray:
-    return t.detach().to(dtype).contiguous().numpy()
+    """``t`` as a contiguous numpy array of ``dtype`` (a torch dtype), sharing its memory when
+    it already is one (the common case: no copy, and no torch op beyond the checks)."""
+    if t.dtype != dtype:
+        t = t.to(dtype)
+    if not t.is_contiguous():
+        t = t.contiguous()
+    return (t.detach() if t.requires_grad else t).numpy()
 
 
 def _member_mask(mask: torch.Tensor, K: int, dtype) -> np.ndarray:
-    """The kernels' ``(K, T, B)`` mask from a ``(T, B)`` one shared by the members (issue 22:
-    members may read their own minibatches) or a ``(K, T, B)`` one."""
+    """The kernels' ``(K, T, B)`` mask from a ``(T, B)`` one shared by the members or a
+    ``(K, T, B)`` one (members that read their own minibatches, issue 22)."""
     return _np(mask.expand(K, *mask.shape[-2:]), dtype)
 
 
@@ -91,12 +119,7 @@ def _bias_np(b_hh, xw) -> np.ndarray:
     return _np(b_hh, xw.dtype)
 
 
-def _weight_grads(d_rec, inputs):
-    """``dW = sum_t,b d_rec^T inputs`` and ``db = sum_t,b d_rec`` per member."""
-    K, T, B, G = d_rec.shape
-    flat = d_rec.reshape(K, T * B, G)
-    d_w = torch.bmm(flat.transpose(1, 2), inputs.reshape(K, T * B, -1))
-    return d_w, flat.sum(1)
+_from = torch.from_numpy
 
 
 # The variants' kernel arguments (see the variant kernels above).
@@ -153,50 +176,44 @@ def forward(cell, reset, peephole, variant, xw, w_hh, b_hh, w_ch, mask, h0, c0):
     ``variant`` (canonical, :func:`rnnbench.nn.variants.resolve`) picks the variant kernels:
     ``w_hh`` has the variant's ``G*H`` rows and ``w_ch`` one row per peephole it keeps; an
     LSTM variant's ``acts`` is ``(K, T, B, 4H)`` (i, f, g, o, removed gates at their constant).
+    Every output is a fresh tensor; the kernels take ``w_hh`` as the module stores it and
+    return the final states themselves, so no torch op runs here but the conversions.
     """
     variant = _kernel_variant(variant)
     dt = xw.dtype
     K, H = xw.shape[0], w_hh.shape[-1]
     work = mask.shape[-1] * w_hh.shape[1] * H  # B x H by H x G per step
-    m = _member_mask(mask, K, dt)
-    x = _np(xw, dt)
-    bias = _bias_np(b_hh, xw)
-    empty = (xw.new_empty(0) for _ in range(4))
+    m, x, w = _member_mask(mask, K, dt), _np(xw, dt), _np(w_hh, dt)
+    bias, h = _bias_np(b_hh, xw), _np(h0, dt)
     if cell == "lstm":
         v = _lstm_peepholes(w_ch, peephole, variant, K, H, dt)
-        w_hh_t = _np(w_hh.transpose(1, 2), dt)
-        states = (m, _np(h0, dt), _np(c0, dt))
         if variant:
             flags, offsets, _ = _lstm_layout(variant, H)
             flags = np.array(flags, v.dtype)
-            out, hs, cs, acts = _call(
-                work, lstm_variant_forward, x, w_hh_t, bias, v, peephole, flags, offsets, *states
-            )
+            outs = _call(
+                work, lstm_variant_forward, x, w, bias, v, peephole, flags, offsets, m, h,
+                _np(c0, dt),
+            )  # fmt: skip
         else:
-            out, hs, cs, acts = _call(work, lstm_forward, x, w_hh_t, bias, v, peephole, *states)
-        hs, cs = torch.from_numpy(hs), torch.from_numpy(cs)
-        c_n, acts, aux = cs[:, -1].clone(), torch.from_numpy(acts), next(empty)
-    elif cell == "gru":
-        S = w_hh.shape[1] - H  # the gate rows before the candidate's: r, z (a variant: one)
-        w_s_t = _np(w_hh[:, :S].transpose(1, 2), dt)
-        w_n_t = _np(w_hh[:, S:].transpose(1, 2), dt)
+            outs = _call(work, lstm_forward, x, w, bias, v, peephole, m, h, _np(c0, dt))
+        out, h_n, c_n, hs, cs, acts = outs
+        return _from(out), _from(h_n), _from(c_n), _from(hs), _from(cs), _from(acts), _empty(xw)
+    if cell == "gru":
         before = reset == "before"
         if variant:
             coefs = np.array(_GRU_COEFS[variant], _np_dtype(xw))
-            out, hs, acts, aux = _call(
-                work, gru_variant_forward, x, w_s_t, w_n_t, bias, before, coefs, m, _np(h0, dt)
-            )
+            outs = _call(work, gru_variant_forward, x, w, bias, before, coefs, m, h)
         else:
-            out, hs, acts, aux = _call(
-                work, gru_forward, x, w_s_t, w_n_t, bias, before, m, _np(h0, dt)
-            )
-        hs, acts, aux = torch.from_numpy(hs), torch.from_numpy(acts), torch.from_numpy(aux)
-        c_n, cs = next(empty), next(empty)
-    else:
-        out, hs = _call(work, tanh_forward, x, _np(w_hh.transpose(1, 2), dt), bias, m, _np(h0, dt))
-        hs = torch.from_numpy(hs)
-        c_n, cs, acts, aux = empty
-    return torch.from_numpy(out), hs[:, -1].clone(), c_n, hs, cs, acts, aux
+            outs = _call(work, gru_forward, x, w, bias, before, m, h)
+        out, h_n, hs, acts, aux = outs
+        return _from(out), _from(h_n), _empty(xw), _from(hs), _empty(xw), _from(acts), _from(aux)
+    out, h_n, hs = _call(work, tanh_forward, x, w, bias, m, h)
+    c_n, cs, acts, aux = (_empty(xw) for _ in range(4))  # distinct: outputs may not alias
+    return _from(out), _from(h_n), c_n, _from(hs), cs, acts, aux
+
+
+def _empty(like: torch.Tensor) -> torch.Tensor:
+    return like.new_empty(0)
 
 
 def backward(
@@ -204,49 +221,38 @@ def backward(
 ):
     """The fused backward through time on plain tensors: the gradients ``(d_xw, d_w_hh,
     d_b_hh, d_w_ch, d_h0, d_c0)`` of the loss with respect to the inputs of :func:`forward`
-    (``d_w_ch`` and ``d_c0`` empty where the cell has none; ``d_w_ch`` has ``w_ch``'s rows)."""
+    (``d_w_ch`` and ``d_c0`` empty where the cell has none; ``d_w_ch`` has ``w_ch``'s rows).
+    The kernels compute the recurrent weights' gradients themselves (one product per member
+    after the walk through time)."""
     variant = _kernel_variant(variant)
     dt = hs.dtype
     K, H = hs.shape[0], w_hh.shape[-1]
     work = mask.shape[-1] * w_hh.shape[1] * H
-    m = _member_mask(mask, K, dt)
-    h_prev = hs[:, :-1]
-    empty = (hs.new_empty(0) for _ in range(2))
+    m, w, d_o, d_h = _member_mask(mask, K, dt), _np(w_hh, dt), _np(d_out, dt), _np(d_hn, dt)
     if cell == "lstm":
         v = _lstm_peepholes(w_ch, peephole, variant, K, H, dt)
-        grads = (_np(d_out, dt), _np(d_hn, dt), _np(d_cn, dt), _np(w_hh, dt), v, peephole)
-        saved = (m, _np(cs, dt), _np(acts, dt))
+        grads = (d_o, d_h, _np(d_cn, dt), w, v, peephole)
+        saved = (m, _np(hs, dt), _np(cs, dt), _np(acts, dt))
         if variant:
             flags, offsets, rows = _lstm_layout(variant, H)
             flags = np.array(flags, v.dtype)
-            d_xw, d_h0, d_c0, d_v = _call(
+            d_xw, d_w, d_b, d_h0, d_c0, d_v = _call(
                 work, lstm_variant_backward, *grads, flags, offsets, *saved
             )
             d_v = np.ascontiguousarray(d_v[:, rows])
         else:
-            d_xw, d_h0, d_c0, d_v = _call(work, lstm_backward, *grads, *saved)
-        d_xw = torch.from_numpy(d_xw)
-        d_w, d_b = _weight_grads(d_xw, h_prev)
-        d_v = torch.from_numpy(d_v) if peephole else next(empty)
-        return d_xw, d_w, d_b, d_v, torch.from_numpy(d_h0), torch.from_numpy(d_c0)
+            d_xw, d_w, d_b, d_h0, d_c0, d_v = _call(work, lstm_backward, *grads, *saved)
+        d_v = _from(d_v) if peephole else _empty(hs)
+        return _from(d_xw), _from(d_w), _from(d_b), d_v, _from(d_h0), _from(d_c0)
     if cell == "gru":
-        S = w_hh.shape[1] - H
         before = reset == "before"
-        weights = (_np(d_out, dt), _np(d_hn, dt), _np(w_hh[:, :S], dt), _np(w_hh[:, S:], dt))
         saved = (m, _np(hs, dt), _np(acts, dt), _np(aux, dt))
         if variant:
             coefs = np.array(_GRU_COEFS[variant], _np_dtype(hs))
-            d_xw, d_rec_n, d_h0 = _call(work, gru_variant_backward, *weights, before, coefs, *saved)
+            grads = _call(work, gru_variant_backward, d_o, d_h, w, before, coefs, *saved)
         else:
-            d_xw, d_rec_n, d_h0 = _call(work, gru_backward, *weights, before, *saved)
-        d_xw, d_rec_n = torch.from_numpy(d_xw), torch.from_numpy(d_rec_n)
-        d_w_s, d_b_s = _weight_grads(d_xw[..., :S], h_prev)
-        d_w_n, d_b_n = _weight_grads(d_rec_n, aux if before else h_prev)
-        d_w, d_b = torch.cat((d_w_s, d_w_n), 1), torch.cat((d_b_s, d_b_n), 1)
-        return d_xw, d_w, d_b, next(empty), torch.from_numpy(d_h0), next(empty)
-    d_xw, d_h0 = _call(
-        work, tanh_backward, _np(d_out, dt), _np(d_hn, dt), _np(w_hh, dt), m, _np(out, dt)
-    )
-    d_xw = torch.from_numpy(d_xw)
-    d_w, d_b = _weight_grads(d_xw, h_prev)
-    return d_xw, d_w, d_b, next(empty), torch.from_numpy(d_h0), next(empty)
+            grads = _call(work, gru_backward, d_o, d_h, w, before, *saved)
+        d_xw, d_w, d_b, d_h0 = grads
+        return _from(d_xw), _from(d_w), _from(d_b), _empty(hs), _from(d_h0), _empty(hs)
+    d_xw, d_w, d_b, d_h0 = _call(work, tanh_backward, d_o, d_h, w, m, _np(out, dt), _np(hs, dt))
+    return _from(d_xw), _from(d_w), _from(d_b), _empty(hs), _from(d_h0), _empty(hs)

@@ -9,18 +9,26 @@ from __future__ import annotations
 
 import numpy as np
 
-from rnnbench.nn.kernels.common import _finish_step, _jit, _sigmoid, _tanh
+from rnnbench.nn.kernels.common import (
+    _finish_step,
+    _jit,
+    _sigmoid,
+    _tanh,
+    _transposed,
+    _weight_grads,
+)
 
 # ---- GRU, gate blocks r, z, n; h = (1 - z) n + z h_prev -----------------------------------------
-# The recurrent weights come split into the r,z rows (w_rz, 2H x H) and the n rows (w_n, H x H).
+# The recurrent weights ``w_hh (K, 3H, H)`` come as the module stores them: the r,z rows
+# (2H x H), then the n rows (H x H).
 # ``aux (K, T, B, H)`` holds the n block's recurrent input for "before" (r * h_prev) and its
 # recurrent pre-activation for "after" (W_hn h_prev + b_hn).
 
 
 @_jit
-def gru_forward(xw, w_rz_t, w_n_t, b_hh, before, mask, h0):
-    """Returns ``out``, ``hs``, ``acts (K, T, B, 3H)`` (r, z, n after their non-linearities)
-    and ``aux``."""
+def gru_forward(xw, w_hh, b_hh, before, mask, h0):
+    """Returns ``out``, ``h_n``, ``hs``, ``acts (K, T, B, 3H)`` (r, z, n after their
+    non-linearities) and ``aux``."""
     K, T, B, G = xw.shape
     H = G // 3
     one = np.ones(1, xw.dtype)[0]
@@ -28,13 +36,15 @@ def gru_forward(xw, w_rz_t, w_n_t, b_hh, before, mask, h0):
     acts = np.empty((K, T, B, G), xw.dtype)
     aux = np.empty((K, T, B, H), xw.dtype)
     out = np.empty((K, T, B, H), xw.dtype)
+    h_n = np.empty((K, B, H), xw.dtype)
     rec_rz = np.empty((B, 2 * H), xw.dtype)
     rec_n = np.empty((B, H), xw.dtype)
     for k in range(K):
         hs[k, 0] = h0[k]
         bias = b_hh[k]
+        w_rz_t, w_n_t = _transposed(w_hh[k, : 2 * H]), _transposed(w_hh[k, 2 * H :])
         for t in range(T):
-            np.dot(hs[k, t], w_rz_t[k], rec_rz)
+            np.dot(hs[k, t], w_rz_t, rec_rz)
             for b in range(B):
                 a, x, r, h_prev = acts[k, t, b], xw[k, t, b], rec_rz[b], hs[k, t, b]
                 for j in range(2 * H):
@@ -43,7 +53,7 @@ def gru_forward(xw, w_rz_t, w_n_t, b_hh, before, mask, h0):
                     rh = aux[k, t, b]
                     for j in range(H):
                         rh[j] = a[j] * h_prev[j]
-            np.dot(aux[k, t] if before else hs[k, t], w_n_t[k], rec_n)
+            np.dot(aux[k, t] if before else hs[k, t], w_n_t, rec_n)
             for b in range(B):
                 a, x, r, h_prev = acts[k, t, b], xw[k, t, b], rec_n[b], hs[k, t, b]
                 h, rec = hs[k, t + 1, b], aux[k, t, b]
@@ -58,26 +68,31 @@ def gru_forward(xw, w_rz_t, w_n_t, b_hh, before, mask, h0):
                     z = a[H + j]
                     h[j] = (one - z) * a[2 * H + j] + z * h_prev[j]
                 _finish_step(mask[k, t, b], h, h_prev, out[k, t, b])
-    return out, hs, acts, aux
+        h_n[k] = hs[k, T]
+    return out, h_n, hs, acts, aux
 
 
 @_jit
-def gru_backward(d_out, d_hn, w_rz, w_n, before, mask, hs, acts, aux):
-    """Returns ``d_xw (K, T, B, 3H)``, ``d_rec_n (K, T, B, H)`` (the gradient of the n block's
-    recurrent pre-activation: ``W_hn (r h)`` before, ``W_hn h + b_hn`` after) and ``d_h0``.
-    The r and z blocks' recurrent gradient is their block of ``d_xw``."""
+def gru_backward(d_out, d_hn, w_hh, before, mask, hs, acts, aux):
+    """Returns ``d_xw (K, T, B, 3H)``, ``d_w_hh``, ``d_b_hh`` and ``d_h0``. The r and z blocks'
+    recurrent gradient is their block of ``d_xw``; the n block's is ``d_rec_n``, the gradient
+    of its recurrent pre-activation (``W_hn (r h)`` before, ``W_hn h + b_hn`` after)."""
     K, T, B, G = acts.shape
     H = G // 3
+    S = 2 * H
     one = np.ones(1, acts.dtype)[0]
     d_rz = np.empty((K, T, B, 2 * H), acts.dtype)
     d_xn = np.empty((K, T, B, H), acts.dtype)
     d_rec_n = np.empty((K, T, B, H), acts.dtype)
+    d_w = np.empty((K, w_hh.shape[1], H), acts.dtype)
+    d_b = np.empty((K, w_hh.shape[1]), acts.dtype)
     d_h0 = np.empty((K, B, H), acts.dtype)
     d_h = np.empty((B, H), acts.dtype)
     d_rh = np.empty((B, H), acts.dtype)
     rec = np.empty((B, H), acts.dtype)
     for k in range(K):
         d_h[:] = d_hn[k]
+        w_s, w_n = w_hh[k, :S], w_hh[k, S:]
         for t in range(T - 1, -1, -1):
             for b in range(B):
                 m, keep = mask[k, t, b], one - mask[k, t, b]
@@ -97,7 +112,7 @@ def gru_backward(d_out, d_hn, w_rz, w_n, before, mask, hs, acts, aux):
                         drn[j] = dxn[j] * r
                         drz[j] = dxn[j] * ax[j] * (r - r * r)
             if before:
-                np.dot(d_xn[k, t], w_n[k], d_rh)
+                np.dot(d_xn[k, t], w_n, d_rh)
                 for b in range(B):
                     a, h_prev, drz = acts[k, t, b], hs[k, t, b], d_rz[k, t, b]
                     dh, drh = d_h[b], d_rh[b]
@@ -106,12 +121,15 @@ def gru_backward(d_out, d_hn, w_rz, w_n, before, mask, hs, acts, aux):
                         drz[j] = drh[j] * h_prev[j] * (r - r * r)
                         dh[j] += drh[j] * r
             else:
-                np.dot(d_rec_n[k, t], w_n[k], rec)
+                np.dot(d_rec_n[k, t], w_n, rec)
                 d_h += rec
-            np.dot(d_rz[k, t], w_rz[k], rec)
+            np.dot(d_rz[k, t], w_s, rec)
             d_h += rec
         d_h0[k] = d_h
-    return np.concatenate((d_rz, d_xn), axis=3), d_rec_n, d_h0
+        h_prev = hs[k, :T]
+        _weight_grads(d_rz[k], h_prev, d_w[k, :S], d_b[k, :S])
+        _weight_grads(d_rec_n[k], aux[k] if before else h_prev, d_w[k, S:], d_b[k, S:])
+    return np.concatenate((d_rz, d_xn), axis=3), d_w, d_b, d_h0
 
 
 # ---- GRU variants: one gate block s and the candidate block n ---------------------------------
@@ -123,8 +141,9 @@ def gru_backward(d_out, d_hn, w_rz, w_n, before, mask, hs, acts, aux):
 
 
 @_jit
-def gru_variant_forward(xw, w_s_t, w_n_t, b_hh, before, coefs, mask, h0):
-    """Returns ``out``, ``hs``, ``acts (K, T, B, 2H)`` (s, n) and ``aux``."""
+def gru_variant_forward(xw, w_hh, b_hh, before, coefs, mask, h0):
+    """Returns ``out``, ``h_n``, ``hs``, ``acts (K, T, B, 2H)`` (s, n) and ``aux``; ``w_hh
+    (K, 2H, H)``: the s rows, then the n rows."""
     K, T, B, G = xw.shape
     H = G // 2
     r0, cr, z0, cz = coefs[0], coefs[1], coefs[2], coefs[3]
@@ -133,13 +152,15 @@ def gru_variant_forward(xw, w_s_t, w_n_t, b_hh, before, coefs, mask, h0):
     acts = np.empty((K, T, B, G), xw.dtype)
     aux = np.empty((K, T, B, H), xw.dtype)
     out = np.empty((K, T, B, H), xw.dtype)
+    h_n = np.empty((K, B, H), xw.dtype)
     rec_s = np.empty((B, H), xw.dtype)
     rec_n = np.empty((B, H), xw.dtype)
     for k in range(K):
         hs[k, 0] = h0[k]
         bias = b_hh[k]
+        w_s_t, w_n_t = _transposed(w_hh[k, :H]), _transposed(w_hh[k, H:])
         for t in range(T):
-            np.dot(hs[k, t], w_s_t[k], rec_s)
+            np.dot(hs[k, t], w_s_t, rec_s)
             for b in range(B):
                 a, x, r, h_prev = acts[k, t, b], xw[k, t, b], rec_s[b], hs[k, t, b]
                 for j in range(H):
@@ -148,7 +169,7 @@ def gru_variant_forward(xw, w_s_t, w_n_t, b_hh, before, coefs, mask, h0):
                     rh = aux[k, t, b]
                     for j in range(H):
                         rh[j] = (r0 + cr * a[j]) * h_prev[j]
-            np.dot(aux[k, t] if before else hs[k, t], w_n_t[k], rec_n)
+            np.dot(aux[k, t] if before else hs[k, t], w_n_t, rec_n)
             for b in range(B):
                 a, x, r, h_prev = acts[k, t, b], xw[k, t, b], rec_n[b], hs[k, t, b]
                 h, rec = hs[k, t + 1, b], aux[k, t, b]
@@ -163,26 +184,31 @@ def gru_variant_forward(xw, w_s_t, w_n_t, b_hh, before, coefs, mask, h0):
                     z = z0 + cz * a[j]
                     h[j] = (one - z) * a[H + j] + z * h_prev[j]
                 _finish_step(mask[k, t, b], h, h_prev, out[k, t, b])
-    return out, hs, acts, aux
+        h_n[k] = hs[k, T]
+    return out, h_n, hs, acts, aux
 
 
 @_jit
-def gru_variant_backward(d_out, d_hn, w_s, w_n, before, coefs, mask, hs, acts, aux):
-    """Returns ``d_xw (K, T, B, 2H)``, ``d_rec_n (K, T, B, H)`` and ``d_h0``, as
+def gru_variant_backward(d_out, d_hn, w_hh, before, coefs, mask, hs, acts, aux):
+    """Returns ``d_xw (K, T, B, 2H)``, ``d_w_hh``, ``d_b_hh`` and ``d_h0``, as
     :func:`gru_backward`."""
     K, T, B, G = acts.shape
     H = G // 2
+    S = H
     r0, cr, z0, cz = coefs[0], coefs[1], coefs[2], coefs[3]
     one = np.ones(1, acts.dtype)[0]
     d_s = np.empty((K, T, B, H), acts.dtype)
     d_xn = np.empty((K, T, B, H), acts.dtype)
     d_rec_n = np.empty((K, T, B, H), acts.dtype)
+    d_w = np.empty((K, w_hh.shape[1], H), acts.dtype)
+    d_b = np.empty((K, w_hh.shape[1]), acts.dtype)
     d_h0 = np.empty((K, B, H), acts.dtype)
     d_h = np.empty((B, H), acts.dtype)
     d_rh = np.empty((B, H), acts.dtype)
     rec = np.empty((B, H), acts.dtype)
     for k in range(K):
         d_h[:] = d_hn[k]
+        w_s, w_n = w_hh[k, :S], w_hh[k, S:]
         for t in range(T - 1, -1, -1):
             for b in range(B):
                 m, keep = mask[k, t, b], one - mask[k, t, b]
@@ -203,7 +229,7 @@ def gru_variant_backward(d_out, d_hn, w_s, w_n, before, coefs, mask, hs, acts, a
                         drn[j] = dxn[j] * (r0 + cr * s)
                         ds[j] = (ds[j] + cr * dxn[j] * ax[j]) * (s - s * s)
             if before:
-                np.dot(d_xn[k, t], w_n[k], d_rh)
+                np.dot(d_xn[k, t], w_n, d_rh)
                 for b in range(B):
                     a, h_prev, ds = acts[k, t, b], hs[k, t, b], d_s[k, t, b]
                     dh, drh = d_h[b], d_rh[b]
@@ -212,9 +238,12 @@ def gru_variant_backward(d_out, d_hn, w_s, w_n, before, coefs, mask, hs, acts, a
                         ds[j] = (ds[j] + cr * drh[j] * h_prev[j]) * (s - s * s)
                         dh[j] += drh[j] * (r0 + cr * s)
             else:
-                np.dot(d_rec_n[k, t], w_n[k], rec)
+                np.dot(d_rec_n[k, t], w_n, rec)
                 d_h += rec
-            np.dot(d_s[k, t], w_s[k], rec)
+            np.dot(d_s[k, t], w_s, rec)
             d_h += rec
         d_h0[k] = d_h
-    return np.concatenate((d_s, d_xn), axis=3), d_rec_n, d_h0
+        h_prev = hs[k, :T]
+        _weight_grads(d_s[k], h_prev, d_w[k, :S], d_b[k, :S])
+        _weight_grads(d_rec_n[k], aux[k] if before else h_prev, d_w[k, S:], d_b[k, S:])
+    return np.concatenate((d_s, d_xn), axis=3), d_w, d_b, d_h0
