@@ -57,6 +57,16 @@ def _lstm_layer_sequence(p, x, h0, s: str = ""):
     return scan_log(-softplus(d), log_b, h0, dim=-3)
 
 
+def _gru_layer_gates(p, x, s: str = ""):
+    return {"z": torch.sigmoid(_lin(p, x, "weight_z" + s, "bias_z" + s))}
+
+
+def _lstm_layer_gates(p, x, s: str = ""):
+    f = torch.sigmoid(_lin(p, x, "weight_f" + s, "bias_f" + s))
+    i = torch.sigmoid(_lin(p, x, "weight_i" + s, "bias_i" + s))
+    return {"f": f / (f + i), "i": i / (f + i)}
+
+
 def _layer_shapes(gates: str, n_in: int, H: int, s: str) -> dict:  # noqa: N803
     out = {}
     for gate in gates:
@@ -89,7 +99,7 @@ class MinGRU(Unit):
 
     def gates(self, p, x, state):
         """The update gate :math:`z_t` (gate use in the ablation report)."""
-        return {"z": torch.sigmoid(_lin(p, x, "weight_z", "bias_z"))}
+        return _gru_layer_gates(p, x)
 
     def step(self, p, x, state):
         return (_gru_layer_step(p, x, state[0]),)
@@ -133,9 +143,7 @@ class MinLSTM(Unit):
 
     def gates(self, p, x, state):
         """The normalised gates :math:`f'_t` and :math:`i'_t = 1 - f'_t` (gate use)."""
-        f = torch.sigmoid(_lin(p, x, "weight_f", "bias_f"))
-        i = torch.sigmoid(_lin(p, x, "weight_i", "bias_i"))
-        return {"f": f / (f + i), "i": i / (f + i)}
+        return _lstm_layer_gates(p, x)
 
     def step(self, p, x, state):
         return (_lstm_layer_step(p, x, state[0]),)
@@ -144,7 +152,40 @@ class MinLSTM(Unit):
         return (_lstm_layer_sequence(p, x, state[0]),)
 
 
-class MinGRU2(Unit):
+class _TwoLayers(Unit):
+    """Two layers of one minimal unit, the second reading the first's states; the subclasses
+    name the layer's functions, its gate letters and the gate reported for each layer."""
+
+    state = ("h", "h1")
+    batched = True
+    letters = ""  # the layer's parameters: weight_<letter>, bias_<letter> per letter
+    reported = ""  # the gate whose use the report shows, per layer
+    layer_step = layer_sequence = layer_gates = None
+
+    def shapes(self, I, H):  # noqa: N803
+        return {**_layer_shapes(self.letters, I, H, "1"), **_layer_shapes(self.letters, H, H, "")}
+
+    def gates(self, p, x, state):
+        """Each layer's reported gate, ``<gate>1`` (first layer) and ``<gate>2`` (second)."""
+        h1 = self.layer_step(p, x, state[1], "1")
+        lower, upper = self.layer_gates(p, x, "1"), self.layer_gates(p, h1)
+        return {
+            f"{self.reported}1": lower[self.reported],
+            f"{self.reported}2": upper[self.reported],
+        }
+
+    def step(self, p, x, state):
+        h, h1 = state
+        h1 = self.layer_step(p, x, h1, "1")
+        return (self.layer_step(p, h1, h), h1)
+
+    def sequence(self, p, x, state):
+        h, h1 = state
+        seq1 = self.layer_sequence(p, x, h1, "1")
+        return (self.layer_sequence(p, seq1, h), seq1)
+
+
+class MinGRU2(_TwoLayers):
     r"""Two stacked minGRU layers (Feng et al.'s models stack layers; see the module docstring).
 
     .. math::
@@ -155,40 +196,20 @@ class MinGRU2(Unit):
     g(W_h u + b_h)` on its input :math:`u`. The second layer's gates read :math:`h^{(1)}_t`,
     which depends on every earlier input. Both layers train with the log-space scan, one after
     the other. Parameters: :math:`2H(I + 1) + 2H(H + 1)`, matched to the GRU's budget as a
-    whole. State: ``("h", "h1")``, the top layer first (the output).
+    whole. State: ``("h", "h1")``, the top layer first (the output). Gate use: ``z1``, ``z2``.
     """
 
     name = "mingru2"
-    state = ("h", "h1")
-    batched = True
     noise = ("weight_z1", "weight_h1", "weight_z", "weight_h")
     budget_of = "gru"
     equation = "two minGRU layers: h¹ = minGRU(x, h¹₋₁), h = minGRU(h¹, h₋₁)"
-
-    def shapes(self, I, H):  # noqa: N803
-        return {**_layer_shapes("zh", I, H, "1"), **_layer_shapes("zh", H, H, "")}
-
-    def gates(self, p, x, state):
-        """Both layers' update gates, ``z1`` (first) and ``z2`` (second)."""
-        _, h1 = state
-        h1 = _gru_layer_step(p, x, h1, "1")
-        return {
-            "z1": torch.sigmoid(_lin(p, x, "weight_z1", "bias_z1")),
-            "z2": torch.sigmoid(_lin(p, h1, "weight_z", "bias_z")),
-        }
-
-    def step(self, p, x, state):
-        h, h1 = state
-        h1 = _gru_layer_step(p, x, h1, "1")
-        return (_gru_layer_step(p, h1, h), h1)
-
-    def sequence(self, p, x, state):
-        h, h1 = state
-        seq1 = _gru_layer_sequence(p, x, h1, "1")
-        return (_gru_layer_sequence(p, seq1, h), seq1)
+    letters, reported = "zh", "z"
+    layer_step = staticmethod(_gru_layer_step)
+    layer_sequence = staticmethod(_gru_layer_sequence)
+    layer_gates = staticmethod(_gru_layer_gates)
 
 
-class MinLSTM2(Unit):
+class MinLSTM2(_TwoLayers):
     r"""Two stacked minLSTM layers (Feng et al.'s models stack layers; see the module docstring).
 
     .. math::
@@ -196,35 +217,15 @@ class MinLSTM2(Unit):
         h_t = \mathrm{minLSTM}_2(h^{(1)}_t, h_{t-1}),
 
     each layer as :class:`MinLSTM` on its input. Parameters: :math:`3H(I + 1) + 3H(H + 1)`,
-    matched to the LSTM's budget as a whole. State: ``("h", "h1")``, the top layer first.
+    matched to the LSTM's budget as a whole. State: ``("h", "h1")``, the top layer first. Gate
+    use: the normalised forget gates ``f1``, ``f2`` (each layer's :math:`i' = 1 - f'`).
     """
 
     name = "minlstm2"
-    state = ("h", "h1")
-    batched = True
     noise = ("weight_f1", "weight_i1", "weight_h1", "weight_f", "weight_i", "weight_h")
     budget_of = "lstm"
     equation = "two minLSTM layers: h¹ = minLSTM(x, h¹₋₁), h = minLSTM(h¹, h₋₁)"
-
-    def shapes(self, I, H):  # noqa: N803
-        return {**_layer_shapes("fih", I, H, "1"), **_layer_shapes("fih", H, H, "")}
-
-    def gates(self, p, x, state):
-        """Both layers' normalised forget gates, ``f1`` (first) and ``f2`` (second)."""
-        _, h1 = state
-        f1 = torch.sigmoid(_lin(p, x, "weight_f1", "bias_f1"))
-        i1 = torch.sigmoid(_lin(p, x, "weight_i1", "bias_i1"))
-        h1 = _lstm_layer_step(p, x, h1, "1")
-        f2 = torch.sigmoid(_lin(p, h1, "weight_f", "bias_f"))
-        i2 = torch.sigmoid(_lin(p, h1, "weight_i", "bias_i"))
-        return {"f1": f1 / (f1 + i1), "f2": f2 / (f2 + i2)}
-
-    def step(self, p, x, state):
-        h, h1 = state
-        h1 = _lstm_layer_step(p, x, h1, "1")
-        return (_lstm_layer_step(p, h1, h), h1)
-
-    def sequence(self, p, x, state):
-        h, h1 = state
-        seq1 = _lstm_layer_sequence(p, x, h1, "1")
-        return (_lstm_layer_sequence(p, seq1, h), seq1)
+    letters, reported = "fih", "f"
+    layer_step = staticmethod(_lstm_layer_step)
+    layer_sequence = staticmethod(_lstm_layer_sequence)
+    layer_gates = staticmethod(_lstm_layer_gates)
