@@ -37,8 +37,8 @@ def test_a_population_counts_once_its_longest_member_and_stages_add_up():
     first = {"a": 0.2, "b": 0.2, "c": 0.2, "d": 0.1, "e": 0.13}
     [cell] = build_cells(runs)
     costs = stage_costs(cell, lambda k: [{"epoch": 1, "seconds": first[k]}])
-    costs = {c.stage: (c.runs, c.seconds, c.epochs) for c in costs}
-    assert costs == {"lr": (3, 100.0, 500), "seeds": (2, 42.0, 300)}
+    costs = {c.stage: (c.runs, c.seconds, c.epochs, c.population_epochs) for c in costs}
+    assert costs == {"lr": (3, 100.0, 500, 500), "seeds": (2, 42.0, 300, 390)}
 
 
 def test_fresh_seeds_trained_one_after_another_add_up_in_a_hand_made_store(tmp_path):
@@ -65,8 +65,9 @@ def test_fresh_seeds_trained_one_after_another_add_up_in_a_hand_made_store(tmp_p
     out = build_report(path, tmp_path / "report")
     rows = {r[2]: r for r in md_table((out / "report.md").read_text(), "Compute")}
     # search: one population of 2 members, 2 epochs of 1 s; seeds: 3 x 10 s + 3 x 20 s + 3 x 30 s
-    assert rows["learning-rate search"][3:] == ["2", "2", "0.0 min"]
-    assert rows["seeds"][3:] == ["3", "3", "3.0 min"]
+    # per epoch: the search's 2 s over its 2 epochs; the seeds' 180 s over 3 populations x 3
+    assert rows["learning-rate search"][3:] == ["2", "2", "0.0 min", "1.00 s"]
+    assert rows["seeds"][3:] == ["3", "3", "3.0 min", "20.0 s"]
     assert rows[""][5] == "3.0 min"  # the total row ("all")
 
 
@@ -80,8 +81,8 @@ def test_unfinished_runs_count_their_last_epoch_and_queued_stages_say_so():
     [cell] = build_cells(runs)
     table = compute_table([cell], lambda k: curves.get(k, []))
     rows = {r[2]: r for r in table.rows}
-    assert rows["learning-rate search (still training)"][4:] == ["2", "0.1 min"]
-    assert rows["seeds (queued)"][4:] == ["0", "0.0 min"]
+    assert rows["learning-rate search (still training)"][4:] == ["2", "0.1 min", "2.25 s"]
+    assert rows["seeds (queued)"][4:] == ["0", "0.0 min", ""]
 
 
 def test_train_populations_are_told_apart_by_their_first_epoch():
@@ -104,7 +105,7 @@ def test_the_report_has_the_compute_section(report_dir):
     # fresh seeds 1 and 2 in the "seeds" stage, for each of the 5 cells
     cells = [r for r in rows if r[0] != "all"]
     assert len(cells) == 10 and {r[2] for r in cells} == {"learning-rate search", "seeds"}
-    assert {(r[4], r[5]) for r in cells} == {("6", "0.1 min")}
+    assert {(r[4], r[5], r[6]) for r in cells} == {("6", "0.1 min", "1.50 s")}
     assert rows[-1][0] == "all" and rows[-1][3] == str(sum(int(r[3]) for r in cells))
     assert "Compute" in (report_dir / "report.html").read_text()
 
@@ -164,8 +165,9 @@ def test_old_fresh_seeds_imported_count_apart_and_new_ones_trained_together_coun
     md = (out / "report.md").read_text()
     rows = {(r[1].split(" ")[0], r[2]): r for r in md_table(md, "Compute")}
     # old: 3 x 10 s + 3 x 20 s + 3 x 30 s = 3.0 min; new: one population of 3 x 20 s = 1.0 min
-    assert rows[("GRU", "seeds")][3:] == ["3", "3", "3.0 min"]
-    assert rows[("LSTM", "seeds")][3:] == ["3", "3", "1.0 min"]
+    # per population epoch both are 20 s: the old seeds' 10, 20 and 30 s, averaged
+    assert rows[("GRU", "seeds")][3:] == ["3", "3", "3.0 min", "20.0 s"]
+    assert rows[("LSTM", "seeds")][3:] == ["3", "3", "1.0 min", "20.0 s"]
     assert "the fresh seeds of a cell also train as one population" in md
 
 

@@ -43,6 +43,12 @@ class StageCost:
     # a search by successive halving: what the full search would have cost, (low, high)
     full_estimate: tuple[float, float] | None = None
     populations: int = 1  # how many populations trained the stage's runs
+    population_epochs: int = 0  # epochs trained, summed over the stage's populations
+
+    @property
+    def per_epoch(self) -> float | None:
+        """Worker seconds per epoch of a population (training and validation), or None."""
+        return self.seconds / self.population_epochs if self.population_epochs else None
 
 
 Epochs = Callable[[str], list[dict]]  # run key -> its per-epoch rows
@@ -105,12 +111,13 @@ def stage_costs(cell: Cell, epochs: Epochs) -> list[StageCost]:
         pops.setdefault(population_key(run, epochs), []).append(run)
     out = []
     for stage, pops in stages.items():
-        seconds, furthest = 0.0, 0
+        seconds, furthest, population_epochs = 0.0, 0, 0
         estimates = []
         for runs in pops.values():
             trained = [run_seconds(r, epochs) for r in runs]
             seconds += max(s for s, _ in trained)
             furthest = max(furthest, max(e for _, e in trained))
+            population_epochs += max(e for _, e in trained)
             estimates.append((full_search_estimate(runs, epochs), max(trained)[0]))
         members = [r for runs in pops.values() for r in runs]
         out.append(
@@ -123,6 +130,7 @@ def stage_costs(cell: Cell, epochs: Epochs) -> list[StageCost]:
                 started=furthest > 0,
                 full_estimate=_sum_estimates(estimates),
                 populations=len(pops),
+                population_epochs=population_epochs,
             )
         )
     return out
@@ -156,6 +164,13 @@ def hours(seconds: float) -> str:
     return f"{seconds / 3600:.2f} h"
 
 
+def per_epoch_text(seconds: float | None) -> str:
+    """Seconds per population epoch as the table prints them ("" when none trained)."""
+    if seconds is None:
+        return ""
+    return f"{seconds:.2f} s" if seconds < 10 else f"{seconds:.1f} s"
+
+
 def _state(cost: StageCost) -> str:
     if not cost.unfinished:
         return ""
@@ -163,7 +178,8 @@ def _state(cost: StageCost) -> str:
 
 
 def compute_table(cells: list[Cell], epochs: Epochs) -> Table:
-    """One row per cell and stage, and a total: runs, furthest epoch, worker time."""
+    """One row per cell and stage, and a total: runs, furthest epoch, worker time, worker
+    seconds per population epoch."""
     body = []
     total = 0.0
     low = high = 0.0  # with halving: the full searches' estimated worker time
@@ -184,14 +200,15 @@ def compute_table(cells: list[Cell], epochs: Epochs) -> Table:
                     str(cost.runs),
                     str(cost.epochs),
                     hours(cost.seconds),
+                    per_epoch_text(cost.per_epoch),
                     f"{hours(est[0])} – {hours(est[1])}" if est else "",
                 ]
             )
     body.append(
-        ["all", "", "", str(sum(len(c.runs) for c in cells)), "", hours(total)]
+        ["all", "", "", str(sum(len(c.runs) for c in cells)), "", hours(total), ""]
         + [f"{hours(low)} – {hours(high)}; saved {hours(low - total)} – {hours(high - total)}"]
     )
-    header = ["data set", "unit", "stage", "runs", "furthest epoch", "worker time"]
+    header = ["data set", "unit", "stage", "runs", "furthest epoch", "worker time", "per epoch"]
     header.append("without successive halving (estimate)")
     if not halved:  # the paper's full search everywhere: no estimate column
         header.pop()
@@ -203,7 +220,10 @@ def compute_table(cells: list[Cell], epochs: Epochs) -> Table:
         "the seconds the store keeps per run: each epoch's training and validation, not "
         "the final scoring or the time in the queue. A stage still training counts its "
         "epochs so far. Cells that trained side by side overlap in wall-clock time, so the "
-        "total is worker time, not elapsed time."
+        "total is worker time, not elapsed time. Per epoch: the stage's worker time over the "
+        "epochs its populations trained (one epoch of one population, all its members), so it "
+        "is the trainer of the day the stage ran, on that day's machine and load: compare "
+        "stages by it only where both ran alike."
     )
     if halved:
         caption += (
@@ -218,5 +238,5 @@ def compute_table(cells: list[Cell], epochs: Epochs) -> Table:
         header,
         body,
         caption=caption,
-        numeric=[False, False, False, True, True, True, True][: len(header)],
+        numeric=[False, False, False, True, True, True, True, True][: len(header)],
     )
