@@ -121,6 +121,34 @@ def _keep_cell(m, new, prev):
             new[j] = m * new[j] + (1 - m) * prev[j]
 
 
+# ---- a member's padded tail: steps where none of its rows is real ------------------------------
+# A population whose members read their own batches (fresh seeds, issue 22) pads every batch to
+# the longest member's. On a step where all of a member's rows are padding the state is kept
+# and the output is 0, and the backward passes the state's gradient through unchanged with no
+# gradient into the step: the kernels skip that tail and write what those steps would give
+# (out 0, the last state repeated; gradients 0). For finite values this is the same arithmetic;
+# a NaN or inf can only reach the tail from the real steps' state, which already carries it
+# into the loss.
+
+
+@_jit
+def _live_steps(mask_k):
+    """1 + the last step at which any of one member's rows is real; 0 when none is."""
+    T, B = mask_k.shape
+    for t in range(T - 1, -1, -1):
+        for b in range(B):
+            if mask_k[t, b] != 0:
+                return t + 1
+    return 0
+
+
+@_jit
+def _hold_tail(states, L):
+    """``states (T + 1, B, H)`` of one member: the steps after ``L`` keep state ``L``."""
+    for t in range(L + 1, states.shape[0]):
+        states[t] = states[L]
+
+
 # ---- the recurrent weights' gradients, inside the backward kernels ----------------------------
 
 

@@ -11,7 +11,9 @@ import numpy as np
 
 from rnnbench.nn.kernels.common import (
     _finish_step,
+    _hold_tail,
     _jit,
+    _live_steps,
     _sigmoid,
     _tanh,
     _transposed,
@@ -43,7 +45,8 @@ def gru_forward(xw, w_hh, b_hh, before, mask, h0):
         hs[k, 0] = h0[k]
         bias = b_hh[k]
         w_rz_t, w_n_t = _transposed(w_hh[k, : 2 * H]), _transposed(w_hh[k, 2 * H :])
-        for t in range(T):
+        L = _live_steps(mask[k])  # the steps after L are all padding: kept state, out 0
+        for t in range(L):
             np.dot(hs[k, t], w_rz_t, rec_rz)
             for b in range(B):
                 a, x, r, h_prev = acts[k, t, b], xw[k, t, b], rec_rz[b], hs[k, t, b]
@@ -68,6 +71,10 @@ def gru_forward(xw, w_hh, b_hh, before, mask, h0):
                     z = a[H + j]
                     h[j] = (one - z) * a[2 * H + j] + z * h_prev[j]
                 _finish_step(mask[k, t, b], h, h_prev, out[k, t, b])
+        _hold_tail(hs[k], L)
+        out[k, L:] = 0
+        acts[k, L:] = 0
+        aux[k, L:] = 0
         h_n[k] = hs[k, T]
     return out, h_n, hs, acts, aux
 
@@ -93,7 +100,11 @@ def gru_backward(d_out, d_hn, w_hh, before, mask, hs, acts, aux):
     for k in range(K):
         d_h[:] = d_hn[k]
         w_s, w_n = w_hh[k, :S], w_hh[k, S:]
-        for t in range(T - 1, -1, -1):
+        L = _live_steps(mask[k])  # the padded tail passes d_h through, no gradient into it
+        d_rz[k, L:] = 0
+        d_xn[k, L:] = 0
+        d_rec_n[k, L:] = 0
+        for t in range(L - 1, -1, -1):
             for b in range(B):
                 m, keep = mask[k, t, b], one - mask[k, t, b]
                 a, h_prev, dout, dh = acts[k, t, b], hs[k, t, b], d_out[k, t, b], d_h[b]
@@ -126,9 +137,9 @@ def gru_backward(d_out, d_hn, w_hh, before, mask, hs, acts, aux):
             np.dot(d_rz[k, t], w_s, rec)
             d_h += rec
         d_h0[k] = d_h
-        h_prev = hs[k, :T]
-        _weight_grads(d_rz[k], h_prev, d_w[k, :S], d_b[k, :S])
-        _weight_grads(d_rec_n[k], aux[k] if before else h_prev, d_w[k, S:], d_b[k, S:])
+        h_prev = hs[k, :L]
+        _weight_grads(d_rz[k, :L], h_prev, d_w[k, :S], d_b[k, :S])
+        _weight_grads(d_rec_n[k, :L], aux[k, :L] if before else h_prev, d_w[k, S:], d_b[k, S:])
     return np.concatenate((d_rz, d_xn), axis=3), d_w, d_b, d_h0
 
 
@@ -159,7 +170,8 @@ def gru_variant_forward(xw, w_hh, b_hh, before, coefs, mask, h0):
         hs[k, 0] = h0[k]
         bias = b_hh[k]
         w_s_t, w_n_t = _transposed(w_hh[k, :H]), _transposed(w_hh[k, H:])
-        for t in range(T):
+        L = _live_steps(mask[k])  # the steps after L are all padding: kept state, out 0
+        for t in range(L):
             np.dot(hs[k, t], w_s_t, rec_s)
             for b in range(B):
                 a, x, r, h_prev = acts[k, t, b], xw[k, t, b], rec_s[b], hs[k, t, b]
@@ -184,6 +196,10 @@ def gru_variant_forward(xw, w_hh, b_hh, before, coefs, mask, h0):
                     z = z0 + cz * a[j]
                     h[j] = (one - z) * a[H + j] + z * h_prev[j]
                 _finish_step(mask[k, t, b], h, h_prev, out[k, t, b])
+        _hold_tail(hs[k], L)
+        out[k, L:] = 0
+        acts[k, L:] = 0
+        aux[k, L:] = 0
         h_n[k] = hs[k, T]
     return out, h_n, hs, acts, aux
 
@@ -209,7 +225,11 @@ def gru_variant_backward(d_out, d_hn, w_hh, before, coefs, mask, hs, acts, aux):
     for k in range(K):
         d_h[:] = d_hn[k]
         w_s, w_n = w_hh[k, :S], w_hh[k, S:]
-        for t in range(T - 1, -1, -1):
+        L = _live_steps(mask[k])  # the padded tail passes d_h through, no gradient into it
+        d_s[k, L:] = 0
+        d_xn[k, L:] = 0
+        d_rec_n[k, L:] = 0
+        for t in range(L - 1, -1, -1):
             for b in range(B):
                 m, keep = mask[k, t, b], one - mask[k, t, b]
                 a, h_prev, dout, dh = acts[k, t, b], hs[k, t, b], d_out[k, t, b], d_h[b]
@@ -243,7 +263,7 @@ def gru_variant_backward(d_out, d_hn, w_hh, before, coefs, mask, hs, acts, aux):
             np.dot(d_s[k, t], w_s, rec)
             d_h += rec
         d_h0[k] = d_h
-        h_prev = hs[k, :T]
-        _weight_grads(d_s[k], h_prev, d_w[k, :S], d_b[k, :S])
-        _weight_grads(d_rec_n[k], aux[k] if before else h_prev, d_w[k, S:], d_b[k, S:])
+        h_prev = hs[k, :L]
+        _weight_grads(d_s[k, :L], h_prev, d_w[k, :S], d_b[k, :S])
+        _weight_grads(d_rec_n[k, :L], aux[k, :L] if before else h_prev, d_w[k, S:], d_b[k, S:])
     return np.concatenate((d_s, d_xn), axis=3), d_w, d_b, d_h0

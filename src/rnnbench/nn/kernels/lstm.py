@@ -15,8 +15,10 @@ from rnnbench.nn.kernels.common import (
     _HALF,
     _finish_step,
     _gate,
+    _hold_tail,
     _jit,
     _keep_cell,
+    _live_steps,
     _sigmoid,
     _tanh,
     _transposed,
@@ -61,7 +63,8 @@ def lstm_forward(xw, w_hh, b_hh, w_ch, peephole, mask, h0, c0):
         bias = b_hh[k]
         v_i, v_f, v_o = w_ch[k, 0], w_ch[k, 1], w_ch[k, 2]
         w_t = _transposed(w_hh[k])
-        for t in range(T):
+        L = _live_steps(mask[k])  # the steps after L are all padding: kept state, out 0
+        for t in range(L):
             np.dot(hs[k, t], w_t, rec)
             for b in range(B):
                 a, x, r = acts[k, t, b], xw[k, t, b], rec[b]
@@ -87,6 +90,10 @@ def lstm_forward(xw, w_hh, b_hh, w_ch, peephole, mask, h0, c0):
                     h[j] = a[3 * H + j] * _tanh(c[j])
                 _finish_step(mask[k, t, b], h, hs[k, t, b], out[k, t, b])
                 _keep_cell(mask[k, t, b], c, c_prev)
+        _hold_tail(hs[k], L)
+        _hold_tail(cs[k], L)
+        out[k, L:] = 0
+        acts[k, L:] = 0
         h_n[k] = hs[k, T]
         c_n[k] = cs[k, T]
     return out, h_n, c_n, hs, cs, acts
@@ -114,7 +121,9 @@ def lstm_backward(d_out, d_hn, d_cn, w_hh, w_ch, peephole, mask, hs, cs, acts):
         d_c[:] = d_cn[k]
         v_i, v_f, v_o = w_ch[k, 0], w_ch[k, 1], w_ch[k, 2]
         d_v_i, d_v_f, d_v_o = d_w_ch[k, 0], d_w_ch[k, 1], d_w_ch[k, 2]
-        for t in range(T - 1, -1, -1):
+        L = _live_steps(mask[k])  # the padded tail passes d_h, d_c through, no gradient into it
+        d_pre[k, L:] = 0
+        for t in range(L - 1, -1, -1):
             for b in range(B):
                 m, keep = mask[k, t, b], one - mask[k, t, b]
                 a, dp, dout = acts[k, t, b], d_pre[k, t, b], d_out[k, t, b]
@@ -145,7 +154,7 @@ def lstm_backward(d_out, d_hn, d_cn, w_hh, w_ch, peephole, mask, hs, cs, acts):
             d_h += rec
         d_h0[k] = d_h
         d_c0[k] = d_c
-        _weight_grads(d_pre[k], hs[k, :T], d_w[k], d_b[k])
+        _weight_grads(d_pre[k, :L], hs[k, :L], d_w[k], d_b[k])
     return d_pre, d_w, d_b, d_h0, d_c0, d_w_ch
 
 
@@ -189,7 +198,8 @@ def lstm_variant_forward(xw, w_hh, b_hh, w_ch, peephole, flags, offsets, mask, h
         bias = b_hh[k]
         v_i, v_f, v_o = w_ch[k, 0], w_ch[k, 1], w_ch[k, 2]
         w_t = _transposed(w_hh[k])
-        for t in range(T):
+        L = _live_steps(mask[k])  # the steps after L are all padding: kept state, out 0
+        for t in range(L):
             np.dot(hs[k, t], w_t, rec)
             for b in range(B):
                 a, x, r = acts[k, t, b], xw[k, t, b], rec[b]
@@ -242,6 +252,10 @@ def lstm_variant_forward(xw, w_hh, b_hh, w_ch, peephole, flags, offsets, mask, h
                         h[j] = a[3 * H + j] * _tanh(c[j])
                 _finish_step(mask[k, t, b], h, hs[k, t, b], out[k, t, b])
                 _keep_cell(mask[k, t, b], c, c_prev)
+        _hold_tail(hs[k], L)
+        _hold_tail(cs[k], L)
+        out[k, L:] = 0
+        acts[k, L:] = 0
         h_n[k] = hs[k, T]
         c_n[k] = cs[k, T]
     return out, h_n, c_n, hs, cs, acts
@@ -284,7 +298,9 @@ def lstm_variant_backward(
         d_c[:] = d_cn[k]
         v_i, v_f, v_o = w_ch[k, 0], w_ch[k, 1], w_ch[k, 2]
         d_v_i, d_v_f, d_v_o = d_w_ch[k, 0], d_w_ch[k, 1], d_w_ch[k, 2]
-        for t in range(T - 1, -1, -1):
+        L = _live_steps(mask[k])  # the padded tail passes d_h, d_c through, no gradient into it
+        d_pre[k, L:] = 0
+        for t in range(L - 1, -1, -1):
             for b in range(B):
                 m, keep = mask[k, t, b], one - mask[k, t, b]
                 a, dp, dout = acts[k, t, b], d_pre[k, t, b], d_out[k, t, b]
@@ -334,5 +350,5 @@ def lstm_variant_backward(
             d_h += rec
         d_h0[k] = d_h
         d_c0[k] = d_c
-        _weight_grads(d_pre[k], hs[k, :T], d_w[k], d_b[k])
+        _weight_grads(d_pre[k, :L], hs[k, :L], d_w[k], d_b[k])
     return d_pre, d_w, d_b, d_h0, d_c0, d_w_ch

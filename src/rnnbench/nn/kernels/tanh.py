@@ -5,7 +5,15 @@ from __future__ import annotations
 
 import numpy as np
 
-from rnnbench.nn.kernels.common import _finish_step, _jit, _tanh, _transposed, _weight_grads
+from rnnbench.nn.kernels.common import (
+    _finish_step,
+    _hold_tail,
+    _jit,
+    _live_steps,
+    _tanh,
+    _transposed,
+    _weight_grads,
+)
 
 # ---- tanh: h = tanh(xw + W_hh h_prev + b_hh) -------------------------------------------------
 
@@ -22,13 +30,16 @@ def tanh_forward(xw, w_hh, b_hh, mask, h0):
         hs[k, 0] = h0[k]
         bias = b_hh[k]
         w_t = _transposed(w_hh[k])
-        for t in range(T):
+        L = _live_steps(mask[k])  # the steps after L are all padding: kept state, out 0
+        for t in range(L):
             np.dot(hs[k, t], w_t, rec)
             for b in range(B):
                 x, r, h = xw[k, t, b], rec[b], hs[k, t + 1, b]
                 for j in range(H):
                     h[j] = _tanh(x[j] + r[j] + bias[j])
                 _finish_step(mask[k, t, b], h, hs[k, t, b], out[k, t, b])
+        _hold_tail(hs[k], L)
+        out[k, L:] = 0
         h_n[k] = hs[k, T]
     return out, h_n, hs
 
@@ -47,7 +58,9 @@ def tanh_backward(d_out, d_hn, w_hh, mask, out, hs):
     rec = np.empty((B, H), out.dtype)
     for k in range(K):
         d_h[:] = d_hn[k]
-        for t in range(T - 1, -1, -1):
+        L = _live_steps(mask[k])  # the padded tail passes d_h through, no gradient into it
+        d_pre[k, L:] = 0
+        for t in range(L - 1, -1, -1):
             for b in range(B):
                 m, keep = mask[k, t, b], one - mask[k, t, b]
                 h, dp, dout, dh = out[k, t, b], d_pre[k, t, b], d_out[k, t, b], d_h[b]
@@ -57,5 +70,5 @@ def tanh_backward(d_out, d_hn, w_hh, mask, out, hs):
             np.dot(d_pre[k, t], w_hh[k], rec)
             d_h += rec
         d_h0[k] = d_h
-        _weight_grads(d_pre[k], hs[k, :T], d_w[k], d_b[k])
+        _weight_grads(d_pre[k, :L], hs[k, :L], d_w[k], d_b[k])
     return d_pre, d_w, d_b, d_h0
