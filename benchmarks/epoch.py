@@ -67,6 +67,13 @@ CONFIGS = {
     # how they trained before); "s per epoch" is all five advancing one epoch
     "jsb-lstm-seeds-5": ("jsb", "lstm", 5, {"batch_size": 4, SEEDS: "together"}, False),
     "jsb-lstm-seeds-5-apart": ("jsb", "lstm", 5, {"batch_size": 4, SEEDS: "apart"}, False),
+    "nottingham-lstm-seeds-5": (
+        "nottingham",
+        "lstm",
+        5,
+        {"batch_size": 4, SEEDS: "together"},
+        True,
+    ),
     # the same five reading one batch order (data_seed 0): what the per-member batches cost
     "jsb-lstm-seeds-5-shared": ("jsb", "lstm", 5, {"batch_size": 4, SEEDS: "shared"}, False),
 }
