@@ -50,6 +50,7 @@ from torch import Tensor
 from torch.autograd.function import once_differentiable
 
 from rnnbench.heads import BernoulliHead, GaussianMixtureHead, _check_params, _check_target
+from rnnbench.nn.kernels import mixture
 
 __all__ = ["member_nll", "step_nll", "usable"]
 
@@ -170,38 +171,30 @@ def _gmm(a: Tensor, y: Tensor, head, grad: bool) -> tuple[Tensor, Tensor | None]
     computes it. :math:`r_c z_{cd}^2` is taken as :math:`(r_c z_{cd}) z_{cd}`, as autograd
     multiplies, so a component whose :math:`z^2` overflows but whose responsibility is 0
     gives 0, not NaN.
+
+    Torch computes ``softplus(s)`` and (``grad``) ``sigmoid(s)``, vectorised; the rest runs in one
+    numba pass over the steps (:func:`rnnbench.nn.kernels.mixture.gmm_rows`).
     """
     c, d = head.components, head.out_dim
-    logits = a[..., :c]
-    mu = a[..., c : c + c * d].unflatten(-1, (c, d))
-    s = a[..., c + c * d :].unflatten(-1, (c, d))
-    log_w = logits - torch.logsumexp(logits, -1, keepdim=True)
-    std = F.softplus(s, _SOFTPLUS_BETA, _SOFTPLUS_THRESHOLD).add_(head.min_std)
-    z = torch.sub(y.unsqueeze(-2), mu).div_(std)  # (K, R, C, D)
-    # sum_d (z^2 / 2 + log sigma) + D log(2 pi) / 2, in three passes
-    energy = torch.addcmul(std.log(), z, z, value=0.5).sum(-1).add_(d * _HALF_LOG_2PI)
-    alpha = log_w - energy  # (K, R, C)
-    lse = torch.logsumexp(alpha, -1)
-    rows = lse.neg()
-    if not grad:
-        return rows, None
-    resp = alpha.sub_(lse.unsqueeze(-1)).exp_()  # (K, R, C)
-    g = torch.empty_like(a)
-    g_logits = g[..., :c]
-    torch.mul(log_w.exp_(), resp.sum(-1, keepdim=True), out=g_logits)
-    g_logits.sub_(resp)
-    r = resp.unsqueeze(-1)
-    neg_rz = z * r.neg()  # -r z
-    torch.div(neg_rz, std, out=g[..., c : c + c * d].unflatten(-1, (c, d)))
-    g_std = torch.addcmul(r, neg_rz, z).div_(std)  # (r - (r z) z) / sigma
-    torch.ops.aten.softplus_backward.grad_input(
-        g_std,
-        s,
-        _SOFTPLUS_BETA,
-        _SOFTPLUS_THRESHOLD,
-        grad_input=g[..., c + c * d :].unflatten(-1, (c, d)),
+    k, r, _ = a.shape
+    s = a[..., c + c * d :]
+    sp = F.softplus(s, _SOFTPLUS_BETA, _SOFTPLUS_THRESHOLD).contiguous()
+    es = torch.sigmoid(s).contiguous() if grad else sp
+    rows = a.new_empty(k, r)
+    g = torch.empty_like(a) if grad else a.new_empty(0, 0, 0)
+    mixture.gmm_rows(
+        a.detach().contiguous().numpy(),
+        sp.numpy(),
+        es.numpy(),
+        y.contiguous().numpy(),
+        c,
+        d,
+        head.min_std,
+        grad,
+        rows.numpy(),
+        g.numpy(),
     )
-    return rows, g
+    return rows, (g if grad else None)
 
 
 _HEADS = {BernoulliHead: _bernoulli, GaussianMixtureHead: _gmm}

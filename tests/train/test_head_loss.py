@@ -118,7 +118,15 @@ def test_the_mixture_at_the_edges_of_softplus_and_float_range(dtype):
     got = loss_and_grads(head_loss.member_nll, head, out, weight, bias, y, mask, upstream)
     want = loss_and_grads(reference, head, out, weight, bias, y, mask, upstream)
     assert torch.isfinite(want[0]).all() and torch.isfinite(want[2]).all()
-    assert_close(got, want, TOL[dtype])
+    # member 1's NLL is about 5e4 per step, where float32 autograd's responsibilities are off
+    # by 2e-4 (relative) from the exact ones; so the reference is autograd in float64, and the
+    # finite pattern must be float32 autograd's too
+    exact = loss_and_grads(
+        reference, head, *(t.double() for t in (out, weight, bias, y, mask)), upstream.double()
+    )
+    assert_close([t.double() for t in got], exact, TOL[dtype])
+    for a, b in zip(got, want, strict=True):
+        assert torch.equal(torch.isfinite(a), torch.isfinite(b))
 
 
 @pytest.mark.parametrize("head", HEADS[:2], ids=["bernoulli", "gmm"])
