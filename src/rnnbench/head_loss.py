@@ -122,6 +122,8 @@ def _evaluate(head, a: Tensor, y: Tensor, mask: Tensor | None, grad: bool):
     k, r, _ = a.shape
     yr = y.reshape(-1, r, y.shape[-1])
     real = None if mask is None else (mask > 0).reshape(-1, r)
+    if real is not None and bool(real.all()):
+        real = None  # no padding (speech: every segment has the same length)
     real_f = None
     if real is not None:
         yr = torch.where(real.unsqueeze(-1), yr, yr.new_zeros(()))
@@ -215,15 +217,25 @@ class _HeadLoss(torch.autograd.Function):
     def backward(ctx, grad):
         out, weight, g, real_f = ctx.saved_tensors
         k, t, b, h = out.shape
+        # the per-member factor multiplies the small operands (the weights, the products'
+        # results), the real-step indicator the (K, R, H) ones: g (K, R, P) is only read, so
+        # a retained graph can run backward again
         scale = grad.reshape(k, 1, 1).to(g.dtype)
-        if real_f is not None:
-            scale = scale * real_f
-        g = g * scale  # (K, R, P); a new tensor, so a retained graph can run backward again
         d_out = d_w = d_b = None
         if ctx.needs_input_grad[0]:
-            d_out = torch.bmm(g, weight).view(k, t, b, h)
+            d_out = torch.bmm(g, weight * scale)
+            if real_f is not None:
+                d_out.mul_(real_f)
+            d_out = d_out.view(k, t, b, h)
         if ctx.needs_input_grad[1]:
-            d_w = torch.bmm(g.transpose(1, 2), out.reshape(k, t * b, h))
+            rows = out.reshape(k, t * b, h)
+            if real_f is not None:
+                rows = rows * real_f
+            d_w = torch.bmm(g.transpose(1, 2), rows).mul_(scale)
         if ctx.needs_input_grad[2]:
-            d_b = g.sum(1)
+            if real_f is None:
+                d_b = g.sum(1)
+            else:
+                d_b = torch.bmm(real_f.expand(k, -1, -1).transpose(1, 2), g).squeeze(1)
+            d_b.mul_(scale.view(k, 1))
         return d_out, d_w, d_b, None, None, None
