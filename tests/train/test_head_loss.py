@@ -129,6 +129,37 @@ def test_the_mixture_at_the_edges_of_softplus_and_float_range(dtype):
         assert torch.equal(torch.isfinite(a), torch.isfinite(b))
 
 
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_a_head_narrower_than_twice_the_hidden_size(dtype):
+    """The backward's other product order (``G W``, taken where ``P <= 2 H``, Nottingham's
+    88 notes against 100 units) gives autograd's gradients too."""
+    head = BernoulliHead(8)
+    args = inputs(head, 2, 5, 3, 6, dtype)
+    upstream = torch.tensor([0.5, 2.0], dtype=dtype)
+    got = loss_and_grads(head_loss.member_nll, head, *args, upstream)
+    assert_close(got, loss_and_grads(reference, head, *args, upstream), TOL[dtype])
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_the_mixture_where_the_product_of_the_scales_overflows(dtype):
+    """Scales near float32's largest (1e37): their product over the 10 dimensions overflows
+    even float64, so the kernel sums the logarithms one by one: finite, autograd's values."""
+    head = GaussianMixtureHead(10, 3)
+    k, t, b, h = 1, 2, 2, 1
+    out = torch.ones(k, t, b, h, dtype=dtype)
+    weight = torch.zeros(k, head.n_outputs, h, dtype=dtype)
+    bias = torch.zeros(k, head.n_outputs, dtype=dtype)
+    bias[0, 3 + 30 :] = 1e37  # every scale pre-activation: sigma = 1e37 (softplus linear)
+    bias[0, 3 + 30 : 3 + 40] = 2.0  # but the first component's
+    weight[0, :3, 0] = torch.tensor([0.1, -0.2, 0.3], dtype=dtype)  # a gradient for out too
+    y = torch.randn(t, b, 10, generator=torch.Generator().manual_seed(2), dtype=dtype)
+    upstream = torch.ones(1, dtype=dtype)
+    got = loss_and_grads(head_loss.member_nll, head, out, weight, bias, y, None, upstream)
+    want = loss_and_grads(reference, head, out, weight, bias, y, None, upstream)
+    assert all(torch.isfinite(w).all() for w in want)
+    assert_close(got, want, TOL[dtype])
+
+
 @pytest.mark.parametrize("head", HEADS[:2], ids=["bernoulli", "gmm"])
 def test_nan_reaches_the_loss_and_gradient_of_its_member_only(head):
     out, weight, bias, y, mask = inputs(head, 3, 6, 2, 4, torch.float32)

@@ -25,8 +25,9 @@ and, with the responsibilities :math:`r_c = e^{\alpha_c - \log\sum_j e^{\alpha_j
 Torch evaluated this as about thirty tensor operations, several of them broadcasts over
 ``(K, R, C, D)`` and writes into strided slices, each a pass over memory. Here one loop over
 the steps keeps a step's 200 values in registers and L1. The element-wise transcendental
-functions come from torch, vectorised, before the loop: ``softplus(s)`` (and ``exp(s)`` for the
-gradient), the very values autograd's formulas use. In the loop the scales' logarithms are
+functions come from torch, vectorised, before the loop: ``e = exp(s)`` and ``log1p(e)``
+(softplus below its threshold; its derivative is ``e / (1 + e)``, autograd's formula). In the
+loop the scales' logarithms are
 summed as the logarithm of their product per component (in float64: 20 ``log`` per step instead
 of 200; the product of ``D`` scales at least ``min_std`` cannot underflow, and where it
 overflows, or is not finite, the ``D`` logarithms are summed one by one, as before). The
@@ -79,16 +80,17 @@ def _lse(v, n, e):
 
 
 @_jit
-def gmm_rows(a, sp, es, y, components, dim, min_std, grad, rows, g):
+def gmm_rows(a, lp, es, y, components, dim, min_std, grad, rows, g):
     """Per-step NLL into ``rows (K, R)`` and (``grad``) its gradient with respect to ``a``
     into ``g (K, R, P)``.
 
     Args:
         a: head parameters ``(K, R, P)``, ``P = C (1 + 2D)``: logits, means, scale
             pre-activations (component-major).
-        sp: ``softplus(s) (K, R, C*D)``, as torch computes it (threshold 20).
-        es: ``sigmoid(s) (K, R, C*D)``, softplus's derivative below its threshold (read only
-            with ``grad``).
+        lp: ``log1p(exp(s)) (K, R, C*D)``: softplus below its threshold 20 (above, softplus is
+            ``s`` itself).
+        es: ``exp(s) (K, R, C*D)``: softplus's derivative below the threshold is
+            ``es / (1 + es)``, as autograd's ``softplus_backward`` computes it.
         y: targets ``(1 or K, R, D)``.
     """
     K, R, _ = a.shape
@@ -111,7 +113,8 @@ def gmm_rows(a, sp, es, y, components, dim, min_std, grad, rows, g):
         yk = 0 if one_y else k
         for r in range(R):
             row = a[k, r]
-            spr = sp[k, r]
+            lpr = lp[k, r]
+            srow = row[C + CD :]
             yr = y[yk, r]
             for c in range(C):
                 log_w[c] = row[c]
@@ -124,7 +127,7 @@ def gmm_rows(a, sp, es, y, components, dim, min_std, grad, rows, g):
                 prod = 1.0
                 for d in range(D):
                     j = base + d
-                    sd = spr[j] + floor
+                    sd = (srow[j] if srow[j] > _SOFTPLUS_THRESHOLD else lpr[j]) + floor
                     inv = one / sd
                     zz = (yr[d] - row[C + j]) * inv
                     inv_std[j] = inv
@@ -136,7 +139,7 @@ def gmm_rows(a, sp, es, y, components, dim, min_std, grad, rows, g):
                 else:  # overflow, inf or NaN: the logarithms one by one
                     log_std = 0.0
                     for d in range(D):
-                        log_std += math.log(spr[base + d] + floor)
+                        log_std += math.log(one / inv_std[base + d])
                 alpha[c] = log_w[c] - (energy + log_std + const)
             lse = _lse(alpha, C, post)
             rows[k, r] = -lse
@@ -150,7 +153,6 @@ def gmm_rows(a, sp, es, y, components, dim, min_std, grad, rows, g):
             for c in range(C):
                 gr[c] = pi[c] * total - post[c]
             esr = es[k, r]
-            srow = row[C + CD :]
             for c in range(C):
                 rc = resp[c]
                 base = c * D
@@ -162,4 +164,5 @@ def gmm_rows(a, sp, es, y, components, dim, min_std, grad, rows, g):
                     if srow[j] > _SOFTPLUS_THRESHOLD:
                         gr[C + CD + j] = g_std
                     else:
-                        gr[C + CD + j] = g_std * esr[j]
+                        e = esr[j]
+                        gr[C + CD + j] = g_std * (e / (e + one))
