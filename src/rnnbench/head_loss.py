@@ -30,9 +30,11 @@ padded step (``m_r = 0``) adds nothing, and its target is zeroed first, as
 :meth:`~rnnbench.models.SequenceModel.step_nll` does (its garbage, NaN included, never
 reaches a sum); its gradient is :math:`0 \cdot \partial\mathrm{nll}` as autograd's is.
 
-Every formula is the one the heads evaluate, in the same precision; only the order of some
-sums and a few roundings differ (float32 results agree with autograd's to about 1e-6,
-relative). NaN and inf propagate as in the autograd path, so divergence detection sees them.
+Every formula is the one the heads evaluate; only the order of some sums and a few roundings
+differ (float32 results agree with autograd's to about 1e-6, relative; the mixture's kernel
+takes its log-sum-exps and the scales' logarithms in float64, which is closer to the exact
+values than float32 autograd). NaN and inf propagate as in the autograd path, so divergence
+detection sees them.
 
 :func:`usable` says where it runs: a :class:`~rnnbench.heads.BernoulliHead` or
 :class:`~rnnbench.heads.GaussianMixtureHead` on CPU in float32 or float64, a model whose
