@@ -160,6 +160,26 @@ def test_the_mixture_where_the_product_of_the_scales_overflows(dtype):
     assert_close(got, want, TOL[dtype])
 
 
+def test_the_mixture_with_a_floor_whose_product_underflows():
+    """min_std = 1e-40 and scales at the floor: the product of 10 scales underflows float64,
+    so the kernel sums the logarithms one by one (not log(0) = -inf)."""
+    head = GaussianMixtureHead(10, 2, min_std=1e-40)
+    dtype = torch.float64
+    out = torch.ones(1, 2, 2, 1, dtype=dtype)
+    weight = torch.zeros(1, head.n_outputs, 1, dtype=dtype)
+    weight[0, :2, 0] = torch.tensor([0.1, -0.2], dtype=dtype)
+    bias = torch.zeros(1, head.n_outputs, dtype=dtype)
+    bias[0, 2 + 20 :] = -200.0  # softplus(-200) = 1e-87: sigma = 1e-40 + 1e-87
+    bias[0, 2 : 2 + 10] = 1e-41  # the first component's means at the targets
+    bias[0, 2 + 10 : 2 + 20] = 2e-40  # the second's two scales away
+    y = torch.full((2, 2, 10), 1e-41, dtype=dtype)
+    upstream = torch.ones(1, dtype=dtype)
+    got = loss_and_grads(head_loss.member_nll, head, out, weight, bias, y, None, upstream)
+    want = loss_and_grads(reference, head, out, weight, bias, y, None, upstream)
+    assert torch.isfinite(want[0]).all()
+    assert_close(got, want, TOL[dtype])
+
+
 @pytest.mark.parametrize("head", HEADS[:2], ids=["bernoulli", "gmm"])
 def test_nan_reaches_the_loss_and_gradient_of_its_member_only(head):
     out, weight, bias, y, mask = inputs(head, 3, 6, 2, 4, torch.float32)

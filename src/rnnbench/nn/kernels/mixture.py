@@ -27,10 +27,10 @@ Torch evaluated this as about thirty tensor operations, several of them broadcas
 the steps keeps a step's 200 values in registers and L1. The element-wise transcendental
 functions come from torch, vectorised, before the loop: ``e = exp(s)`` and ``log1p(e)``
 (softplus below its threshold; its derivative is ``e / (1 + e)``, autograd's formula). In the
-loop the scales' logarithms are
-summed as the logarithm of their product per component (in float64: 20 ``log`` per step instead
-of 200; the product of ``D`` scales at least ``min_std`` cannot underflow, and where it
-overflows, or is not finite, the ``D`` logarithms are summed one by one, as before). The
+loop the scales' logarithms are summed as the logarithm of their product per component (in
+float64: 20 ``log`` per step instead of 200; where the product overflows, comes near
+float64's smallest numbers (a ``min_std`` below about 1e-30) or is not finite, the ``D``
+logarithms are summed one by one, as before). The
 log-sum-exps follow ``torch.logsumexp``: the maximum is subtracted unless it is infinite, so
 NaN and infinities propagate to the NLL and the gradient as through autograd, and divergence
 detection sees them.
@@ -49,6 +49,7 @@ from rnnbench.nn.kernels.common import _jit
 
 _HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
 _SOFTPLUS_THRESHOLD = 20.0
+_TINY = 1e-300  # below, a product of scales may have lost digits (subnormal) or be 0
 
 
 @_jit
@@ -134,9 +135,9 @@ def gmm_rows(a, lp, es, y, components, dim, min_std, grad, rows, g):
                     z[j] = zz
                     energy += half * zz * zz
                     prod *= sd
-                if prod < np.inf:
+                if _TINY < prod < np.inf:
                     log_std = math.log(prod)
-                else:  # overflow, inf or NaN: the logarithms one by one
+                else:  # overflow or underflow (a tiny min_std), inf or NaN: one by one
                     log_std = 0.0
                     for d in range(D):
                         log_std += math.log(one / inv_std[base + d])
