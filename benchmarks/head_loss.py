@@ -31,6 +31,7 @@ CONFIGS = {
     "jsb-lstm-10": ("jsb", "lstm", 10, 4, 36),
     "jsb-lstm-1": ("jsb", "lstm", 1, 4, 36),
     "fsdd-a-lstm-1": ("fsdd-a", "lstm", 1, 16, 36),
+    "fsdd-a-lstm-20k": ("fsdd-a", "lstm", 1, 16, 61),  # 20,191 recurrent parameters
 }
 
 

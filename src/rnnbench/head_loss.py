@@ -30,9 +30,11 @@ padded step (``m_r = 0``) adds nothing, and its target is zeroed first, as
 :meth:`~rnnbench.models.SequenceModel.step_nll` does (its garbage, NaN included, never
 reaches a sum); its gradient is :math:`0 \cdot \partial\mathrm{nll}` as autograd's is.
 
-Every formula is the one the heads evaluate, in the same precision; only the order of some
-sums and a few roundings differ (float32 results agree with autograd's to about 1e-6,
-relative). NaN and inf propagate as in the autograd path, so divergence detection sees them.
+Every formula is the one the heads evaluate; only the order of some sums and a few roundings
+differ (float32 results agree with autograd's to about 1e-6, relative; the mixture's kernel
+takes its log-sum-exps and the scales' logarithms in float64, which is closer to the exact
+values than float32 autograd). NaN and inf propagate as in the autograd path, so divergence
+detection sees them.
 
 :func:`usable` says where it runs: a :class:`~rnnbench.heads.BernoulliHead` or
 :class:`~rnnbench.heads.GaussianMixtureHead` on CPU in float32 or float64, a model whose
@@ -42,21 +44,15 @@ relative). NaN and inf propagate as in the autograd path, so divergence detectio
 
 from __future__ import annotations
 
-import math
-
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
 from rnnbench.heads import BernoulliHead, GaussianMixtureHead, _check_params, _check_target
+from rnnbench.nn.kernels import mixture
 
 __all__ = ["member_nll", "step_nll", "usable"]
-
-_HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
-# torch.nn.functional.softplus's defaults, which GaussianMixtureHead uses: above the threshold
-# softplus(s) = s and its derivative is exactly 1.
-_SOFTPLUS_BETA, _SOFTPLUS_THRESHOLD = 1.0, 20.0
 
 _ENABLED = True  # private switch: tests turn it off to run the autograd path on the same model
 
@@ -121,6 +117,8 @@ def _evaluate(head, a: Tensor, y: Tensor, mask: Tensor | None, grad: bool):
     k, r, _ = a.shape
     yr = y.reshape(-1, r, y.shape[-1])
     real = None if mask is None else (mask > 0).reshape(-1, r)
+    if real is not None and bool(real.all()):
+        real = None  # no padding (speech: every segment has the same length)
     real_f = None
     if real is not None:
         yr = torch.where(real.unsqueeze(-1), yr, yr.new_zeros(()))
@@ -170,38 +168,30 @@ def _gmm(a: Tensor, y: Tensor, head, grad: bool) -> tuple[Tensor, Tensor | None]
     computes it. :math:`r_c z_{cd}^2` is taken as :math:`(r_c z_{cd}) z_{cd}`, as autograd
     multiplies, so a component whose :math:`z^2` overflows but whose responsibility is 0
     gives 0, not NaN.
+
+    Torch computes ``exp(s)`` and ``log1p(exp(s))``, vectorised; the rest runs in one
+    numba pass over the steps (:func:`rnnbench.nn.kernels.mixture.gmm_rows`).
     """
     c, d = head.components, head.out_dim
-    logits = a[..., :c]
-    mu = a[..., c : c + c * d].unflatten(-1, (c, d))
-    s = a[..., c + c * d :].unflatten(-1, (c, d))
-    log_w = logits - torch.logsumexp(logits, -1, keepdim=True)
-    std = F.softplus(s, _SOFTPLUS_BETA, _SOFTPLUS_THRESHOLD).add_(head.min_std)
-    z = torch.sub(y.unsqueeze(-2), mu).div_(std)  # (K, R, C, D)
-    # sum_d (z^2 / 2 + log sigma) + D log(2 pi) / 2, in three passes
-    energy = torch.addcmul(std.log(), z, z, value=0.5).sum(-1).add_(d * _HALF_LOG_2PI)
-    alpha = log_w - energy  # (K, R, C)
-    lse = torch.logsumexp(alpha, -1)
-    rows = lse.neg()
-    if not grad:
-        return rows, None
-    resp = alpha.sub_(lse.unsqueeze(-1)).exp_()  # (K, R, C)
-    g = torch.empty_like(a)
-    g_logits = g[..., :c]
-    torch.mul(log_w.exp_(), resp.sum(-1, keepdim=True), out=g_logits)
-    g_logits.sub_(resp)
-    r = resp.unsqueeze(-1)
-    neg_rz = z * r.neg()  # -r z
-    torch.div(neg_rz, std, out=g[..., c : c + c * d].unflatten(-1, (c, d)))
-    g_std = torch.addcmul(r, neg_rz, z).div_(std)  # (r - (r z) z) / sigma
-    torch.ops.aten.softplus_backward.grad_input(
-        g_std,
-        s,
-        _SOFTPLUS_BETA,
-        _SOFTPLUS_THRESHOLD,
-        grad_input=g[..., c + c * d :].unflatten(-1, (c, d)),
+    k, r, _ = a.shape
+    s = a[..., c + c * d :]
+    es = torch.exp(s)
+    lp = torch.log1p(es)  # softplus(s) below its threshold; both (K, R, C D), contiguous
+    rows = a.new_empty(k, r)
+    g = torch.empty_like(a) if grad else a.new_empty(0, 0, 0)
+    mixture.gmm_rows(
+        a.detach().contiguous().numpy(),
+        lp.numpy(),
+        es.numpy(),
+        y.contiguous().numpy(),
+        c,
+        d,
+        head.min_std,
+        grad,
+        rows.numpy(),
+        g.numpy(),
     )
-    return rows, g
+    return rows, (g if grad else None)
 
 
 _HEADS = {BernoulliHead: _bernoulli, GaussianMixtureHead: _gmm}
@@ -222,15 +212,31 @@ class _HeadLoss(torch.autograd.Function):
     def backward(ctx, grad):
         out, weight, g, real_f = ctx.saved_tensors
         k, t, b, h = out.shape
+        # the per-member factor multiplies the small operands (the weights, the products'
+        # results), the real-step indicator the (K, R, H) ones: g (K, R, P) is only read, so
+        # a retained graph can run backward again
         scale = grad.reshape(k, 1, 1).to(g.dtype)
-        if real_f is not None:
-            scale = scale * real_f
-        g = g * scale  # (K, R, P); a new tensor, so a retained graph can run backward again
         d_out = d_w = d_b = None
         if ctx.needs_input_grad[0]:
-            d_out = torch.bmm(g, weight).view(k, t, b, h)
+            w = weight * scale
+            if g.shape[2] > 2 * h:  # a wide head (speech: P = 420): as (W^T G^T)^T, faster
+                d_out = torch.bmm(w.transpose(1, 2), g.transpose(1, 2)).transpose(1, 2)
+                d_out = d_out.contiguous()
+            else:
+                d_out = torch.bmm(g, w)
+            if real_f is not None:
+                d_out.mul_(real_f)
+            d_out = d_out.view(k, t, b, h)
         if ctx.needs_input_grad[1]:
-            d_w = torch.bmm(g.transpose(1, 2), out.reshape(k, t * b, h))
+            rows = out.reshape(k, t * b, h)
+            if real_f is not None:
+                rows = rows * real_f
+            # as (out^T G)^T: the long dimension P as the product's columns, faster than G^T out
+            d_w = torch.bmm(rows.transpose(1, 2), g).transpose(1, 2).contiguous().mul_(scale)
         if ctx.needs_input_grad[2]:
-            d_b = g.sum(1)
+            if real_f is None:
+                d_b = g.sum(1)
+            else:
+                d_b = torch.bmm(real_f.expand(k, -1, -1).transpose(1, 2), g).squeeze(1)
+            d_b.mul_(scale.view(k, 1))
         return d_out, d_w, d_b, None, None, None

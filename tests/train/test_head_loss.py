@@ -118,6 +118,65 @@ def test_the_mixture_at_the_edges_of_softplus_and_float_range(dtype):
     got = loss_and_grads(head_loss.member_nll, head, out, weight, bias, y, mask, upstream)
     want = loss_and_grads(reference, head, out, weight, bias, y, mask, upstream)
     assert torch.isfinite(want[0]).all() and torch.isfinite(want[2]).all()
+    # member 1's NLL is about 5e4 per step, where float32 autograd's responsibilities are off
+    # by 2e-4 (relative) from the exact ones; so the reference is autograd in float64, and the
+    # finite pattern must be float32 autograd's too
+    exact = loss_and_grads(
+        reference, head, *(t.double() for t in (out, weight, bias, y, mask)), upstream.double()
+    )
+    assert_close([t.double() for t in got], exact, TOL[dtype])
+    for a, b in zip(got, want, strict=True):
+        assert torch.equal(torch.isfinite(a), torch.isfinite(b))
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_a_head_narrower_than_twice_the_hidden_size(dtype):
+    """The backward's other product order (``G W``, taken where ``P <= 2 H``, Nottingham's
+    88 notes against 100 units) gives autograd's gradients too."""
+    head = BernoulliHead(8)
+    args = inputs(head, 2, 5, 3, 6, dtype)
+    upstream = torch.tensor([0.5, 2.0], dtype=dtype)
+    got = loss_and_grads(head_loss.member_nll, head, *args, upstream)
+    assert_close(got, loss_and_grads(reference, head, *args, upstream), TOL[dtype])
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_the_mixture_where_the_product_of_the_scales_overflows(dtype):
+    """Scales near float32's largest (1e37): their product over the 10 dimensions overflows
+    even float64, so the kernel sums the logarithms one by one: finite, autograd's values."""
+    head = GaussianMixtureHead(10, 3)
+    k, t, b, h = 1, 2, 2, 1
+    out = torch.ones(k, t, b, h, dtype=dtype)
+    weight = torch.zeros(k, head.n_outputs, h, dtype=dtype)
+    bias = torch.zeros(k, head.n_outputs, dtype=dtype)
+    bias[0, 3 + 30 :] = 1e37  # every scale pre-activation: sigma = 1e37 (softplus linear)
+    bias[0, 3 + 30 : 3 + 40] = 2.0  # but the first component's
+    weight[0, :3, 0] = torch.tensor([0.1, -0.2, 0.3], dtype=dtype)  # a gradient for out too
+    y = torch.randn(t, b, 10, generator=torch.Generator().manual_seed(2), dtype=dtype)
+    upstream = torch.ones(1, dtype=dtype)
+    got = loss_and_grads(head_loss.member_nll, head, out, weight, bias, y, None, upstream)
+    want = loss_and_grads(reference, head, out, weight, bias, y, None, upstream)
+    assert all(torch.isfinite(w).all() for w in want)
+    assert_close(got, want, TOL[dtype])
+
+
+def test_the_mixture_with_a_floor_whose_product_underflows():
+    """min_std = 1e-40 and scales at the floor: the product of 10 scales underflows float64,
+    so the kernel sums the logarithms one by one (not log(0) = -inf)."""
+    head = GaussianMixtureHead(10, 2, min_std=1e-40)
+    dtype = torch.float64
+    out = torch.ones(1, 2, 2, 1, dtype=dtype)
+    weight = torch.zeros(1, head.n_outputs, 1, dtype=dtype)
+    weight[0, :2, 0] = torch.tensor([0.1, -0.2], dtype=dtype)
+    bias = torch.zeros(1, head.n_outputs, dtype=dtype)
+    bias[0, 2 + 20 :] = -200.0  # softplus(-200) = 1e-87: sigma = 1e-40 + 1e-87
+    bias[0, 2 : 2 + 10] = 1e-41  # the first component's means at the targets
+    bias[0, 2 + 10 : 2 + 20] = 2e-40  # the second's two scales away
+    y = torch.full((2, 2, 10), 1e-41, dtype=dtype)
+    upstream = torch.ones(1, dtype=dtype)
+    got = loss_and_grads(head_loss.member_nll, head, out, weight, bias, y, None, upstream)
+    want = loss_and_grads(reference, head, out, weight, bias, y, None, upstream)
+    assert torch.isfinite(want[0]).all()
     assert_close(got, want, TOL[dtype])
 
 

@@ -120,10 +120,11 @@ def project_input(x: Tensor, w_ih: Tensor, b_ih: Tensor | None) -> Tensor:
         return gathered
     K = w_ih.shape[0]
     T, B, I = x.shape[-3:]
-    flat = x.reshape(1 if x.dim() == 3 else K, T * B, I)
-    xw = torch.matmul(flat, w_ih.transpose(1, 2))
-    if b_ih is not None:
-        xw = xw + b_ih.unsqueeze(1)
+    flat = x.reshape(1 if x.dim() == 3 else K, T * B, I).expand(K, T * B, I)
+    if b_ih is None:
+        xw = torch.bmm(flat, w_ih.transpose(1, 2))
+    else:  # the bias in the product (one pass less; the same values as a product and an add)
+        xw = torch.baddbmm(b_ih.unsqueeze(1), flat, w_ih.transpose(1, 2))
     return xw.reshape(K, T, B, -1)
 
 
