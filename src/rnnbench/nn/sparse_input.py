@@ -33,7 +33,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-__all__ = ["enabled", "project"]
+__all__ = ["enabled", "gather", "plan", "project", "scatter"]
 
 _ON = contextvars.ContextVar("rnnbench_sparse_input", default=False)
 MAX_DENSITY = 0.25
@@ -56,6 +56,20 @@ def enabled(on: bool = True) -> Iterator[None]:
 def project(x: Tensor, w_ih: Tensor, b_ih: Tensor | None) -> Tensor | None:
     """``W x + b_ih`` as ``(K, T, B, G*H)`` by gathering, or None where the dense product must
     run (not enabled, or not exact: see the module docstring)."""
+    found = plan(x, w_ih)
+    if found is None:
+        return None
+    K, GH, _ = w_ih.shape
+    T, B = x.shape[-3:-1]
+    xw = _Gather.apply(w_ih, *found)
+    if b_ih is not None:
+        xw = xw + b_ih.unsqueeze(1)
+    return xw.reshape(K, T, B, GH)
+
+
+def plan(x: Tensor, w_ih: Tensor) -> tuple[Tensor, Tensor] | None:
+    """The keys that sound, ``(keys, ends (M, T*B))`` as :func:`gather` and :func:`scatter`
+    take them, where the gather may run (see the module docstring); else None."""
     # compiling or tracing first: dynamo cannot trace ContextVar.get (fullgraph compile)
     if torch.compiler.is_compiling() or torch.jit.is_tracing():
         return None
@@ -71,11 +85,21 @@ def project(x: Tensor, w_ih: Tensor, b_ih: Tensor | None) -> Tensor | None:
     found = _keys(x.detach().reshape(M * T * B, I).contiguous().numpy(), MAX_DENSITY)
     if found is None or not _finite(w_ih.detach().contiguous().numpy()):
         return None
-    keys, ends = torch.from_numpy(found[0]), torch.from_numpy(found[1]).view(M, T * B)
-    xw = _Gather.apply(w_ih, keys, ends)
-    if b_ih is not None:
-        xw = xw + b_ih.unsqueeze(1)
-    return xw.reshape(K, T, B, GH)
+    return torch.from_numpy(found[0]), torch.from_numpy(found[1]).view(M, T * B)
+
+
+def gather(w_ih: Tensor, keys: Tensor, ends: Tensor) -> Tensor:
+    """``W x`` as ``(K, T*B, G*H)`` from :func:`plan`'s keys, without autograd."""
+    table = w_ih.detach().transpose(1, 2).contiguous().numpy()
+    return torch.from_numpy(_gather(table, keys.numpy(), ends.numpy()))
+
+
+def scatter(d_xw: Tensor, keys: Tensor, ends: Tensor, n_keys: int) -> Tensor:
+    """The gather's backward: the gradient ``(K, G*H, I)`` (contiguous, ``W_ih``'s layout)
+    of ``W`` from the gradient ``d_xw (K, T*B, G*H)`` of :func:`gather`'s output."""
+    d_out = d_xw.detach().contiguous().numpy()
+    d_table = _scatter(d_out, keys.numpy(), ends.numpy(), n_keys)
+    return torch.from_numpy(np.ascontiguousarray(d_table.transpose(0, 2, 1)))
 
 
 @numba.njit(cache=True, nogil=True, error_model="numpy")
@@ -161,11 +185,9 @@ class _Gather(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, w_ih, keys, ends):
-        table = w_ih.detach().transpose(1, 2).contiguous().numpy()
-        k, i = keys.numpy(), ends.numpy()
         ctx.save_for_backward(keys, ends)
         ctx.n_keys = w_ih.shape[2]
-        return torch.from_numpy(_gather(table, k, i))
+        return gather(w_ih, keys, ends)
 
     @staticmethod
     def backward(ctx, d_out):
