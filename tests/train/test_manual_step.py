@@ -127,7 +127,9 @@ def test_the_gather_and_the_authors_loss_equal_autograds(protocol, per_member, m
     monkeypatch.setattr(sparse_input, "MIN_WORK", 0)
     planned = []
     real = sparse_input.plan
-    monkeypatch.setattr(sparse_input, "plan", lambda x, w: planned.append(real(x, w)) or planned[-1])
+    monkeypatch.setattr(
+        sparse_input, "plan", lambda x, w: planned.append(real(x, w)) or planned[-1]
+    )
     model = _model("gru", "", False, "before", BernoulliHead(88), 88, 88)
     with sparse_input.enabled():
         _assert_same_update(
@@ -215,8 +217,16 @@ def test_training_with_own_batch_orders_idle_members_and_noise_is_the_same(
     many = many_short(data_root, 40)
     configs = [
         RunConfig(
-            dataset="jsb", unit=unit, variant=variant, hidden=6, batch_size=2, bptt=bptt,
-            max_epochs=2, lr=lr, seed=s, data_seed=d,
+            dataset="jsb",
+            unit=unit,
+            variant=variant,
+            hidden=6,
+            batch_size=2,
+            bptt=bptt,
+            max_epochs=2,
+            lr=lr,
+            seed=s,
+            data_seed=d,
         )  # fmt: skip
         for lr, s, d in ((1e-3, 1, 1), (3e-3, 2, 2), (2e-3, 3, 0))
     ]
@@ -229,7 +239,8 @@ def test_the_authors_batch_1_training_is_the_same(tiny, tmp_path, monkeypatch):
 
     fields = dict(dataset="jsb", unit="gru", hidden=6, max_epochs=2, protocol="authors")
     configs = [
-        RunConfig(**with_preset({**fields, "lr": lr, "seed": s})) for lr, s in ((1e-3, 0), (3e-3, 1))
+        RunConfig(**with_preset({**fields, "lr": lr, "seed": s}))
+        for lr, s in ((1e-3, 0), (3e-3, 1))
     ]
     assert configs[0].batch_size == 1
     _assert_same_training(tiny, configs, tmp_path, monkeypatch, atol=1e-4)
@@ -237,7 +248,9 @@ def test_the_authors_batch_1_training_is_the_same(tiny, tmp_path, monkeypatch):
 
 def test_speech_training_is_the_same(tmp_path, monkeypatch):
     configs = [
-        RunConfig(dataset="fsdd-a", unit="lstm", hidden=6, batch_size=2, max_epochs=2, lr=lr, seed=s)
+        RunConfig(
+            dataset="fsdd-a", unit="lstm", hidden=6, batch_size=2, max_epochs=2, lr=lr, seed=s
+        )
         for lr, s in ((1e-3, 0), (3e-3, 1))
     ]
     _assert_same_training(_speech(), configs, tmp_path, monkeypatch, atol=1e-5)
