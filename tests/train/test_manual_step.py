@@ -254,3 +254,21 @@ def test_speech_training_is_the_same(tmp_path, monkeypatch):
         for lr, s in ((1e-3, 0), (3e-3, 1))
     ]
     _assert_same_training(_speech(), configs, tmp_path, monkeypatch, atol=1e-5)
+
+
+@pytest.mark.parametrize("per_member", [False, True], ids=["shared", "own-batches"])
+def test_the_gather_with_its_bias_is_the_projection_bit_for_bit(per_member, monkeypatch):
+    monkeypatch.setattr(sparse_input, "MIN_WORK", 0)
+    model = _model("lstm", "", True, "before", BernoulliHead(88), 88, 88)
+    x, _, _ = _batch(True, per_member, 88, 88)
+    w, b = model.weight_ih_l0.detach(), model.bias_ih_l0.detach()
+    with sparse_input.enabled():
+        keys = sparse_input.plan(x, w)
+        want = sparse_input.project(x, w, b)
+    assert keys is not None and want is not None
+    got = sparse_input.gather(w, *keys, b).view_as(want)
+    assert torch.equal(got, want)
+    d_xw = torch.randn(K, T * B, w.shape[1], generator=torch.Generator().manual_seed(2))
+    d_w, d_b = sparse_input.scatter_with_bias(d_xw, *keys, 88)
+    assert torch.equal(d_w, sparse_input.scatter(d_xw, *keys, 88))
+    _close(d_b, d_xw.sum(1), rel=1e-6)

@@ -9,8 +9,8 @@ summed NLL :math:`S_k`, its loss :math:`L_k` (:math:`S_k / N_k` for the paper's 
 without recording a graph, for the models whose every piece has a hand-written backward:
 
 1. the input projection :math:`\xi = W_{ih} x + b_{ih}`: a gather of the columns of
-   :math:`W_{ih}` for the keys that sound where :mod:`rnnbench.nn.sparse_input` allows it,
-   else one ``matmul``;
+   :math:`W_{ih}` for the keys that sound, the bias added in the same kernel, where
+   :mod:`rnnbench.nn.sparse_input` allows it, else one ``matmul``;
 2. the fused recurrent forward kernel (:func:`rnnbench.nn.kernels.glue.forward`);
 3. the output layer, the head's masked per-step NLL and its gradient :math:`G` with respect
    to the logits, as :mod:`rnnbench.head_loss` computes them;
@@ -22,7 +22,8 @@ without recording a graph, for the models whose every piece has a hand-written b
    gradient arriving at the final state (it is carried detached): :math:`\bar\xi`,
    :math:`\bar W_{hh}`, :math:`\bar b_{hh}` and the peepholes' :math:`\bar w_{ch}`;
 6. :math:`\bar b_{ih} = \sum_r \bar\xi_r` and :math:`\bar W_{ih} = \sum_r \bar\xi_r x_r^\top`
-   (the gather's transpose, :func:`rnnbench.nn.sparse_input.scatter`, or one ``matmul``).
+   (the gather's transpose, :func:`rnnbench.nn.sparse_input.scatter_with_bias`, which sums
+   :math:`\bar b_{ih}` in the same pass, in float64; or one ``matmul``).
 
 Each gradient is written as the parameter's ``.grad`` (contiguous, as the fused clipping and
 RMSProp of :mod:`rnnbench.train.fused` read them). Every formula is autograd's in the same
@@ -145,13 +146,13 @@ class ManualPass:
 
         # 1. the input projection
         keys = sparse_input.plan(x, w_ih)
-        if keys is not None:
+        if keys is not None:  # the bias added inside the gather (no pass of its own)
             flat = None
-            xw = sparse_input.gather(w_ih, *keys)
+            xw = sparse_input.gather(w_ih, *keys, b_ih).view(K, T, B, GH)
         else:
             flat = x.reshape(1 if x.dim() == 3 else K, T * B, I)
             xw = torch.matmul(flat, w_ih.transpose(1, 2))
-        xw = (xw + b_ih.unsqueeze(1)).reshape(K, T, B, GH)
+            xw = (xw + b_ih.unsqueeze(1)).reshape(K, T, B, GH)
 
         # 2. the recurrence
         h0, c0 = (None, None) if state is None else state
@@ -195,10 +196,10 @@ class ManualPass:
 
         # 6. back through the input projection
         d_xw = d_xw.view(K, T * B, GH)
-        d_b_ih = d_xw.sum(1)
-        if keys is not None:
-            d_w_ih = sparse_input.scatter(d_xw, *keys, I)
+        if keys is not None:  # the bias's gradient summed in the same pass
+            d_w_ih, d_b_ih = sparse_input.scatter_with_bias(d_xw, *keys, I)
         else:
+            d_b_ih = d_xw.sum(1)
             d_w_ih = torch.matmul(d_xw.transpose(1, 2), flat)
 
         grads = [d_w_ih, d_w_hh, d_b_ih, d_b_hh, *((d_w_ch,) if w_ch is not None else ())]
