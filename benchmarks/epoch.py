@@ -23,7 +23,9 @@ run's epoch time. It prints, per configuration:
 - a breakdown of the epoch, timed by wrapping the code's functions in the worker:
   ``kernels`` (the fused recurrent kernels with their torch glue, forward and backward, in
   training), ``fwd rest`` (the rest of the training forward: input projection, output layer,
-  head and loss), ``bwd rest`` (the rest of autograd's backward), ``optimizer`` (clipping,
+  head and loss; with :class:`rnnbench.train.manual_step.ManualPass`, the rest of its forward
+  and backward together), ``bwd rest`` (the rest of autograd's backward; 0 with the manual
+  pass), ``optimizer`` (clipping,
   the finite check, RMSProp), ``noise`` (drawing, adding and removing the weight noise),
   ``eval`` (the validation pass), ``I/O`` (checkpoints and metrics) and ``other``.
 
@@ -180,6 +182,14 @@ def _instrument(clock: _Clock):
     clock.wrap(ckpt, "append_metrics", "I/O")
     clock.wrap(population._Population, "_save_best", "I/O")
 
+    try:  # the update without autograd (issue 22): its forward and backward in one call
+        from rnnbench.nn.kernels import glue
+        from rnnbench.train import manual_step
+    except ImportError:
+        glue = manual_step = None
+    if manual_step is not None:
+        clock.wrap(manual_step.ManualPass, "__call__", "pass")
+
     # split "kernels" into its forward and backward halves to subtract them from their passes
     real_fwd, real_bwd = kernels.forward, kernels.backward
 
@@ -199,6 +209,8 @@ def _instrument(clock: _Clock):
             clock.bwd_kernel += time.perf_counter() - start
 
     kernels.forward, kernels.backward = fwd, bwd
+    if glue is not None and glue is not kernels:  # the manual pass calls the glue itself
+        glue.forward, glue.backward = fwd, bwd
 
 
 def _flops(model, dataset, members) -> float:
@@ -251,10 +263,18 @@ def worker(name: str, epochs: int, threads: int, data_dir: str | None) -> dict:
         out = real(self, *args, **kwargs)
         seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
         parts = clock.parts
+        kernels = clock.fwd_kernel + clock.bwd_kernel
+        if "pass" in parts:  # the manual pass: its forward and backward rest are one column
+            rest = (parts["pass"] - kernels, 0.0)
+        else:
+            rest = (
+                parts.get("fwd+kernels", 0.0) - clock.fwd_kernel,
+                parts.get("bwd+kernels", 0.0) - clock.bwd_kernel,
+            )
         row = {
-            "kernels": clock.fwd_kernel + clock.bwd_kernel,
-            "fwd rest": parts.get("fwd+kernels", 0.0) - clock.fwd_kernel,
-            "bwd rest": parts.get("bwd+kernels", 0.0) - clock.bwd_kernel,
+            "kernels": kernels,
+            "fwd rest": rest[0],
+            "bwd rest": rest[1],
             **{k: parts.get(k, 0.0) for k in ("optimizer", "noise", "eval", "I/O")},
         }
         # noise is timed inside nothing else; the passes run inside the noise block

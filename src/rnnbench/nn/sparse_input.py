@@ -33,7 +33,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-__all__ = ["enabled", "project"]
+__all__ = ["enabled", "gather", "plan", "project", "scatter", "scatter_with_bias"]
 
 _ON = contextvars.ContextVar("rnnbench_sparse_input", default=False)
 MAX_DENSITY = 0.25
@@ -56,6 +56,20 @@ def enabled(on: bool = True) -> Iterator[None]:
 def project(x: Tensor, w_ih: Tensor, b_ih: Tensor | None) -> Tensor | None:
     """``W x + b_ih`` as ``(K, T, B, G*H)`` by gathering, or None where the dense product must
     run (not enabled, or not exact: see the module docstring)."""
+    found = plan(x, w_ih)
+    if found is None:
+        return None
+    K, GH, _ = w_ih.shape
+    T, B = x.shape[-3:-1]
+    xw = _Gather.apply(w_ih, *found)
+    if b_ih is not None:
+        xw = xw + b_ih.unsqueeze(1)
+    return xw.reshape(K, T, B, GH)
+
+
+def plan(x: Tensor, w_ih: Tensor) -> tuple[Tensor, Tensor] | None:
+    """The keys that sound, ``(keys, ends (M, T*B))`` as :func:`gather` and :func:`scatter`
+    take them, where the gather may run (see the module docstring); else None."""
     # compiling or tracing first: dynamo cannot trace ContextVar.get (fullgraph compile)
     if torch.compiler.is_compiling() or torch.jit.is_tracing():
         return None
@@ -71,11 +85,37 @@ def project(x: Tensor, w_ih: Tensor, b_ih: Tensor | None) -> Tensor | None:
     found = _keys(x.detach().reshape(M * T * B, I).contiguous().numpy(), MAX_DENSITY)
     if found is None or not _finite(w_ih.detach().contiguous().numpy()):
         return None
-    keys, ends = torch.from_numpy(found[0]), torch.from_numpy(found[1]).view(M, T * B)
-    xw = _Gather.apply(w_ih, keys, ends)
-    if b_ih is not None:
-        xw = xw + b_ih.unsqueeze(1)
-    return xw.reshape(K, T, B, GH)
+    return torch.from_numpy(found[0]), torch.from_numpy(found[1]).view(M, T * B)
+
+
+def gather(w_ih: Tensor, keys: Tensor, ends: Tensor, b_ih: Tensor | None = None) -> Tensor:
+    """``W x`` as ``(K, T*B, G*H)`` from :func:`plan`'s keys, without autograd; with ``b_ih``
+    ``W x + b_ih``, the bias added to each step's sum as :func:`project` adds it (bit for bit)
+    but without a second pass over the result."""
+    table = w_ih.detach().transpose(1, 2).contiguous().numpy()
+    if b_ih is None:
+        return torch.from_numpy(_gather(table, keys.numpy(), ends.numpy()))
+    bias = b_ih.detach().contiguous().numpy()
+    return torch.from_numpy(_gather_bias(table, keys.numpy(), ends.numpy(), bias))
+
+
+def scatter_with_bias(
+    d_xw: Tensor, keys: Tensor, ends: Tensor, n_keys: int
+) -> tuple[Tensor, Tensor]:
+    """:func:`scatter` and the bias's gradient ``(K, G*H)`` (``d_xw`` summed over the steps,
+    in float64, rounded once) in one pass over ``d_xw``."""
+    d_out = d_xw.detach().contiguous().numpy()
+    d_table, d_bias = _scatter_bias(d_out, keys.numpy(), ends.numpy(), n_keys)
+    d_w = torch.from_numpy(np.ascontiguousarray(d_table.transpose(0, 2, 1)))
+    return d_w, torch.from_numpy(d_bias)
+
+
+def scatter(d_xw: Tensor, keys: Tensor, ends: Tensor, n_keys: int) -> Tensor:
+    """The gather's backward: the gradient ``(K, G*H, I)`` (contiguous, ``W_ih``'s layout)
+    of ``W`` from the gradient ``d_xw (K, T*B, G*H)`` of :func:`gather`'s output."""
+    d_out = d_xw.detach().contiguous().numpy()
+    d_table = _scatter(d_out, keys.numpy(), ends.numpy(), n_keys)
+    return torch.from_numpy(np.ascontiguousarray(d_table.transpose(0, 2, 1)))
 
 
 @numba.njit(cache=True, nogil=True, error_model="numpy")
@@ -106,7 +146,8 @@ def _keys(x, max_density):
     return keys, ends
 
 
-@numba.njit(cache=True, nogil=True, error_model="numpy")
+# reassociated (vectorised) sum: NaN and inf still propagate (no fast-math NaN assumptions)
+@numba.njit(cache=True, nogil=True, error_model="numpy", fastmath={"reassoc"})
 def _finite(w):
     flat = w.reshape(-1)
     total = flat[0] * 0
@@ -137,6 +178,53 @@ def _gather(table, keys, ends):
 
 
 @numba.njit(cache=True, nogil=True, error_model="numpy")
+def _gather_bias(table, keys, ends, bias):
+    """:func:`_gather` with ``bias[k]`` added to each step's sum (the same roundings)."""
+    K, _, GH = table.shape
+    M, F = ends.shape
+    out = np.empty((K, F, GH), table.dtype)
+    acc = np.empty(GH, table.dtype)
+    for k in range(K):
+        m = 0 if M == 1 else k
+        start = 0 if m == 0 else ends[m - 1, F - 1]
+        b = bias[k]
+        for f in range(F):
+            acc[:] = 0
+            for e in range(start, ends[m, f]):
+                row = table[k, keys[e]]
+                for j in range(GH):
+                    acc[j] += row[j]
+            o = out[k, f]
+            for j in range(GH):
+                o[j] = acc[j] + b[j]
+            start = ends[m, f]
+    return out
+
+
+@numba.njit(cache=True, nogil=True, error_model="numpy")
+def _scatter_bias(d_out, keys, ends, n_keys):
+    """:func:`_scatter` and ``sum_f d_out[k, f]`` (accumulated in float64)."""
+    K, F, GH = d_out.shape
+    M = ends.shape[0]
+    d_table = np.zeros((K, n_keys, GH), d_out.dtype)
+    d_bias = np.zeros((K, GH), np.float64)
+    for k in range(K):
+        m = 0 if M == 1 else k
+        start = 0 if m == 0 else ends[m - 1, F - 1]
+        sb = d_bias[k]
+        for f in range(F):
+            d = d_out[k, f]
+            for j in range(GH):
+                sb[j] += d[j]
+            for e in range(start, ends[m, f]):
+                row = d_table[k, keys[e]]
+                for j in range(GH):
+                    row[j] += d[j]
+            start = ends[m, f]
+    return d_table, d_bias.astype(d_out.dtype)
+
+
+@numba.njit(cache=True, nogil=True, error_model="numpy")
 def _scatter(d_out, keys, ends, n_keys):
     """The gather's backward: ``d_table[k, i] = sum of d_out[k, f] over the steps f where key
     i sounds``; ``(K, I, GH)``."""
@@ -161,11 +249,9 @@ class _Gather(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, w_ih, keys, ends):
-        table = w_ih.detach().transpose(1, 2).contiguous().numpy()
-        k, i = keys.numpy(), ends.numpy()
         ctx.save_for_backward(keys, ends)
         ctx.n_keys = w_ih.shape[2]
-        return torch.from_numpy(_gather(table, k, i))
+        return gather(w_ih, keys, ends)
 
     @staticmethod
     def backward(ctx, d_out):

@@ -40,7 +40,7 @@ import torch
 from rnnbench import locks as locks_
 from rnnbench.errors import RnnbenchError
 from rnnbench.nn import sparse_input
-from rnnbench.train import authors, halving
+from rnnbench.train import authors, halving, manual_step
 from rnnbench.train import checkpoint as ckpt
 from rnnbench.train.config import RunConfig
 from rnnbench.train.metrics import split_nll, split_scores
@@ -368,6 +368,7 @@ class _Population:
         self.names = [name for name, _ in self.model.named_parameters()]
         self.params = [p for _, p in self.model.named_parameters()]
         self.optimizer = authors.make_optimizer(cfg, self.params, [c.lr for c in configs])
+        self.forward_backward = manual_step.select(self.model, cfg)
         self.noise = WeightNoise([c.seed for c in configs], cfg.weight_noise, device)
         self.stopping = EarlyStopping(k, cfg.patience)
         self.status = ["running"] * k
@@ -468,12 +469,8 @@ class _Population:
                 self.noise.applied(weights, batch.live.tolist())
                 if idle
                 else self.noise.applied(weights)
-            ):
-                nll_sum, n, state = self.model.nll(x, y, mask, state)
-                if not batch.shared:  # an idle member's loss is 0 over no steps, not 0/0
-                    n = n.clamp(min=1)
-                loss = authors.training_loss(cfg, nll_sum, n)
-                loss.sum().backward()
+            ):  # forward and backward: rnnbench.train.manual_step (without autograd) or autograd
+                nll_sum, n, loss, state = self.forward_backward(x, y, mask, state, batch.shared)
             state = self.model.detach_state(state)
             norms = clip_member_grad_norms(self.params, authors.gradient_clip(cfg))
             ok = finite_members(loss, norms).to(dev)

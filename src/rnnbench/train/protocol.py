@@ -242,14 +242,14 @@ class WeightNoise:
                 c.copy_(w)
         try:
             with torch.no_grad():
-                for w, n in zip(weights, noise, strict=True):
+                for w, n, slices in zip(weights, noise, self._slices, strict=True):
                     # Member k's slice is filled as torch.randn(w.shape[1:], generator=g_k)
                     # would fill it (randn is normal_ on a new tensor), without the stack.
                     for k, g in enumerate(self.generators):
                         if members is None or members[k]:
-                            n[k].normal_(generator=g)
+                            slices[k].normal_(generator=g)
                         else:
-                            n[k].zero_()
+                            slices[k].zero_()
                     w.add_(n, alpha=self.sigma)
             yield
         finally:
@@ -258,12 +258,14 @@ class WeightNoise:
                     w.copy_(c)
 
     def _buffers(self, weights: Sequence[Tensor]) -> tuple[list[Tensor], list[Tensor]]:
-        """Reused ``(clean copies, noise)`` tensors shaped like ``weights``."""
+        """Reused ``(clean copies, noise)`` tensors shaped like ``weights`` (and the noise
+        buffers' member slices, ``_slices``, made once with them)."""
         like = [(tuple(w.shape), w.dtype, w.device) for w in weights]
         if getattr(self, "_like", None) != like:
             self._like = like
             self._clean = [torch.empty(s, dtype=d, device=v) for s, d, v in like]
             self._noise = [torch.empty(s, dtype=d, device=v) for s, d, v in like]
+            self._slices = [n.unbind(0) for n in self._noise]
         return self._clean, self._noise
 
     def member_state(self, k: int) -> Tensor:
