@@ -211,32 +211,42 @@ class _HeadLoss(torch.autograd.Function):
     @once_differentiable
     def backward(ctx, grad):
         out, weight, g, real_f = ctx.saved_tensors
-        k, t, b, h = out.shape
-        # the per-member factor multiplies the small operands (the weights, the products'
-        # results), the real-step indicator the (K, R, H) ones: g (K, R, P) is only read, so
-        # a retained graph can run backward again
-        scale = grad.reshape(k, 1, 1).to(g.dtype)
-        d_out = d_w = d_b = None
-        if ctx.needs_input_grad[0]:
-            w = weight * scale
-            if g.shape[2] > 2 * h:  # a wide head (speech: P = 420): as (W^T G^T)^T, faster
-                d_out = torch.bmm(w.transpose(1, 2), g.transpose(1, 2)).transpose(1, 2)
-                d_out = d_out.contiguous()
-            else:
-                d_out = torch.bmm(g, w)
-            if real_f is not None:
-                d_out.mul_(real_f)
-            d_out = d_out.view(k, t, b, h)
-        if ctx.needs_input_grad[1]:
-            rows = out.reshape(k, t * b, h)
-            if real_f is not None:
-                rows = rows * real_f
-            # as (out^T G)^T: the long dimension P as the product's columns, faster than G^T out
-            d_w = torch.bmm(rows.transpose(1, 2), g).transpose(1, 2).contiguous().mul_(scale)
-        if ctx.needs_input_grad[2]:
-            if real_f is None:
-                d_b = g.sum(1)
-            else:
-                d_b = torch.bmm(real_f.expand(k, -1, -1).transpose(1, 2), g).squeeze(1)
-            d_b.mul_(scale.view(k, 1))
-        return d_out, d_w, d_b, None, None, None
+        need = ctx.needs_input_grad[:3]
+        return (*backward_products(out, weight, g, real_f, grad, need), None, None, None)
+
+
+def backward_products(out, weight, g, real_f, grad, need=(True, True, True)):
+    """The output layer's gradients ``(d_out (K, T, B, H), d_weight, d_bias)`` (None where
+    ``need`` says no) from the loss's gradient ``g (K, R, P)`` in the logits, the real-step
+    indicator ``real_f (K, R, 1)`` or None, and the gradient ``grad (K,)`` arriving at each
+    member's loss: :class:`_HeadLoss`'s backward, and the manual training pass's
+    (:mod:`rnnbench.train.manual_step`), so both give the same numbers."""
+    k, t, b, h = out.shape
+    # the per-member factor multiplies the small operands (the weights, the products'
+    # results), the real-step indicator the (K, R, H) ones: g (K, R, P) is only read, so
+    # a retained graph can run backward again
+    scale = grad.reshape(k, 1, 1).to(g.dtype)
+    d_out = d_w = d_b = None
+    if need[0]:
+        w = weight * scale
+        if g.shape[2] > 2 * h:  # a wide head (speech: P = 420): as (W^T G^T)^T, faster
+            d_out = torch.bmm(w.transpose(1, 2), g.transpose(1, 2)).transpose(1, 2)
+            d_out = d_out.contiguous()
+        else:
+            d_out = torch.bmm(g, w)
+        if real_f is not None:
+            d_out.mul_(real_f)
+        d_out = d_out.view(k, t, b, h)
+    if need[1]:
+        rows = out.reshape(k, t * b, h)
+        if real_f is not None:
+            rows = rows * real_f
+        # as (out^T G)^T: the long dimension P as the product's columns, faster than G^T out
+        d_w = torch.bmm(rows.transpose(1, 2), g).transpose(1, 2).contiguous().mul_(scale)
+    if need[2]:
+        if real_f is None:
+            d_b = g.sum(1)
+        else:
+            d_b = torch.bmm(real_f.expand(k, -1, -1).transpose(1, 2), g).squeeze(1)
+        d_b.mul_(scale.view(k, 1))
+    return d_out, d_w, d_b

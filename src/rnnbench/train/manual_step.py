@@ -10,20 +10,22 @@ without recording a graph, for the models whose every piece has a hand-written b
 
 1. the input projection :math:`\xi = W_{ih} x + b_{ih}`: a gather of the columns of
    :math:`W_{ih}` for the keys that sound, the bias added in the same kernel, where
-   :mod:`rnnbench.nn.sparse_input` allows it, else one ``matmul``;
+   :mod:`rnnbench.nn.sparse_input` allows it, else one ``baddbmm`` (as
+   :func:`rnnbench.nn.functional.project_input`);
 2. the fused recurrent forward kernel (:func:`rnnbench.nn.kernels.glue.forward`);
 3. the output layer, the head's masked per-step NLL and its gradient :math:`G` with respect
    to the logits, as :mod:`rnnbench.head_loss` computes them;
 4. with :math:`\bar S_k = \partial L_k / \partial S_k` (:math:`1/N_k`, or 1) and the real-step
    indicator :math:`m_r`, :math:`\bar a_r = \bar S_k m_r G_r`, then
    :math:`\bar h_r = W_{out}^\top \bar a_r`, :math:`\bar W_{out} = \sum_r \bar a_r h_r^\top`,
-   :math:`\bar b_{out} = \sum_r \bar a_r` (two ``bmm`` and a sum, as ``head_loss``'s backward);
+   :math:`\bar b_{out} = \sum_r \bar a_r` (``head_loss.backward_products``, the function
+   ``head_loss``'s autograd backward calls);
 5. the fused recurrent backward kernel (:func:`rnnbench.nn.kernels.glue.backward`), with no
    gradient arriving at the final state (it is carried detached): :math:`\bar\xi`,
    :math:`\bar W_{hh}`, :math:`\bar b_{hh}` and the peepholes' :math:`\bar w_{ch}`;
 6. :math:`\bar b_{ih} = \sum_r \bar\xi_r` and :math:`\bar W_{ih} = \sum_r \bar\xi_r x_r^\top`
    (the gather's transpose, :func:`rnnbench.nn.sparse_input.scatter_with_bias`, which sums
-   :math:`\bar b_{ih}` in the same pass, in float64; or one ``matmul``).
+   :math:`\bar b_{ih}` in the same pass, in float64; or one ``bmm`` in autograd's order).
 
 Each gradient is written as the parameter's ``.grad`` (contiguous, as the fused clipping and
 RMSProp of :mod:`rnnbench.train.fused` read them). Every formula is autograd's in the same
@@ -150,9 +152,10 @@ class ManualPass:
             flat = None
             xw = sparse_input.gather(w_ih, *keys, b_ih).view(K, T, B, GH)
         else:
-            flat = x.reshape(1 if x.dim() == 3 else K, T * B, I)
-            xw = torch.matmul(flat, w_ih.transpose(1, 2))
-            xw = (xw + b_ih.unsqueeze(1)).reshape(K, T, B, GH)
+            # as functional.project_input: the bias inside one batched product
+            flat = x.reshape(1 if x.dim() == 3 else K, T * B, I).expand(K, T * B, I)
+            xw = torch.baddbmm(b_ih.unsqueeze(1), flat, w_ih.transpose(1, 2))
+            xw = xw.reshape(K, T, B, GH)
 
         # 2. the recurrence
         h0, c0 = (None, None) if state is None else state
@@ -174,18 +177,11 @@ class ManualPass:
             n = n.clamp(min=1)
         loss = training_loss(self.cfg, nll_sum, n)
 
-        # 4. back through the output layer (the gradient of sum_k L_k)
+        # 4. back through the output layer (the gradient of sum_k L_k), as head_loss's backward
         d_sum = torch.ones_like(nll_sum)
         if not self.authors:
             d_sum = d_sum / n
-        scale = d_sum.reshape(K, 1, 1)
-        if real_f is not None:
-            scale = scale * real_f
-        g = g.mul_(scale)
-        out_flat = out.reshape(K, T * B, H)
-        d_out = torch.bmm(g, w_out).view(K, T, B, H)
-        d_w_out = torch.bmm(g.transpose(1, 2), out_flat)
-        d_b_out = g.sum(1)
+        d_out, d_w_out, d_b_out = head_loss.backward_products(out, w_out, g, real_f, d_sum)
 
         # 5. back through time (nothing arrives at the final state: it is carried detached)
         d_hn = out.new_zeros(K, B, H)
@@ -200,7 +196,8 @@ class ManualPass:
             d_w_ih, d_b_ih = sparse_input.scatter_with_bias(d_xw, *keys, I)
         else:
             d_b_ih = d_xw.sum(1)
-            d_w_ih = torch.matmul(d_xw.transpose(1, 2), flat)
+            # as autograd's backward of baddbmm (the same product, the same order)
+            d_w_ih = torch.bmm(flat.transpose(1, 2), d_xw).transpose(1, 2).contiguous()
 
         grads = [d_w_ih, d_w_hh, d_b_ih, d_b_hh, *((d_w_ch,) if w_ch is not None else ())]
         for p, d in zip(self.params, (*grads, d_w_out, d_b_out), strict=True):
