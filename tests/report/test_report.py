@@ -652,3 +652,38 @@ def test_a_cell_that_did_not_train_has_no_mean_in_table_2_and_no_paired_test(tmp
     assert rows and all(r["nll_mean"] == "" and r["note"].startswith("did not train") for r in rows)
     (gru_lstm,) = md_table(md, "GRU against LSTM")
     assert gru_lstm[6] == "—" and gru_lstm[8].startswith("too few seeds to test (0 paired")
+
+
+def test_authors_protocol_cells_are_named_and_kept_out_of_the_unit_contrasts():
+    # the authors'-recipe pilots merged into the grid's report: a GRU cell of its own, labelled
+    # by its preset (not by batch_size=1, rms_eps=0.01, ...), and the data set's unit contrasts
+    # stay the paper-protocol cells' (one family of 1 here, not 2)
+    import dataclasses
+
+    from rnnbench.train.config import RunConfig
+    from rnnbench.train.presets import AUTHORS
+
+    paper = {f.name: f.default for f in dataclasses.fields(RunConfig) if f.name in AUTHORS}
+    runs = []
+    for unit in ("gru", "lstm"):
+        for s in (0, 1, 2, 3):
+            stage = "lr" if s == 0 else "seeds"
+            valid = 1.0 + (0.01 * s if unit == "gru" else 0.003 * s * s)
+            runs.append(_run(f"{unit}{s}", 1e-3, s, valid, unit=unit, stage=stage))
+            runs[-1]["config"].update({"protocol": "paper", "peephole": True, **paper})
+    for s in (0, 1, 2, 3):
+        r = _run(f"a{s}", 1e-3, s, 0.5 + 0.02 * s, stage="lr" if s == 0 else "seeds")
+        r["config"].update({"protocol": "authors", **AUTHORS})
+        runs.append(r)
+    cells = build_cells(runs)
+    gru = sorted(c.form for c in cells if c.unit == "gru")
+    assert gru == ["reset before", "reset before, authors' protocol"]
+    paper_gru = next(c for c in cells if c.form == "reset before")
+    assert paper_gru.is_paper_form and paper_gru.setting == ""
+    assert [c.seeds for c in cells] == [[1, 2, 3]] * 3
+    tests = paired_tests(cells, per_dataset=True)
+    assert [(t.a.form, t.b.form) for t in tests] == [("reset before", "peephole")]
+    assert tests[0].family == 1
+    # another setting than the protocol still names itself, with its value
+    runs[-1]["config"]["hidden"] = 64
+    assert "reset before, authors' protocol, hidden=64" in {c.form for c in build_cells(runs)}

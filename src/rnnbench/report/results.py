@@ -20,6 +20,7 @@ progress, not as a result (``reproduce`` likewise chains no seeds after a failed
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import warnings
 from collections import defaultdict
@@ -30,6 +31,8 @@ from scipy import stats
 
 from rnnbench.report import paper
 from rnnbench.store import form_of
+from rnnbench.train.config import RunConfig
+from rnnbench.train.presets import AUTHORS, preset
 
 # Config keys that do not define a cell: the search dimensions and bookkeeping.
 _NOT_CELL_KEYS = {"lr", "seed", "data_seed", "dataset", "unit", "peephole", "reset", "variant"}
@@ -110,6 +113,9 @@ class Cell:
     # why the cell did not train (every run diverged before learning), else "";
     # :mod:`rnnbench.report.untrained` sets it, and such a cell reports no runs (:attr:`chosen`)
     untrained: str = ""
+    # the settings that set it apart from its unit's other cells of the data set ("hidden=64",
+    # "authors' protocol"), "" for none: unit contrasts pair cells of equal settings only
+    setting: str = ""
 
     @property
     def label(self) -> str:
@@ -229,9 +235,9 @@ def build_cells(runs: list[dict]) -> list[Cell]:
         for r in group:
             split[tuple(r["config"].get(k) for k in varying)].append(r)
         for values, members in sorted(split.items(), key=lambda kv: repr(kv[0])):
-            extra = ", ".join(_setting(k, v) for k, v in zip(varying, values, strict=True))
+            extra = _settings_label(dict(zip(varying, values, strict=True)))
             label = ", ".join(x for x in (form, extra) if x)
-            cell = Cell(dataset, unit, label, members)
+            cell = Cell(dataset, unit, label, members, setting=extra)
             choose_lr(cell)
             cells.append(cell)
     return sorted(cells, key=_cell_order)
@@ -290,16 +296,17 @@ def paired_tests(
     per_dataset: bool = False,
 ) -> list[PairedTest]:
     """For each ``(a, b)`` unit pair, every form of ``a`` against every form of ``b`` of the
-    same data set, with Holm's correction over all the tests returned, or, with
-    ``per_dataset``, over each data set's tests (its family)."""
+    same data set and settings (:attr:`Cell.setting`: the authors' protocol is not contrasted
+    with the paper's, nor one hidden size with another), with Holm's correction over all the
+    tests returned, or, with ``per_dataset``, over each data set's tests (its family)."""
     tests = []
     for first, second in pairs:
         for a in cells:
             if a.unit != first:
                 continue
             for b in cells:
-                if b.unit != second or b.dataset != a.dataset:
-                    continue
+                if b.unit != second or b.dataset != a.dataset or b.setting != a.setting:
+                    continue  # a unit contrast compares units under the same settings
                 tests.append(_paired(a, b))
     testable = [t for t in tests if math.isfinite(t.p)]
     if per_dataset:
@@ -343,6 +350,39 @@ def holm(tests: list[PairedTest]) -> None:
         running = max(running, min(1.0, (m - i) * t.p))
         t.p_holm = running
         t.family = m
+
+
+_PROTOCOL_LABELS = {"authors": "authors' protocol"}
+
+
+def _settings_label(settings: dict) -> str:
+    """The label of a cell's distinguishing settings. Where the protocol preset differs
+    (``--protocol authors``), the preset names them all: its own values (batch 1, ...) are not
+    repeated, and the paper's protocol, the default, adds nothing to the label."""
+    settings = dict(settings)
+    if "protocol" in settings:
+        implied = _preset_values(settings["protocol"])
+        settings = {
+            k: v
+            for k, v in settings.items()
+            if k == "protocol" or k not in implied or implied[k] != v
+        }
+    protocol = settings.pop("protocol", None)
+    parts = [_PROTOCOL_LABELS.get(protocol, f"protocol={protocol}")]
+    if protocol in (None, "paper"):
+        parts = []
+    return ", ".join(parts + [_setting(k, v) for k, v in settings.items()])
+
+
+def _preset_values(protocol) -> dict:
+    """What a run of ``protocol`` has in the fields its preset sets: the preset's values, or
+    RunConfig's defaults (the paper's protocol) for the fields another preset would set."""
+    defaults = {
+        f.name: f.default
+        for f in dataclasses.fields(RunConfig)
+        if f.default is not dataclasses.MISSING and f.name in AUTHORS
+    }
+    return {**defaults, **preset(protocol or "paper")}
 
 
 def _setting(key: str, value) -> str:
