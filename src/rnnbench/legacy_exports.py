@@ -283,6 +283,7 @@ def _runs(path: Path, settings: dict, lr_draws, sweep) -> tuple[list[dict], list
             "reset": config["reset"],
             "group_key": RunConfig.from_dict(config).group_key(),
             "sweep": sweep,
+            "quick": 0,  # the legacy reports were of full-protocol or stated shortened studies
         }
         for name in RESULT_COLUMNS:
             if name in cells:
@@ -348,9 +349,10 @@ def _note(folder, runs, epochs, settings, lr_draws, sweep, ignored, curves: bool
         f"At the defaults of RunConfig, as in every run's key: {', '.join(defaults)}.",
         "Every rebuilt config hashes to the run's recorded key.",
         f"Sweep label: {sweep}." if sweep else "Sweep label: not recorded in the folder.",
+        "Quick label: 0 (runs.csv predates it; the legacy reports name no --quick study).",
         "Not known, left empty: per-epoch seconds (curves.csv holds a per-model estimate), "
         f"the epochs of the {len(runs) - with_curves} runs without curves, per-sequence NLLs, "
-        "timestamps, hosts, software versions, the training commands.",
+        "attempts, timestamps, hosts, software versions, the training commands.",
     ]
     if ignored:
         parts.append(f"Columns not carried over: {', '.join(ignored)}.")
