@@ -119,7 +119,8 @@ def _read_csv(path: Path, required: Sequence[str]) -> list[tuple[int, dict]]:
         for row in reader:
             if None in row:
                 raise _fail(path, reader.line_num, "(all)", "more cells than the header has")
-            rows.append((reader.line_num, row))
+            # a row with fewer cells than the header reads its missing cells as empty
+            rows.append((reader.line_num, {k: v or "" for k, v in row.items()}))
     except csv.Error as exc:
         raise _fail(path, reader.line_num, "(all)", f"not valid CSV ({exc})") from None
     return rows
@@ -201,10 +202,9 @@ def _config(path, line, cells, settings, lr_draws, cache) -> dict:
     if form not in FORMS or FORMS[form][0] != unit:
         known = ", ".join(f"{f} ({u})" for f, (u, _) in FORMS.items())
         raise _fail(path, line, "form", f"{form!r} is not a form of {unit!r} (known: {known})")
-    try:
-        task = task_of(dataset)
-    except (RnnbenchError, KeyError, ValueError):
-        raise _fail(path, line, "dataset", f"{dataset[:40]!r} is not a data set") from None
+    if not dataset:
+        raise _fail(path, line, "dataset", "empty")
+    task = task_of(dataset)
     config = dict(settings)
     config.update(dataset=dataset, unit=unit, **FORMS[form][1])
     config["lr"] = _learning_rate(path, line, cells["lr"], dataset, unit, lr_draws, cache)
@@ -213,20 +213,24 @@ def _config(path, line, cells, settings, lr_draws, cache) -> dict:
         if value is None:
             raise _fail(path, line, name, "empty")
         if name == "hidden" and "hidden" in settings:
-            if settings["hidden"] is None and value != paper_hidden(task, unit):
+            stated = settings["hidden"]
+            want = paper_hidden(task, unit) if stated is None else stated
+            if value != want:
                 raise _fail(
                     path,
                     line,
                     "hidden",
-                    f"{value} is not the paper's {unit} size ({paper_hidden(task, unit)}), "
-                    "which --set hidden=null states",
+                    f"{value} is not the size --set hidden={json.dumps(stated)} states ({want})",
                 )
             continue
         config[name] = value
     try:
         run_config = RunConfig.from_dict(config)
     except RnnbenchError as exc:
-        raise _fail(path, line, "(config)", str(exc).rstrip(".")) from None
+        raise RnnbenchError(
+            f"{path} line {line}: the config rebuilt from its columns and --set is not valid "
+            f"({str(exc).rstrip('.')}); fix the --set values or the file (nothing was written)."
+        ) from None
     key = cells["key"]
     if run_config.key() != key:
         raise _fail(

@@ -208,3 +208,24 @@ def test_the_script_runs_from_a_checkout(tmp_path):
     )
     assert done.returncode == 0, done.stderr
     assert "every rebuilt config hashes to its run's key" in done.stdout
+
+
+def test_short_rows_and_bad_settings_are_one_sentence(tmp_path, capsys):
+    folder = _legacy_folder(tmp_path / "legacy", _study())
+    text = (folder / "runs.csv").read_text("utf-8").splitlines()
+    text[1] = ",".join(text[1].split(",")[:4])  # a row cut short: key, dataset, unit, form
+    (folder / "runs.csv").write_text("\n".join(text) + "\n", "utf-8")
+    argv = [str(folder), "--lr-draws", "3", "-12", "-6", "unit", "--set", "max_epochs=4"]
+    assert main([*argv, "--set", "hidden=null"]) == 2
+    err = capsys.readouterr().err
+    assert "line 2, column status: '' is not a run status" in err and "Traceback" not in err
+    folder = _legacy_folder(tmp_path / "other", _study())
+    argv[0] = str(folder)
+    assert main([*argv, "--set", "hidden=50"]) == 2
+    assert "column hidden: 100 is not the size --set hidden=50 states (50)" in (
+        capsys.readouterr().err
+    )
+    assert main([*argv, "--set", "patience=0", "--set", "hidden=null"]) == 2
+    err = capsys.readouterr().err
+    assert "line 2: the config rebuilt from its columns and --set is not valid" in err
+    assert not list(folder.glob("store-*"))
