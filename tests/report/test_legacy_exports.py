@@ -229,3 +229,20 @@ def test_short_rows_and_bad_settings_are_one_sentence(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "line 2: the config rebuilt from its columns and --set is not valid" in err
     assert not list(folder.glob("store-*"))
+
+
+def test_converted_exports_seed_a_training_store(tmp_path):
+    """--resume-from reads converted exports too: their empty cells (attempts) take the
+    store's defaults, and every finished run is copied with its epochs."""
+    from rnnbench.report.exports import import_finished
+    from rnnbench.store import Store
+
+    runs = _study()
+    folder = _legacy_folder(tmp_path / "legacy", runs)
+    convert(folder, **ARGS)
+    with Store(tmp_path / "train" / "results.db") as store:
+        assert import_finished(folder, store) == (18, 18)
+        one = next(c for c, s, _ in runs if s == "seeds")
+        row = store.get_run(one.key())
+        assert row["status"] == "done" and row["attempts"] == 0 and row["quick"] == 0
+        assert len(store.epochs(one.key())) == EPOCHS
