@@ -448,7 +448,8 @@ class Store:
                 found = conn.execute("SELECT status FROM runs WHERE key = ?", (key,)).fetchone()
                 if found is not None and found[0] in FINISHED:
                     continue
-                values = {c: v for c, v in row.items() if c in have}
+                # an empty cell takes the column's default (quick 0, attempts 0)
+                values = {c: v for c, v in row.items() if c in have and v is not None}
                 values["imported"] = source
                 conn.execute("DELETE FROM runs WHERE key = ?", (key,))
                 conn.execute("DELETE FROM epochs WHERE key = ?", (key,))

@@ -6,6 +6,8 @@ from __future__ import annotations
 import csv
 import shutil
 
+import pytest
+
 from rnnbench.cli import main
 from rnnbench.report import build_report
 from rnnbench.store import Store
@@ -56,3 +58,36 @@ def test_rebuilding_a_committed_report_keeps_its_samples(tmp_path):
     assert md.count("Kept from the committed report") == len(
         [k for k in kept if k.endswith(".png")]
     )
+
+
+@pytest.mark.parametrize("name", ["fsdd-a-short", "fsdd-b-short"])
+def test_a_committed_short_speech_study_rebuilds_from_its_exports(tmp_path, name):
+    """Issue 23: the short speech studies, written before the exports, now carry them
+    (docs/results/<name>/README.md says how they were made); the one standard command
+    rebuilds the committed Table 2, every number of it."""
+    from pathlib import Path
+
+    committed = Path(__file__).resolve().parents[2] / "docs" / "results" / name
+    out = tmp_path / "again"
+    assert main(["report", "--store", str(committed), "--out", str(out), "--no-samples"]) == 0
+    assert _table(out / "table2.csv") == _table(committed / "table2.csv")
+    assert _table(out / "runs.csv") == _table(committed / "runs.csv")
+    assert (out / "store-epochs.csv").read_text("utf-8") == (
+        committed / "store-epochs.csv"
+    ).read_text("utf-8")
+
+
+def test_every_committed_report_outside_the_archive_carries_its_exports():
+    """Issue 23: every committed report rebuilds from its exports; the folders that cannot
+    (no store, no per-run rows) live in docs/results/archive/ with a README saying why."""
+    from pathlib import Path
+
+    results = Path(__file__).resolve().parents[2] / "docs" / "results"
+    reports = {p.parent for name in ("report.md", "ablations.md") for p in results.rglob(name)}
+    assert len(reports) >= 9
+    for folder in reports:
+        if "archive" in folder.relative_to(results).parts:
+            continue
+        assert (folder / "store-runs.csv").is_file(), f"{folder} has no exports"
+        assert (folder / "store-epochs.csv").is_file(), f"{folder} has no epochs export"
+    assert (results / "archive" / "README.md").is_file()

@@ -104,7 +104,8 @@ def materialize(folder: str | Path) -> Path:
         have = {row[1] for row in conn.execute("PRAGMA table_info(runs)")}
         conn.execute("BEGIN")
         for run in found.runs:
-            values = {c: v for c, v in run.items() if c in have}
+            # an empty cell takes the column's default (quick 0, attempts 0), as in a store
+            values = {c: v for c, v in run.items() if c in have and v is not None}
             conn.execute(
                 f"INSERT INTO runs ({', '.join(values)}) VALUES ({', '.join('?' * len(values))})",
                 list(values.values()),
