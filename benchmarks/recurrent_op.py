@@ -90,7 +90,7 @@ def kernels_worker(name: str) -> list[float]:
     mask = torch.ones(T, B)
     h0 = torch.zeros(K, B, H)
     c0 = torch.zeros(K, B, H) if cell == "lstm" else None
-    config = (cell, "after", False, "")
+    config = (cell, "before", False, "")  # the GRU's reset as the paper's and epoch.py's
     out, h_n, c_n, hs, cs, acts, aux = glue.forward(*config, xw, w_hh, b_hh, None, mask, h0, c0)
     d_out = torch.randn(K, T, B, H, generator=gen)
     d_hn = torch.zeros(K, B, H)
