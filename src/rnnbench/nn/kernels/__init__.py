@@ -5,11 +5,12 @@ Each cell has a forward kernel, which runs all steps of all K members and keeps 
 backward needs (states, gate activations), and a backward kernel, which walks the steps in
 reverse and returns the gradient of the gate pre-activations. The input projection is done by
 torch before (so autograd differentiates it); the backward kernels compute the gradients of
-the recurrent weights themselves, one BLAS product per member after the walk through time:
+the recurrent weights themselves, BLAS products per member after the walk through time:
 ``dW_hh = sum over t, b of d_pre[t, b]^T h_prev[t, b]``, ``db_hh = sum over t, b of
-d_pre[t, b]``. The kernels take ``w_hh (K, G*H, H)`` as the module stores it (each member's
-transpose is made once per call inside the kernel) and return the final states, so the glue
-runs no torch op but the conversions.
+d_pre[t, b]``, the rows in chunks that OpenBLAS's small-matrix kernels take
+(:data:`~rnnbench.nn.kernels.common.WEIGHT_GRAD_CHUNK`). The kernels take ``w_hh (K, G*H,
+H)`` as the module stores it (each member's transpose is made once per call inside the
+kernel) and return the final states, so the glue runs no torch op but the conversions.
 
 Notation in the kernels: ``xw (K, T, B, G*H)`` the projected input ``W x + b_ih``; ``hs, cs
 (K, T+1, B, H)`` the states, ``hs[:, 0] = h0``; ``m = mask[k, t, b]`` (1 real step, 0 padding;
@@ -21,6 +22,9 @@ default, one thread per core, made a step up to 10x slower on a busy 2-core mach
 
 The kernels compile on first use (about 15 s for the three cells in one dtype on 2 cores) and
 are cached on disk (numba ``cache=True``), so later processes start in about a second.
+Numba's cache checks only the source file of the function it caches: after an edit to
+:mod:`~rnnbench.nn.kernels.common` alone, the kernels that call it keep their cached code
+until their own modules change too (or ``__pycache__/*.nbi``/``*.nbc`` are removed).
 
 The variants of :mod:`rnnbench.nn.variants` that remove or change a gate run two more kernel
 pairs, one for every LSTM variant and one for every GRU variant, with the variant as flags

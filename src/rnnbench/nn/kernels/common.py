@@ -150,20 +150,40 @@ def _hold_tail(states, L):
 
 
 # ---- the recurrent weights' gradients, inside the backward kernels ----------------------------
+# One member's gradient is one product of (T*B, G)^T by (T*B, H). OpenBLAS (scipy's, the one
+# numba calls) runs products up to a few hundred thousand multiply-adds on its small-matrix
+# kernels and larger ones on its packing path, which at these shapes is slower per
+# multiply-add: at T*B = 240 rows, one thread, (240, 144)^T (240, 36) took 42 us in one
+# product and 25 us in two of 120 rows (the GRU's (240, 138)^T (240, 46): 54 and 34 us). So
+# the rows go in chunks of at most WEIGHT_GRAD_CHUNK multiply-adds, summed in float32 (a
+# different order of the same sum: the same result within float32 rounding).
+
+WEIGHT_GRAD_CHUNK = 800_000
 
 
 @_jit
 def _weight_grads(d, inputs, d_w, d_b):
-    """One member's ``d_w = sum_t,b d[t, b]^T inputs[t, b]`` (one BLAS product) and ``d_b =
-    sum_t,b d[t, b]``; ``d (T, B, G)`` and ``inputs (T, B, H)`` contiguous."""
+    """One member's ``d_w = sum_t,b d[t, b]^T inputs[t, b]`` and ``d_b = sum_t,b d[t, b]``;
+    ``d (T, B, G)`` and ``inputs (T, B, H)`` contiguous. The product runs in chunks of rows
+    of at most :data:`WEIGHT_GRAD_CHUNK` multiply-adds each (see above)."""
     T, B, G = d.shape
+    H = inputs.shape[2]
     rows = T * B
     d_b[:] = 0
     if rows == 0:
         d_w[:] = 0
         return
     flat = d.reshape(rows, G)
-    np.dot(flat.T, inputs.reshape(rows, inputs.shape[2]), d_w)
+    flat_in = inputs.reshape(rows, H)
+    chunks = max(1, -(-rows * G * H // WEIGHT_GRAD_CHUNK))
+    step = -(-rows // chunks)
+    np.dot(flat[:step].T, flat_in[:step], d_w)
+    if step < rows:
+        part = np.empty_like(d_w)
+        for start in range(step, rows, step):
+            stop = min(start + step, rows)
+            np.dot(flat[start:stop].T, flat_in[start:stop], part)
+            d_w += part
     for r in range(rows):
         for j in range(G):
             d_b[j] += flat[r, j]

@@ -137,7 +137,7 @@ def gru_backward(d_out, d_hn, w_hh, before, mask, hs, acts, aux):
             np.dot(d_rz[k, t], w_s, rec)
             d_h += rec
         d_h0[k] = d_h
-        h_prev = hs[k, :L]
+        h_prev = hs[k, :L]  # the weights' gradients, in chunks of rows (WEIGHT_GRAD_CHUNK)
         _weight_grads(d_rz[k, :L], h_prev, d_w[k, :S], d_b[k, :S])
         _weight_grads(d_rec_n[k, :L], aux[k, :L] if before else h_prev, d_w[k, S:], d_b[k, S:])
     return np.concatenate((d_rz, d_xn), axis=3), d_w, d_b, d_h0
@@ -263,7 +263,7 @@ def gru_variant_backward(d_out, d_hn, w_hh, before, coefs, mask, hs, acts, aux):
             np.dot(d_s[k, t], w_s, rec)
             d_h += rec
         d_h0[k] = d_h
-        h_prev = hs[k, :L]
+        h_prev = hs[k, :L]  # the weights' gradients, in chunks of rows (WEIGHT_GRAD_CHUNK)
         _weight_grads(d_s[k, :L], h_prev, d_w[k, :S], d_b[k, :S])
         _weight_grads(d_rec_n[k, :L], aux[k, :L] if before else h_prev, d_w[k, S:], d_b[k, S:])
     return np.concatenate((d_s, d_xn), axis=3), d_w, d_b, d_h0

@@ -81,13 +81,13 @@ def lstm_forward(xw, w_hh, b_hh, w_ch, peephole, mask, h0, c0):
                         c[j] = a[H + j] * c_prev[j] + a[j] * a[2 * H + j]
                     for j in range(H):
                         a[3 * H + j] = _sigmoid(a[3 * H + j] + v_o[j] * c[j])
+                        h[j] = a[3 * H + j] * _tanh(c[j])
                 else:
                     for j in range(G):
                         a[j] = _gate(x[j] + r[j] + bias[j], scale[j], shift[j])
-                    for j in range(H):
+                    for j in range(H):  # c and h in one pass: one scalar remainder, not two
                         c[j] = a[H + j] * c_prev[j] + a[j] * a[2 * H + j]
-                for j in range(H):
-                    h[j] = a[3 * H + j] * _tanh(c[j])
+                        h[j] = a[3 * H + j] * _tanh(c[j])
                 _finish_step(mask[k, t, b], h, hs[k, t, b], out[k, t, b])
                 _keep_cell(mask[k, t, b], c, c_prev)
         _hold_tail(hs[k], L)
@@ -121,6 +121,10 @@ def lstm_backward(d_out, d_hn, d_cn, w_hh, w_ch, peephole, mask, hs, cs, acts):
         d_c[:] = d_cn[k]
         v_i, v_f, v_o = w_ch[k, 0], w_ch[k, 1], w_ch[k, 2]
         d_v_i, d_v_f, d_v_o = d_w_ch[k, 0], d_w_ch[k, 1], d_w_ch[k, 2]
+        # the per-step product d_pre W as d_pre (W^T)^T: OpenBLAS's small-matrix kernel took
+        # 0.50 us against 0.58 at (4, 144) x (144, 36) on one thread (the GRU's and tanh's
+        # shapes measured no faster, so they keep W)
+        w_t = _transposed(w_hh[k])
         L = _live_steps(mask[k])  # the padded tail passes d_h, d_c through, no gradient into it
         d_pre[k, L:] = 0
         for t in range(L - 1, -1, -1):
@@ -150,7 +154,7 @@ def lstm_backward(d_out, d_hn, d_cn, w_hh, w_ch, peephole, mask, hs, cs, acts):
                         dc[j] += dp[j] * v_i[j] + dp[H + j] * v_f[j]
                         d_v_i[j] += dp[j] * c_prev[j]
                         d_v_f[j] += dp[H + j] * c_prev[j]
-            np.dot(d_pre[k, t], w_hh[k], rec)
+            np.dot(d_pre[k, t], w_t.T, rec)
             d_h += rec
         d_h0[k] = d_h
         d_c0[k] = d_c

@@ -70,5 +70,6 @@ def tanh_backward(d_out, d_hn, w_hh, mask, out, hs):
             np.dot(d_pre[k, t], w_hh[k], rec)
             d_h += rec
         d_h0[k] = d_h
+        # the recurrent weights' gradients, in chunks of rows (common.WEIGHT_GRAD_CHUNK)
         _weight_grads(d_pre[k, :L], hs[k, :L], d_w[k], d_b[k])
     return d_pre, d_w, d_b, d_h0
