@@ -22,9 +22,10 @@ default, one thread per core, made a step up to 10x slower on a busy 2-core mach
 
 The kernels compile on first use (about 15 s for the three cells in one dtype on 2 cores) and
 are cached on disk (numba ``cache=True``), so later processes start in about a second.
-Numba's cache checks only the source file of the function it caches: after an edit to
-:mod:`~rnnbench.nn.kernels.common` alone, the kernels that call it keep their cached code
-until their own modules change too (or ``__pycache__/*.nbi``/``*.nbc`` are removed).
+Numba's cache checks only the source file of the function it caches, so an edit to
+:mod:`~rnnbench.nn.kernels.common` alone would leave the kernels that inline it on their old
+code; :mod:`~rnnbench.nn.kernels.cache` drops the package's cached functions whenever any of
+its modules changes.
 
 The variants of :mod:`rnnbench.nn.variants` that remove or change a gate run two more kernel
 pairs, one for every LSTM variant and one for every GRU variant, with the variant as flags

@@ -7,11 +7,18 @@ NaN propagates through the activations and the update as through torch.
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numba
 import numpy as np
 from numba import types
 from numba.extending import overload
+
+from rnnbench.nn.kernels import cache
+
+# before any kernel is compiled or loaded: numba's cache would keep a kernel built on an old
+# version of this module (it checks only the kernel's own file; rnnbench.nn.kernels.cache)
+cache.drop_stale(Path(__file__).parent)
 
 _jit = numba.njit(cache=True, nogil=True, error_model="numpy")
 

@@ -1,0 +1,47 @@
+"""The kernels' numba cache is dropped when any kernel module changes (rnnbench.nn.kernels.cache):
+numba alone would keep an LSTM kernel compiled against an old common.py."""
+
+from pathlib import Path
+
+import rnnbench.nn.kernels.common as common
+from rnnbench.nn.kernels.cache import STAMP, drop_stale, source_digest
+
+
+def _cached(folder: Path) -> list[str]:
+    return sorted(p.name for p in (folder / "__pycache__").glob("*.nb[ic]"))
+
+
+def _fake_cache(folder: Path) -> None:
+    for name in ("lstm._forward-10.py311.nbi", "lstm._forward-10.py311.1.nbc"):
+        (folder / "__pycache__" / name).write_bytes(b"compiled")
+
+
+def test_cache_is_dropped_when_any_module_changes_and_kept_otherwise(tmp_path):
+    (tmp_path / "common.py").write_text("def helper(): return 1\n")
+    (tmp_path / "lstm.py").write_text("from common import helper\n")
+    (tmp_path / "__pycache__").mkdir()
+    _fake_cache(tmp_path)
+    assert drop_stale(tmp_path)  # no stamp yet: whatever is cached may be stale
+    assert _cached(tmp_path) == []
+    assert (tmp_path / "__pycache__" / STAMP).read_text().strip() == source_digest(tmp_path)
+    _fake_cache(tmp_path)
+    assert not drop_stale(tmp_path)  # same sources: numba's cache stays
+    assert len(_cached(tmp_path)) == 2
+    (tmp_path / "common.py").write_text("def helper(): return 2\n")  # only the helper's file
+    assert drop_stale(tmp_path)
+    assert _cached(tmp_path) == []
+    _fake_cache(tmp_path)
+    (tmp_path / "variants.py").write_text("")  # a new module counts too
+    assert drop_stale(tmp_path) and _cached(tmp_path) == []
+
+
+def test_a_folder_that_cannot_be_written_is_left_to_numba(tmp_path):
+    (tmp_path / "common.py").write_text("x = 1\n")
+    (tmp_path / "__pycache__").write_text("not a folder")  # mkdir and writes fail
+    assert drop_stale(tmp_path) is False
+
+
+def test_the_installed_kernels_are_stamped_with_their_sources():
+    folder = Path(common.__file__).parent
+    stamp = folder / "__pycache__" / STAMP
+    assert stamp.read_text().strip() == source_digest(folder)
