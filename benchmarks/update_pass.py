@@ -27,13 +27,13 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 from epoch import CONFIGS  # noqa: E402
 
 
-def measure(name: str, repeats: int, data_dir: str) -> tuple[float, float, float]:
+def build(name: str, data_dir: str):
+    """The population's model (paper initialisation), its first config and the first 20
+    training updates of epoch 1, for ``CONFIGS[name]``."""
     import torch
 
-    from rnnbench import head_loss
     from rnnbench.data.registry import load_dataset
-    from rnnbench.nn import sparse_input
-    from rnnbench.train import manual_step, population
+    from rnnbench.train import population
     from rnnbench.train.config import RunConfig
     from rnnbench.train.minibatches import population_batches
 
@@ -53,8 +53,17 @@ def measure(name: str, repeats: int, data_dir: str) -> tuple[float, float, float
         configs, dataset, hidden=hidden, device=torch.device("cpu"), backend="auto"
     )
     batches = list(population_batches(dataset.split("train"), configs, 1))[:20]
+    return model, configs[0], batches
+
+
+def measure(name: str, repeats: int, data_dir: str) -> tuple[float, float, float]:
+    from rnnbench import head_loss
+    from rnnbench.nn import sparse_input
+    from rnnbench.train import manual_step
+
+    model, config, batches = build(name, data_dir)
     classes = (manual_step.AutogradPass, manual_step.ManualPass, manual_step.ManualPass)
-    passes = [cls(model, configs[0]) for cls in classes]
+    passes = [cls(model, config) for cls in classes]
     kernel = (True, False, True)  # the torch head's ops, then the Bernoulli kernel
 
     def block(i: int) -> float:

@@ -87,6 +87,11 @@ def test_nll_and_gradients_equal_autograds(per_member, h, d, w_scale):
         assert (d_w[3] == 0).all() and (d_b[3] == 0).all() and (rows[3] == 0).all()
 
 
+def test_per_member_targets_with_a_shared_mask():
+    out, weight, bias, y, mask, scale = inputs(3, 6, 2, 5, 88, seed=6, per_member=True)
+    check(out, weight, bias, y, mask[0], scale)
+
+
 def test_without_a_mask_and_with_soft_targets():
     out, weight, bias, _, _, scale = inputs(3, 6, 2, 8, 88, seed=1)
     y = torch.rand(6, 2, 88, generator=torch.Generator().manual_seed(2))
