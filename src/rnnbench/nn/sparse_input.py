@@ -38,9 +38,12 @@ __all__ = ["enabled", "gather", "plan", "project", "scatter", "scatter_with_bias
 _ON = contextvars.ContextVar("rnnbench_sparse_input", default=False)
 MAX_DENSITY = 0.25
 # Below this many multiply-adds of the dense product the gather's fixed costs (the checks, the
-# transposed copy of W, autograd) outweigh what it saves: measured fwd+bwd on 1 thread, JSB
-# shapes, 2.2M: dense 259 us, gather 283; 3.6M: 328 vs 293; 30M: 2178 vs 1075.
-MIN_WORK = 1 << 22
+# transposed copy of W, autograd) outweigh what it saves. Measured fwd+bwd on 1 thread, JSB
+# shapes, before the kernels indexed their arrays: 2.2M: dense 259 us, gather 283; 3.6M: 328
+# vs 293; 30M: 2178 vs 1075 (then 1 << 22). Since (CPU us, best of 5, a loaded 2-core EPYC;
+# dense projection, bias sum and weight gradient against plan, gather and scatter): 0.5M: 61
+# vs 51; 0.7M: 61 vs 62; 1.0M: 71 vs 67; 1.5M: 93 vs 71; 2.2M: 156 vs 106; 3.5M: 177 vs 111.
+MIN_WORK = 1 << 20
 
 
 @contextlib.contextmanager
