@@ -36,6 +36,12 @@ takes its log-sum-exps and the scales' logarithms in float64, which is closer to
 values than float32 autograd). NaN and inf propagate as in the autograd path, so divergence
 detection sees them.
 
+For the Bernoulli head in float32, :func:`bernoulli_pass` does the output layer, the loss,
+its gradient and the backward's products in one numba pass per member
+(:mod:`rnnbench.nn.kernels.bernoulli`), for evaluation (:func:`step_nll`) and for the manual
+training pass (:mod:`rnnbench.train.manual_step`); :func:`member_nll` keeps the torch ops
+below (the autograd path, and the reference the kernel is tested against).
+
 :func:`usable` says where it runs: a :class:`~rnnbench.heads.BernoulliHead` or
 :class:`~rnnbench.heads.GaussianMixtureHead` on CPU in float32 or float64, a model whose
 ``backend`` is not ``"torch"`` (that backend stays plain autograd end to end), outside
@@ -50,11 +56,12 @@ from torch import Tensor
 from torch.autograd.function import once_differentiable
 
 from rnnbench.heads import BernoulliHead, GaussianMixtureHead, _check_params, _check_target
-from rnnbench.nn.kernels import mixture
+from rnnbench.nn.kernels import bernoulli, mixture
 
-__all__ = ["member_nll", "step_nll", "usable"]
+__all__ = ["bernoulli_pass", "member_nll", "step_nll", "usable"]
 
 _ENABLED = True  # private switch: tests turn it off to run the autograd path on the same model
+_KERNEL = True  # private switch: tests turn it off to run the Bernoulli head in torch ops
 
 
 def usable(model, y: Tensor) -> bool:
@@ -99,8 +106,59 @@ def step_nll(
     _check_params(weight.transpose(1, 2), head.n_outputs, type(head).__name__)
     _check_target(y, head.out_dim, type(head).__name__)
     k, t, b, _ = out.shape
+    if bernoulli_kernel(head, out):
+        return bernoulli_pass(out, weight, bias, y, mask)[0].view(k, t, b)
     rows, _, _ = _evaluate(head, _logits(out, weight, bias), y, mask, False)
     return rows.view(k, t, b)
+
+
+def bernoulli_kernel(head, out: Tensor) -> bool:
+    """Whether :func:`bernoulli_pass` runs ``head`` on hidden states ``out``: a
+    :class:`~rnnbench.heads.BernoulliHead` on float32 CPU tensors (the kernel is float32's)."""
+    return (
+        _KERNEL and type(head) is BernoulliHead and out.dtype == torch.float32
+        and out.device.type == "cpu"
+    )  # fmt: skip
+
+
+def bernoulli_pass(
+    out: Tensor, weight: Tensor, bias: Tensor, y: Tensor, mask: Tensor | None,
+    scale: Tensor | None = None,
+) -> tuple[Tensor, ...]:  # fmt: skip
+    r"""The Bernoulli head's output layer, per-step NLL ``(K, R)`` (0 on padded steps) and,
+    with ``scale`` (:math:`\bar L_k` of the module docstring, ``(K,)``), the output layer's
+    gradients ``d_out (K, T, B, H)``, ``d_weight``, ``d_bias`` in one numba pass per member
+    (:mod:`rnnbench.nn.kernels.bernoulli`); arguments as :func:`member_nll`, float32."""
+    from rnnbench.nn.kernels import glue
+
+    k, t, b, h = out.shape
+    r, p = t * b, weight.shape[1]
+    grad = scale is not None
+    rows = out.new_empty(k, r)
+    d_out = out.new_empty((k, t, b, h) if grad else (0, 0, 0, 0))
+    d_w = out.new_empty(weight.shape if grad else (0, 0, 0))
+    d_b = out.new_empty(bias.shape if grad else (0, 0))
+    real = torch.ones(1, r, dtype=torch.bool) if mask is None else (mask > 0).reshape(-1, r)
+    s = scale.to(torch.float32) if grad else out.new_ones(k)
+    glue._call(
+        r * p * h,
+        bernoulli.head_pass,
+        *(_array(v) for v in (out.reshape(k, r, h), weight, bias)),
+        _array(y.reshape(-1, r, y.shape[-1]).to(torch.float32)),
+        _array(real),
+        _array(s.expand(k)),
+        grad,
+        rows.numpy(),
+        d_out.view(k, r, h).numpy() if grad else d_out.view(0, 0, 0).numpy(),
+        d_w.numpy(),
+        d_b.numpy(),
+    )
+    return (rows, d_out, d_w, d_b) if grad else (rows,)
+
+
+def _array(t: Tensor):
+    """``t`` as a contiguous numpy array (no copy where it is one)."""
+    return t.detach().contiguous().numpy()
 
 
 def _logits(out: Tensor, weight: Tensor, bias: Tensor) -> Tensor:

@@ -38,9 +38,12 @@ __all__ = ["enabled", "gather", "plan", "project", "scatter", "scatter_with_bias
 _ON = contextvars.ContextVar("rnnbench_sparse_input", default=False)
 MAX_DENSITY = 0.25
 # Below this many multiply-adds of the dense product the gather's fixed costs (the checks, the
-# transposed copy of W, autograd) outweigh what it saves: measured fwd+bwd on 1 thread, JSB
-# shapes, 2.2M: dense 259 us, gather 283; 3.6M: 328 vs 293; 30M: 2178 vs 1075.
-MIN_WORK = 1 << 22
+# transposed copy of W, autograd) outweigh what it saves. Measured fwd+bwd on 1 thread, JSB
+# shapes, before the kernels indexed their arrays: 2.2M: dense 259 us, gather 283; 3.6M: 328
+# vs 293; 30M: 2178 vs 1075 (then 1 << 22). Since (CPU us, best of 5, a loaded 2-core EPYC;
+# dense projection, bias sum and weight gradient against plan, gather and scatter): 0.5M: 61
+# vs 51; 0.7M: 61 vs 62; 1.0M: 71 vs 67; 1.5M: 93 vs 71; 2.2M: 156 vs 106; 3.5M: 177 vs 111.
+MIN_WORK = 1 << 20
 
 
 @contextlib.contextmanager
@@ -177,6 +180,11 @@ def _gather(table, keys, ends):
     return out
 
 
+# The per-step loops below index the arrays (``table[k, i, j]``) instead of taking a row view
+# per key and step: each view costs an allocation-free but atomic reference count, which at
+# JSB's sizes (10 members, 280 steps, 4 keys) took most of the kernels' time.
+
+
 @numba.njit(cache=True, nogil=True, error_model="numpy")
 def _gather_bias(table, keys, ends, bias):
     """:func:`_gather` with ``bias[k]`` added to each step's sum (the same roundings)."""
@@ -187,16 +195,15 @@ def _gather_bias(table, keys, ends, bias):
     for k in range(K):
         m = 0 if M == 1 else k
         start = 0 if m == 0 else ends[m - 1, F - 1]
-        b = bias[k]
         for f in range(F):
-            acc[:] = 0
-            for e in range(start, ends[m, f]):
-                row = table[k, keys[e]]
-                for j in range(GH):
-                    acc[j] += row[j]
-            o = out[k, f]
             for j in range(GH):
-                o[j] = acc[j] + b[j]
+                acc[j] = 0
+            for e in range(start, ends[m, f]):
+                i = keys[e]
+                for j in range(GH):
+                    acc[j] += table[k, i, j]
+            for j in range(GH):
+                out[k, f, j] = acc[j] + bias[k, j]
             start = ends[m, f]
     return out
 
@@ -211,15 +218,13 @@ def _scatter_bias(d_out, keys, ends, n_keys):
     for k in range(K):
         m = 0 if M == 1 else k
         start = 0 if m == 0 else ends[m - 1, F - 1]
-        sb = d_bias[k]
         for f in range(F):
-            d = d_out[k, f]
             for j in range(GH):
-                sb[j] += d[j]
+                d_bias[k, j] += d_out[k, f, j]
             for e in range(start, ends[m, f]):
-                row = d_table[k, keys[e]]
+                i = keys[e]
                 for j in range(GH):
-                    row[j] += d[j]
+                    d_table[k, i, j] += d_out[k, f, j]
             start = ends[m, f]
     return d_table, d_bias.astype(d_out.dtype)
 

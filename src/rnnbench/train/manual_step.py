@@ -14,7 +14,9 @@ without recording a graph, for the models whose every piece has a hand-written b
    :func:`rnnbench.nn.functional.project_input`);
 2. the fused recurrent forward kernel (:func:`rnnbench.nn.kernels.glue.forward`);
 3. the output layer, the head's masked per-step NLL and its gradient :math:`G` with respect
-   to the logits, as :mod:`rnnbench.head_loss` computes them;
+   to the logits, as :mod:`rnnbench.head_loss` computes them (for the Bernoulli head in
+   float32, steps 3 and 4 are one numba pass per member, ``head_loss.bernoulli_pass``:
+   :mod:`rnnbench.nn.kernels.bernoulli`);
 4. with :math:`\bar S_k = \partial L_k / \partial S_k` (:math:`1/N_k`, or 1) and the real-step
    indicator :math:`m_r`, :math:`\bar a_r = \bar S_k m_r G_r`, then
    :math:`\bar h_r = W_{out}^\top \bar a_r`, :math:`\bar W_{out} = \sum_r \bar a_r h_r^\top`,
@@ -168,20 +170,25 @@ class ManualPass:
             *config, xw, w_hh, b_hh, w_ch, kmask, h0, c0 if lstm else None
         )
 
-        # 3. the output layer and the loss, with the loss's gradient in the logits
-        a = head_loss._logits(out, w_out, b_out)
-        rows, g, real_f = head_loss._evaluate(m.head, a, y, mask, True)
-        nll_sum = rows.sum(1)
-        n = _n_steps(mask, T, B, nll_sum)
+        # 3-4. the output layer, the loss and its gradient in the logits, and back through
+        # the output layer (the gradient of sum_k L_k): one numba pass per member for the
+        # Bernoulli head in float32, else head_loss's torch ops and its backward's products
+        n = _n_steps(mask, T, B, out)
         if not shared:  # an idle member's loss is 0 over no steps, not 0/0
             n = n.clamp(min=1)
-        loss = training_loss(self.cfg, nll_sum, n)
-
-        # 4. back through the output layer (the gradient of sum_k L_k), as head_loss's backward
-        d_sum = torch.ones_like(nll_sum)
+        d_sum = out.new_ones(K)
         if not self.authors:
             d_sum = d_sum / n
-        d_out, d_w_out, d_b_out = head_loss.backward_products(out, w_out, g, real_f, d_sum)
+        if head_loss.bernoulli_kernel(m.head, out):
+            rows, d_out, d_w_out, d_b_out = head_loss.bernoulli_pass(
+                out, w_out, b_out, y, mask, d_sum
+            )
+        else:
+            a = head_loss._logits(out, w_out, b_out)
+            rows, g, real_f = head_loss._evaluate(m.head, a, y, mask, True)
+            d_out, d_w_out, d_b_out = head_loss.backward_products(out, w_out, g, real_f, d_sum)
+        nll_sum = rows.sum(1)
+        loss = training_loss(self.cfg, nll_sum, n)
 
         # 5. back through time (nothing arrives at the final state: it is carried detached)
         d_hn = out.new_zeros(K, B, H)
