@@ -293,6 +293,27 @@ def test_report_has_a_samples_section_with_files(report, study):
     assert "JSB Chorales, tanh" not in md.split("## Samples")[1].split("## Compute")[0]
 
 
+def test_a_rebuild_removes_the_samples_of_runs_no_cell_chooses(study, tmp_path):
+    # A report folder from an earlier build whose JSB GRU cell chose another run.
+    folder = tmp_path / "out" / "samples"
+    folder.mkdir(parents=True)
+    stale = "jsb-gru-reset-before-0123456789abcdef"
+    names = [f"{stale}.ogg", f"{stale}-real.ogg", f"{stale}.png", f"{stale}.mid"]
+    others = ["notes.txt", "jsb-gru-reset-before-not-a-key.ogg"]
+    for name in names + others:
+        (folder / name).write_bytes(b"x")
+    out = build_report(study["store"], tmp_path / "out")
+    left = {p.name for p in (out / "samples").iterdir()}
+    assert not left & set(names)
+    assert set(others) <= left
+    md = (out / "report.md").read_text(encoding="utf-8")
+    for link in re.findall(r"\]\((samples/[^)]+)\)", md):
+        assert (out / link).is_file(), link
+    # The rebuild into the same folder keeps what it shows.
+    again = build_report(study["store"], out)
+    assert {p.name for p in (again / "samples").iterdir()} == left
+
+
 def test_no_samples_leaves_the_section_out(study, tmp_path, capsys):
     status = cli.main(
         ["report", "--store", str(study["store"]), "--out", str(tmp_path), "--no-samples"]

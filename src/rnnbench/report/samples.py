@@ -19,10 +19,17 @@ report is rebuilt from a report folder's exports (``--store FOLDER``) or into th
 holds it, the cell's files in ``FOLDER/samples/`` (named by its run) are copied and shown again,
 marked as kept. Cells with neither are named in one sentence at the end; a cell whose data set
 cannot be loaded gets one sentence; the report is still written.
+
+A cell's chosen run can change when a report is rebuilt (a fresh seed finished, a run was
+added): the files of runs no cell chooses any more are then removed from ``REPORT/samples/``
+(:func:`drop_stale`), so a report folder holds only the samples its report shows. Only names
+of the sample files' own pattern (``STEM.ogg`` and so on, the stem ending in a 16-digit run
+key) are touched.
 """
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from rnnbench.errors import RnnbenchError
@@ -57,6 +64,7 @@ def samples_section(
         blocks.append(Para("No cell has a chosen run yet, so there is nothing to sample."))
         return blocks
     folder = Path(out) / FOLDER
+    drop_stale(folder, {stem_of(c, c.best_run["key"]) for c in ready})
     datasets: dict[str, object] = {}
     headed: set[str] = set()
     absent: list[str] = []
@@ -104,6 +112,26 @@ def stem_of(cell, key: str) -> str:
     base = "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in cell.dataset)
     form = "".join(ch if ch.isalnum() else "-" for ch in cell.form).strip("-")
     return "-".join(x for x in (base[:40], cell.unit, form[:40], key) if x)
+
+
+# A sample file's name: the stem (ending in the run's 16-digit key), "-real" for the real
+# excerpt, and one of the written formats.
+_SAMPLE_NAME = re.compile(r"^(?P<stem>.+-[0-9a-f]{16})(?:-real)?\.(?:ogg|png|mid|wav)$")
+
+
+def drop_stale(folder: Path, stems: set[str]) -> list[str]:
+    """Remove from ``folder`` the sample files whose stem is not in ``stems`` (runs that no
+    cell chooses any more); returns the removed names. Other files are left alone."""
+    removed: list[str] = []
+    if not folder.is_dir():
+        return removed
+    for path in sorted(folder.iterdir()):
+        m = _SAMPLE_NAME.match(path.name)
+        if m is None or m["stem"] in stems or not path.is_file() or path.is_symlink():
+            continue
+        path.unlink()
+        removed.append(path.name)
+    return removed
 
 
 # The files of one sample, by role: (music names, speech names); "-real" is the real excerpt.
