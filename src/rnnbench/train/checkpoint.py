@@ -11,15 +11,25 @@ Why ``prev.pt``: a population writes its members' ``last.pt`` one after another;
 between leaves some members one epoch ahead. Every member still has the older epoch (in
 ``last.pt`` or ``prev.pt``), so the population resumes from it.
 
+A population's epoch writes all its files in two steps (:func:`stage`, then :func:`publish`):
+every file is serialised in memory, written to its temporary file, and all of them are made
+durable by ``fsync`` calls issued together from a few threads, so the file system commits them
+in one journal commit instead of one per file (issue 22: 20 files took ~100 ms one after
+another, ~10 ms together); only then are they moved into place, one ``os.replace`` each.
+
 ``.lock`` is the trainer's lock (:mod:`rnnbench.locks`): a second process cannot train the
 same folder while the first one is alive.
 """
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import tempfile
+import threading
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor, wait
 from pathlib import Path
 
 import numpy as np
@@ -38,6 +48,8 @@ __all__ = [
     "atomic_save",
     "load",
     "save_last",
+    "stage",
+    "publish",
     "checkpoints",
     "read_metrics",
     "append_metrics",
@@ -79,9 +91,19 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     _tmp_then_replace(path, lambda f: f.write(data))
 
 
+def _serialised(obj: dict) -> memoryview:
+    """``torch.save(obj)`` into memory: one ``write`` to the file afterwards costs less CPU than
+    ``torch.save``'s many small writes to a file object (0.9 against 1.3 ms for a ``last.pt``
+    of a JSB member)."""
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    return buffer.getbuffer()
+
+
 def atomic_save(obj: dict, path: Path) -> None:
     """``torch.save`` to ``path`` atomically."""
-    _tmp_then_replace(path, lambda f: torch.save(obj, f))
+    data = _serialised(obj)
+    _tmp_then_replace(path, lambda f: f.write(data))
 
 
 def load(path: Path) -> dict:
@@ -102,6 +124,97 @@ def save_last(obj: dict, run_dir: Path) -> None:
     if last.exists():
         os.replace(last, run_dir / PREV)
     atomic_save(obj, last)
+
+
+_POOL: tuple[int, ThreadPoolExecutor] | None = None
+_POOL_LOCK = threading.Lock()
+
+
+def _fsync_pool() -> ThreadPoolExecutor:
+    """The threads that issue :func:`stage`'s ``fsync`` calls together, made again in a forked
+    child (a fork copies the pool but not its threads)."""
+    global _POOL
+    with _POOL_LOCK:
+        if _POOL is None or _POOL[0] != os.getpid():
+            _POOL = (os.getpid(), ThreadPoolExecutor(8, thread_name_prefix="rnnbench-fsync"))
+        return _POOL[1]
+
+
+def _write_error(path: Path, exc: OSError) -> RnnbenchError:
+    return RnnbenchError(
+        f"Writing {path} failed ({exc.strerror}); free disk space or choose another folder."
+    )
+
+
+def stage(items: Sequence[tuple[dict, Path]]) -> list[tuple[Path, Path]]:
+    """Write each ``(obj, path)`` durably to a temporary file beside ``path``; move nothing.
+
+    Returns ``(temporary, path)`` pairs for :func:`publish`. All files are ``fsync``-ed
+    together before this returns, so whatever :func:`publish` then moves into place is whole
+    on disk. On any failure every temporary file is removed and nothing is in place.
+    """
+    staged: list[tuple[Path, Path]] = []
+    fds: list[int] = []
+    try:
+        for obj, path in items:
+            path = Path(path)
+            data = _serialised(obj)
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                fd, tmp = tempfile.mkstemp(
+                    prefix=f".{path.name}.", suffix=".tmp", dir=path.parent
+                )
+            except OSError as exc:
+                raise RnnbenchError(
+                    f"Cannot write to {path.parent} ({exc.strerror}); choose a writable folder "
+                    "with --out."
+                ) from exc
+            fds.append(fd)
+            staged.append((Path(tmp), path))
+            try:
+                written = 0
+                while written < len(data):
+                    written += os.write(fd, data[written:])
+            except OSError as exc:
+                raise _write_error(path, exc) from exc
+        if len(fds) > 1:  # together: one journal commit for all of them
+            syncs = [_fsync_pool().submit(os.fsync, fd) for fd in fds]
+            wait(syncs)  # every fsync is over before any descriptor is closed
+            errors = [(i, f.exception()) for i, f in enumerate(syncs) if f.exception()]
+        else:
+            errors = []
+            for i, fd in enumerate(fds):
+                try:
+                    os.fsync(fd)
+                except OSError as exc:
+                    errors.append((i, exc))
+        if errors:
+            i, exc = errors[0]
+            if not isinstance(exc, OSError):
+                raise exc
+            raise _write_error(staged[i][1], exc) from exc
+    except BaseException:
+        for tmp, _ in staged:
+            tmp.unlink(missing_ok=True)
+        raise
+    finally:
+        for fd in fds:
+            os.close(fd)
+    return staged
+
+
+def publish(staged: Sequence[tuple[Path, Path]]) -> None:
+    """Move :func:`stage`'s files into place, in order; a ``last.pt`` first moves the old one
+    to ``prev.pt`` (as :func:`save_last`). A crash part-way leaves each file old or new."""
+    for i, (tmp, path) in enumerate(staged):
+        try:
+            if path.name == LAST and path.exists():
+                os.replace(path, path.parent / PREV)
+            os.replace(tmp, path)
+        except OSError as exc:
+            for rest, _ in staged[i:]:
+                rest.unlink(missing_ok=True)
+            raise _write_error(path, exc) from exc
 
 
 def checkpoints(run_dir: Path) -> list[dict]:
