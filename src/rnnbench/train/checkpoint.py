@@ -23,6 +23,7 @@ same folder while the first one is alive.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
@@ -161,9 +162,7 @@ def stage(items: Sequence[tuple[dict, Path]]) -> list[tuple[Path, Path]]:
             data = _serialised(obj)
             try:
                 path.parent.mkdir(parents=True, exist_ok=True)
-                fd, tmp = tempfile.mkstemp(
-                    prefix=f".{path.name}.", suffix=".tmp", dir=path.parent
-                )
+                fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
             except OSError as exc:
                 raise RnnbenchError(
                     f"Cannot write to {path.parent} ({exc.strerror}); choose a writable folder "
@@ -205,16 +204,52 @@ def stage(items: Sequence[tuple[dict, Path]]) -> list[tuple[Path, Path]]:
 
 def publish(staged: Sequence[tuple[Path, Path]]) -> None:
     """Move :func:`stage`'s files into place, in order; a ``last.pt`` first moves the old one
-    to ``prev.pt`` (as :func:`save_last`). A crash part-way leaves each file old or new."""
-    for i, (tmp, path) in enumerate(staged):
+    to ``prev.pt`` (as :func:`save_last`). A crash part-way leaves each file old or new.
+
+    A file replaced this way is kept alive by a hard link until every move is done, then the
+    links are removed together: freeing a file's blocks takes ~4 ms on the project's ext4 disk
+    (``os.replace`` over an existing file waits for it), twenty frees together ~5 ms.
+    """
+    doomed: list[Path] = []
+    try:
+        for i, (tmp, path) in enumerate(staged):
+            moves = [(path, path.parent / PREV)] if path.name == LAST and path.exists() else []
+            for src, dst in [*moves, (tmp, path)]:
+                try:
+                    doomed += _linked(dst)
+                    os.replace(src, dst)
+                except OSError as exc:
+                    for rest, _ in staged[i:]:
+                        rest.unlink(missing_ok=True)
+                    raise _write_error(path, exc) from exc
+    finally:
+        if len(doomed) > 1:
+            wait([_fsync_pool().submit(_unlink, p) for p in doomed])
+        else:
+            for p in doomed:
+                _unlink(p)
+
+
+def _linked(path: Path) -> list[Path]:
+    """A hard link ``.NAME.old`` beside ``path`` when it exists (one left by a crash is
+    replaced), so that replacing ``path`` does not free its blocks; ``[]`` otherwise."""
+    if not path.exists():
+        return []
+    link = path.parent / f".{path.name}.old"
+    try:
         try:
-            if path.name == LAST and path.exists():
-                os.replace(path, path.parent / PREV)
-            os.replace(tmp, path)
-        except OSError as exc:
-            for rest, _ in staged[i:]:
-                rest.unlink(missing_ok=True)
-            raise _write_error(path, exc) from exc
+            os.link(path, link)
+        except FileExistsError:
+            link.unlink()
+            os.link(path, link)
+    except OSError:  # a file system without hard links: the replace frees the file itself
+        return []
+    return [link]
+
+
+def _unlink(path: Path) -> None:
+    with contextlib.suppress(OSError):
+        path.unlink()
 
 
 def checkpoints(run_dir: Path) -> list[dict]:
