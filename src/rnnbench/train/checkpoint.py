@@ -51,6 +51,7 @@ __all__ = [
     "save_last",
     "stage",
     "publish",
+    "remove_leftovers",
     "checkpoints",
     "read_metrics",
     "append_metrics",
@@ -250,6 +251,16 @@ def _linked(path: Path) -> list[Path]:
 def _unlink(path: Path) -> None:
     with contextlib.suppress(OSError):
         path.unlink()
+
+
+def remove_leftovers(run_dir: Path) -> None:
+    """Delete the temporary files and links a killed writer left in ``run_dir`` (hidden
+    ``.NAME.*.tmp`` and ``.NAME.old`` of this module's files); call it holding the lock."""
+    names = (CONFIG, METRICS, BEST, LAST, PREV)
+    for path in Path(run_dir).glob(".*"):
+        left = path.name.endswith(".tmp") or path.name.endswith(".old")
+        if left and any(path.name.startswith(f".{name}.") for name in names):
+            _unlink(path)
 
 
 def checkpoints(run_dir: Path) -> list[dict]:
