@@ -433,11 +433,11 @@ class _Population:
             "numpy_rng": ckpt.numpy_rng_state(),
         }
 
-    def _model_state(self, k: int) -> dict:
-        """Member ``k``'s parameters now, on CPU: the best state itself when this epoch made
-        it (then ``last.pt`` stores the tensors once, for ``model`` and ``best_model``)."""
+    def _model_state(self, k: int, now: bool = False) -> dict:
+        """Member ``k``'s parameters, on CPU: the best state itself when this epoch made it
+        (then ``last.pt`` stores the tensors once, for ``model`` and ``best_model``)."""
         best = self.best_states[k]
-        if best is not None and self.stopping.best_epoch[k] == self.epoch:
+        if not now and best is not None and self.stopping.best_epoch[k] == self.epoch:
             return best
         return {n: t.cpu() for n, t in self.model.member_state(k).items()}
 
@@ -452,12 +452,10 @@ class _Population:
         }
 
     def _write_epoch(self, bests: list[int], records: dict[int, dict]) -> list[dict]:
-        """The epoch's files, crash-safe in this order: every file written and made durable
-        beside its place (:func:`~rnnbench.train.checkpoint.stage`); the improved members'
-        ``best.pt`` moved into place; the metrics lines appended; the ``last.pt`` files moved
-        into place. A kill -9 anywhere leaves each member resumable from this epoch or the one
-        before (``prev.pt``), with every metrics line of the epochs its checkpoint covers;
-        resuming drops the lines past it (``truncate_metrics``) and redoes those epochs."""
+        """The epoch's files in a crash-safe order: all written durably beside their places
+        (``ckpt.stage``), the improved members' ``best.pt`` moved in, the metrics lines, the
+        ``last.pt`` files moved in. After a kill -9 anywhere every member resumes from this
+        epoch or the one before with the metrics lines of the epochs its checkpoint covers."""
         saved = [self._member_checkpoint(k) for k in range(self.k)]
         dirs = self.run_dirs
         staged = ckpt.stage(
@@ -575,9 +573,7 @@ class _Population:
             if self.status[k] == "running":
                 improved, stop = self.stopping.update(k, epoch, v)
                 if improved:
-                    self.best_states[k] = {
-                        n: t.cpu() for n, t in self.model.member_state(k).items()
-                    }
+                    self.best_states[k] = self._model_state(k, now=True)
                     bests.append(k)
                 if stop or epoch >= self.cfg.max_epochs:
                     self.status[k] = "done"
