@@ -178,9 +178,12 @@ def _instrument(clock: _Clock):
     clock.wrap(population, "clip_member_grad_norms", "optimizer")
     clock.wrap(population, "finite_members", "optimizer")
     clock.wrap_eval(population, "split_nll")
-    clock.wrap(ckpt, "save_last", "I/O")
-    clock.wrap(ckpt, "append_metrics", "I/O")
-    clock.wrap(population._Population, "_save_best", "I/O")
+    if hasattr(population._Population, "_write_epoch"):  # the epoch's files in one go (this
+        clock.wrap(population._Population, "_write_epoch", "I/O")  # includes last.pt's dicts)
+    else:
+        clock.wrap(ckpt, "append_metrics", "I/O")
+        clock.wrap(ckpt, "save_last", "I/O")
+        clock.wrap(population._Population, "_save_best", "I/O")
 
     try:  # the update without autograd (issue 22): its forward and backward in one call
         from rnnbench.nn.kernels import glue

@@ -11,15 +11,26 @@ Why ``prev.pt``: a population writes its members' ``last.pt`` one after another;
 between leaves some members one epoch ahead. Every member still has the older epoch (in
 ``last.pt`` or ``prev.pt``), so the population resumes from it.
 
+A population's epoch writes all its files in two steps (:func:`stage`, then :func:`publish`):
+every file is serialised in memory, written to its temporary file, and all of them are made
+durable by ``fsync`` calls issued together from a few threads, so the file system commits them
+in one journal commit instead of one per file (issue 22: 20 files took ~100 ms one after
+another, ~10 ms together); only then are they moved into place, one ``os.replace`` each.
+
 ``.lock`` is the trainer's lock (:mod:`rnnbench.locks`): a second process cannot train the
 same folder while the first one is alive.
 """
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import os
 import tempfile
+import threading
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor, wait
 from pathlib import Path
 
 import numpy as np
@@ -38,6 +49,9 @@ __all__ = [
     "atomic_save",
     "load",
     "save_last",
+    "stage",
+    "publish",
+    "remove_leftovers",
     "checkpoints",
     "read_metrics",
     "append_metrics",
@@ -79,9 +93,19 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     _tmp_then_replace(path, lambda f: f.write(data))
 
 
+def _serialised(obj: dict) -> memoryview:
+    """``torch.save(obj)`` into memory: one ``write`` to the file afterwards costs less CPU
+    than ``torch.save``'s many small writes to a file object (0.95 against 1.05–1.1 ms for a
+    JSB member's ``last.pt``, ``benchmarks/epoch_files.py``)."""
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    return buffer.getbuffer()
+
+
 def atomic_save(obj: dict, path: Path) -> None:
     """``torch.save`` to ``path`` atomically."""
-    _tmp_then_replace(path, lambda f: torch.save(obj, f))
+    data = _serialised(obj)
+    _tmp_then_replace(path, lambda f: f.write(data))
 
 
 def load(path: Path) -> dict:
@@ -102,6 +126,141 @@ def save_last(obj: dict, run_dir: Path) -> None:
     if last.exists():
         os.replace(last, run_dir / PREV)
     atomic_save(obj, last)
+
+
+_POOL: tuple[int, ThreadPoolExecutor] | None = None
+_POOL_LOCK = threading.Lock()
+
+
+def _fsync_pool() -> ThreadPoolExecutor:
+    """The threads that issue :func:`stage`'s ``fsync`` calls together, made again in a forked
+    child (a fork copies the pool but not its threads)."""
+    global _POOL
+    with _POOL_LOCK:
+        if _POOL is None or _POOL[0] != os.getpid():
+            _POOL = (os.getpid(), ThreadPoolExecutor(8, thread_name_prefix="rnnbench-fsync"))
+        return _POOL[1]
+
+
+def _write_error(path: Path, exc: OSError) -> RnnbenchError:
+    return RnnbenchError(
+        f"Writing {path} failed ({exc.strerror}); free disk space or choose another folder."
+    )
+
+
+def stage(items: Sequence[tuple[dict, Path]]) -> list[tuple[Path, Path]]:
+    """Write each ``(obj, path)`` durably to a temporary file beside ``path``; move nothing.
+
+    Returns ``(temporary, path)`` pairs for :func:`publish`. All files are ``fsync``-ed
+    together before this returns, so whatever :func:`publish` then moves into place is whole
+    on disk. On any failure every temporary file is removed and nothing is in place.
+    """
+    staged: list[tuple[Path, Path]] = []
+    fds: list[int] = []
+    try:
+        for obj, path in items:
+            path = Path(path)
+            data = _serialised(obj)
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+            except OSError as exc:
+                raise RnnbenchError(
+                    f"Cannot write to {path.parent} ({exc.strerror}); choose a writable folder "
+                    "with --out."
+                ) from exc
+            fds.append(fd)
+            staged.append((Path(tmp), path))
+            try:
+                written = 0
+                while written < len(data):
+                    written += os.write(fd, data[written:])
+            except OSError as exc:
+                raise _write_error(path, exc) from exc
+        if len(fds) > 1:  # together: one journal commit for all of them
+            syncs = [_fsync_pool().submit(os.fsync, fd) for fd in fds]
+            wait(syncs)  # every fsync is over before any descriptor is closed
+            errors = [(i, f.exception()) for i, f in enumerate(syncs) if f.exception()]
+        else:
+            errors = []
+            for i, fd in enumerate(fds):
+                try:
+                    os.fsync(fd)
+                except OSError as exc:
+                    errors.append((i, exc))
+        if errors:
+            i, exc = errors[0]
+            if not isinstance(exc, OSError):
+                raise exc
+            raise _write_error(staged[i][1], exc) from exc
+    except BaseException:
+        for tmp, _ in staged:
+            tmp.unlink(missing_ok=True)
+        raise
+    finally:
+        for fd in fds:
+            os.close(fd)
+    return staged
+
+
+def publish(staged: Sequence[tuple[Path, Path]]) -> None:
+    """Move :func:`stage`'s files into place, in order; a ``last.pt`` first moves the old one
+    to ``prev.pt`` (as :func:`save_last`). A crash part-way leaves each file old or new.
+
+    A file replaced this way is kept alive by a hard link until every move is done, then the
+    links are removed together: freeing a file's blocks takes ~4 ms on the project's ext4 disk
+    (``os.replace`` over an existing file waits for it), twenty frees together ~5 ms.
+    """
+    doomed: list[Path] = []
+    try:
+        for i, (tmp, path) in enumerate(staged):
+            moves = [(path, path.parent / PREV)] if path.name == LAST and path.exists() else []
+            for src, dst in [*moves, (tmp, path)]:
+                try:
+                    doomed += _linked(dst)
+                    os.replace(src, dst)
+                except OSError as exc:
+                    for rest, _ in staged[i:]:
+                        rest.unlink(missing_ok=True)
+                    raise _write_error(path, exc) from exc
+    finally:
+        if len(doomed) > 1:
+            wait([_fsync_pool().submit(_unlink, p) for p in doomed])
+        else:
+            for p in doomed:
+                _unlink(p)
+
+
+def _linked(path: Path) -> list[Path]:
+    """A hard link ``.NAME.old`` beside ``path`` when it exists (one left by a crash is
+    replaced), so that replacing ``path`` does not free its blocks; ``[]`` otherwise."""
+    if not path.exists():
+        return []
+    link = path.parent / f".{path.name}.old"
+    try:
+        try:
+            os.link(path, link)
+        except FileExistsError:
+            link.unlink()
+            os.link(path, link)
+    except OSError:  # a file system without hard links: the replace frees the file itself
+        return []
+    return [link]
+
+
+def _unlink(path: Path) -> None:
+    with contextlib.suppress(OSError):
+        path.unlink()
+
+
+def remove_leftovers(run_dir: Path) -> None:
+    """Delete the temporary files and links a killed writer left in ``run_dir`` (hidden
+    ``.NAME.*.tmp`` and ``.NAME.old`` of this module's files); call it holding the lock."""
+    names = (CONFIG, METRICS, BEST, LAST, PREV)
+    for path in Path(run_dir).glob(".*"):
+        left = path.name.endswith(".tmp") or path.name.endswith(".old")
+        if left and any(path.name.startswith(f".{name}.") for name in names):
+            _unlink(path)
 
 
 def checkpoints(run_dir: Path) -> list[dict]:

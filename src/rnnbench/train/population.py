@@ -422,7 +422,7 @@ class _Population:
             "epochs": self.epochs[k],
             "updates": self.updates[k],
             "seconds": self.seconds[k],
-            "model": {n: t.cpu() for n, t in self.model.member_state(k).items()},
+            "model": self._model_state(k),
             "optimizer": self.optimizer.member_state(k),
             "noise_rng": self.noise.member_state(k),
             "early_stopping": self.stopping.member_state(k),
@@ -433,18 +433,40 @@ class _Population:
             "numpy_rng": ckpt.numpy_rng_state(),
         }
 
-    def _save_best(self, k: int) -> None:
-        self.best_states[k] = {n: t.cpu() for n, t in self.model.member_state(k).items()}
-        ckpt.atomic_save(
-            {
-                "config": self.configs[k].to_dict(),
-                "epoch": self.stopping.best_epoch[k],
-                "valid_nll": self.stopping.best[k],
-                "hidden": self.hidden,
-                "member_state": self.best_states[k],
-            },
-            self.run_dirs[k] / ckpt.BEST,
+    def _model_state(self, k: int, now: bool = False) -> dict:
+        """Member ``k``'s parameters, on CPU: the best state itself when this epoch made it
+        (then ``last.pt`` stores the tensors once, for ``model`` and ``best_model``)."""
+        best = self.best_states[k]
+        if not now and best is not None and self.stopping.best_epoch[k] == self.epoch:
+            return best
+        return {n: t.cpu() for n, t in self.model.member_state(k).items()}
+
+    def _best_file(self, k: int) -> dict:
+        """``best.pt`` of member ``k``, whose best state :meth:`_one_epoch` has just taken."""
+        return {
+            "config": self.configs[k].to_dict(),
+            "epoch": self.stopping.best_epoch[k],
+            "valid_nll": self.stopping.best[k],
+            "hidden": self.hidden,
+            "member_state": self.best_states[k],
+        }
+
+    def _write_epoch(self, bests: list[int], records: dict[int, dict]) -> list[dict]:
+        """The epoch's files in a crash-safe order: all written durably beside their places
+        (``ckpt.stage``), the improved members' ``best.pt`` moved in, the metrics lines, the
+        ``last.pt`` files moved in. After a kill -9 anywhere every member resumes from this
+        epoch or the one before with the metrics lines of the epochs its checkpoint covers."""
+        saved = [self._member_checkpoint(k) for k in range(self.k)]
+        dirs = self.run_dirs
+        staged = ckpt.stage(
+            [(self._best_file(k), dirs[k] / ckpt.BEST) for k in bests]
+            + [(saved[k], dirs[k] / ckpt.LAST) for k in range(self.k)]
         )
+        ckpt.publish(staged[: len(bests)])
+        for k, record in records.items():
+            ckpt.append_metrics(dirs[k], record)
+        ckpt.publish(staged[len(bests) :])
+        return saved
 
     # -- training
 
@@ -538,7 +560,7 @@ class _Population:
         valid = split_nll(self.model, self.dataset.split("valid"), device=self.device)
         elapsed = time.perf_counter() - start
         self.epoch = epoch
-        records = {}
+        records, bests = {}, []
         for k in range(self.k):
             if not training[k]:
                 continue
@@ -551,7 +573,8 @@ class _Population:
             if self.status[k] == "running":
                 improved, stop = self.stopping.update(k, epoch, v)
                 if improved:
-                    self._save_best(k)
+                    self.best_states[k] = self._model_state(k, now=True)
+                    bests.append(k)
                 if stop or epoch >= self.cfg.max_epochs:
                     self.status[k] = "done"
             records[k] = {
@@ -563,11 +586,7 @@ class _Population:
                 "status": self.status[k],
             }
         self._halve(epoch, valid, records)
-        for k, record in records.items():
-            ckpt.append_metrics(self.run_dirs[k], record)
-        saved = [self._member_checkpoint(k) for k in range(self.k)]
-        for k in range(self.k):
-            ckpt.save_last(saved[k], self.run_dirs[k])
+        saved = self._write_epoch(bests, records)
         if bar is not None:
             running = [float(valid[k]) for k in range(self.k) if training[k]]
             best = min((v for v in running if math.isfinite(v)), default=float("nan"))

@@ -56,7 +56,10 @@ def make_folder(run_dir: Path) -> None:
 
 
 def prepare_folder(cfg: RunConfig, run_dir: Path) -> list[dict]:
-    """Write the folder's config.json; return its resume checkpoints (newest first)."""
+    """Write the folder's config.json; return its resume checkpoints (newest first).
+
+    Temporary files a killed writer left there are deleted (the caller holds the lock)."""
+    ckpt.remove_leftovers(run_dir)
     path = run_dir / ckpt.CONFIG
     if path.exists():
         try:
