@@ -179,9 +179,9 @@ class ManualPass:
         d_sum = out.new_ones(K)
         if not self.authors:
             d_sum = d_sum / n
-        if head_loss.bernoulli_kernel(m.head, out):
-            rows, d_out, d_w_out, d_b_out = head_loss.bernoulli_pass(
-                out, w_out, b_out, y, mask, d_sum
+        if head_loss.bernoulli_kernel(m.head, out) or head_loss.mixture_kernel(m.head, out):
+            rows, d_out, d_w_out, d_b_out = head_loss.kernel_pass(
+                m.head, out, w_out, b_out, y, mask, d_sum
             )
         else:
             a = head_loss._logits(out, w_out, b_out)
