@@ -213,6 +213,30 @@ def _log1p_all(x, out):
         out[i] = _log1p_unit(x[i])
 
 
+@numba.njit(inline="always")
+def _lse_fast(v, n, e):
+    """:func:`_lse` with the exponentials in float32 (:func:`_exp_neg`, vectorised; their
+    sum and the logarithm in float64) where the maximum is finite, which it is unless an
+    input is infinite or every input is NaN: there, :func:`_lse` itself. ``e`` as there
+    (each within about one float32 ulp of :func:`_lse`'s)."""
+    m = -np.inf
+    for i in range(n):
+        if v[i] > m:
+            m = v[i]
+    if not -np.inf < m < np.inf:
+        return _lse(v, n, e)
+    total = 0.0
+    for i in range(n):
+        x = np.float64(_exp_neg(np.float32(v[i] - m)))
+        e[i] = x
+        total += x
+    lse = math.log(total) + m  # total >= 1, or NaN
+    inv = 1.0 / total
+    for i in range(n):
+        e[i] *= inv
+    return lse
+
+
 @_jit
 def head_pass(out, w, b, y, real, scale, grad, components, dim, min_std, rows, d_out, d_w, d_b):
     r"""The output layer, the mixture's per-step NLL and (``grad``) its gradients through the
@@ -291,7 +315,7 @@ def head_pass(out, w, b, y, real, scale, grad, components, dim, min_std, rows, d
                 dsp[j] = der
             for c in range(C):
                 log_w[c] = a[r, c]
-            lse_w = _lse(log_w, C, pi)
+            lse_w = _lse_fast(log_w, C, pi)
             for c in range(C):
                 base = c * D
                 energy = _F_ZERO
@@ -309,7 +333,7 @@ def head_pass(out, w, b, y, real, scale, grad, components, dim, min_std, rows, d
                     for d in range(D):
                         log_std += math.log(np.float64(sd[base + d]))
                 alpha[c] = (log_w[c] - lse_w) - (energy + log_std + const)
-            lse = _lse(alpha, C, post)
+            lse = _lse_fast(alpha, C, post)
             rows[k, r] = -lse
             if not grad:
                 continue
