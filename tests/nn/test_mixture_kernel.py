@@ -205,8 +205,6 @@ def test_many_steps_in_one_block():
     check(head, out, weight, bias, torch.nan_to_num(y), torch.ones_like(mask), scale)
 
 
-
-
 def test_the_manual_training_pass_runs_the_kernel(monkeypatch):
     """The speech model's training update (rnnbench.train.manual_step) calls the kernel,
     and switching it off (``head_loss._KERNEL``) gives the same update within rounding."""
