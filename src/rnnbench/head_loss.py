@@ -38,9 +38,11 @@ detection sees them.
 
 For the Bernoulli head in float32, :func:`bernoulli_pass` does the output layer, the loss,
 its gradient and the backward's products in one numba pass per member
-(:mod:`rnnbench.nn.kernels.bernoulli`), for evaluation (:func:`step_nll`) and for the manual
-training pass (:mod:`rnnbench.train.manual_step`); :func:`member_nll` keeps the torch ops
-below (the autograd path, and the reference the kernel is tested against).
+(:mod:`rnnbench.nn.kernels.bernoulli`), and :func:`mixture_pass` the same for the speech
+mixture (:func:`rnnbench.nn.kernels.mixture.head_pass`, softplus and its derivative computed
+in the kernel), for evaluation (:func:`step_nll`) and for the manual training pass
+(:mod:`rnnbench.train.manual_step`); :func:`member_nll` keeps the torch ops below (the
+autograd path, and the reference the kernels are tested against).
 
 :func:`usable` says where it runs: a :class:`~rnnbench.heads.BernoulliHead` or
 :class:`~rnnbench.heads.GaussianMixtureHead` on CPU in float32 or float64, a model whose
@@ -61,7 +63,7 @@ from rnnbench.nn.kernels import bernoulli, mixture
 __all__ = ["bernoulli_pass", "kernel_pass", "member_nll", "mixture_pass", "step_nll", "usable"]
 
 _ENABLED = True  # private switch: tests turn it off to run the autograd path on the same model
-_KERNEL = True  # private switch: tests turn it off to run the Bernoulli head in torch ops
+_KERNEL = True  # private switch: tests turn it off to run both heads in torch ops
 
 
 def usable(model, y: Tensor) -> bool:

@@ -14,9 +14,9 @@ without recording a graph, for the models whose every piece has a hand-written b
    :func:`rnnbench.nn.functional.project_input`);
 2. the fused recurrent forward kernel (:func:`rnnbench.nn.kernels.glue.forward`);
 3. the output layer, the head's masked per-step NLL and its gradient :math:`G` with respect
-   to the logits, as :mod:`rnnbench.head_loss` computes them (for the Bernoulli head in
-   float32, steps 3 and 4 are one numba pass per member, ``head_loss.bernoulli_pass``:
-   :mod:`rnnbench.nn.kernels.bernoulli`);
+   to the logits, as :mod:`rnnbench.head_loss` computes them (for either head in float32,
+   steps 3 and 4 are one numba pass per member, ``head_loss.kernel_pass``:
+   :mod:`rnnbench.nn.kernels.bernoulli`, :func:`rnnbench.nn.kernels.mixture.head_pass`);
 4. with :math:`\bar S_k = \partial L_k / \partial S_k` (:math:`1/N_k`, or 1) and the real-step
    indicator :math:`m_r`, :math:`\bar a_r = \bar S_k m_r G_r`, then
    :math:`\bar h_r = W_{out}^\top \bar a_r`, :math:`\bar W_{out} = \sum_r \bar a_r h_r^\top`,
@@ -175,8 +175,8 @@ class ManualPass:
         )
 
         # 3-4. the output layer, the loss and its gradient in the logits, and back through
-        # the output layer (the gradient of sum_k L_k): one numba pass per member for the
-        # Bernoulli head in float32, else head_loss's torch ops and its backward's products
+        # the output layer (the gradient of sum_k L_k): one numba pass per member for
+        # either head in float32, else head_loss's torch ops and its backward's products
         n = _n_steps(mask, T, B, out)
         if not shared:  # an idle member's loss is 0 over no steps, not 0/0
             n = n.clamp(min=1)

@@ -37,6 +37,15 @@ detection sees them.
 
 Results agree with autograd's within float rounding (the order of the sums differs: float32
 to about 1e-6 relative, float64 to 1e-12; ``tests/train/test_head_loss.py``).
+
+In float32, :func:`head_pass` runs the whole head per member, as
+:mod:`rnnbench.nn.kernels.bernoulli` does for music: the output layer (one BLAS product into
+an ``(R, P)`` block), the loop above over the block's rows with softplus, its derivative and
+the log-sum-exps' exponentials computed in the loop by vectorised float32 polynomials, the
+gradient written over the block, and the two backward products. Torch's ``exp``, ``log1p``,
+the ``(K, R, P)`` temporaries and the backward's ``bmm`` are gone: one FSDD-A training batch
+(768 steps, 61 units, P = 420) 4.9 → 2.6 ms (CPU, best of 5 × 100 calls, load about 4.5;
+the three products 1.5 ms of it), ``tests/nn/test_mixture_kernel.py``.
 """
 
 from __future__ import annotations
