@@ -38,9 +38,11 @@ detection sees them.
 
 For the Bernoulli head in float32, :func:`bernoulli_pass` does the output layer, the loss,
 its gradient and the backward's products in one numba pass per member
-(:mod:`rnnbench.nn.kernels.bernoulli`), for evaluation (:func:`step_nll`) and for the manual
-training pass (:mod:`rnnbench.train.manual_step`); :func:`member_nll` keeps the torch ops
-below (the autograd path, and the reference the kernel is tested against).
+(:mod:`rnnbench.nn.kernels.bernoulli`), and :func:`mixture_pass` the same for the speech
+mixture (:func:`rnnbench.nn.kernels.mixture.head_pass`, softplus and its derivative computed
+in the kernel), for evaluation (:func:`step_nll`) and for the manual training pass
+(:mod:`rnnbench.train.manual_step`); :func:`member_nll` keeps the torch ops below (the
+autograd path, and the reference the kernels are tested against).
 
 :func:`usable` says where it runs: a :class:`~rnnbench.heads.BernoulliHead` or
 :class:`~rnnbench.heads.GaussianMixtureHead` on CPU in float32 or float64, a model whose
@@ -58,10 +60,10 @@ from torch.autograd.function import once_differentiable
 from rnnbench.heads import BernoulliHead, GaussianMixtureHead, _check_params, _check_target
 from rnnbench.nn.kernels import bernoulli, mixture
 
-__all__ = ["bernoulli_pass", "member_nll", "step_nll", "usable"]
+__all__ = ["bernoulli_pass", "kernel_pass", "member_nll", "mixture_pass", "step_nll", "usable"]
 
 _ENABLED = True  # private switch: tests turn it off to run the autograd path on the same model
-_KERNEL = True  # private switch: tests turn it off to run the Bernoulli head in torch ops
+_KERNEL = True  # private switch: tests turn it off to run both heads in torch ops
 
 
 def usable(model, y: Tensor) -> bool:
@@ -106,8 +108,8 @@ def step_nll(
     _check_params(weight.transpose(1, 2), head.n_outputs, type(head).__name__)
     _check_target(y, head.out_dim, type(head).__name__)
     k, t, b, _ = out.shape
-    if bernoulli_kernel(head, out):
-        return bernoulli_pass(out, weight, bias, y, mask)[0].view(k, t, b)
+    if bernoulli_kernel(head, out) or mixture_kernel(head, out):
+        return kernel_pass(head, out, weight, bias, y, mask)[0].view(k, t, b)
     rows, _, _ = _evaluate(head, _logits(out, weight, bias), y, mask, False)
     return rows.view(k, t, b)
 
@@ -121,6 +123,25 @@ def bernoulli_kernel(head, out: Tensor) -> bool:
     )  # fmt: skip
 
 
+def mixture_kernel(head, out: Tensor) -> bool:
+    """Whether :func:`mixture_pass` runs ``head`` on hidden states ``out``: a
+    :class:`~rnnbench.heads.GaussianMixtureHead` on float32 CPU tensors."""
+    return (
+        _KERNEL and type(head) is GaussianMixtureHead and out.dtype == torch.float32
+        and out.device.type == "cpu"
+    )  # fmt: skip
+
+
+def kernel_pass(
+    head, out: Tensor, weight: Tensor, bias: Tensor, y: Tensor, mask: Tensor | None,
+    scale: Tensor | None = None,
+) -> tuple[Tensor, ...]:  # fmt: skip
+    """:func:`bernoulli_pass` or :func:`mixture_pass`, by ``head``'s type."""
+    if type(head) is BernoulliHead:
+        return bernoulli_pass(out, weight, bias, y, mask, scale)
+    return mixture_pass(head, out, weight, bias, y, mask, scale)
+
+
 def bernoulli_pass(
     out: Tensor, weight: Tensor, bias: Tensor, y: Tensor, mask: Tensor | None,
     scale: Tensor | None = None,
@@ -129,6 +150,24 @@ def bernoulli_pass(
     with ``scale`` (:math:`\bar L_k` of the module docstring, ``(K,)``), the output layer's
     gradients ``d_out (K, T, B, H)``, ``d_weight``, ``d_bias`` in one numba pass per member
     (:mod:`rnnbench.nn.kernels.bernoulli`); arguments as :func:`member_nll`, float32."""
+    return _kernel_call(bernoulli.head_pass, (), out, weight, bias, y, mask, scale)
+
+
+def mixture_pass(
+    head, out: Tensor, weight: Tensor, bias: Tensor, y: Tensor, mask: Tensor | None,
+    scale: Tensor | None = None,
+) -> tuple[Tensor, ...]:  # fmt: skip
+    """:func:`bernoulli_pass` for a :class:`~rnnbench.heads.GaussianMixtureHead`: the output
+    layer, the mixture's NLL, its gradient and the backward's products in one numba pass per
+    member (:func:`rnnbench.nn.kernels.mixture.head_pass`), float32."""
+    extra = (head.components, head.out_dim, head.min_std)
+    return _kernel_call(mixture.head_pass, extra, out, weight, bias, y, mask, scale)
+
+
+def _kernel_call(kernel, extra, out, weight, bias, y, mask, scale):
+    """Run a head kernel (``head_pass(out, w, b, y, real, scale, grad, *extra, rows, d_out,
+    d_w, d_b)``) on torch tensors: the shared body of :func:`bernoulli_pass` and
+    :func:`mixture_pass`."""
     from rnnbench.nn.kernels import glue
 
     k, t, b, h = out.shape
@@ -142,12 +181,13 @@ def bernoulli_pass(
     s = scale.to(torch.float32) if grad else out.new_ones(k)
     glue._call(
         r * p * h,
-        bernoulli.head_pass,
+        kernel,
         *(_array(v) for v in (out.reshape(k, r, h), weight, bias)),
         _array(y.reshape(-1, r, y.shape[-1]).to(torch.float32)),
         _array(real),
         _array(s.expand(k)),
         grad,
+        *extra,
         rows.numpy(),
         d_out.view(k, r, h).numpy() if grad else d_out.view(0, 0, 0).numpy(),
         d_w.numpy(),

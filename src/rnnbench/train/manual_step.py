@@ -14,9 +14,9 @@ without recording a graph, for the models whose every piece has a hand-written b
    :func:`rnnbench.nn.functional.project_input`);
 2. the fused recurrent forward kernel (:func:`rnnbench.nn.kernels.glue.forward`);
 3. the output layer, the head's masked per-step NLL and its gradient :math:`G` with respect
-   to the logits, as :mod:`rnnbench.head_loss` computes them (for the Bernoulli head in
-   float32, steps 3 and 4 are one numba pass per member, ``head_loss.bernoulli_pass``:
-   :mod:`rnnbench.nn.kernels.bernoulli`);
+   to the logits, as :mod:`rnnbench.head_loss` computes them (for either head in float32,
+   steps 3 and 4 are one numba pass per member, ``head_loss.kernel_pass``:
+   :mod:`rnnbench.nn.kernels.bernoulli`, :func:`rnnbench.nn.kernels.mixture.head_pass`);
 4. with :math:`\bar S_k = \partial L_k / \partial S_k` (:math:`1/N_k`, or 1) and the real-step
    indicator :math:`m_r`, :math:`\bar a_r = \bar S_k m_r G_r`, then
    :math:`\bar h_r = W_{out}^\top \bar a_r`, :math:`\bar W_{out} = \sum_r \bar a_r h_r^\top`,
@@ -52,6 +52,7 @@ from torch import Tensor
 from rnnbench import head_loss
 from rnnbench.errors import RnnbenchError
 from rnnbench.nn import sparse_input
+from rnnbench.train import heap
 from rnnbench.train.authors import is_authors, training_loss
 
 __all__ = ["AutogradPass", "ManualPass", "select"]
@@ -63,7 +64,10 @@ Result = tuple[Tensor, "int | Tensor", Tensor, tuple]
 
 
 def select(model, cfg) -> AutogradPass | ManualPass:
-    """The pass the population trainer runs for ``model`` under ``cfg``'s protocol."""
+    """The pass the population trainer runs for ``model`` under ``cfg``'s protocol (and,
+    once per process, :func:`rnnbench.train.heap.keep_freed_memory`: its updates' buffers
+    are reused instead of faulted in again)."""
+    heap.keep_freed_memory()
     return ManualPass(model, cfg) if _ENABLED and manual_usable(model) else AutogradPass(model, cfg)
 
 
@@ -171,17 +175,17 @@ class ManualPass:
         )
 
         # 3-4. the output layer, the loss and its gradient in the logits, and back through
-        # the output layer (the gradient of sum_k L_k): one numba pass per member for the
-        # Bernoulli head in float32, else head_loss's torch ops and its backward's products
+        # the output layer (the gradient of sum_k L_k): one numba pass per member for
+        # either head in float32, else head_loss's torch ops and its backward's products
         n = _n_steps(mask, T, B, out)
         if not shared:  # an idle member's loss is 0 over no steps, not 0/0
             n = n.clamp(min=1)
         d_sum = out.new_ones(K)
         if not self.authors:
             d_sum = d_sum / n
-        if head_loss.bernoulli_kernel(m.head, out):
-            rows, d_out, d_w_out, d_b_out = head_loss.bernoulli_pass(
-                out, w_out, b_out, y, mask, d_sum
+        if head_loss.bernoulli_kernel(m.head, out) or head_loss.mixture_kernel(m.head, out):
+            rows, d_out, d_w_out, d_b_out = head_loss.kernel_pass(
+                m.head, out, w_out, b_out, y, mask, d_sum
             )
         else:
             a = head_loss._logits(out, w_out, b_out)
