@@ -3,10 +3,10 @@
 Each training update allocates the kernels' outputs afresh (states, gate activations, their
 gradients: about 0.4–1.3 MB each for a JSB population of 10) and frees them an update
 later. glibc's ``malloc`` serves blocks above ``M_MMAP_THRESHOLD`` (128 KB until it adapts)
-with a fresh ``mmap`` and gives the top of the heap back above ``M_TRIM_THRESHOLD``, so every
-call touched new pages: the GRU forward kernel at K = 10, T = 60, B = 4, H = 46 took 617
-page faults per call and 2.5 ms of CPU time where the same arithmetic on mapped pages takes
-1.0 ms (issue 22; the dynamic threshold that should adapt did not, in the trainer's process).
+with a fresh ``mmap`` and gives the top of the heap back above ``M_TRIM_THRESHOLD``; under
+those defaults every call touched new pages: the GRU forward kernel at K = 10, T = 60, B = 4,
+H = 46 took 617 page faults per call and 2.5 ms of CPU time where the same arithmetic on
+mapped pages takes 1.0 ms (issue 22; glibc's dynamic threshold did not prevent it).
 
 :func:`keep_freed_memory` raises both thresholds (blocks up to :data:`MMAP_THRESHOLD` come
 from the heap, and up to :data:`TRIM_THRESHOLD` of free heap stays mapped), once per process,
