@@ -85,7 +85,7 @@ def _epoch_compiles(data_root, tmp_path, unit, protocol, skip_update=False) -> d
 
 UPDATE = {
     "paper": "rnnbench.train.fused._rmsprop",
-    "authors": "rnnbench.train.fused._authors_apply",
+    "authors": "rnnbench.train.fused._authors",
 }
 
 

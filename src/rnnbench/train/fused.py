@@ -154,13 +154,14 @@ def _scalar(x: float, dtype) -> np.generic:
 def rmsprop_step(params, grads, square_avg, momentum_buffer, lr: Tensor, active: Tensor, *,
                  decay: float, momentum: float, eps: float) -> None:  # fmt: skip
     """PopulationRMSProp's step in one kernel (see the module docstring); in place."""
-    ps = _views(params, keep=True)
-    dt = ps[0].dtype
+    n = len(params)
+    kept = _views([*params, *square_avg, *momentum_buffer], keep=True)
+    dt = kept[0].dtype
     _rmsprop(
-        ps,
+        kept[:n],
         _views(grads),
-        _views(square_avg, keep=True),
-        _views(momentum_buffer, keep=True),
+        kept[n : 2 * n],
+        kept[2 * n :],
         lr.detach().numpy().astype(dt, copy=False),
         active.detach().numpy().astype(np.bool_, copy=False),
         _scalar(decay, dt),
@@ -203,37 +204,56 @@ def _authors_apply(params, square_avg, momentum_buffer, new_v, new_u, scale, act
                 p[k, j] = p[k, j] + s * nu[k, j]
 
 
+@_jit
+def _authors(params, grads, square_avg, momentum_buffer, new_v, new_u, lr, active, decay, rest,
+             mu, eps, clip):  # fmt: skip
+    """The whole step in one call: the velocity, the updates' float64 norms (returned), the
+    scale ``clip / max(clip, norm)`` (1 without ``clip``; NaN stays NaN) rounded to the
+    tensors' dtype, and the update of the active members."""
+    _authors_velocity(grads, square_avg, momentum_buffer, lr, decay, rest, mu, eps, new_v, new_u)
+    K = params[0].shape[0]
+    norms = np.sqrt(_sq_norms(new_u, K))
+    scale = np.empty(K, params[0].dtype)
+    for k in range(K):
+        if clip:
+            n = norms[k]
+            scale[k] = clip / (clip if n < clip else n)  # clamp(min=clip), as torch
+        else:
+            scale[k] = 1
+    _authors_apply(params, square_avg, momentum_buffer, new_v, new_u, scale, active)
+    return norms
+
+
+# Scratch for the new v and u of every member, kept per list of parameters (as _KEPT).
+_SCRATCH: dict[tuple[int, ...], tuple[tuple[np.ndarray, ...], tuple[np.ndarray, ...]]] = {}
+
+
 def authors_step(params, grads, square_avg, momentum_buffer, lr: Tensor, active: Tensor, *,
                  decay: float, momentum: float, eps: float, clip: float) -> Tensor:  # fmt: skip
-    """AuthorsRMSProp's step in two kernels (the update's norm is needed before it is
+    """AuthorsRMSProp's step in one kernel call (the update's norm is taken before it is
     applied); in place. Returns the ``(K,)`` float64 norms of the updates before rescaling."""
-    ps = _views(params, keep=True)
-    vs, us = _views(square_avg, keep=True), _views(momentum_buffer, keep=True)
+    n = len(params)
+    kept = _views([*params, *square_avg, *momentum_buffer], keep=True)
+    ps, vs, us = kept[:n], kept[n : 2 * n], kept[2 * n :]
     dt = ps[0].dtype
-    new_v = tuple(np.empty_like(v) for v in vs)
-    new_u = tuple(np.empty_like(u) for u in us)
-    _authors_velocity(
+    key = tuple(map(id, params))
+    scratch = _SCRATCH.get(key)
+    if scratch is None or any(a.shape != p.shape for a, p in zip(scratch[0], ps, strict=True)):
+        scratch = (tuple(np.empty_like(v) for v in vs), tuple(np.empty_like(u) for u in us))
+        _SCRATCH.clear()  # one population trains at a time
+        _SCRATCH[key] = scratch
+    norms = _authors(
+        ps,
         _views(grads),
         vs,
         us,
+        *scratch,
         lr.detach().numpy().astype(dt, copy=False),
+        active.detach().numpy().astype(np.bool_, copy=False),
         _scalar(decay, dt),
         _scalar(1.0 - decay, dt),
         _scalar(momentum, dt),
         _scalar(eps, dt),
-        new_v,
-        new_u,
-    )
-    norms = np.sqrt(_sq_norms(new_u, ps[0].shape[0]))
-    # clamp(min=clip), as torch: NaN stays NaN
-    scale = clip / np.where(norms < clip, clip, norms) if clip else np.ones_like(norms)
-    _authors_apply(
-        ps,
-        vs,
-        us,
-        new_v,
-        new_u,
-        scale.astype(dt),
-        active.detach().numpy().astype(np.bool_, copy=False),
+        np.float64(clip),
     )
     return torch.from_numpy(norms)

@@ -52,7 +52,7 @@ from torch import Tensor
 from rnnbench import head_loss
 from rnnbench.errors import RnnbenchError
 from rnnbench.nn import sparse_input
-from rnnbench.train import heap
+from rnnbench.nn.kernels import heap
 from rnnbench.train.authors import is_authors, training_loss
 
 __all__ = ["AutogradPass", "ManualPass", "select"]
@@ -65,7 +65,7 @@ Result = tuple[Tensor, "int | Tensor", Tensor, tuple]
 
 def select(model, cfg) -> AutogradPass | ManualPass:
     """The pass the population trainer runs for ``model`` under ``cfg``'s protocol (and,
-    once per process, :func:`rnnbench.train.heap.keep_freed_memory`: its updates' buffers
+    once per process, :func:`rnnbench.nn.kernels.heap.keep_freed_memory`: its updates' buffers
     are reused instead of faulted in again)."""
     heap.keep_freed_memory()
     return ManualPass(model, cfg) if _ENABLED and manual_usable(model) else AutogradPass(model, cfg)

@@ -33,8 +33,10 @@ pairs, one for every LSTM variant and one for every GRU variant, with the varian
 
 Modules: :mod:`~rnnbench.nn.kernels.common` (activations, masked update),
 :mod:`~rnnbench.nn.kernels.tanh`, :mod:`~rnnbench.nn.kernels.lstm`,
-:mod:`~rnnbench.nn.kernels.gru` (each with its variants) and :mod:`~rnnbench.nn.kernels.glue`
-(:func:`forward` and :func:`backward` on torch tensors, used by :mod:`rnnbench.nn.ops`).
+:mod:`~rnnbench.nn.kernels.gru` (each with its variants), :mod:`~rnnbench.nn.kernels.glue`
+(:func:`forward` and :func:`backward` on torch tensors, used by :mod:`rnnbench.nn.ops`) and
+:mod:`~rnnbench.nn.kernels.heap` (glibc's thresholds, so that every call's arrays reuse mapped
+pages).
 """
 
 from rnnbench.nn.kernels.glue import backward, forward

@@ -14,6 +14,7 @@ import numpy as np
 import scipy
 import torch
 
+from rnnbench.nn.kernels import heap
 from rnnbench.nn.kernels.gru import (
     gru_backward,
     gru_forward,
@@ -46,6 +47,7 @@ def _find_openblas_local_threads():
 
 
 _set_blas_threads = _find_openblas_local_threads()
+heap.keep_freed_memory()  # the kernels' per-call arrays on pages already mapped (heap.py)
 
 
 # Per-step products smaller than this many multiply-adds run on one BLAS thread whatever torch's
