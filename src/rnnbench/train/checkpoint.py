@@ -64,15 +64,20 @@ CONFIG, METRICS, BEST, LAST, PREV = "config.json", "metrics.jsonl", "best.pt", "
 LOCK = ".lock"
 
 
-def _tmp_then_replace(path: Path, write) -> None:
-    path = Path(path)
+def _temp_beside(path: Path) -> tuple[int, str]:
+    """A new temporary file in ``path``'s folder (made if needed): its descriptor and name."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        return tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     except OSError as exc:
         raise RnnbenchError(
             f"Cannot write to {path.parent} ({exc.strerror}); choose a writable folder with --out."
         ) from exc
+
+
+def _tmp_then_replace(path: Path, write) -> None:
+    path = Path(path)
+    fd, tmp = _temp_beside(path)
     try:
         with os.fdopen(fd, "wb") as f:
             write(f)
@@ -161,14 +166,7 @@ def stage(items: Sequence[tuple[dict, Path]]) -> list[tuple[Path, Path]]:
         for obj, path in items:
             path = Path(path)
             data = _serialised(obj)
-            try:
-                path.parent.mkdir(parents=True, exist_ok=True)
-                fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-            except OSError as exc:
-                raise RnnbenchError(
-                    f"Cannot write to {path.parent} ({exc.strerror}); choose a writable folder "
-                    "with --out."
-                ) from exc
+            fd, tmp = _temp_beside(path)
             fds.append(fd)
             staged.append((Path(tmp), path))
             try:
