@@ -687,3 +687,19 @@ def test_authors_protocol_cells_are_named_and_kept_out_of_the_unit_contrasts():
     # another setting than the protocol still names itself, with its value
     runs[-1]["config"]["hidden"] = 64
     assert "reset before, authors' protocol, hidden=64" in {c.form for c in build_cells(runs)}
+    del runs[-1]["config"]["hidden"]
+    # stored configs as the trainer writes them: the paper's cells with the task's resolved
+    # batch size and output noise, the authors' with patience at the epoch cap (no early
+    # stopping); neither is named in the label
+    for r in runs:
+        cfg = r["config"]
+        cfg["dataset"] = "jsb"
+        if cfg["protocol"] == "paper":
+            cfg.update(batch_size=4, noise_output=True, patience=20)
+        else:
+            cfg["patience"] = cfg["max_epochs"]
+    gru = sorted(c.form for c in build_cells(runs) if c.unit == "gru")
+    assert gru == ["reset before", "reset before, authors' protocol"]
+    # a value the protocol does not imply still names itself
+    runs[0]["config"]["batch_size"] = 8
+    assert any("batch_size=8" in c.form for c in build_cells(runs))

@@ -29,9 +29,10 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy import stats
 
+from rnnbench.data.names import task_of
 from rnnbench.report import paper
 from rnnbench.store import form_of
-from rnnbench.train.config import RunConfig
+from rnnbench.train.config import DEFAULT_BATCH_SIZE, DEFAULT_NOISE_OUTPUT, RunConfig
 from rnnbench.train.presets import AUTHORS, preset
 
 # Config keys that do not define a cell: the search dimensions and bookkeeping.
@@ -235,7 +236,7 @@ def build_cells(runs: list[dict]) -> list[Cell]:
         for r in group:
             split[tuple(r["config"].get(k) for k in varying)].append(r)
         for values, members in sorted(split.items(), key=lambda kv: repr(kv[0])):
-            extra = _settings_label(dict(zip(varying, values, strict=True)))
+            extra = _settings_label(dict(zip(varying, values, strict=True)), members[0]["config"])
             label = ", ".join(x for x in (form, extra) if x)
             cell = Cell(dataset, unit, label, members, setting=extra)
             choose_lr(cell)
@@ -355,17 +356,18 @@ def holm(tests: list[PairedTest]) -> None:
 _PROTOCOL_LABELS = {"authors": "authors' protocol"}
 
 
-def _settings_label(settings: dict) -> str:
+def _settings_label(settings: dict, config: dict | None = None) -> str:
     """The label of a cell's distinguishing settings. Where the protocol preset differs
-    (``--protocol authors``), the preset names them all: its own values (batch 1, ...) are not
-    repeated, and the paper's protocol, the default, adds nothing to the label."""
+    (``--protocol authors``), the preset names them all: the values it implies (batch 1, ...;
+    :func:`_implied`) are not repeated, and the paper's protocol, the default, adds nothing
+    to the label."""
     settings = dict(settings)
     if "protocol" in settings:
-        implied = _preset_values(settings["protocol"])
+        protocol = settings["protocol"]
         settings = {
             k: v
             for k, v in settings.items()
-            if k == "protocol" or k not in implied or implied[k] != v
+            if k == "protocol" or not _implied(protocol, k, v, config or {})
         }
     protocol = settings.pop("protocol", None)
     parts = [_PROTOCOL_LABELS.get(protocol, f"protocol={protocol}")]
@@ -374,15 +376,32 @@ def _settings_label(settings: dict) -> str:
     return ", ".join(parts + [_setting(k, v) for k, v in settings.items()])
 
 
-def _preset_values(protocol) -> dict:
-    """What a run of ``protocol`` has in the fields its preset sets: the preset's values, or
-    RunConfig's defaults (the paper's protocol) for the fields another preset would set."""
+def _implied(protocol, key: str, value, config: dict) -> bool:
+    """Whether ``protocol`` implies ``key = value`` for a run of ``config``: its preset's
+    value, or RunConfig's default for a field another preset sets (the paper's protocol),
+    where the task's default batch size and output-layer noise count as the default they
+    resolve to (stored configs hold either), and early stopping's patience is the paper's
+    default or, for the authors' protocol (no early stopping), the epoch cap."""
     defaults = {
         f.name: f.default
         for f in dataclasses.fields(RunConfig)
-        if f.default is not dataclasses.MISSING and f.name in AUTHORS
+        if f.default is not dataclasses.MISSING and (f.name in AUTHORS or f.name == "patience")
     }
-    return {**defaults, **preset(protocol or "paper")}
+    implied = {**defaults, **preset(protocol or "paper")}
+    if protocol == "authors":
+        implied["patience"] = config.get("max_epochs", AUTHORS["max_epochs"])
+    if key not in implied:
+        return False
+    if value == implied[key]:
+        return True
+    task = task_of(config["dataset"]) if config.get("dataset") else None
+    resolved = {"batch_size": DEFAULT_BATCH_SIZE, "noise_output": DEFAULT_NOISE_OUTPUT}
+    return (
+        implied[key] is None
+        and key in resolved
+        and task is not None
+        and (value == resolved[key].get(task))
+    )
 
 
 def _setting(key: str, value) -> str:
