@@ -1,11 +1,19 @@
-"""runs.csv and curves.csv carry table2.csv's protocol marking (issue 12 §4)."""
+"""Every CSV row carries the protocol of its own runs (issue 12 §4; issue 23: a report that
+joins the paper's protocol with the authors' preset must not mark every row with both)."""
 
 from __future__ import annotations
 
 import csv
 
+from rnnbench.report import build_report
 from rnnbench.report.figures import CURVES_COLUMNS
+from rnnbench.report.marking import PAPER_ONLY
 from rnnbench.report.tables import RUNS_COLUMNS
+from rnnbench.store import Store
+from rnnbench.sweeps.grid import lr_candidates, stable_seed
+from rnnbench.train.presets import AUTHORS
+
+from .conftest import add_run
 
 
 def _rows(path):
@@ -22,7 +30,57 @@ def test_every_csv_says_quick(quick_report_dir):
         assert {r["provenance"] for r in rows} == {table2[0]["provenance"]}
 
 
-def test_a_full_report_marks_its_csvs_as_table2_does(report_dir):
-    (protocol,) = {r["protocol"] for r in _rows(report_dir / "table2.csv")}
+def test_a_runs_rows_carry_its_cells_table2_label(report_dir):
+    cells = {
+        (r["dataset"], r["unit"]): r["protocol"]
+        for r in _rows(report_dir / "table2.csv")
+        if r["seeds"] != "0"
+    }
+    assert len(set(cells.values())) > 1  # the fixture's cells differ (2 or 3 rates)
     for name in ("runs.csv", "curves.csv"):
-        assert {r["protocol"] for r in _rows(report_dir / name)} == {protocol}
+        rows = _rows(report_dir / name)
+        assert rows
+        for r in rows:
+            if (r["dataset"], r["unit"]) in cells:
+                assert r["protocol"] == cells[(r["dataset"], r["unit"])], (name, r["key"])
+
+
+def test_paper_and_authors_cells_are_marked_apart(tmp_path):
+    path = tmp_path / "results.db"
+    authors = {k: v for k, v in AUTHORS.items() if k not in ("batch_size", "max_epochs")}
+    with Store(path) as store:
+        rates = lr_candidates(10, seed=stable_seed("jsb"))
+        for lr in rates:
+            add_run(store, "jsb", "tanh", lr, status="done", valid=[9.0], max_epochs=500)
+        for seed in (1, 2, 3):  # fresh seeds at the chosen rate (all tie: the lowest)
+            kw = {"status": "done", "valid": [9.1], "stage": "seeds", "max_epochs": 500}
+            add_run(store, "jsb", "tanh", min(rates), seed, **kw)
+        for lr in lr_candidates(10, seed=stable_seed("jsb", "gru")):
+            add_run(
+                store,
+                "jsb",
+                "gru",
+                lr,
+                status="done",
+                valid=[9.0],
+                max_epochs=500,
+                protocol="authors",
+                **authors,
+            )
+    out = build_report(path, tmp_path / "out")
+    table2 = _rows(out / "table2.csv")
+    tanh = {r["protocol"] for r in table2 if r["dataset"] == "jsb" and r["unit"] == "tanh"}
+    gru = {r["protocol"] for r in table2 if r["dataset"] == "jsb" and r["unit"] == "gru"}
+    (tanh,), (gru,) = tanh, gru
+    # the paper-protocol cell: its own settings only, no departure, nothing of the preset's
+    assert tanh.startswith("as stored: max_epochs 500;") and "authors" not in tanh
+    assert "/" not in tanh.split("as stored:")[1]  # one value per setting, none joined
+    # the authors' cell: named as a departure, with its own settings
+    assert gru.startswith("not the paper's protocol: as stored:") and "protocol authors" in gru
+    assert "(departures: " in gru
+    others = {r["protocol"] for r in table2 if r["dataset"] != "jsb"}
+    assert others == {PAPER_ONLY}
+    for name in ("runs.csv", "curves.csv"):
+        rows = _rows(out / name)
+        assert {r["protocol"] for r in rows if r["unit"] == "tanh"} == {tanh}, name
+        assert {r["protocol"] for r in rows if r["unit"] == "gru"} == {gru}, name

@@ -26,10 +26,16 @@ from rnnbench.report.departures import PATIENCE, departures, reduced_banner  # n
 from rnnbench.report.document import Banner, Block, Bullets, Heading, Image, Para, to_markdown
 from rnnbench.report.exports import EXPORT_FILES, collect, write_exports
 from rnnbench.report.figures import learning_curves, write_curves_csv
-from rnnbench.report.halving import protocol_note, quick_note
+from rnnbench.report.halving import quick_note
 from rnnbench.report.html import to_html
 from rnnbench.report.literature import literature_blocks
-from rnnbench.report.marking import add_marking
+from rnnbench.report.marking import (
+    PAPER_ONLY,
+    QUICK,
+    add_marking,
+    protocol_labels,
+    protocol_summary,
+)
 from rnnbench.report.progress import cell_progress, progress_table
 from rnnbench.report.results import (
     GATED_AGAINST_TANH,
@@ -53,7 +59,6 @@ from rnnbench.report.tables import (
     write_table2_csv,
 )
 from rnnbench.report.untrained import mark_untrained
-from rnnbench.train.config import LATER_FIELDS
 
 QUICK_BANNER = (
     "QUICK RUN: these numbers do not follow the paper's protocol (few learning-rate "
@@ -412,7 +417,7 @@ def _front(sources: Sources, command: str, date: str, quick: bool, banner: str) 
                 "Software (from the store): " + "; ".join(_versions(runs)),
                 f"Report built {date} by rnnbench {__version__}",
                 "Protocol: "
-                + ("QUICK (not the paper's protocol)" if quick else _protocol_summary(runs)),
+                + ("QUICK (not the paper's protocol)" if quick else protocol_summary(runs)),
             ]
         ),
     ]
@@ -553,14 +558,9 @@ def _write(
     """report.md, report.html, table2.csv and runs.csv (``reduced``: the runs depart from the
     paper's protocol, see :func:`departures`)."""
     write_runs_csv(out / "runs.csv", runs)
-    protocol = _protocol_summary(runs)
-    if quick:
-        protocol = "quick: not the paper's protocol"
-    elif reduced:
-        protocol = f"not the paper's protocol: {protocol}"
-    protocol += protocol_note(runs)  # a search by successive halving says so
-    write_table2_csv(out / "table2.csv", cells, protocol, provenance)
-    add_marking(out, protocol, provenance)  # runs.csv and curves.csv: the same two columns
+    labels = protocol_labels(cells, runs, quick)  # each row's own protocol (marking)
+    write_table2_csv(out / "table2.csv", cells, labels, provenance, QUICK if quick else PAPER_ONLY)
+    add_marking(out, labels, provenance)  # runs.csv and curves.csv: the same two columns
     title = TITLE
     if quick:
         title = f"QUICK RUN, not the paper's protocol: {TITLE}"
@@ -568,18 +568,3 @@ def _write(
         title = f"Not the paper's protocol: {TITLE}"
     (out / "report.md").write_text(to_markdown(blocks), encoding="utf-8")
     (out / "report.html").write_text(to_html(blocks, title), encoding="utf-8")
-
-
-def _protocol_summary(runs: list[dict]) -> str:
-    """The protocol constants the stored runs used, e.g. "max_epochs 500; batch_size 16; ..."."""
-    parts = []
-    for field in ("max_epochs", "patience", "batch_size", "weight_noise", "clip", "init"):
-        values = sorted({str(r["config"].get(field)) for r in runs})
-        parts.append(f"{field} {'/'.join(values)}")
-    for field, default in LATER_FIELDS.items():  # named only where a run left the default
-        if field == "variant":  # a unit form, named in the cells (docs/variants.md)
-            continue
-        values = sorted({str(r["config"].get(field, default)) for r in runs})
-        if values != [str(default)]:
-            parts.append(f"{field} {'/'.join(values)}")
-    return "as stored: " + "; ".join(parts)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import csv
 import math
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 from pathlib import Path
 
 from rnnbench.errors import RnnbenchError
@@ -397,8 +397,14 @@ def _csv_num(x: float | None) -> str:
     return f"{float(x):.10g}"
 
 
-def write_table2_csv(path: Path, cells: list[Cell], protocol: str, provenance: str) -> None:
-    """One row per (data set, unit form, split): ours beside the paper's; paper-only rows too."""
+def write_table2_csv(
+    path: Path, cells: list[Cell], protocol: Mapping, provenance: str, paper_only: str = ""
+) -> None:
+    """One row per (data set, unit form, split): ours beside the paper's; paper-only rows too.
+
+    ``protocol`` maps each cell's ``(dataset, unit, form)`` to its rows' ``protocol`` column
+    (:func:`rnnbench.report.marking.protocol_labels`); the paper-only rows get ``paper_only``.
+    """
     rows = []
     seen = set()
     for cell in cells:
@@ -433,6 +439,7 @@ def write_table2_csv(path: Path, cells: list[Cell], protocol: str, provenance: s
                     "nll_seq_std": _csv_num(seq.std),
                     "fresh_seeds": int(cell.fresh),
                     "note": note,
+                    "protocol": protocol.get((cell.dataset, cell.unit, cell.form), ""),
                 }
             )
     extra = [
@@ -454,13 +461,14 @@ def write_table2_csv(path: Path, cells: list[Cell], protocol: str, provenance: s
                         "seeds": 0,
                         "paper_nll": _csv_num(value),
                         "note": note,
+                        "protocol": paper_only,
                     }
                 )
     with open(path, "w", newline="", encoding="utf-8") as f:
         writer = csv.DictWriter(f, fieldnames=CSV_COLUMNS + CSV_EXTRA, restval="")
         writer.writeheader()
         for row in rows:
-            writer.writerow({**row, "protocol": protocol, "provenance": provenance})
+            writer.writerow({**row, "provenance": provenance})
 
 
 RUNS_COLUMNS = [
