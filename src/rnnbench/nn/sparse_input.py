@@ -64,6 +64,11 @@ def project(x: Tensor, w_ih: Tensor, b_ih: Tensor | None) -> Tensor | None:
         return None
     K, GH, _ = w_ih.shape
     T, B = x.shape[-3:-1]
+    needs_grad = torch.is_grad_enabled() and (
+        w_ih.requires_grad or (b_ih is not None and b_ih.requires_grad)
+    )
+    if not needs_grad:  # evaluation: the bias inside the gather (the same sums, bit for bit)
+        return gather(w_ih, *found, b_ih).view(K, T, B, GH)
     xw = _Gather.apply(w_ih, *found)
     if b_ih is not None:
         xw = xw + b_ih.unsqueeze(1)
@@ -127,15 +132,14 @@ def _keys(x, max_density):
     in ``keys[ends[f-1]:ends[f]]``, in increasing order; None when a value is neither 0 nor 1
     or more than ``max_density`` of them are 1."""
     F, I = x.shape
+    flat = x.reshape(-1)
     count = 0
-    for f in range(F):
-        for i in range(I):
-            v = x[f, i]
-            if v == 1:
-                count += 1
-            elif v != 0:  # NaN too
-                return None
-    if count > max_density * F * I:
+    other = 0
+    for j in range(flat.shape[0]):  # branch-free, so that it vectorises
+        v = flat[j]
+        count += np.int64(v == 1)
+        other += np.int64(v != 1) & np.int64(v != 0)  # NaN too
+    if other or count > max_density * F * I:
         return None
     keys = np.empty(count, np.int64)
     ends = np.empty(F, np.int64)
