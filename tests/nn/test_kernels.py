@@ -33,6 +33,7 @@ def test_small_per_step_products_run_on_one_blas_thread(monkeypatch):
     monkeypatch.setattr(torch, "get_num_threads", lambda: 8)
     monkeypatch.setattr(glue, "_cores", lambda: 8)
     monkeypatch.setattr(glue, "_busy_cores", lambda: 0.0)  # a quiet 8-core machine
+    monkeypatch.setattr(glue, "_idle_seen", [-glue.IDLE_REFRESH, 1])  # read them afresh
     assert glue._threads(4 * 36 * 144) == 1  # JSB LSTM, batch 4
     assert glue._threads(16 * 400 * 400) == 8  # speech tanh, batch 16
     assert glue._threads(glue.SMALL_PRODUCT) == 1  # one thread's worth of work
@@ -44,9 +45,15 @@ def test_a_loaded_machine_gets_no_more_threads_than_idle_cores(monkeypatch):
     monkeypatch.setattr(glue, "_cores", lambda: 8)
     big = 16 * 400 * 400
     monkeypatch.setattr(glue, "_busy_cores", lambda: 5.5)  # 2.5 cores idle, this one included
+    monkeypatch.setattr(glue, "_idle_seen", [-glue.IDLE_REFRESH, 1])
     assert glue._threads(big) == 2
     monkeypatch.setattr(glue, "_busy_cores", lambda: 12.0)  # oversubscribed
+    assert glue._threads(big) == 2  # the reading is kept for IDLE_REFRESH seconds
+    monkeypatch.setattr(glue, "_idle_seen", [-glue.IDLE_REFRESH, 1])
     assert glue._threads(big) == 1
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 1)  # one thread: nothing to read
+    monkeypatch.setattr(glue, "_idle_seen", [-glue.IDLE_REFRESH, 1])
+    assert glue._threads(big) == 1 and glue._idle_seen[0] < 0
     monkeypatch.undo()
     assert glue._busy_cores() >= 0.0 and glue._cores() >= 1  # the real readings
 

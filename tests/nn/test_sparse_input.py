@@ -125,3 +125,38 @@ def test_gather_of_each_members_own_input_equals_the_dense_product(dtype):
     torch.testing.assert_close(gathered, dense, rtol=tol, atol=tol)
     for g, h in zip(got, want, strict=True):
         torch.testing.assert_close(g, h, rtol=tol, atol=tol)
+
+
+@pytest.mark.parametrize("bias", [True, False])
+def test_evaluation_gathers_with_the_bias_inside_and_equals_the_training_path(bias):
+    """Without gradients :func:`project` runs :func:`gather` with the bias added in the kernel
+    (no autograd node, no second pass); the values are those of the differentiable path, bit
+    for bit."""
+    x = piano_roll()
+    w, b = weights()
+    b = b if bias else None
+    with sparse_input.enabled():
+        trained = sparse_input.project(x, w, b)
+        assert trained.requires_grad
+        with torch.no_grad():
+            evaluated = sparse_input.project(x, w, b)
+        detached = sparse_input.project(x, w.detach(), None if b is None else b.detach())
+    assert not evaluated.requires_grad and evaluated.shape == trained.shape
+    assert torch.equal(evaluated, trained.detach())
+    assert torch.equal(detached, trained.detach())
+
+
+@pytest.mark.parametrize("value", [2.0, -1.0, 0.5, float("inf"), float("-inf"), float("nan")])
+def test_the_keys_scan_refuses_any_value_but_0_and_1(value):
+    x = piano_roll()
+    w, b = weights()
+    with sparse_input.enabled():
+        assert sparse_input.plan(x, w) is not None
+        for where in ((0, 0, 0), (399, 2, 87), (150, 1, 40)):  # first, last, middle
+            bad = x.clone()
+            bad[where] = value
+            assert sparse_input.plan(bad, w) is None
+    keys, ends = sparse_input._keys(x.reshape(-1, 88).numpy(), 1.0)
+    want = [torch.nonzero(row).flatten().tolist() for row in x.reshape(-1, 88)]
+    got = [keys[s:e].tolist() for s, e in zip([0, *ends[:-1]], ends, strict=True)]
+    assert got == want

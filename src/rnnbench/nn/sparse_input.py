@@ -64,6 +64,11 @@ def project(x: Tensor, w_ih: Tensor, b_ih: Tensor | None) -> Tensor | None:
         return None
     K, GH, _ = w_ih.shape
     T, B = x.shape[-3:-1]
+    needs_grad = torch.is_grad_enabled() and (
+        w_ih.requires_grad or (b_ih is not None and b_ih.requires_grad)
+    )
+    if not needs_grad:  # evaluation: the bias inside the gather (the same sums, bit for bit)
+        return gather(w_ih, *found, b_ih).view(K, T, B, GH)
     xw = _Gather.apply(w_ih, *found)
     if b_ih is not None:
         xw = xw + b_ih.unsqueeze(1)
@@ -95,11 +100,12 @@ def gather(w_ih: Tensor, keys: Tensor, ends: Tensor, b_ih: Tensor | None = None)
     """``W x`` as ``(K, T*B, G*H)`` from :func:`plan`'s keys, without autograd; with ``b_ih``
     ``W x + b_ih``, the bias added to each step's sum as :func:`project` adds it (bit for bit)
     but without a second pass over the result."""
-    table = w_ih.detach().transpose(1, 2).contiguous().numpy()
     if b_ih is None:
+        table = w_ih.detach().transpose(1, 2).contiguous().numpy()
         return torch.from_numpy(_gather(table, keys.numpy(), ends.numpy()))
+    w = w_ih.detach().contiguous().numpy()
     bias = b_ih.detach().contiguous().numpy()
-    return torch.from_numpy(_gather_bias(table, keys.numpy(), ends.numpy(), bias))
+    return torch.from_numpy(_gather_bias(w, keys.numpy(), ends.numpy(), bias))
 
 
 def scatter_with_bias(
@@ -108,9 +114,8 @@ def scatter_with_bias(
     """:func:`scatter` and the bias's gradient ``(K, G*H)`` (``d_xw`` summed over the steps,
     in float64, rounded once) in one pass over ``d_xw``."""
     d_out = d_xw.detach().contiguous().numpy()
-    d_table, d_bias = _scatter_bias(d_out, keys.numpy(), ends.numpy(), n_keys)
-    d_w = torch.from_numpy(np.ascontiguousarray(d_table.transpose(0, 2, 1)))
-    return d_w, torch.from_numpy(d_bias)
+    d_w, d_bias = _scatter_bias(d_out, keys.numpy(), ends.numpy(), n_keys)
+    return torch.from_numpy(d_w), torch.from_numpy(d_bias)
 
 
 def scatter(d_xw: Tensor, keys: Tensor, ends: Tensor, n_keys: int) -> Tensor:
@@ -127,15 +132,14 @@ def _keys(x, max_density):
     in ``keys[ends[f-1]:ends[f]]``, in increasing order; None when a value is neither 0 nor 1
     or more than ``max_density`` of them are 1."""
     F, I = x.shape
+    flat = x.reshape(-1)
     count = 0
-    for f in range(F):
-        for i in range(I):
-            v = x[f, i]
-            if v == 1:
-                count += 1
-            elif v != 0:  # NaN too
-                return None
-    if count > max_density * F * I:
+    other = 0
+    for j in range(flat.shape[0]):  # branch-free, so that it vectorises
+        v = flat[j]
+        count += np.int64(v == 1)
+        other += np.int64(v != 1) & np.int64(v != 0)  # NaN too
+    if other or count > max_density * F * I:
         return None
     keys = np.empty(count, np.int64)
     ends = np.empty(F, np.int64)
@@ -186,13 +190,19 @@ def _gather(table, keys, ends):
 
 
 @numba.njit(cache=True, nogil=True, error_model="numpy")
-def _gather_bias(table, keys, ends, bias):
-    """:func:`_gather` with ``bias[k]`` added to each step's sum (the same roundings)."""
-    K, _, GH = table.shape
+def _gather_bias(w, keys, ends, bias):
+    """:func:`_gather` with ``bias[k]`` added to each step's sum (the same roundings), from
+    ``w (K, GH, I)`` as the module stores it: each member's table ``w[k].T`` is transposed
+    into one scratch block that stays in cache (no transposed copy of all of W per update)."""
+    K, GH, I = w.shape
     M, F = ends.shape
-    out = np.empty((K, F, GH), table.dtype)
-    acc = np.empty(GH, table.dtype)
+    out = np.empty((K, F, GH), w.dtype)
+    acc = np.empty(GH, w.dtype)
+    table = np.empty((I, GH), w.dtype)
     for k in range(K):
+        for j in range(GH):
+            for i in range(I):
+                table[i, j] = w[k, j, i]
         m = 0 if M == 1 else k
         start = 0 if m == 0 else ends[m - 1, F - 1]
         for f in range(F):
@@ -201,7 +211,7 @@ def _gather_bias(table, keys, ends, bias):
             for e in range(start, ends[m, f]):
                 i = keys[e]
                 for j in range(GH):
-                    acc[j] += table[k, i, j]
+                    acc[j] += table[i, j]
             for j in range(GH):
                 out[k, f, j] = acc[j] + bias[k, j]
             start = ends[m, f]
@@ -210,12 +220,16 @@ def _gather_bias(table, keys, ends, bias):
 
 @numba.njit(cache=True, nogil=True, error_model="numpy")
 def _scatter_bias(d_out, keys, ends, n_keys):
-    """:func:`_scatter` and ``sum_f d_out[k, f]`` (accumulated in float64)."""
+    """:func:`_scatter` (the same sums), written as ``d_w (K, GH, I)`` (``W_ih``'s layout:
+    each member's sums in one scratch block, transposed out of it), and ``sum_f d_out[k, f]``
+    (accumulated in float64)."""
     K, F, GH = d_out.shape
     M = ends.shape[0]
-    d_table = np.zeros((K, n_keys, GH), d_out.dtype)
+    d_w = np.empty((K, GH, n_keys), d_out.dtype)
+    d_table = np.empty((n_keys, GH), d_out.dtype)
     d_bias = np.zeros((K, GH), np.float64)
     for k in range(K):
+        d_table[:] = 0
         m = 0 if M == 1 else k
         start = 0 if m == 0 else ends[m - 1, F - 1]
         for f in range(F):
@@ -224,9 +238,12 @@ def _scatter_bias(d_out, keys, ends, n_keys):
             for e in range(start, ends[m, f]):
                 i = keys[e]
                 for j in range(GH):
-                    d_table[k, i, j] += d_out[k, f, j]
+                    d_table[i, j] += d_out[k, f, j]
             start = ends[m, f]
-    return d_table, d_bias.astype(d_out.dtype)
+        for j in range(GH):
+            for i in range(n_keys):
+                d_w[k, j, i] = d_table[i, j]
+    return d_w, d_bias.astype(d_out.dtype)
 
 
 @numba.njit(cache=True, nogil=True, error_model="numpy")

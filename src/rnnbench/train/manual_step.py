@@ -131,6 +131,16 @@ class ManualPass:
         self.names = _names(model)
         params = dict(model.named_parameters())
         self.params = [params[n] for n in self.names]
+        self._zeros: dict[tuple, Tensor] = {}
+
+    def _zero(self, like: Tensor, *shape: int) -> Tensor:
+        """A zero tensor of ``shape`` kept across updates: the initial states and the final
+        states' gradients, which the kernels only read (never written, never returned)."""
+        key = (*shape, like.dtype)
+        zero = self._zeros.get(key)
+        if zero is None:
+            zero = self._zeros[key] = like.new_zeros(shape)
+        return zero
 
     @torch.no_grad()
     def __call__(self, x, y, mask, state, shared: bool) -> Result:
@@ -165,9 +175,9 @@ class ManualPass:
 
         # 2. the recurrence
         h0, c0 = (None, None) if state is None else state
-        h0 = xw.new_zeros(K, B, H) if h0 is None else h0
+        h0 = self._zero(xw, K, B, H) if h0 is None else h0
         if lstm and c0 is None:
-            c0 = xw.new_zeros(K, B, H)
+            c0 = self._zero(xw, K, B, H)
         kmask = xw.new_ones(T, B) if mask is None else mask.to(xw.dtype)
         config = (self.cell, self.reset, self.peephole, self.variant)
         out, h_n, c_n, hs, cs, acts, aux = glue.forward(
@@ -195,8 +205,8 @@ class ManualPass:
         loss = training_loss(self.cfg, nll_sum, n)
 
         # 5. back through time (nothing arrives at the final state: it is carried detached)
-        d_hn = out.new_zeros(K, B, H)
-        d_cn = out.new_zeros(K, B, H) if lstm else None
+        d_hn = self._zero(out, K, B, H)
+        d_cn = d_hn if lstm else None
         d_xw, d_w_hh, d_b_hh, d_w_ch, _, _ = glue.backward(
             *config, d_out, d_hn, d_cn, w_hh, w_ch, kmask, out, hs, cs, acts, aux
         )

@@ -473,8 +473,8 @@ class _Population:
     def _train_epoch(self, epoch: int, bar) -> list[float | None]:
         cfg, dev = self.cfg, self.device
         active = torch.tensor([s == "running" for s in self.status], device=dev)
-        sums = torch.zeros(self.k, dtype=torch.float64)
-        steps = torch.zeros(self.k, dtype=torch.float64)
+        sums = [0.0] * self.k  # float64 sums, as Python floats: no tensor ops per update
+        steps = [0.0] * self.k
         weights = self.model.weight_matrices(output=cfg.noise_output)
         self.optimizer.scale_lr(authors.schedule(cfg, epoch))
         state = None
@@ -503,21 +503,25 @@ class _Population:
                 )
             active = active & ok
             self.optimizer.step(active & live)
-            took = (active & live).cpu()
-            for k in torch.nonzero(took).flatten().tolist():
-                self.updates[k] += 1
-            sums += torch.where(took, nll_sum.detach().double().cpu(), 0.0)
-            steps += took.double() * (n.double().cpu() if torch.is_tensor(n) else n)
+            took = (active & live).tolist()
+            nll = nll_sum.detach().double().tolist()
+            if torch.is_tensor(n):
+                counts = n.double().expand(self.k).tolist()
+            else:
+                counts = [float(n)] * self.k
+            for k in range(self.k):
+                if took[k]:
+                    self.updates[k] += 1
+                    sums[k] += nll[k]
+                    steps[k] += counts[k]
             if bar is not None and time.monotonic() - last_shown > 0.5:
                 last_shown = time.monotonic()
-                live_nll = (sums / steps.clamp(min=1))[steps > 0]
-                if live_nll.numel():
-                    bar.set_postfix_str(f"epoch {epoch} train {live_nll.min().item():.3f}")
+                live_nll = [s / t for s, t in zip(sums, steps, strict=True) if t > 0]
+                if live_nll:
+                    bar.set_postfix_str(f"epoch {epoch} train {min(live_nll):.3f}")
             if not bool(active.any()):
                 break
-        return [
-            _clean((sums[k] / steps[k]).item()) if steps[k] > 0 else None for k in range(self.k)
-        ]
+        return [_clean(sums[k] / steps[k]) if steps[k] > 0 else None for k in range(self.k)]
 
     def run(self, on_epoch: OnEpoch | None, bar, ids: list[int]) -> list[dict]:
         """Train epochs until a member stops training; return every member's saved state."""

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ctypes
 import os
+import time
 from pathlib import Path
 
 import numpy as np
@@ -72,6 +73,21 @@ def _busy_cores() -> float:
         return 0.0
 
 
+# (when, idle cores): the affinity and the load average are read at most once per
+# IDLE_REFRESH seconds (two system calls, about 7 us, on every head and kernel call before)
+IDLE_REFRESH = 1.0
+_idle_seen = [-IDLE_REFRESH, 1]
+
+
+def _idle_cores() -> int:
+    """The cores the load average leaves idle, plus this one (refreshed every
+    :data:`IDLE_REFRESH` seconds)."""
+    now = time.monotonic()
+    if now - _idle_seen[0] >= IDLE_REFRESH:
+        _idle_seen[:] = [now, int(_cores() - _busy_cores())]
+    return _idle_seen[1]
+
+
 def _threads(work: int) -> int:
     """BLAS threads for per-step products of ``work`` multiply-adds: one below
     :data:`SMALL_PRODUCT`; above it torch's thread count, at most one per
@@ -79,8 +95,10 @@ def _threads(work: int) -> int:
     this one), so that a loaded machine never makes a step wait for a busy core."""
     if work < SMALL_PRODUCT:
         return 1
-    idle = int(_cores() - _busy_cores())
-    return max(1, min(torch.get_num_threads(), work // SMALL_PRODUCT, idle))
+    threads = torch.get_num_threads()
+    if threads == 1:
+        return 1
+    return max(1, min(threads, work // SMALL_PRODUCT, _idle_cores()))
 
 
 def _call(work, kernel, *args):

@@ -43,34 +43,44 @@ def gru_forward(xw, w_hh, b_hh, before, mask, h0):
     rec_n = np.empty((B, H), xw.dtype)
     for k in range(K):
         hs[k, 0] = h0[k]
-        bias = b_hh[k]
         w_rz_t, w_n_t = _transposed(w_hh[k, : 2 * H]), _transposed(w_hh[k, 2 * H :])
         L = _live_steps(mask[k])  # the steps after L are all padding: kept state, out 0
         for t in range(L):
+            # the rows are indexed, not taken as views (a view per row and step costs an
+            # atomic reference count: about a fifth of this kernel's time at JSB's sizes)
             np.dot(hs[k, t], w_rz_t, rec_rz)
             for b in range(B):
-                a, x, r, h_prev = acts[k, t, b], xw[k, t, b], rec_rz[b], hs[k, t, b]
                 for j in range(2 * H):
-                    a[j] = _sigmoid(x[j] + r[j] + bias[j])
+                    acts[k, t, b, j] = _sigmoid(xw[k, t, b, j] + rec_rz[b, j] + b_hh[k, j])
                 if before:
-                    rh = aux[k, t, b]
                     for j in range(H):
-                        rh[j] = a[j] * h_prev[j]
+                        aux[k, t, b, j] = acts[k, t, b, j] * hs[k, t, b, j]
             np.dot(aux[k, t] if before else hs[k, t], w_n_t, rec_n)
             for b in range(B):
-                a, x, r, h_prev = acts[k, t, b], xw[k, t, b], rec_n[b], hs[k, t, b]
-                h, rec = hs[k, t + 1, b], aux[k, t, b]
                 if before:
                     for j in range(H):
-                        a[2 * H + j] = _tanh(x[2 * H + j] + r[j] + bias[2 * H + j])
+                        acts[k, t, b, 2 * H + j] = _tanh(
+                            xw[k, t, b, 2 * H + j] + rec_n[b, j] + b_hh[k, 2 * H + j]
+                        )
                 else:
                     for j in range(H):
-                        rec[j] = r[j] + bias[2 * H + j]
-                        a[2 * H + j] = _tanh(x[2 * H + j] + a[j] * rec[j])
-                for j in range(H):
-                    z = a[H + j]
-                    h[j] = (one - z) * a[2 * H + j] + z * h_prev[j]
-                _finish_step(mask[k, t, b], h, h_prev, out[k, t, b])
+                        aux[k, t, b, j] = rec_n[b, j] + b_hh[k, 2 * H + j]
+                        acts[k, t, b, 2 * H + j] = _tanh(
+                            xw[k, t, b, 2 * H + j] + acts[k, t, b, j] * aux[k, t, b, j]
+                        )
+                m = mask[k, t, b]
+                if m == 1:  # _finish_step's arithmetic, inline
+                    for j in range(H):
+                        z = acts[k, t, b, H + j]
+                        h = (one - z) * acts[k, t, b, 2 * H + j] + z * hs[k, t, b, j]
+                        out[k, t, b, j] = h
+                        hs[k, t + 1, b, j] = h
+                else:
+                    for j in range(H):
+                        z = acts[k, t, b, H + j]
+                        h = (one - z) * acts[k, t, b, 2 * H + j] + z * hs[k, t, b, j]
+                        out[k, t, b, j] = m * h
+                        hs[k, t + 1, b, j] = out[k, t, b, j] + (1 - m) * hs[k, t, b, j]
         _hold_tail(hs[k], L)
         out[k, L:] = 0
         acts[k, L:] = 0
@@ -88,8 +98,10 @@ def gru_backward(d_out, d_hn, w_hh, before, mask, hs, acts, aux):
     H = G // 3
     S = 2 * H
     one = np.ones(1, acts.dtype)[0]
+    # d_xw's r, z blocks are d_rz's (kept contiguous for the products), copied in per step
+    # while in cache; its n block is written in place (no concatenation after the walk)
+    d_xw = np.empty((K, T, B, G), acts.dtype)
     d_rz = np.empty((K, T, B, 2 * H), acts.dtype)
-    d_xn = np.empty((K, T, B, H), acts.dtype)
     d_rec_n = np.empty((K, T, B, H), acts.dtype)
     d_w = np.empty((K, w_hh.shape[1], H), acts.dtype)
     d_b = np.empty((K, w_hh.shape[1]), acts.dtype)
@@ -101,46 +113,51 @@ def gru_backward(d_out, d_hn, w_hh, before, mask, hs, acts, aux):
         d_h[:] = d_hn[k]
         w_s, w_n = w_hh[k, :S], w_hh[k, S:]
         L = _live_steps(mask[k])  # the padded tail passes d_h through, no gradient into it
+        d_xw[k, L:] = 0
         d_rz[k, L:] = 0
-        d_xn[k, L:] = 0
         d_rec_n[k, L:] = 0
         for t in range(L - 1, -1, -1):
+            # rows indexed, not taken as views (as in gru_forward)
             for b in range(B):
                 m, keep = mask[k, t, b], one - mask[k, t, b]
-                a, h_prev, dout, dh = acts[k, t, b], hs[k, t, b], d_out[k, t, b], d_h[b]
-                drz, dxn, drn, ax = d_rz[k, t, b], d_xn[k, t, b], d_rec_n[k, t, b], aux[k, t, b]
                 for j in range(H):
-                    r, z, n = a[j], a[H + j], a[2 * H + j]
-                    d_h_new = m * (dout[j] + dh[j])
-                    dxn[j] = d_h_new * (one - z) * (one - n * n)
-                    drz[H + j] = d_h_new * (h_prev[j] - n) * (z - z * z)
-                    dh[j] = d_h_new * z + keep * dh[j]
-                if before:
-                    drn[:] = dxn
+                    z, n = acts[k, t, b, H + j], acts[k, t, b, 2 * H + j]
+                    d_h_new = m * (d_out[k, t, b, j] + d_h[b, j])
+                    dxn = d_h_new * (one - z) * (one - n * n)
+                    d_xw[k, t, b, 2 * H + j] = dxn
+                    d_rz[k, t, b, H + j] = d_h_new * (hs[k, t, b, j] - n) * (z - z * z)
+                    d_h[b, j] = d_h_new * z + keep * d_h[b, j]
+                if before:  # the n block's recurrent gradient is d_xn itself
+                    for j in range(H):
+                        d_rec_n[k, t, b, j] = d_xw[k, t, b, 2 * H + j]
                 else:
                     for j in range(H):
-                        r = a[j]
-                        drn[j] = dxn[j] * r
-                        drz[j] = dxn[j] * ax[j] * (r - r * r)
+                        r, dxn = acts[k, t, b, j], d_xw[k, t, b, 2 * H + j]
+                        d_rec_n[k, t, b, j] = dxn * r
+                        d_rz[k, t, b, j] = dxn * aux[k, t, b, j] * (r - r * r)
             if before:
-                np.dot(d_xn[k, t], w_n, d_rh)
+                np.dot(d_rec_n[k, t], w_n, d_rh)
                 for b in range(B):
-                    a, h_prev, drz = acts[k, t, b], hs[k, t, b], d_rz[k, t, b]
-                    dh, drh = d_h[b], d_rh[b]
                     for j in range(H):
-                        r = a[j]
-                        drz[j] = drh[j] * h_prev[j] * (r - r * r)
-                        dh[j] += drh[j] * r
+                        r, drh = acts[k, t, b, j], d_rh[b, j]
+                        d_rz[k, t, b, j] = drh * hs[k, t, b, j] * (r - r * r)
+                        d_h[b, j] += drh * r
             else:
                 np.dot(d_rec_n[k, t], w_n, rec)
-                d_h += rec
+                for b in range(B):
+                    for j in range(H):
+                        d_h[b, j] += rec[b, j]
             np.dot(d_rz[k, t], w_s, rec)
-            d_h += rec
+            for b in range(B):
+                for j in range(H):
+                    d_h[b, j] += rec[b, j]
+                for j in range(2 * H):
+                    d_xw[k, t, b, j] = d_rz[k, t, b, j]
         d_h0[k] = d_h
         h_prev = hs[k, :L]  # the weights' gradients, in chunks of rows (WEIGHT_GRAD_CHUNK)
         _weight_grads(d_rz[k, :L], h_prev, d_w[k, :S], d_b[k, :S])
         _weight_grads(d_rec_n[k, :L], aux[k, :L] if before else h_prev, d_w[k, S:], d_b[k, S:])
-    return np.concatenate((d_rz, d_xn), axis=3), d_w, d_b, d_h0
+    return d_xw, d_w, d_b, d_h0
 
 
 # ---- GRU variants: one gate block s and the candidate block n ---------------------------------

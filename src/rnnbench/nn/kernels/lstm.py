@@ -60,36 +60,51 @@ def lstm_forward(xw, w_hh, b_hh, w_ch, peephole, mask, h0, c0):
     for k in range(K):
         hs[k, 0] = h0[k]
         cs[k, 0] = c0[k]
-        bias = b_hh[k]
-        v_i, v_f, v_o = w_ch[k, 0], w_ch[k, 1], w_ch[k, 2]
         w_t = _transposed(w_hh[k])
         L = _live_steps(mask[k])  # the steps after L are all padding: kept state, out 0
         for t in range(L):
             np.dot(hs[k, t], w_t, rec)
+            # rows indexed, not taken as views (a view per row and step costs an atomic
+            # reference count; as in the GRU kernels)
             for b in range(B):
-                a, x, r = acts[k, t, b], xw[k, t, b], rec[b]
-                c_prev, c, h = cs[k, t, b], cs[k, t + 1, b], hs[k, t + 1, b]
                 if peephole:
                     for j in range(G):
-                        a[j] = x[j] + r[j] + bias[j]
+                        acts[k, t, b, j] = xw[k, t, b, j] + rec[b, j] + b_hh[k, j]
                     for j in range(H):
-                        a[j] += v_i[j] * c_prev[j]
-                        a[H + j] += v_f[j] * c_prev[j]
+                        acts[k, t, b, j] += w_ch[k, 0, j] * cs[k, t, b, j]
+                        acts[k, t, b, H + j] += w_ch[k, 1, j] * cs[k, t, b, j]
                     for j in range(3 * H):
-                        a[j] = _gate(a[j], scale[j], shift[j])
+                        acts[k, t, b, j] = _gate(acts[k, t, b, j], scale[j], shift[j])
                     for j in range(H):
-                        c[j] = a[H + j] * c_prev[j] + a[j] * a[2 * H + j]
+                        cs[k, t + 1, b, j] = (
+                            acts[k, t, b, H + j] * cs[k, t, b, j]
+                            + acts[k, t, b, j] * acts[k, t, b, 2 * H + j]
+                        )
                     for j in range(H):
-                        a[3 * H + j] = _sigmoid(a[3 * H + j] + v_o[j] * c[j])
-                        h[j] = a[3 * H + j] * _tanh(c[j])
+                        o = _sigmoid(acts[k, t, b, 3 * H + j] + w_ch[k, 2, j] * cs[k, t + 1, b, j])
+                        acts[k, t, b, 3 * H + j] = o
+                        hs[k, t + 1, b, j] = o * _tanh(cs[k, t + 1, b, j])
                 else:
                     for j in range(G):
-                        a[j] = _gate(x[j] + r[j] + bias[j], scale[j], shift[j])
+                        acts[k, t, b, j] = _gate(
+                            xw[k, t, b, j] + rec[b, j] + b_hh[k, j], scale[j], shift[j]
+                        )
                     for j in range(H):  # c and h in one pass: one scalar remainder, not two
-                        c[j] = a[H + j] * c_prev[j] + a[j] * a[2 * H + j]
-                        h[j] = a[3 * H + j] * _tanh(c[j])
-                _finish_step(mask[k, t, b], h, hs[k, t, b], out[k, t, b])
-                _keep_cell(mask[k, t, b], c, c_prev)
+                        c = (
+                            acts[k, t, b, H + j] * cs[k, t, b, j]
+                            + acts[k, t, b, j] * acts[k, t, b, 2 * H + j]
+                        )
+                        cs[k, t + 1, b, j] = c
+                        hs[k, t + 1, b, j] = acts[k, t, b, 3 * H + j] * _tanh(c)
+                m = mask[k, t, b]
+                if m != 1:  # _finish_step and _keep_cell, inline
+                    for j in range(H):
+                        out[k, t, b, j] = m * hs[k, t + 1, b, j]
+                        hs[k, t + 1, b, j] = out[k, t, b, j] + (1 - m) * hs[k, t, b, j]
+                        cs[k, t + 1, b, j] = m * cs[k, t + 1, b, j] + (1 - m) * cs[k, t, b, j]
+                else:
+                    for j in range(H):
+                        out[k, t, b, j] = hs[k, t + 1, b, j]
         _hold_tail(hs[k], L)
         _hold_tail(cs[k], L)
         out[k, L:] = 0
