@@ -236,6 +236,11 @@ class WeightNoise:
         if not self.sigma:
             yield
             return
+        fast = self._fused(weights)
+        if fast is not None:
+            with self._fused_applied(fast, members):
+                yield
+            return
         clean, noise = self._buffers(weights)
         with torch.no_grad():
             for w, c in zip(weights, clean, strict=True):
@@ -256,6 +261,63 @@ class WeightNoise:
             with torch.no_grad():
                 for w, c in zip(weights, clean, strict=True):
                     w.copy_(c)
+
+    def _fused(self, weights: Sequence[Tensor]):
+        """The fused path's buffers for ``weights`` (:mod:`rnnbench.train.fused_noise`), made
+        once per list of weights; None where it cannot run (then the torch loop)."""
+        from rnnbench.train import fused_noise
+
+        key = [(id(w), w.data_ptr(), tuple(w.shape)) for w in weights]
+        kept = getattr(self, "_fast", None)
+        if kept is not None and kept[0] == key:
+            return kept[1]
+        if not fused_noise.usable(weights):
+            self._fast = (key, None)
+            return None
+        sizes = [w[0].numel() for w in weights]
+        offsets = np.cumsum([0, *sizes])
+        k = weights[0].shape[0]
+        noise = torch.empty(k, int(offsets[-1]), dtype=weights[0].dtype)
+        rows = noise.unbind(0)
+        clean = [w.data for w in weights]  # the parameters' own tensors, never written here
+        noisy = [torch.empty_like(c) for c in clean]
+        fast = {
+            "weights": fused_noise.views(clean),
+            "noisy": fused_noise.views(noisy),
+            "noise": noise.numpy(),
+            "offsets": offsets[:-1].astype(np.int64),
+            "rows": rows,
+            # member k's draws: its row's ranges, each one normal_ call (fused_noise.runs)
+            "draws": [[row[a:b] for a, b in fused_noise.runs(sizes)] for row in rows],
+            "swap": list(zip(weights, clean, noisy, strict=True)),
+        }
+        self._fast = (key, fast)
+        return fast
+
+    @contextlib.contextmanager
+    def _fused_applied(self, fast: dict, members: Sequence[bool] | None) -> Iterator[None]:
+        """:meth:`applied` on the fused path: the same draws, one kernel for the noisy weights,
+        which the parameters point at until the block ends (then at their clean tensors)."""
+        from rnnbench.train import fused_noise
+
+        with torch.no_grad():
+            for k, g in enumerate(self.generators):
+                if members is None or members[k]:
+                    for part in fast["draws"][k]:
+                        part.normal_(generator=g)
+                else:
+                    fast["rows"][k].zero_()
+        fused_noise.noisy(
+            fast["weights"], fast["noise"], fast["offsets"], self.sigma, fast["noisy"]
+        )
+        swap = fast["swap"]
+        try:
+            for w, _, noisy in swap:
+                w.data = noisy
+            yield
+        finally:
+            for w, clean, _ in swap:
+                w.data = clean
 
     def _buffers(self, weights: Sequence[Tensor]) -> tuple[list[Tensor], list[Tensor]]:
         """Reused ``(clean copies, noise)`` tensors shaped like ``weights`` (and the noise
