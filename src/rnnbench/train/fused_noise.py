@@ -31,7 +31,7 @@ from numba import types
 from numba.extending import intrinsic
 from torch import Tensor
 
-__all__ = ["noisy", "runs", "usable", "views"]
+__all__ = ["noisy", "runs", "usable", "views", "warm_up"]
 
 _jit = numba.njit(cache=True, nogil=True, error_model="numpy")
 
@@ -136,3 +136,16 @@ def usable(weights: Sequence[Tensor]) -> bool:
     if _CHECKED is None:
         _CHECKED = _fma_matches_torch()
     return _CHECKED
+
+
+def warm_up(weights: Sequence[Tensor]) -> None:
+    """Compile (or load) :func:`noisy` for this many weight tensors, on copies, drawing nothing
+    (:mod:`rnnbench.train.warmup`)."""
+    weights = [w.detach().clone() for w in weights]
+    if not usable(weights):
+        return
+    sizes = [w[0].numel() for w in weights]
+    offsets = np.cumsum([0, *sizes])[:-1].astype(np.int64)
+    noise = np.zeros((weights[0].shape[0], sum(sizes)), np.float32)
+    out = [torch.empty_like(w) for w in weights]
+    noisy(views(weights), noise, offsets, 0.075, views(out))

@@ -87,8 +87,11 @@ class PopulationRMSProp:
         self.lr = self.base_lr * float(factor)
 
     def zero_grad(self) -> None:
+        from rnnbench.train import fused
+
         for p in self.params:
             p.grad = None
+        fused.forget_grads()
 
     def _live(self) -> tuple[list[Tensor], list[Tensor], list[Tensor], list[Tensor]] | None:
         """``(params, grads, square_avg, momentum_buffer)`` of the parameters with a gradient
@@ -99,7 +102,7 @@ class PopulationRMSProp:
         if all(g is not None for g in grads):
             if getattr(self, "_fusable", None) is None:  # the persistent tensors, checked once
                 self._fusable = fused.usable(self.params + self.square_avg + self.momentum_buffer)
-            if self._fusable and fused.usable(grads):
+            if self._fusable and fused.grad_views(grads) is not None:
                 return self.params, grads, self.square_avg, self.momentum_buffer
             return None
         live = [
@@ -181,7 +184,7 @@ def clip_member_grad_norms(params: Sequence[Tensor], max_norm: float) -> Tensor:
         return torch.zeros(params[0].shape[0], dtype=torch.float64)
     from rnnbench.train import fused
 
-    if fused.usable(grads):
+    if fused.grad_views(grads) is not None:
         return fused.member_grad_norms(grads, max_norm)
     k = grads[0].shape[0]
     sq = sum(g.reshape(k, -1).double().pow(2).sum(1) for g in grads)
