@@ -12,7 +12,8 @@ chosen as "best" carried it in Figure 2 or not.
 once forward without gradients (the evaluation path) on the first steps of two training
 sequences, before the first timed epoch, and the update's kernels (clipping, RMSProp, the
 weight noise's sum) once on copies of the parameters and their gradients. With ``t_e`` the
-time epoch ``e`` takes, the recorded cumulative time after epoch ``n`` is ``seconds_n = sum_{e <= n} t_e``, with no start-up term.
+time epoch ``e`` takes, the recorded cumulative time after epoch ``n`` is
+``seconds_n = sum_{e <= n} t_e``, with no start-up term.
 
 It changes nothing the run computes: no optimizer step, gradients cleared afterwards, and
 torch's and numpy's random generators (and CUDA's, on a GPU) put back as they were, so a run
