@@ -7,8 +7,9 @@ as the same member trained alone. One minibatch step of :func:`rnnbench.train.po
 1. :class:`WeightNoise` adds fresh Gaussian noise (σ = 0.075) to the weight matrices, drawn
    per member from the member's own generator (Graves 2011);
 2. forward and backward at the noisy weights; the noise-free weights are then put back
-   exactly (a saved copy, not a subtraction), so the update applies to them and no noise is
-   ever stored or evaluated;
+   exactly (a saved copy, not a subtraction; for float32 CPU weights the parameters point
+   at separate noisy tensors meanwhile, :mod:`rnnbench.train.fused_noise`), so the update
+   applies to them and no noise is ever stored or evaluated;
 3. :func:`clip_member_grad_norms` rescales each member's gradient to norm 1 when larger,
    the norm taken over that member's slices of all parameters;
 4. :func:`finite_members` flags members whose loss or gradient is NaN/inf (they are frozen
