@@ -25,6 +25,7 @@ the path for other devices, dtypes and layouts (:func:`usable`).
 
 from __future__ import annotations
 
+import operator
 import weakref
 from collections.abc import Sequence
 
@@ -86,6 +87,32 @@ def _views(tensors: Sequence[Tensor], keep: bool = False) -> tuple[np.ndarray, .
     return views
 
 
+# This update's gradients, read by the clipping and then by the step: (tensors, their data
+# pointers, their views or None where the kernels cannot run on them). It holds the tensors, so
+# a match by identity is the same tensors; PopulationRMSProp.zero_grad forgets it.
+_GRADS: list = [(), [], None]
+
+
+def grad_views(grads: Sequence[Tensor]) -> tuple[np.ndarray, ...] | None:
+    """:func:`_views` of an update's gradients, or None where :func:`usable` says no; the last
+    list asked for is remembered (clipping and the step ask for the same one)."""
+    last, ptrs, views = _GRADS
+    if (
+        len(last) == len(grads)
+        and all(map(operator.is_, last, grads))
+        and ptrs == [g.data_ptr() for g in grads]
+    ):
+        return views
+    views = _views(grads) if usable(grads) else None
+    _GRADS[:] = [tuple(grads), [g.data_ptr() for g in grads], views]
+    return views
+
+
+def forget_grads() -> None:
+    """Drop the remembered gradients (their update is over)."""
+    _GRADS[:] = [(), [], None]
+
+
 @_jit_sum
 def _sq_norms(grads, K):
     sq = np.zeros(K, np.float64)
@@ -117,7 +144,7 @@ def member_grad_norms(grads: Sequence[Tensor], max_norm: float) -> Tensor:
     """:func:`~rnnbench.train.protocol.clip_member_grad_norms` on the gradients themselves:
     ``(K,)`` float64 norms before clipping; members whose norm is finite and above
     ``max_norm`` (when not 0) get their gradients rescaled to it, in place."""
-    views = _views(grads)
+    views = grad_views(grads) or _views(grads)
     norms = np.sqrt(_sq_norms(views, views[0].shape[0]))
     if max_norm:
         with np.errstate(divide="ignore", invalid="ignore"):
@@ -159,7 +186,7 @@ def rmsprop_step(params, grads, square_avg, momentum_buffer, lr: Tensor, active:
     dt = kept[0].dtype
     _rmsprop(
         kept[:n],
-        _views(grads),
+        grad_views(grads) or _views(grads),
         kept[n : 2 * n],
         kept[2 * n :],
         lr.detach().numpy().astype(dt, copy=False),
@@ -244,7 +271,7 @@ def authors_step(params, grads, square_avg, momentum_buffer, lr: Tensor, active:
         _SCRATCH[key] = scratch
     norms = _authors(
         ps,
-        _views(grads),
+        grad_views(grads) or _views(grads),
         vs,
         us,
         *scratch,

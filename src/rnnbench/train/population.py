@@ -35,6 +35,7 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from rnnbench import locks as locks_
@@ -351,6 +352,11 @@ def divergence_reason(loss: float, epoch: int, batch: int, steps: int) -> str:
     )
 
 
+def _host(t: torch.Tensor) -> np.ndarray:
+    """A small per-member tensor as numpy (a view on CPU)."""
+    return t.detach().cpu().numpy()
+
+
 def _clean(x: float | None) -> float | None:
     return None if x is None or not math.isfinite(x) else float(x)
 
@@ -473,8 +479,8 @@ class _Population:
     def _train_epoch(self, epoch: int, bar) -> list[float | None]:
         cfg, dev = self.cfg, self.device
         active = torch.tensor([s == "running" for s in self.status], device=dev)
-        sums = [0.0] * self.k  # float64 sums, as Python floats: no tensor ops per update
-        steps = [0.0] * self.k
+        sums = np.zeros(self.k, np.float64)
+        steps = np.zeros(self.k, np.float64)
         weights = self.model.weight_matrices(output=cfg.noise_output)
         self.optimizer.scale_lr(authors.schedule(cfg, epoch))
         state = None
@@ -496,32 +502,30 @@ class _Population:
             state = self.model.detach_state(state)
             norms = clip_member_grad_norms(self.params, authors.gradient_clip(cfg))
             ok = finite_members(loss, norms).to(dev)
-            for k in torch.nonzero(active & live & ~ok).flatten().tolist():
-                self.status[k] = "diverged"
-                self.why[k] = divergence_reason(
-                    float(loss[k].detach()), epoch, number, batch.steps[k]
-                )
+            bad = active & live & ~ok
+            if bad.any():
+                for k in torch.nonzero(bad).flatten().tolist():
+                    self.status[k] = "diverged"
+                    self.why[k] = divergence_reason(
+                        float(loss[k].detach()), epoch, number, batch.steps[k]
+                    )
             active = active & ok
-            self.optimizer.step(active & live)
-            took = (active & live).tolist()
-            nll = nll_sum.detach().double().tolist()
-            if torch.is_tensor(n):
-                counts = n.double().expand(self.k).tolist()
-            else:
-                counts = [float(n)] * self.k
-            for k in range(self.k):
-                if took[k]:
-                    self.updates[k] += 1
-                    sums[k] += nll[k]
-                    steps[k] += counts[k]
+            stepping = active & live
+            self.optimizer.step(stepping)
+            # the epoch's running NLL in float64 numpy (a few small torch ops less per update)
+            took = _host(stepping)
+            for k in took.nonzero()[0].tolist():
+                self.updates[k] += 1
+            sums += np.where(took, _host(nll_sum).astype(np.float64), 0.0)
+            steps += took * (_host(n).astype(np.float64) if torch.is_tensor(n) else float(n))
             if bar is not None and time.monotonic() - last_shown > 0.5:
                 last_shown = time.monotonic()
-                live_nll = [s / t for s, t in zip(sums, steps, strict=True) if t > 0]
-                if live_nll:
-                    bar.set_postfix_str(f"epoch {epoch} train {min(live_nll):.3f}")
-            if not bool(active.any()):
+                live_nll = (sums / np.maximum(steps, 1))[steps > 0]
+                if live_nll.size:
+                    bar.set_postfix_str(f"epoch {epoch} train {live_nll.min():.3f}")
+            if not took.any() and not bool(active.any()):
                 break
-        return [_clean(sums[k] / steps[k]) if steps[k] > 0 else None for k in range(self.k)]
+        return [_clean(float(sums[k] / steps[k])) if steps[k] > 0 else None for k in range(self.k)]
 
     def run(self, on_epoch: OnEpoch | None, bar, ids: list[int]) -> list[dict]:
         """Train epochs until a member stops training; return every member's saved state."""

@@ -7,8 +7,9 @@ as the same member trained alone. One minibatch step of :func:`rnnbench.train.po
 1. :class:`WeightNoise` adds fresh Gaussian noise (σ = 0.075) to the weight matrices, drawn
    per member from the member's own generator (Graves 2011);
 2. forward and backward at the noisy weights; the noise-free weights are then put back
-   exactly (a saved copy, not a subtraction), so the update applies to them and no noise is
-   ever stored or evaluated;
+   exactly (a saved copy, not a subtraction; for float32 CPU weights the parameters point
+   at separate noisy tensors meanwhile, :mod:`rnnbench.train.fused_noise`), so the update
+   applies to them and no noise is ever stored or evaluated;
 3. :func:`clip_member_grad_norms` rescales each member's gradient to norm 1 when larger,
    the norm taken over that member's slices of all parameters;
 4. :func:`finite_members` flags members whose loss or gradient is NaN/inf (they are frozen
@@ -87,8 +88,11 @@ class PopulationRMSProp:
         self.lr = self.base_lr * float(factor)
 
     def zero_grad(self) -> None:
+        from rnnbench.train import fused
+
         for p in self.params:
             p.grad = None
+        fused.forget_grads()
 
     def _live(self) -> tuple[list[Tensor], list[Tensor], list[Tensor], list[Tensor]] | None:
         """``(params, grads, square_avg, momentum_buffer)`` of the parameters with a gradient
@@ -99,7 +103,7 @@ class PopulationRMSProp:
         if all(g is not None for g in grads):
             if getattr(self, "_fusable", None) is None:  # the persistent tensors, checked once
                 self._fusable = fused.usable(self.params + self.square_avg + self.momentum_buffer)
-            if self._fusable and fused.usable(grads):
+            if self._fusable and fused.grad_views(grads) is not None:
                 return self.params, grads, self.square_avg, self.momentum_buffer
             return None
         live = [
@@ -181,7 +185,7 @@ def clip_member_grad_norms(params: Sequence[Tensor], max_norm: float) -> Tensor:
         return torch.zeros(params[0].shape[0], dtype=torch.float64)
     from rnnbench.train import fused
 
-    if fused.usable(grads):
+    if fused.grad_views(grads) is not None:
         return fused.member_grad_norms(grads, max_norm)
     k = grads[0].shape[0]
     sq = sum(g.reshape(k, -1).double().pow(2).sum(1) for g in grads)
@@ -196,6 +200,10 @@ def clip_member_grad_norms(params: Sequence[Tensor], max_norm: float) -> Tensor:
 
 def finite_members(loss: Tensor, grad_norms: Tensor) -> Tensor:
     """``(K,)`` bool: True where the member's loss and gradient norm are both finite."""
+    if loss.device.type == "cpu" and grad_norms.device.type == "cpu":  # numpy: fewer calls
+        return torch.from_numpy(
+            np.isfinite(loss.detach().numpy()) & np.isfinite(grad_norms.numpy())
+        )
     return torch.isfinite(loss.detach()).to(grad_norms.device) & torch.isfinite(grad_norms)
 
 
@@ -236,6 +244,11 @@ class WeightNoise:
         if not self.sigma:
             yield
             return
+        fast = self._fused(weights)
+        if fast is not None:
+            with self._fused_applied(fast, members):
+                yield
+            return
         clean, noise = self._buffers(weights)
         with torch.no_grad():
             for w, c in zip(weights, clean, strict=True):
@@ -256,6 +269,63 @@ class WeightNoise:
             with torch.no_grad():
                 for w, c in zip(weights, clean, strict=True):
                     w.copy_(c)
+
+    def _fused(self, weights: Sequence[Tensor]):
+        """The fused path's buffers for ``weights`` (:mod:`rnnbench.train.fused_noise`), made
+        once per list of weights; None where it cannot run (then the torch loop)."""
+        from rnnbench.train import fused_noise
+
+        key = [(id(w), w.data_ptr(), tuple(w.shape)) for w in weights]
+        kept = getattr(self, "_fast", None)
+        if kept is not None and kept[0] == key:
+            return kept[1]
+        if not fused_noise.usable(weights):
+            self._fast = (key, None)
+            return None
+        sizes = [w[0].numel() for w in weights]
+        offsets = np.cumsum([0, *sizes])
+        k = weights[0].shape[0]
+        noise = torch.empty(k, int(offsets[-1]), dtype=weights[0].dtype)
+        rows = noise.unbind(0)
+        clean = [w.data for w in weights]  # the parameters' own tensors, never written here
+        noisy = [torch.empty_like(c) for c in clean]
+        fast = {
+            "weights": fused_noise.views(clean),
+            "noisy": fused_noise.views(noisy),
+            "noise": noise.numpy(),
+            "offsets": offsets[:-1].astype(np.int64),
+            "rows": rows,
+            # member k's draws: its row's ranges, each one normal_ call (fused_noise.runs)
+            "draws": [[row[a:b] for a, b in fused_noise.runs(sizes)] for row in rows],
+            "swap": list(zip(weights, clean, noisy, strict=True)),
+        }
+        self._fast = (key, fast)
+        return fast
+
+    @contextlib.contextmanager
+    def _fused_applied(self, fast: dict, members: Sequence[bool] | None) -> Iterator[None]:
+        """:meth:`applied` on the fused path: the same draws, one kernel for the noisy weights,
+        which the parameters point at until the block ends (then at their clean tensors)."""
+        from rnnbench.train import fused_noise
+
+        with torch.no_grad():
+            for k, g in enumerate(self.generators):
+                if members is None or members[k]:
+                    for part in fast["draws"][k]:
+                        part.normal_(generator=g)
+                else:
+                    fast["rows"][k].zero_()
+        fused_noise.noisy(
+            fast["weights"], fast["noise"], fast["offsets"], self.sigma, fast["noisy"]
+        )
+        swap = fast["swap"]
+        try:
+            for w, _, noisy in swap:
+                w.data = noisy
+            yield
+        finally:
+            for w, clean, _ in swap:
+                w.data = clean
 
     def _buffers(self, weights: Sequence[Tensor]) -> tuple[list[Tensor], list[Tensor]]:
         """Reused ``(clean copies, noise)`` tensors shaped like ``weights`` (and the noise

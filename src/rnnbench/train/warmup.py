@@ -10,9 +10,10 @@ chosen as "best" carried it in Figure 2 or not.
 
 :func:`warm_up` runs the population's model once forward and backward (the training path) and
 once forward without gradients (the evaluation path) on the first steps of two training
-sequences, before the first timed epoch, and the update's kernels (clipping, RMSProp) once on
-copies of the parameters and their gradients. With ``t_e`` the time epoch ``e`` takes, the recorded
-cumulative time after epoch ``n`` is ``seconds_n = sum_{e <= n} t_e``, with no start-up term.
+sequences, before the first timed epoch, and the update's kernels (clipping, RMSProp, the
+weight noise's sum) once on copies of the parameters and their gradients. With ``t_e`` the
+time epoch ``e`` takes, the recorded cumulative time after epoch ``n`` is
+``seconds_n = sum_{e <= n} t_e``, with no start-up term.
 
 It changes nothing the run computes: no optimizer step, gradients cleared afterwards, and
 torch's and numpy's random generators (and CUDA's, on a GPU) put back as they were, so a run
@@ -73,6 +74,10 @@ def _warm_update(model, cfg) -> None:
     from rnnbench.train import fused
     from rnnbench.train.authors import gradient_clip, is_authors
 
+    if cfg.weight_noise and hasattr(model, "weight_matrices"):  # the noise's kernel, on copies
+        from rnnbench.train import fused_noise
+
+        fused_noise.warm_up(model.weight_matrices(output=cfg.noise_output))
     params = [p for _, p in model.named_parameters()]
     if not params or any(p.grad is None for p in params):
         return
