@@ -223,20 +223,23 @@ def _log1p_all(x, out):
 
 
 @numba.njit(inline="always")
-def _lse_fast(v, n, e):
-    """:func:`_lse` with the exponentials in float32 (:func:`_exp_neg`, vectorised; their
-    sum and the logarithm in float64) where the maximum is finite, which it is unless an
-    input is infinite or every input is NaN: there, :func:`_lse` itself. ``e`` as there
-    (each within about one float32 ulp of :func:`_lse`'s)."""
+def _lse_fast(v, n, e, ef):
+    """:func:`_lse` with the exponentials in float32 (:func:`_exp_neg`, in a loop of their own
+    into the float32 scratch ``ef``, which vectorises; their sum, in order, and the logarithm
+    in float64) where the maximum is finite, which it is unless an input is infinite or every
+    input is NaN: there, :func:`_lse` itself. ``e`` as there (each within about one float32
+    ulp of :func:`_lse`'s)."""
     m = -np.inf
     for i in range(n):
         if v[i] > m:
             m = v[i]
     if not -np.inf < m < np.inf:
         return _lse(v, n, e)
+    for i in range(n):
+        ef[i] = _exp_neg(np.float32(v[i] - m))
     total = 0.0
     for i in range(n):
-        x = np.float64(_exp_neg(np.float32(v[i] - m)))
+        x = np.float64(ef[i])
         e[i] = x
         total += x
     lse = math.log(total) + m  # total >= 1, or NaN
@@ -285,6 +288,12 @@ def head_pass(out, w, b, y, real, scale, grad, components, dim, min_std, rows, d
     inv = np.empty(CD, np.float32)  # 1 / sigma
     dsp = np.empty(CD, np.float32)  # softplus'(s)
     z = np.empty(CD, np.float32)
+    e2 = np.empty(CD, np.float32)  # z^2 / 2
+    yt = np.empty(CD, np.float32)  # the step's target, once per component
+    rt = np.empty(CD, np.float32)  # the responsibilities, once per scale
+    energy = np.empty(C, np.float32)
+    prod = np.empty(C, np.float64)
+    ef = np.empty(C, np.float32)
     log_w = np.empty(C, np.float64)
     alpha = np.empty(C, np.float64)
     pi = np.empty(C, np.float64)
@@ -308,7 +317,10 @@ def head_pass(out, w, b, y, real, scale, grad, components, dim, min_std, rows, d
                 continue
             for j in range(P):
                 a[r, j] += b[k, j]
-            # sigma, 1 / sigma and softplus' derivative, vectorised over the C D scales
+            yr = y[yk, r]
+            for c in range(C):
+                yt[c * D : (c + 1) * D] = yr
+            # sigma, 1 / sigma, softplus' derivative and z, vectorised over the C D scales
             for j in range(CD):
                 s = a[r, C + CD + j]
                 e = _exp_neg(-abs(s))
@@ -319,30 +331,32 @@ def head_pass(out, w, b, y, real, scale, grad, components, dim, min_std, rows, d
                     sp = s
                     der = _F_ONE
                 sig = sp + floor
+                inv_j = _F_ONE / sig
+                zz = (yt[j] - a[r, C + j]) * inv_j
                 sd[j] = sig
-                inv[j] = _F_ONE / sig
+                inv[j] = inv_j
                 dsp[j] = der
+                z[j] = zz
+                e2[j] = _F_HALF * zz * zz
+            # per component, the sums over d in order, vectorised over the components
+            energy[:] = _F_ZERO
+            prod[:] = 1.0
+            for d in range(D):
+                for c in range(C):
+                    energy[c] += e2[c * D + d]
+                    prod[c] *= sd[c * D + d]
             for c in range(C):
                 log_w[c] = a[r, c]
-            lse_w = _lse_fast(log_w, C, pi)
+            lse_w = _lse_fast(log_w, C, pi, ef)
             for c in range(C):
-                base = c * D
-                energy = _F_ZERO
-                prod = 1.0
-                for d in range(D):
-                    j = base + d
-                    zz = (y[yk, r, d] - a[r, C + j]) * inv[j]
-                    z[j] = zz
-                    energy += _F_HALF * zz * zz
-                    prod *= sd[j]
-                if _TINY < prod < np.inf:
-                    log_std = math.log(prod)
+                if _TINY < prod[c] < np.inf:
+                    log_std = math.log(prod[c])
                 else:  # overflow or underflow (a tiny min_std), inf or NaN: one by one
                     log_std = 0.0
                     for d in range(D):
-                        log_std += math.log(np.float64(sd[base + d]))
-                alpha[c] = (log_w[c] - lse_w) - (energy + log_std + const)
-            lse = _lse_fast(alpha, C, post)
+                        log_std += math.log(np.float64(sd[c * D + d]))
+                alpha[c] = (log_w[c] - lse_w) - (energy[c] + log_std + const)
+            lse = _lse_fast(alpha, C, post, ef)
             rows[k, r] = -lse
             if not grad:
                 continue
@@ -353,18 +367,16 @@ def head_pass(out, w, b, y, real, scale, grad, components, dim, min_std, rows, d
                 g = s_k * np.float32(pi[c] * total - post[c])
                 a[r, c] = g
                 acc[c] += g
-            for c in range(C):
-                rc = np.float32(post[c])  # the responsibility r_c
-                base = c * D
-                for d in range(D):
-                    j = base + d
-                    rz = rc * z[j]
-                    g_mu = s_k * (-rz * inv[j])
-                    g_s = s_k * (((rc - rz * z[j]) * inv[j]) * dsp[j])
-                    a[r, C + j] = g_mu
-                    a[r, C + CD + j] = g_s
-                    acc[C + j] += g_mu
-                    acc[C + CD + j] += g_s
+                rt[c * D : (c + 1) * D] = np.float32(post[c])  # the responsibility r_c
+            for j in range(CD):
+                rc = rt[j]
+                rz = rc * z[j]
+                g_mu = s_k * (-rz * inv[j])
+                g_s = s_k * (((rc - rz * z[j]) * inv[j]) * dsp[j])
+                a[r, C + j] = g_mu
+                a[r, C + CD + j] = g_s
+                acc[C + j] += g_mu
+                acc[C + CD + j] += g_s
         if grad:
             np.dot(a, w[k], d_out[k])
             if padded:  # padded hidden states enter d_W as 0 (their garbage, NaN, never)
