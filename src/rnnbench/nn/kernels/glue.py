@@ -79,8 +79,11 @@ def _threads(work: int) -> int:
     this one), so that a loaded machine never makes a step wait for a busy core."""
     if work < SMALL_PRODUCT:
         return 1
+    most = torch.get_num_threads()
+    if most == 1:  # --threads 1: no load average to read (a system call per kernel call)
+        return 1
     idle = int(_cores() - _busy_cores())
-    return max(1, min(torch.get_num_threads(), work // SMALL_PRODUCT, idle))
+    return max(1, min(most, work // SMALL_PRODUCT, idle))
 
 
 def _call(work, kernel, *args):
