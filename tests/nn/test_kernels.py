@@ -58,6 +58,18 @@ def test_a_loaded_machine_gets_no_more_threads_than_idle_cores(monkeypatch):
     assert glue._busy_cores() >= 0.0 and glue._cores() >= 1  # the real readings
 
 
+def test_one_torch_thread_runs_every_product_on_one_without_reading_the_load(monkeypatch):
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 1)
+
+    def unread():
+        raise AssertionError("the load average was read")
+
+    monkeypatch.setattr(glue, "_busy_cores", unread)
+    monkeypatch.setattr(glue, "_cores", unread)
+    assert glue._threads(16 * 400 * 400) == 1
+    assert glue._threads(4 * 36 * 144) == 1
+
+
 @numba.njit
 def _gates_and_blocks(x, half, one, zero):
     out = np.empty((4, x.shape[0]), x.dtype)

@@ -231,3 +231,12 @@ def test_the_manual_training_pass_runs_the_kernel(monkeypatch):
     assert len(called) == 1
     for a, b in zip(*results, strict=True):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_the_blocks_dimension_major_order_is_a_permutation_of_the_heads_outputs():
+    C, D = 4, 3
+    perm = mixture._dim_major(C, D).tolist()
+    assert sorted(perm) == list(range(C * (1 + 2 * D)))
+    assert perm[:C] == list(range(C))  # the logits stay first
+    assert perm[C + 1 * C + 2] == C + 2 * D + 1  # the mean of component 2, dimension 1
+    assert perm[C + C * D + 0 * C + 3] == C + C * D + 3 * D + 0  # the scale of 3, dimension 0
