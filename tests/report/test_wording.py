@@ -34,6 +34,15 @@ def test_several_values_name_where_they_apply():
     assert labelled_values(runs[:1], "batch_size") == "4"
     runs = [run("jsb", "gru", hidden=46), run("jsb", "lstm", hidden=36)]
     assert labelled_values(runs, "hidden") == f"36 ({jsb} LSTM), 46 ({jsb} GRU)"
+    # a unit under two protocols is named apart, never under both values
+    runs = [
+        run("jsb", "gru", batch_size=1, protocol="authors"),
+        run("jsb", "gru", batch_size=4, protocol="paper"),
+        run("jsb", "lstm", batch_size=4),
+    ]
+    assert labelled_values(runs, "batch_size") == (
+        f"1 ({jsb} GRU under the authors' protocol), 4 ({jsb} GRU, {jsb} LSTM)"
+    )
 
 
 def test_speech_nlls_say_once_why_they_can_be_negative(report_dir):
