@@ -196,3 +196,28 @@ def md_table(md: str, heading: str) -> list[list[str]]:
     section = md.split(f"## {heading}\n", 1)[1]
     lines = [line for line in section.split("\n## ", 1)[0].splitlines() if line.startswith("|")]
     return [line.strip("| ").split(" | ") for line in lines[2:]]
+
+
+def add_protocol_cell(store: Store, dataset: str, unit: str) -> None:
+    """A cell at the paper's protocol: the data set's 10 drawn candidates (seed 0, 500 epochs,
+    all tied at 9.0) and 3 fresh seeds at the chosen (the lowest) rate."""
+    from rnnbench.sweeps.grid import lr_candidates, stable_seed
+
+    rates = lr_candidates(10, seed=stable_seed(dataset))
+    for lr in rates:
+        add_run(store, dataset, unit, lr, status="done", valid=[9.0], max_epochs=500)
+    for seed in (1, 2, 3):
+        kw = {"status": "done", "valid": [9.1], "stage": "seeds", "max_epochs": 500}
+        add_run(store, dataset, unit, min(rates), seed, **kw)
+
+
+def add_authors_search(store: Store, dataset: str, unit: str) -> None:
+    """A search at the authors' preset: 10 candidates, every run 500 epochs."""
+    from rnnbench.sweeps.grid import lr_candidates, stable_seed
+    from rnnbench.train.presets import AUTHORS
+
+    # add_run sets batch_size and max_epochs itself
+    settings = {k: v for k, v in AUTHORS.items() if k not in ("batch_size", "max_epochs")}
+    for lr in lr_candidates(10, seed=stable_seed(dataset, unit)):
+        kw = {"status": "done", "valid": [9.0], "max_epochs": 500, "protocol": "authors"}
+        add_run(store, dataset, unit, lr, **kw, **settings)

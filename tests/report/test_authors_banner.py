@@ -6,29 +6,15 @@ import csv
 
 from rnnbench.report import build_report
 from rnnbench.store import Store
-from rnnbench.sweeps.grid import lr_candidates, stable_seed
-from rnnbench.train.presets import AUTHORS, AUTHORS_TEXT
+from rnnbench.train.presets import AUTHORS_TEXT
 
-from .conftest import add_run
+from .conftest import add_authors_search
 
 
 def test_authors_preset_named_in_banner_and_table2_csv(tmp_path):
     path = tmp_path / "results.db"
-    # add_run sets batch_size and max_epochs itself
-    settings = {k: v for k, v in AUTHORS.items() if k not in ("batch_size", "max_epochs")}
     with Store(path) as store:
-        for lr in lr_candidates(10, seed=stable_seed("jsb", "gru")):
-            add_run(
-                store,
-                "jsb",
-                "gru",
-                lr,
-                status="done",
-                valid=[9.0],
-                max_epochs=500,
-                protocol="authors",
-                **settings,
-            )
+        add_authors_search(store, "jsb", "gru")
     out = build_report(path, tmp_path / "out")
     md = (out / "report.md").read_text(encoding="utf-8")
     assert md.count(AUTHORS_TEXT) == 2  # the banner at the top and the bottom

@@ -10,10 +10,8 @@ from rnnbench.report.figures import CURVES_COLUMNS
 from rnnbench.report.marking import PAPER_ONLY
 from rnnbench.report.tables import RUNS_COLUMNS
 from rnnbench.store import Store
-from rnnbench.sweeps.grid import lr_candidates, stable_seed
-from rnnbench.train.presets import AUTHORS
 
-from .conftest import add_run
+from .conftest import add_authors_search, add_protocol_cell
 
 
 def _rows(path):
@@ -47,26 +45,9 @@ def test_a_runs_rows_carry_its_cells_table2_label(report_dir):
 
 def test_paper_and_authors_cells_are_marked_apart(tmp_path):
     path = tmp_path / "results.db"
-    authors = {k: v for k, v in AUTHORS.items() if k not in ("batch_size", "max_epochs")}
     with Store(path) as store:
-        rates = lr_candidates(10, seed=stable_seed("jsb"))
-        for lr in rates:
-            add_run(store, "jsb", "tanh", lr, status="done", valid=[9.0], max_epochs=500)
-        for seed in (1, 2, 3):  # fresh seeds at the chosen rate (all tie: the lowest)
-            kw = {"status": "done", "valid": [9.1], "stage": "seeds", "max_epochs": 500}
-            add_run(store, "jsb", "tanh", min(rates), seed, **kw)
-        for lr in lr_candidates(10, seed=stable_seed("jsb", "gru")):
-            add_run(
-                store,
-                "jsb",
-                "gru",
-                lr,
-                status="done",
-                valid=[9.0],
-                max_epochs=500,
-                protocol="authors",
-                **authors,
-            )
+        add_protocol_cell(store, "jsb", "tanh")
+        add_authors_search(store, "jsb", "gru")
     out = build_report(path, tmp_path / "out")
     table2 = _rows(out / "table2.csv")
     tanh = {r["protocol"] for r in table2 if r["dataset"] == "jsb" and r["unit"] == "tanh"}

@@ -19,7 +19,7 @@ from rnnbench.report.results import GATED_AGAINST_TANH, build_cells, paired_test
 from rnnbench.store import Store
 from rnnbench.sweeps.grid import lr_candidates, stable_seed
 
-from .conftest import EPOCHS, SEEDS, add_run, md_table, nll
+from .conftest import EPOCHS, SEEDS, add_protocol_cell, add_run, md_table, nll
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -432,21 +432,7 @@ def test_departures_name_each_change_and_nothing_at_the_protocol(tmp_path):
     # lowest, all tie) rate: its runs are at the protocol
     path = tmp_path / "results.db"
     with Store(path) as store:
-        rates = lr_candidates(10, seed=stable_seed("jsb"))
-        for lr in rates:
-            add_run(store, "jsb", "tanh", lr, status="done", valid=[9.0], max_epochs=500)
-        for seed in (1, 2, 3):
-            add_run(
-                store,
-                "jsb",
-                "tanh",
-                min(rates),
-                seed,
-                status="done",
-                valid=[9.1],
-                stage="seeds",
-                max_epochs=500,
-            )
+        add_protocol_cell(store, "jsb", "tanh")
     runs = Store(path, readonly=True).runs()
     assert departures(runs, build_cells(runs)) == []
     out = build_report(path, tmp_path / "out")
