@@ -71,7 +71,7 @@ from rnnbench.nn.kernels.lstm import lstm_backward, lstm_forward  # noqa: E402
 from rnnbench.nn.kernels.tanh import tanh_backward, tanh_forward  # noqa: E402
 from rnnbench.train import fused, fused_noise  # noqa: E402
 
-__all__ = ["DRIVERS", "gru_update", "lstm_update", "tanh_update"]
+__all__ = ["DRIVERS", "gru_update", "lstm_update", "step", "tanh_update"]
 
 _jit = numba.njit(cache=True, nogil=True, error_model="numpy")
 
@@ -105,23 +105,41 @@ def _head(out, w_out, b_out, y, real, scale):
     return rows, d_out, d_w, d_b
 
 
+# float32's largest value, and a float32 sum's relative rounding bound per term (2^-23)
+_FLT_MAX = float(np.finfo(np.float32).max)
+_ULP = 2.0**-23
+
+
 @_jit
 def _sums(rows):
-    """Each member's NLL summed in float64 (for the finite check only)."""
+    """Each member's NLL summed in float64, and whether that settles torch's float32 sum
+    ``rows.sum(1)`` being finite: ``(total, decided)``. The NLLs are never negative, so every
+    float32 order of their sum stays below ``S (1 + R u)`` and above ``S (1 - R u)``: finite
+    when the first is below float32's largest value, inf when the second is above it; in the
+    band between, the order decides (``decided`` False: the trainer asks torch)."""
     K, R = rows.shape
     total = np.zeros(K, np.float64)
+    decided = True
     for k in range(K):
+        s = 0.0
+        low = True
         for r in range(R):
-            total[k] += rows[k, r]
-    return total
+            x = np.float64(rows[k, r])
+            s += x
+            low = low and x >= 0
+        if np.isfinite(s) and s * (1.0 + R * _ULP) >= _FLT_MAX:
+            if low and s * (1.0 - R * _ULP) > _FLT_MAX:
+                s = np.inf  # every order overflows
+            else:
+                decided = False
+        total[k] = s
+    return total, decided
 
 
 @_jit
-def _finish(grads, total, params, square_avg, momentum_buffer, new_v, new_u, lr, steps, decay,
-            rest, mu, eps, authors, grad_clip, update_clip):  # fmt: skip
-    """Norms, clipping, the finite check and the step (``fused``'s kernels, in the old order).
-    Returns the norms before clipping."""
-    K = lr.shape[0]
+def _clip(grads, K, grad_clip):
+    """:func:`rnnbench.train.fused.member_grad_norms`: the norms before clipping (returned)
+    and each member's gradient rescaled to ``grad_clip`` when its finite norm is larger."""
     norms = np.sqrt(fused._sq_norms(grads, K))
     if grad_clip:
         scale = np.empty(K, np.float32)
@@ -130,23 +148,46 @@ def _finish(grads, total, params, square_avg, momentum_buffer, new_v, new_u, lr,
             clip = np.isfinite(n) and n > grad_clip
             scale[k] = np.float32(grad_clip / n) if clip else np.float32(1.0)
         fused._scale(grads, scale)
-    active = np.empty(K, np.bool_)
-    for k in range(K):
-        active[k] = steps[k] and np.isfinite(total[k]) and np.isfinite(norms[k])
+    return norms
+
+
+@_jit
+def step(grads, params, square_avg, momentum_buffer, new_v, new_u, lr, active, decay, rest,
+         mu, eps, authors, update_clip):  # fmt: skip
+    """The protocol's RMSProp on the members where ``active`` (``fused``'s kernels)."""
     if authors:
         fused._authors(params, grads, square_avg, momentum_buffer, new_v, new_u, lr, active,
                        decay, rest, mu, eps, update_clip)  # fmt: skip
     else:
         fused._rmsprop(params, grads, square_avg, momentum_buffer, lr, active, decay, rest, mu,
                        eps, mu != 0)  # fmt: skip
-    return norms
 
 
 @_jit
-def _stopped():
+def _finish(grads, rows, params, square_avg, momentum_buffer, new_v, new_u, lr, steps, decay,
+            rest, mu, eps, authors, grad_clip, update_clip):  # fmt: skip
+    """Norms, clipping, the finite check and the step, in the old order: ``(norms, total,
+    stepped)``; ``stepped`` False (nothing stepped) where :func:`_sums` leaves the finite
+    check to torch."""
+    K = lr.shape[0]
+    norms = _clip(grads, K, grad_clip)
+    total, decided = _sums(rows)
+    if not decided:
+        return norms, total, False
+    active = np.empty(K, np.bool_)
+    for k in range(K):
+        active[k] = steps[k] and np.isfinite(total[k]) and np.isfinite(norms[k])
+    step(grads, params, square_avg, momentum_buffer, new_v, new_u, lr, active, decay, rest, mu,
+         eps, authors, update_clip)  # fmt: skip
+    return norms, total, True
+
+
+@_jit
+def _stopped(params):
     e2 = np.empty((0, 0), np.float32)
     e3 = np.empty((0, 0, 0), np.float32)
-    return False, e2, e3, e3, np.empty(0, np.float64), np.empty(0, np.float64)
+    e = np.empty(0, np.float64)
+    return False, e2, e3, e3, e, e, False, params
 
 
 @_jit
@@ -154,12 +195,14 @@ def lstm_update(noise_on, sigma, clean, noise, offsets, noisy, w_ih, b_ih, w_hh,
                 w_out, b_out, keys, ends, mask, before, peephole, h0, c0, y, real, scale, params,
                 square_avg, momentum_buffer, new_v, new_u, lr, steps, decay, rest, mu, eps,
                 authors, grad_clip, update_clip):  # fmt: skip
-    """The LSTM's update (module docstring); ``(ok, rows, h_n, c_n, norms, total)``."""
+    """The LSTM's update (module docstring): ``(ok, rows, h_n, c_n, norms, total, stepped,
+    grads)``; ``ok`` False: the gather's weights were not finite, nothing ran after the
+    noise; ``stepped`` False: the finite check is the caller's, and then :func:`step`."""
     K, T, B = mask.shape
     I = w_ih.shape[2]
     ok, xw = _front(noise_on, sigma, clean, noise, offsets, noisy, w_ih, b_ih, keys, ends, T, B)
     if not ok:
-        return _stopped()
+        return _stopped(params)
     out, h_n, c_n, hs, cs, acts = lstm_forward(xw, w_hh, b_hh, w_ch, peephole, mask, h0, c0)
     rows, d_out, d_w_out, d_b_out = _head(out, w_out, b_out, y, real, scale)
     zero = np.zeros(h0.shape, np.float32)
@@ -173,10 +216,10 @@ def lstm_update(noise_on, sigma, clean, noise, offsets, noisy, w_ih, b_ih, w_hh,
         d_w_ih.reshape(K, -1), d_w_hh.reshape(K, -1), d_b_ih, d_b_hh, d_ch,
         d_w_out.reshape(K, -1), d_b_out,
     )  # fmt: skip
-    total = _sums(rows)
-    norms = _finish(grads, total, params, square_avg, momentum_buffer, new_v, new_u, lr, steps,
-                    decay, rest, mu, eps, authors, grad_clip, update_clip)  # fmt: skip
-    return True, rows, h_n, c_n, norms, total
+    norms, total, stepped = _finish(grads, rows, params, square_avg, momentum_buffer, new_v,
+                                    new_u, lr, steps, decay, rest, mu, eps, authors, grad_clip,
+                                    update_clip)  # fmt: skip
+    return True, rows, h_n, c_n, norms, total, stepped, grads
 
 
 @_jit
@@ -190,7 +233,7 @@ def gru_update(noise_on, sigma, clean, noise, offsets, noisy, w_ih, b_ih, w_hh, 
     I = w_ih.shape[2]
     ok, xw = _front(noise_on, sigma, clean, noise, offsets, noisy, w_ih, b_ih, keys, ends, T, B)
     if not ok:
-        return _stopped()
+        return _stopped(params)
     out, h_n, hs, acts, aux = gru_forward(xw, w_hh, b_hh, before, mask, h0)
     rows, d_out, d_w_out, d_b_out = _head(out, w_out, b_out, y, real, scale)
     zero = np.zeros(h0.shape, np.float32)
@@ -201,10 +244,10 @@ def gru_update(noise_on, sigma, clean, noise, offsets, noisy, w_ih, b_ih, w_hh, 
         d_w_ih.reshape(K, -1), d_w_hh.reshape(K, -1), d_b_ih, d_b_hh,
         d_w_out.reshape(K, -1), d_b_out,
     )  # fmt: skip
-    total = _sums(rows)
-    norms = _finish(grads, total, params, square_avg, momentum_buffer, new_v, new_u, lr, steps,
-                    decay, rest, mu, eps, authors, grad_clip, update_clip)  # fmt: skip
-    return True, rows, h_n, np.empty((0, 0, 0), np.float32), norms, total
+    norms, total, stepped = _finish(grads, rows, params, square_avg, momentum_buffer, new_v,
+                                    new_u, lr, steps, decay, rest, mu, eps, authors, grad_clip,
+                                    update_clip)  # fmt: skip
+    return True, rows, h_n, np.empty((0, 0, 0), np.float32), norms, total, stepped, grads
 
 
 @_jit
@@ -217,7 +260,7 @@ def tanh_update(noise_on, sigma, clean, noise, offsets, noisy, w_ih, b_ih, w_hh,
     I = w_ih.shape[2]
     ok, xw = _front(noise_on, sigma, clean, noise, offsets, noisy, w_ih, b_ih, keys, ends, T, B)
     if not ok:
-        return _stopped()
+        return _stopped(params)
     out, h_n, hs = tanh_forward(xw, w_hh, b_hh, mask, h0)
     rows, d_out, d_w_out, d_b_out = _head(out, w_out, b_out, y, real, scale)
     zero = np.zeros(h0.shape, np.float32)
@@ -228,10 +271,10 @@ def tanh_update(noise_on, sigma, clean, noise, offsets, noisy, w_ih, b_ih, w_hh,
         d_w_ih.reshape(K, -1), d_w_hh.reshape(K, -1), d_b_ih, d_b_hh,
         d_w_out.reshape(K, -1), d_b_out,
     )  # fmt: skip
-    total = _sums(rows)
-    norms = _finish(grads, total, params, square_avg, momentum_buffer, new_v, new_u, lr, steps,
-                    decay, rest, mu, eps, authors, grad_clip, update_clip)  # fmt: skip
-    return True, rows, h_n, np.empty((0, 0, 0), np.float32), norms, total
+    norms, total, stepped = _finish(grads, rows, params, square_avg, momentum_buffer, new_v,
+                                    new_u, lr, steps, decay, rest, mu, eps, authors, grad_clip,
+                                    update_clip)  # fmt: skip
+    return True, rows, h_n, np.empty((0, 0, 0), np.float32), norms, total, stepped, grads
 
 
 DRIVERS = {"lstm": lstm_update, "gru": gru_update, "tanh": tanh_update}

@@ -239,15 +239,27 @@ class CompiledUpdate:
             a["square_avg"], a["momentum_buffer"], a["scratch"], a["scratch2"], lr, steps,
             *self.scalars, self.authors, self.clip, self.update_clip,
         )  # fmt: skip
-        ok_w, rows, h_n, c_n, norms, total = out
+        ok_w, rows, h_n, c_n, norms, total, stepped, grads = out
         n = torch.from_numpy(n_np) if isinstance(n_np, np.ndarray) else n_np
         if not ok_w:  # a noisy W_ih that is not finite: the old pass on these noisy weights
             return self._old_pass(fast, x, y, mask, state, batch.shared, may_step)
         nll_sum = torch.from_numpy(rows).sum(1)
         loss = nll_sum if self.authors else nll_sum / n
-        ok = torch.from_numpy(np.isfinite(total) & np.isfinite(norms))
+        if stepped:
+            ok = torch.from_numpy(np.isfinite(total) & np.isfinite(norms))
+        else:  # a sum near float32's largest value: torch's own sum decides, as before
+            ok = finite_members(loss, torch.from_numpy(norms))
+            self._step(grads, a, lr, (may_step & ok).numpy())
         new_state = (torch.from_numpy(h_n), torch.from_numpy(c_n) if self.cell == "lstm" else None)
         return nll_sum, n, loss, new_state, ok
+
+    def _step(self, grads, a, lr, active) -> None:
+        from rnnbench.train import compiled_driver
+
+        compiled_driver.step(
+            grads, a["params"], a["square_avg"], a["momentum_buffer"], a["scratch"],
+            a["scratch2"], lr, active, *self.scalars, self.authors, self.update_clip,
+        )  # fmt: skip
 
     def _old_pass(self, fast, x, y, mask, state, shared, may_step):
         """The rest of the old update after the noise's draws and sum (the driver wrote the
