@@ -44,6 +44,7 @@ import numpy as np
 import torch
 
 from rnnbench.nn import sparse_input
+from rnnbench.nn.kernels import glue
 from rnnbench.train import fused, manual_step
 from rnnbench.train.authors import AuthorsRMSProp, gradient_clip, is_authors
 from rnnbench.train.protocol import PopulationRMSProp, clip_member_grad_norms, finite_members
@@ -233,7 +234,11 @@ class CompiledUpdate:
         lr = opt.lr.numpy()
         steps = may_step.numpy().astype(np.bool_)
         sigma = np.float32(self.noise.sigma)
-        out = self.driver(
+        # numba's BLAS on the threads the kernels' glue picks for these per-step products
+        work = B * w_ih.shape[1] * H
+        out = glue._call(
+            work,
+            self.driver,
             fast is not None, sigma, *a["noise"], *a["weights"], keys[0], keys[1], kmask,
             self.before, self.peephole, h0, c0, yy, real, scale, a["params"],
             a["square_avg"], a["momentum_buffer"], a["scratch"], a["scratch2"], lr, steps,
@@ -256,7 +261,9 @@ class CompiledUpdate:
     def _step(self, grads, a, lr, active) -> None:
         from rnnbench.train import compiled_driver
 
-        compiled_driver.step(
+        glue._call(
+            0,
+            compiled_driver.step,
             grads, a["params"], a["square_avg"], a["momentum_buffer"], a["scratch"],
             a["scratch2"], lr, active, *self.scalars, self.authors, self.update_clip,
         )  # fmt: skip
