@@ -32,18 +32,19 @@ def _gather_always(monkeypatch):
 def _train(dataset, configs, root, compiled, monkeypatch, calls=None):
     monkeypatch.setattr(compiled_update, "_ENABLED", compiled)
     real = compiled_update.CompiledUpdate.__call__
-    counted = {"compiled": 0}
+    counted = {"compiled": 0, "idle": 0}
 
-    def counting(self, *args, **kwargs):
-        done = real(self, *args, **kwargs)
+    def counting(self, batch, *args, **kwargs):
+        done = real(self, batch, *args, **kwargs)
         counted["compiled"] += done is not None
+        counted["idle"] += done is not None and not bool(batch.live.all())
         return done
 
     monkeypatch.setattr(compiled_update.CompiledUpdate, "__call__", counting)
     dirs = [root / ("compiled" if compiled else "old") / c.key() for c in configs]
     results = train_population(configs, out_dirs=dirs, dataset=dataset)
     if calls is not None:
-        calls.append(counted["compiled"])
+        calls.append(counted)
     states = [torch.load(d / "last.pt", weights_only=True) for d in dirs]
     metrics = [[json.loads(line) for line in (d / "metrics.jsonl").open()] for d in dirs]
     return results, states, metrics
@@ -73,11 +74,11 @@ def _same(a, b):
         assert a == b
 
 
-def _assert_same(dataset, configs, tmp_path, monkeypatch):
-    calls = []
+def _assert_same(dataset, configs, tmp_path, monkeypatch, calls=None):
+    calls = [] if calls is None else calls
     new = _train(dataset, configs, tmp_path, True, monkeypatch, calls)
     old = _train(dataset, configs, tmp_path, False, monkeypatch)
-    assert calls[0] > 0  # the compiled update ran
+    assert calls[0]["compiled"] > 0  # the compiled update ran
     (res_c, states_c, metrics_c), (res_o, states_o, metrics_o) = new, old
     for a, b in zip(res_c, res_o, strict=True):
         _same({k: v for k, v in a.items() if k not in ("seconds", "checkpoint")},
@@ -111,7 +112,7 @@ def _configs(unit, *, bptt=None, seeds=((1e-3, 1, 0), (3e-3, 2, 0)), max_epochs=
 
 @pytest.fixture(scope="module")
 def many(data_root):
-    return many_short(data_root, 24)
+    return many_short(data_root)  # 80: two batch orders cut different numbers of windows
 
 
 @pytest.mark.parametrize(
@@ -128,7 +129,9 @@ def test_the_paper_protocol_trains_bit_for_bit_the_same(
         unit, bptt=bptt, peephole=peephole, seeds=((1e-3, 1, 1), (3e-3, 2, 2), (2e-3, 3, 0))
     )
     assert configs[0].weight_noise > 0 and configs[0].clip > 0
-    _assert_same(many, configs, tmp_path, monkeypatch)
+    calls = []
+    _assert_same(many, configs, tmp_path, monkeypatch, calls)
+    assert calls[0]["idle"] > 0 or not bptt  # members without a window at some updates
 
 
 @pytest.mark.parametrize("unit", ["gru", "lstm"])
@@ -158,9 +161,11 @@ def test_a_diverging_member_stops_as_before(tiny, tmp_path, monkeypatch):
     assert res[1]["status"] == "diverged" and states[1]["why"]
 
 
-def test_nan_input_weights_take_the_old_pass(tiny, tmp_path, monkeypatch):
-    """A NaN in one member's input weights (the noisy W_ih not finite): the update runs the
-    old pass on the same noisy weights, its dense product spreads the NaN as before."""
+@pytest.mark.parametrize("where", ["clean", "noisy"])
+def test_nan_input_weights_take_the_old_pass(where, tiny, tmp_path, monkeypatch):
+    """A NaN in one member's input weights: the update runs the old pass (the gather's plan
+    refuses them, or, when only the noisy weights reach the driver's check, the old pass on
+    the same noisy weights); the dense product spreads the NaN as before."""
     configs = _configs("lstm")
     real = population_._Population.__init__
 
@@ -179,8 +184,16 @@ def test_nan_input_weights_take_the_old_pass(tiny, tmp_path, monkeypatch):
         "_old_pass",
         lambda self, *a: old_passes.append(1) or real_old(self, *a),
     )
+    if where == "noisy":  # the plan without its finite check: the driver's own check stops
+
+        def keys(x, w_ih):
+            steps = x.shape[-3] * x.shape[-2]
+            found = sparse_input._keys(x.reshape(-1, x.shape[-1]).numpy(), 0.25)
+            return None if found is None else (found[0], found[1].reshape(-1, steps))
+
+        monkeypatch.setattr(compiled_update, "_keys", keys)
     res, states, _ = _assert_same(tiny, configs, tmp_path, monkeypatch)
-    assert old_passes  # the updates with the NaN went back to the old pass
+    assert bool(old_passes) == (where == "noisy")
     assert res[1]["status"] == "diverged" and res[0]["status"] == "done"
 
 

@@ -24,14 +24,16 @@ one ``@njit`` driver per cell (:mod:`rnnbench.train.compiled_driver`):
 
 Every float operation is the old path's, so the parameters, the optimiser state and the
 per-update :math:`S_k` (summed by torch from the driver's per-step NLLs, as before) are bit
-for bit those of the old path. The finite check reads the driver's float64 sum of the per-step
-NLLs instead of torch's float32 one: they differ only where a float32 sum of finite values
-overflows (NLLs near 1e38), never in practice.
+for bit those of the old path. The finite check reads the driver's float64 sum of the
+per-step NLLs (never negative) where it settles whether torch's float32 sum is finite; in the
+narrow band near float32's largest value where the order of the sum decides, the driver stops
+before the step and torch's sum decides, as before (:func:`compiled_driver._sums`).
 
-Where the gather cannot run (inputs not binary or dense, a small product) the update takes
-the old path, drawing nothing here; where the noisy :math:`\tilde W_{ih}` is not finite the
-driver stops after writing it, and the rest of the update runs the old pass on those very
-noisy weights (its dense product spreads the NaN as before).
+Where the gather cannot run (inputs not binary or dense, a small product, weights not
+finite: :func:`rnnbench.nn.sparse_input.plan`) the update takes the old path, drawing nothing
+here; where the noisy :math:`\tilde W_{ih}` is not finite the driver stops after writing it,
+and the rest of the update runs the old pass on those very noisy weights (its dense product
+spreads the NaN as before).
 
 :func:`select` chooses: float32 CPU, the numba backend, a built-in ``tanh``, ``lstm`` (with
 or without peepholes) or ``gru`` :class:`~rnnbench.models.SequenceModel` without a variant,
@@ -56,13 +58,21 @@ _ENABLED = True  # private switch: tests turn it off to compare with the old pat
 CELLS = ("lstm", "gru", "tanh")
 
 
-def select(model, cfg, optimizer, noise, forward_backward) -> CompiledUpdate | None:
+def select(model, cfg, optimizer, noise, forward_backward, train=None) -> CompiledUpdate | None:
     """The compiled update of ``model`` under ``cfg``, or None where the old path runs (see
-    the module docstring)."""
+    the module docstring; ``train``, the training sequences: None too where even their
+    longest window is too small a product for the gather, so that no driver is compiled)."""
     from rnnbench.heads import BernoulliHead
 
     if not _ENABLED or not isinstance(forward_backward, manual_step.ManualPass):
         return None
+    if train is not None:
+        longest = max((len(s) for s in train), default=0)
+        if cfg.bptt:
+            longest = min(longest, cfg.bptt)
+        K, GH, I = model.weight_ih_l0.shape
+        if K * longest * cfg.batch_size * GH * I < sparse_input.MIN_WORK:
+            return None
     if model.unit not in CELLS or model.variant or type(model.head) is not BernoulliHead:
         return None
     if type(optimizer) not in (PopulationRMSProp, AuthorsRMSProp):
@@ -81,21 +91,10 @@ def select(model, cfg, optimizer, noise, forward_backward) -> CompiledUpdate | N
 
 
 def _keys(x: torch.Tensor, w_ih: torch.Tensor):
-    """:func:`rnnbench.nn.sparse_input.plan`'s keys as numpy arrays without its finite check
-    of the weights (the driver checks the noisy ones), or None where the gather may not run."""
-    if x.dim() not in (3, 4) or x.dtype != w_ih.dtype:
-        return None
-    K, GH, I = w_ih.shape
-    T, B = x.shape[-3:-1]
-    M = 1 if x.dim() == 3 else x.shape[0]
-    if M not in (1, K) or K * T * B * GH * I < sparse_input.MIN_WORK:
-        return None
-    found = sparse_input._keys(
-        x.reshape(M * T * B, I).contiguous().numpy(), sparse_input.MAX_DENSITY
-    )
-    if found is None:
-        return None
-    return found[0], found[1].reshape(M, T * B)
+    """:func:`rnnbench.nn.sparse_input.plan`'s keys as numpy arrays (its conditions, its
+    finite check on the clean weights; the driver checks the noisy ones), or None."""
+    found = sparse_input.plan(x, w_ih)
+    return None if found is None else (found[0].numpy(), found[1].numpy())
 
 
 class CompiledUpdate:
@@ -196,7 +195,10 @@ class CompiledUpdate:
         carried state or None; ``may_step (K,)``: the members active and with a window).
         Returns ``(nll_sum, n, loss, state, ok)`` as the old path has them after its step, or
         None, before drawing anything, where the old path must run the whole update."""
-        w_ih = self.model.weight_ih_l0
+        model = self.model
+        w_ih = model.weight_ih_l0
+        if x.shape[-1] != model.in_dim or y.shape[-1] != model.head.out_dim:
+            return None  # the old pass says which, in one sentence
         keys = _keys(x, w_ih)
         if keys is None:
             return None
@@ -217,13 +219,14 @@ class CompiledUpdate:
                         fast["rows"][k].zero_()
         m = mask.numpy()
         n_np = (m > 0).sum((1, 2)).astype(np.float32) if m.ndim == 3 else int((m > 0).sum())
-        if m.ndim == 3 and not batch.shared:
+        if m.ndim == 3 and not batch.shared:  # an idle member's loss is 0 over no steps
             n_np = np.maximum(n_np, np.float32(1))
         if self.authors:
             scale = np.ones(K, np.float32)
         else:
             scale = (np.float32(1) / np.asarray(n_np, np.float32)) * np.ones(K, np.float32)
-        kmask = np.ascontiguousarray(np.broadcast_to(m.astype(np.float32, copy=False), (K, T, B)))
+        kmask = np.empty((K, T, B), np.float32)  # a writable copy: one driver signature
+        kmask[:] = m
         real = (m > 0).reshape(-1, R)
         yy = np.ascontiguousarray(y.reshape(-1, R, y.shape[-1]).numpy(), np.float32)
         H = a["H"]

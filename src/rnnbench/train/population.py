@@ -377,8 +377,9 @@ class _Population:
         self.forward_backward = manual_step.select(self.model, cfg)
         self.noise = WeightNoise([c.seed for c in configs], cfg.weight_noise, device)
         self.compiled = compiled_update.select(
-            self.model, cfg, self.optimizer, self.noise, self.forward_backward
-        )
+            self.model, cfg, self.optimizer, self.noise, self.forward_backward,
+            dataset.split("train"),
+        )  # fmt: skip
         self.stopping = EarlyStopping(k, cfg.patience)
         self.status = ["running"] * k
         self.updates = [0] * k
