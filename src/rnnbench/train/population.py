@@ -550,9 +550,8 @@ class _Population:
         # Binary sparse inputs (piano rolls) are projected by gathering columns of W_ih
         # (rnnbench.nn.sparse_input: equal to the dense product within float rounding).
         with sparse_input.enabled():
-            warm_up(self.model, self.dataset, self.cfg, self.device)  # no compile time in epochs
-            if self.compiled is not None:
-                self.compiled.warm_up()
+            # no compile time in epochs
+            warm_up(self.model, self.dataset, self.cfg, self.device, self.compiled)
             while True:
                 saved = self._one_epoch(on_epoch, bar, ids)
                 if any(s != "running" for s in self.status):
