@@ -152,6 +152,12 @@ def test_no_noise_and_no_clipping_train_the_same(tiny, tmp_path, monkeypatch):
     _assert_same(tiny, configs, tmp_path, monkeypatch)
 
 
+def test_the_gru_with_its_reset_after_trains_the_same(tiny, tmp_path, monkeypatch):
+    configs = _configs("gru", reset="after")
+    assert configs[0].reset == "after"
+    _assert_same(tiny, configs, tmp_path, monkeypatch)
+
+
 def test_a_diverging_member_stops_as_before(tiny, tmp_path, monkeypatch):
     """A rate so high that a member's weights overflow: NaN or inf reach its loss or its
     gradient, it is frozen and marked diverged with the same reason, the other trains on."""
