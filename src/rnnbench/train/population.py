@@ -498,11 +498,7 @@ class _Population:
             idle = not bool(batch.live.all())  # a member without a window draws no noise
             # the whole update in one numba call where it runs (rnnbench.train.compiled_update:
             # the same numbers, its step already taken), else the pieces below
-            done = (
-                None
-                if self.compiled is None
-                else self.compiled(batch, x, y, mask, state, active & live)
-            )
+            done = self.compiled and self.compiled(batch, x, y, mask, state, active & live)
             if done is not None:
                 nll_sum, n, loss, state, ok = done
             else:
