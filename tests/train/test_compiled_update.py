@@ -229,3 +229,62 @@ def test_resume_after_interruption_gives_the_same_result(many, tmp_path, monkeyp
         again = torch.load(d / "last.pt", weights_only=True)
         for key in ("model", "optimizer", "noise_rng"):
             _same(again[key], state[key])
+
+
+def test_the_nll_sums_leave_the_band_where_float32_order_decides_to_torch():
+    """``_sums``: finite totals settled, totals past float32's largest value in every order
+    set to inf, NaN kept, and the band near it left undecided (torch's sum decides)."""
+    import numpy as np
+
+    from rnnbench.train import compiled_driver
+
+    big = np.float32(np.finfo(np.float32).max) / 4
+    rows = np.array([[1.0, 2.0, 3.0, 4.0], [big, big, big, big * 0.5]], np.float32)
+    total, decided = compiled_driver._sums(rows)
+    assert decided and total[0] == 10.0 and total[1] == float(big) * 3.5
+    rows[1] = big  # exactly float32's largest value in float64: every order is at the edge
+    total, decided = compiled_driver._sums(rows)
+    assert not decided
+    rows[1] = big * 2  # twice it: every order overflows
+    total, decided = compiled_driver._sums(rows)
+    assert decided and total[1] == np.inf and torch.from_numpy(rows).sum(1)[1] == np.inf
+    rows[0, 1] = np.nan
+    total, decided = compiled_driver._sums(rows)
+    assert decided and np.isnan(total[0])
+
+
+@pytest.mark.parametrize("authors", [False, True])
+def test_the_separate_step_is_the_fused_optimizers_step(authors):
+    """``compiled_driver.step`` (the step after torch's finite check) is ``fused``'s."""
+    import numpy as np
+
+    from rnnbench.train import compiled_driver, fused
+
+    g = torch.Generator().manual_seed(0)
+    shapes = [(3, 4, 5), (3, 4), (3, 2, 6)]
+    params = [torch.randn(s, generator=g) for s in shapes]
+    grads = [torch.randn(s, generator=g) for s in shapes]
+    v = [torch.rand(s, generator=g) for s in shapes]
+    b = [torch.randn(s, generator=g) for s in shapes]
+    lr = torch.tensor([1e-3, 2e-3, 3e-3])
+    active = torch.tensor([True, False, True])
+    rms = {"decay": 0.95, "momentum": 0.9, "eps": 1e-2 if authors else 1e-6}
+    want = [[t.clone() for t in ts] for ts in (params, v, b)]
+    if authors:
+        fused.authors_step(want[0], grads, want[1], want[2], lr, active, clip=1.0, **rms)
+    else:
+        fused.rmsprop_step(want[0], grads, want[1], want[2], lr, active, **rms)
+
+    def flat(ts):
+        return tuple(t.numpy().reshape(3, -1) for t in ts)
+
+    scratch = tuple(np.empty_like(a) for a in flat(params))
+    scratch2 = tuple(np.empty_like(a) for a in flat(params))
+    f32 = np.float32
+    compiled_driver.step(
+        flat(grads), flat(params), flat(v), flat(b), scratch, scratch2, lr.numpy(),
+        active.numpy(), f32(0.95), f32(1.0 - 0.95), f32(0.9), f32(rms["eps"]), authors, 1.0,
+    )  # fmt: skip
+    for got, exp in zip((params, v, b), want, strict=True):
+        for x, y in zip(got, exp, strict=True):
+            assert torch.equal(x, y)
