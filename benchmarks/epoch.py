@@ -27,7 +27,10 @@ run's epoch time. It prints, per configuration:
   and backward together), ``bwd rest`` (the rest of autograd's backward; 0 with the manual
   pass), ``optimizer`` (clipping,
   the finite check, RMSProp), ``noise`` (drawing, adding and removing the weight noise),
-  ``eval`` (the validation pass), ``I/O`` (checkpoints and metrics) and ``other``.
+  ``compiled`` (the whole update where :mod:`rnnbench.train.compiled_update` runs it in one
+  numba call: the noise's draws, both passes, clipping and RMSProp; the columns before it are
+  then 0 but for updates that take the old path), ``eval`` (the validation pass), ``I/O``
+  (checkpoints and metrics) and ``other``.
 
 ``--baseline REV`` exports commit ``REV`` (``git archive``, into a cache folder per commit, so
 its numba kernels compile once) and runs the same workers on it, alternating the two trees
@@ -83,7 +86,7 @@ CONFIGS = {
     # the same five reading one batch order (data_seed 0): what the per-member batches cost
     "jsb-lstm-seeds-5-shared": ("jsb", "lstm", 5, {"batch_size": 4, SEEDS: "shared"}, False),
 }
-PARTS = ("kernels", "fwd rest", "bwd rest", "optimizer", "noise", "eval", "I/O")
+PARTS = ("kernels", "fwd rest", "bwd rest", "optimizer", "noise", "compiled", "eval", "I/O")
 
 
 # ---- the worker: runs inside the tree under test (PYTHONPATH=<tree>/src) ----------------------
@@ -111,6 +114,25 @@ class _Clock:
             finally:
                 if self.depth == 0 or part == "eval":
                     self.add(part, time.perf_counter() - start)
+
+        setattr(owner, name, timed)
+
+    def wrap_outer(self, owner, name, part):
+        """:meth:`wrap`, less the time of the wrapped parts that run inside the call (the old
+        path's pieces, where the compiled update falls back to them)."""
+        real = getattr(owner, name)
+
+        @functools.wraps(real)
+        def timed(*args, **kwargs):
+            start, inner = time.perf_counter(), sum(self.parts.values())
+            kernels = self.fwd_kernel + self.bwd_kernel
+            try:
+                return real(*args, **kwargs)
+            finally:
+                nested = sum(self.parts.values()) - inner
+                nested += self.fwd_kernel + self.bwd_kernel - kernels
+                if self.depth == 0:
+                    self.add(part, time.perf_counter() - start - nested)
 
         setattr(owner, name, timed)
 
@@ -192,6 +214,12 @@ def _instrument(clock: _Clock):
         glue = manual_step = None
     if manual_step is not None:
         clock.wrap(manual_step.ManualPass, "__call__", "pass")
+    try:  # the whole update in one numba call (issue 22, seventh session)
+        from rnnbench.train import compiled_update
+    except ImportError:
+        compiled_update = None
+    if compiled_update is not None:
+        clock.wrap_outer(compiled_update.CompiledUpdate, "__call__", "compiled")
 
     # split "kernels" into its forward and backward halves to subtract them from their passes
     real_fwd, real_bwd = kernels.forward, kernels.backward
@@ -278,7 +306,7 @@ def worker(name: str, epochs: int, threads: int, data_dir: str | None) -> dict:
             "kernels": kernels,
             "fwd rest": rest[0],
             "bwd rest": rest[1],
-            **{k: parts.get(k, 0.0) for k in ("optimizer", "noise", "eval", "I/O")},
+            **{k: parts.get(k, 0.0) for k in ("optimizer", "noise", "compiled", "eval", "I/O")},
         }
         # noise is timed inside nothing else; the passes run inside the noise block
         row["other"] = seconds - sum(row.values())

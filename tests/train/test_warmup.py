@@ -35,7 +35,7 @@ from rnnbench.train.config import RunConfig
 from rnnbench.train.presets import with_preset
 from tests.train.conftest import tiny_dataset
 
-data, out, unit, protocol, skip_update = sys.argv[1:]
+data, out, unit, protocol, skip_update, hidden = sys.argv[1:]
 
 def compiled():
     # every rnnbench numba dispatcher: its compiled signatures
@@ -60,7 +60,7 @@ def warm_up(*args, **kwargs):
 
 population.warm_up = warm_up
 ds = tiny_dataset(Path(data), frames=40, counts=(8, 3, 3))
-fields = with_preset(dict(dataset="jsb", unit=unit, hidden=12, batch_size=2, max_epochs=1,
+fields = with_preset(dict(dataset="jsb", unit=unit, hidden=int(hidden), batch_size=2, max_epochs=1,
                           protocol=protocol, seed=0))
 configs = [RunConfig(**fields, lr=lr) for lr in (1e-3, 2e-3)]
 population.train_population(configs, out_dirs=[Path(out) / "a", Path(out) / "b"], dataset=ds,
@@ -71,11 +71,11 @@ print(json.dumps({"new": new, "used": sorted(n for n, s in after.items() if s)})
 """
 
 
-def _epoch_compiles(data_root, tmp_path, unit, protocol, skip_update=False) -> dict:
+def _epoch_compiles(data_root, tmp_path, unit, protocol, skip_update=False, hidden=12) -> dict:
     """Run a two-member population for one epoch in a fresh process; ``new``: the signatures
     compiled (or loaded) after the warm-up, per dispatcher; ``used``: dispatchers called."""
     env = {**os.environ, "PYTHONPATH": f"{REPO / 'src'}{os.pathsep}{REPO}"}
-    args = [str(data_root), str(tmp_path), unit, protocol, "1" if skip_update else "0"]
+    args = [str(data_root), str(tmp_path), unit, protocol, "1" if skip_update else "0", str(hidden)]
     done = subprocess.run(
         [sys.executable, "-c", SCRIPT, *args], capture_output=True, text=True, env=env, timeout=900
     )
@@ -89,10 +89,19 @@ UPDATE = {
 }
 
 
-@pytest.mark.parametrize(("unit", "protocol"), [("gru", "paper"), ("lstm", "authors")])
-def test_after_the_warm_up_the_first_epoch_compiles_nothing(data_root, tmp_path, unit, protocol):
-    result = _epoch_compiles(data_root, tmp_path, unit, protocol)
+@pytest.mark.parametrize(
+    ("unit", "protocol", "hidden"),
+    [("gru", "paper", 12), ("lstm", "authors", 12), ("lstm", "paper", 36)],
+)
+def test_after_the_warm_up_the_first_epoch_compiles_nothing(
+    data_root, tmp_path, unit, protocol, hidden
+):
+    """At 36 LSTM units the input product is large enough for the gather, and the update runs
+    as one compiled driver call (rnnbench.train.compiled_update), warmed up too."""
+    result = _epoch_compiles(data_root, tmp_path, unit, protocol, hidden=hidden)
     assert result["new"] == {}, f"compiled during epoch 1, after the warm-up: {result['new']}"
+    driver = f"rnnbench.train.compiled_driver.{unit}_update"
+    assert (driver in result["used"]) == (hidden == 36)
     # the epoch did run the fused kernels: the recurrent unit's and the update's
     assert f"rnnbench.nn.kernels.{unit}.{unit}_backward" in result["used"]
     assert UPDATE[protocol] in result["used"]

@@ -41,7 +41,7 @@ import torch
 from rnnbench import locks as locks_
 from rnnbench.errors import RnnbenchError
 from rnnbench.nn import sparse_input
-from rnnbench.train import authors, halving, manual_step
+from rnnbench.train import authors, compiled_update, halving, manual_step
 from rnnbench.train import checkpoint as ckpt
 from rnnbench.train.config import RunConfig
 from rnnbench.train.metrics import split_nll, split_scores
@@ -376,6 +376,10 @@ class _Population:
         self.optimizer = authors.make_optimizer(cfg, self.params, [c.lr for c in configs])
         self.forward_backward = manual_step.select(self.model, cfg)
         self.noise = WeightNoise([c.seed for c in configs], cfg.weight_noise, device)
+        self.compiled = compiled_update.select(
+            self.model, cfg, self.optimizer, self.noise, self.forward_backward,
+            dataset.split("train"),
+        )  # fmt: skip
         self.stopping = EarlyStopping(k, cfg.patience)
         self.status = ["running"] * k
         self.updates = [0] * k
@@ -492,16 +496,22 @@ class _Population:
             x, y, mask = (t.to(dev) for t in (batch.x, batch.y, batch.mask))
             live = batch.live.to(dev)
             idle = not bool(batch.live.all())  # a member without a window draws no noise
-            self.optimizer.zero_grad()
-            with (
-                self.noise.applied(weights, batch.live.tolist())
-                if idle
-                else self.noise.applied(weights)
-            ):  # forward and backward: rnnbench.train.manual_step (without autograd) or autograd
-                nll_sum, n, loss, state = self.forward_backward(x, y, mask, state, batch.shared)
+            # the whole update in one numba call where it runs (rnnbench.train.compiled_update:
+            # the same numbers, its step already taken), else the pieces below
+            done = self.compiled and self.compiled(batch, x, y, mask, state, active & live)
+            if done is not None:
+                nll_sum, n, loss, state, ok = done
+            else:
+                self.optimizer.zero_grad()
+                with (
+                    self.noise.applied(weights, batch.live.tolist())
+                    if idle
+                    else self.noise.applied(weights)
+                ):  # forward and backward: manual_step (without autograd) or autograd
+                    nll_sum, n, loss, state = self.forward_backward(x, y, mask, state, batch.shared)
+                norms = clip_member_grad_norms(self.params, authors.gradient_clip(cfg))
+                ok = finite_members(loss, norms).to(dev)
             state = self.model.detach_state(state)
-            norms = clip_member_grad_norms(self.params, authors.gradient_clip(cfg))
-            ok = finite_members(loss, norms).to(dev)
             bad = active & live & ~ok
             if bad.any():
                 for k in torch.nonzero(bad).flatten().tolist():
@@ -511,7 +521,8 @@ class _Population:
                     )
             active = active & ok
             stepping = active & live
-            self.optimizer.step(stepping)
+            if done is None:
+                self.optimizer.step(stepping)
             # the epoch's running NLL in float64 numpy (a few small torch ops less per update)
             took = _host(stepping)
             for k in took.nonzero()[0].tolist():
@@ -535,7 +546,8 @@ class _Population:
         # Binary sparse inputs (piano rolls) are projected by gathering columns of W_ih
         # (rnnbench.nn.sparse_input: equal to the dense product within float rounding).
         with sparse_input.enabled():
-            warm_up(self.model, self.dataset, self.cfg, self.device)  # no compile time in epochs
+            # no compile time in epochs
+            warm_up(self.model, self.dataset, self.cfg, self.device, self.compiled)
             while True:
                 saved = self._one_epoch(on_epoch, bar, ids)
                 if any(s != "running" for s in self.status):

@@ -31,8 +31,9 @@ STEPS = 3  # time steps of the warm-up sequences
 ROWS = 2  # sequences in the warm-up batch
 
 
-def warm_up(model, dataset, cfg, device) -> None:
-    """Compile (or load) every kernel the epochs will call, outside any timed region."""
+def warm_up(model, dataset, cfg, device, update=None) -> None:
+    """Compile (or load) every kernel the epochs will call, outside any timed region (and
+    ``update``'s driver, a :class:`rnnbench.train.compiled_update.CompiledUpdate`, on copies)."""
     from rnnbench.data.batching import iterate_batches
     from rnnbench.train.metrics import split_nll
 
@@ -56,6 +57,8 @@ def warm_up(model, dataset, cfg, device) -> None:
         _warm_update(model, cfg)
         model.eval()
         split_nll(model, seqs, device=dev)
+        if update is not None:
+            update.warm_up()
     finally:
         for p in model.parameters():
             p.grad = None

@@ -1,0 +1,280 @@
+r"""The numba drivers of :mod:`rnnbench.train.compiled_update`: one ``@njit`` call per update.
+
+Each driver (:func:`lstm_update`, :func:`gru_update`, :func:`tanh_update`) calls the existing
+kernels in the old path's order, with the old path's arguments:
+
+.. math::
+    \tilde W = \mathrm{fma}(n, \sigma, W), \quad
+    \xi = \tilde W_{ih} x + b_{ih}, \quad
+    (h, \dots) = \mathrm{cell}(\xi; \tilde W_{hh}, b_{hh}), \quad
+    (\mathrm{nll}, \bar h, \bar W_{out}, \bar b_{out}) = \mathrm{head}(h; s),
+
+then the cell's backward kernel, :math:`\bar W_{ih} = \sum_r \bar\xi_r x_r^\top`,
+:math:`\bar b_{ih} = \sum_r \bar\xi_r`, the member norms :math:`\lVert g_k \rVert`, the clip
+:math:`g_k \leftarrow g_k \min(1, c / \lVert g_k \rVert)` (finite norms only), the finite check
+and the protocol's RMSProp on the clean parameters of the members that may step.
+
+Kernels used as they are: :mod:`rnnbench.train.fused_noise` (``_noisy``),
+:mod:`rnnbench.nn.sparse_input` (``_finite``, ``_gather_bias``, ``_scatter_bias``),
+:mod:`rnnbench.nn.kernels` (the cells' forward and backward, the Bernoulli ``head_pass``) and
+:mod:`rnnbench.train.fused` (``_sq_norms``, ``_scale``, ``_rmsprop``, ``_authors``). Numba's
+on-disk cache keys a driver on this file alone, yet the compiled driver holds those kernels'
+code: :func:`_drop_stale` deletes the drivers' cached files when any of those sources changed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import numba
+import numpy as np
+
+_HERE = Path(__file__).parent
+_SOURCES = (
+    *sorted((_HERE.parent / "nn" / "kernels").glob("*.py")),
+    _HERE.parent / "nn" / "sparse_input.py",
+    _HERE / "fused.py",
+    _HERE / "fused_noise.py",
+    Path(__file__),
+)
+STAMP = "rnnbench-driver.sha256"
+
+
+def _drop_stale() -> None:
+    """Delete this module's cached drivers when any source they compile in has changed."""
+    cache = _HERE / "__pycache__"
+    try:
+        h = hashlib.sha256()
+        for path in _SOURCES:
+            h.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
+        digest = h.hexdigest()
+        stamp = cache / STAMP
+        if stamp.is_file() and stamp.read_text().strip() == digest:
+            return
+        for path in [*cache.glob(f"{__name__.rsplit('.', 1)[-1]}.*.nb[ic]")]:
+            path.unlink(missing_ok=True)
+        cache.mkdir(exist_ok=True)
+        tmp = cache / f".{STAMP}.{id(h)}.tmp"
+        tmp.write_text(digest + "\n")
+        tmp.replace(stamp)
+    except OSError:  # a read-only install: numba's own check remains
+        return
+
+
+_drop_stale()
+
+from rnnbench.nn import sparse_input  # noqa: E402  (after the stale cache is gone)
+from rnnbench.nn.kernels import bernoulli  # noqa: E402
+from rnnbench.nn.kernels.gru import gru_backward, gru_forward  # noqa: E402
+from rnnbench.nn.kernels.lstm import lstm_backward, lstm_forward  # noqa: E402
+from rnnbench.nn.kernels.tanh import tanh_backward, tanh_forward  # noqa: E402
+from rnnbench.train import fused, fused_noise  # noqa: E402
+
+__all__ = ["DRIVERS", "gru_update", "lstm_update", "step", "tanh_update"]
+
+_jit = numba.njit(cache=True, nogil=True, error_model="numpy")
+
+
+@_jit
+def _front(noise_on, sigma, clean, noise, offsets, noisy, w_ih, b_ih, keys, ends, T, B):
+    """The noisy weights, then ``xi (K, T, B, GH)`` by the gather; ``ok`` False (and nothing
+    gathered) when the weights the gather reads are not finite."""
+    if noise_on:
+        fused_noise._noisy(clean, noise, offsets, sigma, noisy)
+    if not sparse_input._finite(w_ih):
+        return False, np.empty((0, 0, 0, 0), np.float32)
+    xw = sparse_input._gather_bias(w_ih, keys, ends, b_ih)
+    return True, xw.reshape(xw.shape[0], T, B, xw.shape[2])
+
+
+@_jit
+def _head(out, w_out, b_out, y, real, scale):
+    """The Bernoulli head's pass as ``head_loss.bernoulli_pass`` runs it."""
+    K, T, B, H = out.shape
+    R = T * B
+    D = w_out.shape[1]
+    rows = np.empty((K, R), np.float32)
+    d_out = np.empty((K, T, B, H), np.float32)
+    d_w = np.empty((K, D, H), np.float32)
+    d_b = np.empty((K, D), np.float32)
+    bernoulli.head_pass(
+        out.reshape(K, R, H), w_out, b_out, y, real, scale, True, rows,
+        d_out.reshape(K, R, H), d_w, d_b,
+    )  # fmt: skip
+    return rows, d_out, d_w, d_b
+
+
+# float32's largest value, and a float32 sum's relative rounding bound per term (2^-23)
+_FLT_MAX = float(np.finfo(np.float32).max)
+_ULP = 2.0**-23
+
+
+@_jit
+def _sums(rows):
+    """Each member's NLL summed in float64, and whether that settles torch's float32 sum
+    ``rows.sum(1)`` being finite: ``(total, decided)``. The NLLs are never negative, so every
+    float32 order of their sum stays below ``S (1 + R u)`` and above ``S (1 - R u)``: finite
+    when the first is below float32's largest value, inf when the second is above it; in the
+    band between, the order decides (``decided`` False: the trainer asks torch)."""
+    K, R = rows.shape
+    total = np.zeros(K, np.float64)
+    decided = True
+    for k in range(K):
+        s = 0.0
+        low = True
+        for r in range(R):
+            x = np.float64(rows[k, r])
+            s += x
+            low = low and x >= 0
+        if np.isfinite(s) and s * (1.0 + R * _ULP) >= _FLT_MAX:
+            if low and s * (1.0 - R * _ULP) > _FLT_MAX:
+                s = np.inf  # every order overflows
+            else:
+                decided = False
+        total[k] = s
+    return total, decided
+
+
+@_jit
+def _clip(grads, K, grad_clip):
+    """:func:`rnnbench.train.fused.member_grad_norms`: the norms before clipping (returned)
+    and each member's gradient rescaled to ``grad_clip`` when its finite norm is larger."""
+    norms = np.sqrt(fused._sq_norms(grads, K))
+    if grad_clip:
+        scale = np.empty(K, np.float32)
+        for k in range(K):
+            n = norms[k]
+            clip = np.isfinite(n) and n > grad_clip
+            scale[k] = np.float32(grad_clip / n) if clip else np.float32(1.0)
+        fused._scale(grads, scale)
+    return norms
+
+
+@_jit
+def step(grads, params, square_avg, momentum_buffer, new_v, new_u, lr, active, decay, rest,
+         mu, eps, authors, update_clip):  # fmt: skip
+    """The protocol's RMSProp on the members where ``active`` (``fused``'s kernels)."""
+    if authors:
+        fused._authors(params, grads, square_avg, momentum_buffer, new_v, new_u, lr, active,
+                       decay, rest, mu, eps, update_clip)  # fmt: skip
+    else:
+        fused._rmsprop(params, grads, square_avg, momentum_buffer, lr, active, decay, rest, mu,
+                       eps, mu != 0)  # fmt: skip
+
+
+@_jit
+def _finish(grads, rows, params, square_avg, momentum_buffer, new_v, new_u, lr, steps, decay,
+            rest, mu, eps, authors, grad_clip, update_clip):  # fmt: skip
+    """Norms, clipping, the finite check and the step, in the old order: ``(norms, total,
+    stepped)``; ``stepped`` False (nothing stepped) where :func:`_sums` leaves the finite
+    check to torch."""
+    K = lr.shape[0]
+    norms = _clip(grads, K, grad_clip)
+    total, decided = _sums(rows)
+    if not decided:
+        return norms, total, False
+    active = np.empty(K, np.bool_)
+    for k in range(K):
+        active[k] = steps[k] and np.isfinite(total[k]) and np.isfinite(norms[k])
+    step(grads, params, square_avg, momentum_buffer, new_v, new_u, lr, active, decay, rest, mu,
+         eps, authors, update_clip)  # fmt: skip
+    return norms, total, True
+
+
+@_jit
+def _stopped(params):
+    e2 = np.empty((0, 0), np.float32)
+    e3 = np.empty((0, 0, 0), np.float32)
+    e = np.empty(0, np.float64)
+    return False, e2, e3, e3, e, e, False, params
+
+
+@_jit
+def lstm_update(noise_on, sigma, clean, noise, offsets, noisy, w_ih, b_ih, w_hh, b_hh, w_ch,
+                w_out, b_out, keys, ends, mask, before, peephole, h0, c0, y, real, scale, params,
+                square_avg, momentum_buffer, new_v, new_u, lr, steps, decay, rest, mu, eps,
+                authors, grad_clip, update_clip):  # fmt: skip
+    """The LSTM's update (module docstring): ``(ok, rows, h_n, c_n, norms, total, stepped,
+    grads)``; ``ok`` False: the gather's weights were not finite, nothing ran after the
+    noise; ``stepped`` False: the finite check is the caller's, and then :func:`step`."""
+    K, T, B = mask.shape
+    I = w_ih.shape[2]
+    ok, xw = _front(noise_on, sigma, clean, noise, offsets, noisy, w_ih, b_ih, keys, ends, T, B)
+    if not ok:
+        return _stopped(params)
+    out, h_n, c_n, hs, cs, acts = lstm_forward(xw, w_hh, b_hh, w_ch, peephole, mask, h0, c0)
+    rows, d_out, d_w_out, d_b_out = _head(out, w_out, b_out, y, real, scale)
+    zero = np.zeros(h0.shape, np.float32)
+    d_xw, d_w_hh, d_b_hh, _, _, d_v = lstm_backward(
+        d_out, zero, zero, w_hh, w_ch, peephole, mask, hs, cs, acts
+    )
+    GH = d_xw.shape[3]
+    d_w_ih, d_b_ih = sparse_input._scatter_bias(d_xw.reshape(K, T * B, GH), keys, ends, I)
+    d_ch = d_v.reshape(K, -1) if peephole else np.zeros((K, 0), np.float32)
+    grads = (
+        d_w_ih.reshape(K, -1), d_w_hh.reshape(K, -1), d_b_ih, d_b_hh, d_ch,
+        d_w_out.reshape(K, -1), d_b_out,
+    )  # fmt: skip
+    norms, total, stepped = _finish(grads, rows, params, square_avg, momentum_buffer, new_v,
+                                    new_u, lr, steps, decay, rest, mu, eps, authors, grad_clip,
+                                    update_clip)  # fmt: skip
+    return True, rows, h_n, c_n, norms, total, stepped, grads
+
+
+@_jit
+def gru_update(noise_on, sigma, clean, noise, offsets, noisy, w_ih, b_ih, w_hh, b_hh, w_ch,
+               w_out, b_out, keys, ends, mask, before, peephole, h0, c0, y, real, scale, params,
+               square_avg, momentum_buffer, new_v, new_u, lr, steps, decay, rest, mu, eps,
+               authors, grad_clip, update_clip):  # fmt: skip
+    """The GRU's update (:func:`lstm_update`'s arguments; ``w_ch``, ``peephole``, ``c0``
+    unused)."""
+    K, T, B = mask.shape
+    I = w_ih.shape[2]
+    ok, xw = _front(noise_on, sigma, clean, noise, offsets, noisy, w_ih, b_ih, keys, ends, T, B)
+    if not ok:
+        return _stopped(params)
+    out, h_n, hs, acts, aux = gru_forward(xw, w_hh, b_hh, before, mask, h0)
+    rows, d_out, d_w_out, d_b_out = _head(out, w_out, b_out, y, real, scale)
+    zero = np.zeros(h0.shape, np.float32)
+    d_xw, d_w_hh, d_b_hh, _ = gru_backward(d_out, zero, w_hh, before, mask, hs, acts, aux)
+    GH = d_xw.shape[3]
+    d_w_ih, d_b_ih = sparse_input._scatter_bias(d_xw.reshape(K, T * B, GH), keys, ends, I)
+    grads = (
+        d_w_ih.reshape(K, -1), d_w_hh.reshape(K, -1), d_b_ih, d_b_hh,
+        d_w_out.reshape(K, -1), d_b_out,
+    )  # fmt: skip
+    norms, total, stepped = _finish(grads, rows, params, square_avg, momentum_buffer, new_v,
+                                    new_u, lr, steps, decay, rest, mu, eps, authors, grad_clip,
+                                    update_clip)  # fmt: skip
+    return True, rows, h_n, np.empty((0, 0, 0), np.float32), norms, total, stepped, grads
+
+
+@_jit
+def tanh_update(noise_on, sigma, clean, noise, offsets, noisy, w_ih, b_ih, w_hh, b_hh, w_ch,
+                w_out, b_out, keys, ends, mask, before, peephole, h0, c0, y, real, scale, params,
+                square_avg, momentum_buffer, new_v, new_u, lr, steps, decay, rest, mu, eps,
+                authors, grad_clip, update_clip):  # fmt: skip
+    """The tanh RNN's update (:func:`gru_update`'s arguments; ``before`` unused too)."""
+    K, T, B = mask.shape
+    I = w_ih.shape[2]
+    ok, xw = _front(noise_on, sigma, clean, noise, offsets, noisy, w_ih, b_ih, keys, ends, T, B)
+    if not ok:
+        return _stopped(params)
+    out, h_n, hs = tanh_forward(xw, w_hh, b_hh, mask, h0)
+    rows, d_out, d_w_out, d_b_out = _head(out, w_out, b_out, y, real, scale)
+    zero = np.zeros(h0.shape, np.float32)
+    d_xw, d_w_hh, d_b_hh, _ = tanh_backward(d_out, zero, w_hh, mask, out, hs)
+    GH = d_xw.shape[3]
+    d_w_ih, d_b_ih = sparse_input._scatter_bias(d_xw.reshape(K, T * B, GH), keys, ends, I)
+    grads = (
+        d_w_ih.reshape(K, -1), d_w_hh.reshape(K, -1), d_b_ih, d_b_hh,
+        d_w_out.reshape(K, -1), d_b_out,
+    )  # fmt: skip
+    norms, total, stepped = _finish(grads, rows, params, square_avg, momentum_buffer, new_v,
+                                    new_u, lr, steps, decay, rest, mu, eps, authors, grad_clip,
+                                    update_clip)  # fmt: skip
+    return True, rows, h_n, np.empty((0, 0, 0), np.float32), norms, total, stepped, grads
+
+
+DRIVERS = {"lstm": lstm_update, "gru": gru_update, "tanh": tanh_update}
