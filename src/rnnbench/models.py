@@ -425,6 +425,12 @@ class SequenceModel(nn.Module):
         inp = prime[-1].expand(self.population, 1, self.in_dim)  # (K, B=1, I)
         frames = []
         for s in range(int(steps)):
+            if not bool(torch.isfinite(last).all()):  # no draw from inf or NaN parameters
+                raise RnnbenchError(
+                    f"the sample stopped being finite at step {s + 1} of {int(steps)}: reading "
+                    "its own samples back in, the model's output layer gave inf or NaN; draw "
+                    "fewer steps (--steps, --seconds) or at a lower --temperature."
+                )
             y = self.head.sample(last, generator)  # (K, 1, D)
             frames.append(y[:, 0])
             if s + 1 == steps:

@@ -449,3 +449,19 @@ def test_report_in_a_headless_browser(report, tmp_path):
     for audio in found["audio"]:
         assert audio["error"] is None and audio["duration"] > 0, audio
     assert "table2" in found["sections"] and "samples" in found["sections"]
+
+
+def test_a_sample_that_stops_being_finite_is_a_sentence(study, tmp_path, capsys):
+    # Finite weights whose output layer overflows (a model whose fed-back samples grow
+    # without bound ends the same way): the CLI says so in one sentence, and a report on its
+    # store shows the sentence in place of the sample instead of failing with a traceback.
+    out = tmp_path / "overflowing"
+    with Store(out / "results.db") as store:
+        run = _write_run(out, store, study["fsdd"], "gru")
+    best = torch.load(run / "best.pt", weights_only=True)
+    best["member_state"]["weight_out"].fill_(3e38)
+    torch.save(best, run / "best.pt")
+    assert "stopped being finite at step" in _error([str(run), "--out", str(tmp_path)], capsys)
+    report = build_report(out / "results.db", tmp_path / "report")
+    md = (report / "report.md").read_text(encoding="utf-8")
+    assert "no sample. the sample stopped being finite at step" in md
