@@ -9,10 +9,10 @@ For each configuration of ``benchmarks/epoch.py`` it builds the population's mod
 of its pieces by wrapping them: the gather's plan, the gather, the recurrent forward and
 backward kernels with their glue, the head (``head_loss.bernoulli_pass`` or ``mixture_pass``,
 or for the torch head ``_logits``, ``_evaluate`` and ``backward_products``), the scatter, and
-the dense input projection where the gather does not run (speech: ``torch.baddbmm`` and the
-weight gradient's ``torch.bmm``); "other" is the rest of the update (the bias gradient's sum,
-the small torch ops, the gradients' assignment). It prints microseconds per update.
-``--torch-head`` runs the head in torch ops (``head_loss._KERNEL`` off), as before the
+the dense input projection where the gather does not run (speech: ``torch.baddbmm`` or
+``addmm``, and the weight gradient's ``torch.bmm``); "other" is the rest of the update (the
+bias gradient's sum, the small torch ops, the gradients' assignment). It prints microseconds
+per update. ``--torch-head`` runs the head in torch ops (``head_loss._KERNEL`` off), as before the
 Bernoulli kernel.
 """
 
@@ -43,6 +43,7 @@ PIECES = {
     "scatter": ("rnnbench.nn.sparse_input", "scatter_with_bias"),
     # the dense input projection (speech) and its weight's gradient, as ManualPass calls them
     "proj baddbmm": ("torch", "baddbmm"),
+    "proj addmm": ("torch", "addmm"),
     "proj bmm": ("torch", "bmm"),
 }
 KERNEL_HEADS = ("head", "mixture head")
