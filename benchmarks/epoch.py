@@ -59,6 +59,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 SEEDS = "fresh seeds"  # an override that is no RunConfig field: how fresh seeds train
+# another: train and validate (and test, untimed) on the first 1/n of the sequences, so
+# that a paper-size speech epoch (minutes per model) is timed in seconds; the printed times are
+# those of the shortened epoch ("CPU s per model-epoch" scales them back: x n / members)
+PART = "part of an epoch"
 # name: (dataset, unit, members, RunConfig overrides, slow)
 CONFIGS = {
     "jsb-lstm-10": ("jsb", "lstm", 10, {"batch_size": 4}, False),
@@ -86,6 +90,21 @@ CONFIGS = {
     # the same five reading one batch order (data_seed 0): what the per-member batches cost
     "jsb-lstm-seeds-5-shared": ("jsb", "lstm", 5, {"batch_size": 4, SEEDS: "shared"}, False),
 }
+# issue 23 section 5: the speech cells at the paper's size (Table 1, `rnnbench params --task
+# speech`), a search population of 4 and one run (a fresh seed), on 1/16 of FSDD-A's epoch
+# (61 of its 976 updates) and 1/8 of FSDD-B's (8 or 9 of its 66 updates of 798 steps)
+_PAPER = {"tanh": 400, "gru": 227, "lstm": 195}
+for _set, _part in (("fsdd-a", 16), ("fsdd-b", 8)):
+    for _unit, _hidden in _PAPER.items():
+        for _k in (4, 1):
+            CONFIGS[f"{_set}-{_unit}-paper-{_k}"] = (
+                _set,
+                _unit,
+                _k,
+                {"hidden": _hidden, PART: _part},
+                True,
+            )
+
 PARTS = ("kernels", "fwd rest", "bwd rest", "optimizer", "noise", "compiled", "eval", "I/O")
 
 
@@ -266,7 +285,11 @@ def worker(name: str, epochs: int, threads: int, data_dir: str | None) -> dict:
     dataset_name, unit, members, overrides, _ = CONFIGS[name]
     overrides = dict(overrides)
     seeds = overrides.pop(SEEDS, None)
+    part = overrides.pop(PART, 1)
     dataset = load_dataset(dataset_name, data_dir)
+    for split in ("train", "valid", "test"):  # the first 1/part of the sequences (PART)
+        seqs = dataset.splits[split]
+        dataset.splits[split] = seqs[: max(1, len(seqs) // part)]
     lrs = np.exp(np.random.default_rng(0).uniform(-9, -6, members)).tolist()
     fields = dict(dataset=dataset_name, unit=unit, max_epochs=epochs + 1, patience=1000)
     if overrides.get("protocol") == "authors":
@@ -334,6 +357,7 @@ def worker(name: str, epochs: int, threads: int, data_dir: str | None) -> dict:
         "parts": {k: statistics.median(r["parts"][k] for r in timed) for k in (*PARTS, "other")},
         "flops": records[0]["flops"],
         "epochs": [r["seconds"] for r in records],
+        "model_epoch": statistics.median(r["cpu"] for r in timed) * part / members,
     }
 
 
@@ -532,6 +556,15 @@ def main() -> None:
                 f"(per alternating pair: {', '.join(f'{x:.2f}' for x in pairs)}); CPU seconds "
                 f"{base_cpu:.3f} -> {this_cpu:.3f}, {base_cpu / this_cpu:.2f}x"
             )
+    parts = [n for n in names if CONFIGS[n][3].get(PART, 1) != 1]
+    if parts:  # the shortened epochs scaled to a whole epoch of one model
+        print("\nCPU s per model-epoch (a whole epoch, per member; PART):")
+        for name in parts:
+            cells = [
+                f"{tree} {statistics.median(r['model_epoch'] for r in results[name][tree]):.2f}"
+                for tree in trees
+            ]
+            print(f"  {name}: {', '.join(cells)}")
 
 
 if __name__ == "__main__":

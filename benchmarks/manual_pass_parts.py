@@ -7,11 +7,13 @@ For each configuration of ``benchmarks/epoch.py`` it builds the population's mod
 20 training updates of epoch 1 (``--repeats`` times, after one warm-up pass), inside
 ``sparse_input.enabled()`` as the trainer runs it, and times (``time.process_time``) every call
 of its pieces by wrapping them: the gather's plan, the gather, the recurrent forward and
-backward kernels with their glue, the head (``head_loss.bernoulli_pass``, or for the torch head
-``_logits``, ``_evaluate`` and ``backward_products``) and the scatter; "other" is the rest of the
-update (the dense projection and its backward where the gather does not run, the small torch
-ops, the gradients' assignment). It prints microseconds per update. ``--torch-head`` runs the
-head in torch ops (``head_loss._KERNEL`` off), as before the Bernoulli kernel.
+backward kernels with their glue, the head (``head_loss.bernoulli_pass`` or ``mixture_pass``,
+or for the torch head ``_logits``, ``_evaluate`` and ``backward_products``), the scatter, and
+the dense input projection where the gather does not run (speech: ``torch.baddbmm`` or
+``addmm``, and the weight gradient's ``torch.bmm``); "other" is the rest of the update (the
+bias gradient's sum, the small torch ops, the gradients' assignment). It prints microseconds
+per update. ``--torch-head`` runs the head in torch ops (``head_loss._KERNEL`` off), as before the
+Bernoulli kernel.
 """
 
 from __future__ import annotations
@@ -33,12 +35,19 @@ PIECES = {
     "gather": ("rnnbench.nn.sparse_input", "gather"),
     "kernel fwd": ("rnnbench.nn.kernels.glue", "forward"),
     "head": ("rnnbench.head_loss", "bernoulli_pass"),
+    "mixture head": ("rnnbench.head_loss", "mixture_pass"),
     "head logits": ("rnnbench.head_loss", "_logits"),
     "head loss": ("rnnbench.head_loss", "_evaluate"),
     "head bwd": ("rnnbench.head_loss", "backward_products"),
     "kernel bwd": ("rnnbench.nn.kernels.glue", "backward"),
     "scatter": ("rnnbench.nn.sparse_input", "scatter_with_bias"),
+    # the dense input projection (speech) and its weight's gradient, as ManualPass calls them
+    "proj baddbmm": ("torch", "baddbmm"),
+    "proj addmm": ("torch", "addmm"),
+    "proj bmm": ("torch", "bmm"),
 }
+KERNEL_HEADS = ("head", "mixture head")
+TORCH_HEAD = ("head logits", "head loss", "head bwd")
 
 
 def wrap_pieces(spent: dict) -> None:
@@ -78,7 +87,8 @@ def main() -> None:
     spent: dict = {}
     wrap_pieces(spent)
     print(f"load average at start: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
-    names = [n for n in PIECES if (n == "head") != args.torch_head or not n.startswith("head")]
+    hidden = KERNEL_HEADS if args.torch_head else TORCH_HEAD
+    names = [n for n in PIECES if n not in hidden]
     print(f"| configuration | total | {' | '.join(names)} | other |")
     print("|---|" + "---:|" * (len(names) + 2))
     for name in args.configs.split(","):

@@ -24,7 +24,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from epoch import CONFIGS  # noqa: E402
+from epoch import CONFIGS, PART  # noqa: E402
 
 
 def build(name: str, data_dir: str):
@@ -38,6 +38,7 @@ def build(name: str, data_dir: str):
     from rnnbench.train.minibatches import population_batches
 
     dataset_name, unit, members, overrides, _ = CONFIGS[name]
+    overrides = {k: v for k, v in overrides.items() if k != PART}  # whole epochs' batches here
     fields = dict(dataset=dataset_name, unit=unit, max_epochs=3, patience=1000)
     if overrides.get("protocol") == "authors":
         from rnnbench.train.presets import with_preset

@@ -163,16 +163,22 @@ def _hold_tail(states, L):
 # multiply-add: at T*B = 240 rows, one thread, (240, 144)^T (240, 36) took 42 us in one
 # product and 25 us in two of 120 rows (the GRU's (240, 138)^T (240, 46): 54 and 34 us). So
 # the rows go in chunks of at most WEIGHT_GRAD_CHUNK multiply-adds, summed in float32 (a
-# different order of the same sum: the same result within float32 rounding).
+# different order of the same sum: the same result within float32 rounding). Where that would
+# leave fewer than WEIGHT_GRAD_MIN_ROWS rows per chunk (the paper's speech sizes: 5 to 8 rows
+# of 768, about 150 products and as many sums of the whole gradient), the gradient is one
+# product: at (768, 780)^T (768, 195), one thread, 5.4 -> 3.0 ms (issue 22, seventh session;
+# chunks of 32 rows still beat one product at G H = 25,000: 0.41 against 0.52 ms).
 
 WEIGHT_GRAD_CHUNK = 800_000
+WEIGHT_GRAD_MIN_ROWS = 24
 
 
 @_jit
 def _weight_grads(d, inputs, d_w, d_b):
     """One member's ``d_w = sum_t,b d[t, b]^T inputs[t, b]`` and ``d_b = sum_t,b d[t, b]``;
     ``d (T, B, G)`` and ``inputs (T, B, H)`` contiguous. The product runs in chunks of rows
-    of at most :data:`WEIGHT_GRAD_CHUNK` multiply-adds each (see above)."""
+    of at most :data:`WEIGHT_GRAD_CHUNK` multiply-adds each, or whole where such chunks
+    would have fewer than :data:`WEIGHT_GRAD_MIN_ROWS` rows (see above)."""
     T, B, G = d.shape
     H = inputs.shape[2]
     rows = T * B
@@ -184,6 +190,8 @@ def _weight_grads(d, inputs, d_w, d_b):
     flat_in = inputs.reshape(rows, H)
     chunks = max(1, -(-rows * G * H // WEIGHT_GRAD_CHUNK))
     step = -(-rows // chunks)
+    if step < WEIGHT_GRAD_MIN_ROWS:
+        step = rows
     np.dot(flat[:step].T, flat_in[:step], d_w)
     if step < rows:
         part = np.empty_like(d_w)

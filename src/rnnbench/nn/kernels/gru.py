@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from rnnbench.nn.kernels.blas import step_dot
 from rnnbench.nn.kernels.common import (
     _finish_step,
     _hold_tail,
@@ -48,14 +49,14 @@ def gru_forward(xw, w_hh, b_hh, before, mask, h0):
         for t in range(L):
             # the rows are indexed, not taken as views (a view per row and step costs an
             # atomic reference count: about a fifth of this kernel's time at JSB's sizes)
-            np.dot(hs[k, t], w_rz_t, rec_rz)
+            step_dot(hs[k, t], w_rz_t, rec_rz)
             for b in range(B):
                 for j in range(2 * H):
                     acts[k, t, b, j] = _sigmoid(xw[k, t, b, j] + rec_rz[b, j] + b_hh[k, j])
                 if before:
                     for j in range(H):
                         aux[k, t, b, j] = acts[k, t, b, j] * hs[k, t, b, j]
-            np.dot(aux[k, t] if before else hs[k, t], w_n_t, rec_n)
+            step_dot(aux[k, t] if before else hs[k, t], w_n_t, rec_n)
             for b in range(B):
                 if before:
                     for j in range(H):
@@ -136,18 +137,18 @@ def gru_backward(d_out, d_hn, w_hh, before, mask, hs, acts, aux):
                         d_rec_n[k, t, b, j] = dxn * r
                         d_rz[k, t, b, j] = dxn * aux[k, t, b, j] * (r - r * r)
             if before:
-                np.dot(d_rec_n[k, t], w_n, d_rh)
+                step_dot(d_rec_n[k, t], w_n, d_rh)
                 for b in range(B):
                     for j in range(H):
                         r, drh = acts[k, t, b, j], d_rh[b, j]
                         d_rz[k, t, b, j] = drh * hs[k, t, b, j] * (r - r * r)
                         d_h[b, j] += drh * r
             else:
-                np.dot(d_rec_n[k, t], w_n, rec)
+                step_dot(d_rec_n[k, t], w_n, rec)
                 for b in range(B):
                     for j in range(H):
                         d_h[b, j] += rec[b, j]
-            np.dot(d_rz[k, t], w_s, rec)
+            step_dot(d_rz[k, t], w_s, rec)
             for b in range(B):
                 for j in range(H):
                     d_h[b, j] += rec[b, j]
@@ -189,7 +190,7 @@ def gru_variant_forward(xw, w_hh, b_hh, before, coefs, mask, h0):
         w_s_t, w_n_t = _transposed(w_hh[k, :H]), _transposed(w_hh[k, H:])
         L = _live_steps(mask[k])  # the steps after L are all padding: kept state, out 0
         for t in range(L):
-            np.dot(hs[k, t], w_s_t, rec_s)
+            step_dot(hs[k, t], w_s_t, rec_s)
             for b in range(B):
                 a, x, r, h_prev = acts[k, t, b], xw[k, t, b], rec_s[b], hs[k, t, b]
                 for j in range(H):
@@ -198,7 +199,7 @@ def gru_variant_forward(xw, w_hh, b_hh, before, coefs, mask, h0):
                     rh = aux[k, t, b]
                     for j in range(H):
                         rh[j] = (r0 + cr * a[j]) * h_prev[j]
-            np.dot(aux[k, t] if before else hs[k, t], w_n_t, rec_n)
+            step_dot(aux[k, t] if before else hs[k, t], w_n_t, rec_n)
             for b in range(B):
                 a, x, r, h_prev = acts[k, t, b], xw[k, t, b], rec_n[b], hs[k, t, b]
                 h, rec = hs[k, t + 1, b], aux[k, t, b]
@@ -266,7 +267,7 @@ def gru_variant_backward(d_out, d_hn, w_hh, before, coefs, mask, hs, acts, aux):
                         drn[j] = dxn[j] * (r0 + cr * s)
                         ds[j] = (ds[j] + cr * dxn[j] * ax[j]) * (s - s * s)
             if before:
-                np.dot(d_xn[k, t], w_n, d_rh)
+                step_dot(d_xn[k, t], w_n, d_rh)
                 for b in range(B):
                     a, h_prev, ds = acts[k, t, b], hs[k, t, b], d_s[k, t, b]
                     dh, drh = d_h[b], d_rh[b]
@@ -275,9 +276,9 @@ def gru_variant_backward(d_out, d_hn, w_hh, before, coefs, mask, hs, acts, aux):
                         ds[j] = (ds[j] + cr * drh[j] * h_prev[j]) * (s - s * s)
                         dh[j] += drh[j] * (r0 + cr * s)
             else:
-                np.dot(d_rec_n[k, t], w_n, rec)
+                step_dot(d_rec_n[k, t], w_n, rec)
                 d_h += rec
-            np.dot(d_s[k, t], w_s, rec)
+            step_dot(d_s[k, t], w_s, rec)
             d_h += rec
         d_h0[k] = d_h
         h_prev = hs[k, :L]  # the weights' gradients, in chunks of rows (WEIGHT_GRAD_CHUNK)

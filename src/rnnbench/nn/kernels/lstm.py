@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from rnnbench.nn.kernels.blas import step_dot
 from rnnbench.nn.kernels.common import (
     _HALF,
     _finish_step,
@@ -63,7 +64,7 @@ def lstm_forward(xw, w_hh, b_hh, w_ch, peephole, mask, h0, c0):
         w_t = _transposed(w_hh[k])
         L = _live_steps(mask[k])  # the steps after L are all padding: kept state, out 0
         for t in range(L):
-            np.dot(hs[k, t], w_t, rec)
+            step_dot(hs[k, t], w_t, rec)
             # rows indexed, not taken as views (a view per row and step costs an atomic
             # reference count; as in the GRU kernels)
             for b in range(B):
@@ -169,7 +170,7 @@ def lstm_backward(d_out, d_hn, d_cn, w_hh, w_ch, peephole, mask, hs, cs, acts):
                         dc[j] += dp[j] * v_i[j] + dp[H + j] * v_f[j]
                         d_v_i[j] += dp[j] * c_prev[j]
                         d_v_f[j] += dp[H + j] * c_prev[j]
-            np.dot(d_pre[k, t], w_t.T, rec)
+            step_dot(d_pre[k, t], w_t.T, rec)
             d_h += rec
         d_h0[k] = d_h
         d_c0[k] = d_c
@@ -219,7 +220,7 @@ def lstm_variant_forward(xw, w_hh, b_hh, w_ch, peephole, flags, offsets, mask, h
         w_t = _transposed(w_hh[k])
         L = _live_steps(mask[k])  # the steps after L are all padding: kept state, out 0
         for t in range(L):
-            np.dot(hs[k, t], w_t, rec)
+            step_dot(hs[k, t], w_t, rec)
             for b in range(B):
                 a, x, r = acts[k, t, b], xw[k, t, b], rec[b]
                 c_prev, c, h = cs[k, t, b], cs[k, t + 1, b], hs[k, t + 1, b]
@@ -365,7 +366,7 @@ def lstm_variant_backward(
                 dp[og : og + H] = full[2 * H : 3 * H]
                 if has_o:
                     dp[oo : oo + H] = full[3 * H :]
-            np.dot(d_pre[k, t], w_hh[k], rec)
+            step_dot(d_pre[k, t], w_hh[k], rec)
             d_h += rec
         d_h0[k] = d_h
         d_c0[k] = d_c

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from rnnbench.nn.kernels.blas import step_dot
 from rnnbench.nn.kernels.common import (
     _finish_step,
     _hold_tail,
@@ -32,7 +33,7 @@ def tanh_forward(xw, w_hh, b_hh, mask, h0):
         w_t = _transposed(w_hh[k])
         L = _live_steps(mask[k])  # the steps after L are all padding: kept state, out 0
         for t in range(L):
-            np.dot(hs[k, t], w_t, rec)
+            step_dot(hs[k, t], w_t, rec)
             for b in range(B):
                 x, r, h = xw[k, t, b], rec[b], hs[k, t + 1, b]
                 for j in range(H):
@@ -67,7 +68,7 @@ def tanh_backward(d_out, d_hn, w_hh, mask, out, hs):
                 for j in range(H):
                     dp[j] = m * (dout[j] + dh[j]) * (one - h[j] * h[j])
                     dh[j] = keep * dh[j]
-            np.dot(d_pre[k, t], w_hh[k], rec)
+            step_dot(d_pre[k, t], w_hh[k], rec)
             d_h += rec
         d_h0[k] = d_h
         # the recurrent weights' gradients, in chunks of rows (common.WEIGHT_GRAD_CHUNK)
