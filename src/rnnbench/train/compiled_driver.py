@@ -223,6 +223,25 @@ def lstm_update(noise_on, sigma, clean, noise, offsets, noisy, w_ih, b_ih, w_hh,
 
 
 @_jit
+def _tail(d_xw, d_w_hh, d_b_hh, d_w_out, d_b_out, keys, ends, I, rows, h_n, params, square_avg,
+          momentum_buffer, new_v, new_u, lr, steps, decay, rest, mu, eps, authors, grad_clip,
+          update_clip):  # fmt: skip
+    """The GRU's and the tanh RNN's update after their backward kernel: the gather's
+    transpose, the norms, clipping, finite check and step (:func:`_finish`), the driver's
+    return value (no cell state)."""
+    K, T, B, GH = d_xw.shape
+    d_w_ih, d_b_ih = sparse_input._scatter_bias(d_xw.reshape(K, T * B, GH), keys, ends, I)
+    grads = (
+        d_w_ih.reshape(K, -1), d_w_hh.reshape(K, -1), d_b_ih, d_b_hh,
+        d_w_out.reshape(K, -1), d_b_out,
+    )  # fmt: skip
+    norms, total, stepped = _finish(grads, rows, params, square_avg, momentum_buffer, new_v,
+                                    new_u, lr, steps, decay, rest, mu, eps, authors, grad_clip,
+                                    update_clip)  # fmt: skip
+    return True, rows, h_n, np.empty((0, 0, 0), np.float32), norms, total, stepped, grads
+
+
+@_jit
 def gru_update(noise_on, sigma, clean, noise, offsets, noisy, w_ih, b_ih, w_hh, b_hh, w_ch,
                w_out, b_out, keys, ends, mask, before, peephole, h0, c0, y, real, scale, params,
                square_avg, momentum_buffer, new_v, new_u, lr, steps, decay, rest, mu, eps,
@@ -238,16 +257,9 @@ def gru_update(noise_on, sigma, clean, noise, offsets, noisy, w_ih, b_ih, w_hh, 
     rows, d_out, d_w_out, d_b_out = _head(out, w_out, b_out, y, real, scale)
     zero = np.zeros(h0.shape, np.float32)
     d_xw, d_w_hh, d_b_hh, _ = gru_backward(d_out, zero, w_hh, before, mask, hs, acts, aux)
-    GH = d_xw.shape[3]
-    d_w_ih, d_b_ih = sparse_input._scatter_bias(d_xw.reshape(K, T * B, GH), keys, ends, I)
-    grads = (
-        d_w_ih.reshape(K, -1), d_w_hh.reshape(K, -1), d_b_ih, d_b_hh,
-        d_w_out.reshape(K, -1), d_b_out,
-    )  # fmt: skip
-    norms, total, stepped = _finish(grads, rows, params, square_avg, momentum_buffer, new_v,
-                                    new_u, lr, steps, decay, rest, mu, eps, authors, grad_clip,
-                                    update_clip)  # fmt: skip
-    return True, rows, h_n, np.empty((0, 0, 0), np.float32), norms, total, stepped, grads
+    return _tail(d_xw, d_w_hh, d_b_hh, d_w_out, d_b_out, keys, ends, I, rows, h_n, params,
+                 square_avg, momentum_buffer, new_v, new_u, lr, steps, decay, rest, mu, eps,
+                 authors, grad_clip, update_clip)  # fmt: skip
 
 
 @_jit
@@ -265,16 +277,9 @@ def tanh_update(noise_on, sigma, clean, noise, offsets, noisy, w_ih, b_ih, w_hh,
     rows, d_out, d_w_out, d_b_out = _head(out, w_out, b_out, y, real, scale)
     zero = np.zeros(h0.shape, np.float32)
     d_xw, d_w_hh, d_b_hh, _ = tanh_backward(d_out, zero, w_hh, mask, out, hs)
-    GH = d_xw.shape[3]
-    d_w_ih, d_b_ih = sparse_input._scatter_bias(d_xw.reshape(K, T * B, GH), keys, ends, I)
-    grads = (
-        d_w_ih.reshape(K, -1), d_w_hh.reshape(K, -1), d_b_ih, d_b_hh,
-        d_w_out.reshape(K, -1), d_b_out,
-    )  # fmt: skip
-    norms, total, stepped = _finish(grads, rows, params, square_avg, momentum_buffer, new_v,
-                                    new_u, lr, steps, decay, rest, mu, eps, authors, grad_clip,
-                                    update_clip)  # fmt: skip
-    return True, rows, h_n, np.empty((0, 0, 0), np.float32), norms, total, stepped, grads
+    return _tail(d_xw, d_w_hh, d_b_hh, d_w_out, d_b_out, keys, ends, I, rows, h_n, params,
+                 square_avg, momentum_buffer, new_v, new_u, lr, steps, decay, rest, mu, eps,
+                 authors, grad_clip, update_clip)  # fmt: skip
 
 
 DRIVERS = {"lstm": lstm_update, "gru": gru_update, "tanh": tanh_update}
