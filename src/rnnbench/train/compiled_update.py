@@ -8,10 +8,10 @@ on the paper's small models cost about as much as the kernels. For the models wh
 it is numba already, :class:`CompiledUpdate` runs the same kernels, in the same order, from
 one ``@njit`` driver per cell (:mod:`rnnbench.train.compiled_driver`):
 
-1. the weight noise's draws stay in torch, ``normal_(generator=g_k)`` per member as
-   :meth:`WeightNoise._fused_applied` draws them (the same numbers, no draw for an idle
-   member), into the same buffer; the driver writes :math:`\tilde W = \mathrm{fma}(n,
-   \sigma, W)` (:func:`rnnbench.train.fused_noise.noisy`);
+1. the weight noise's draws, the numbers of ``normal_(generator=g_k)`` per member as
+   :meth:`WeightNoise._fused_applied` draws them (no draw for an idle member), into the same
+   buffer, by :func:`rnnbench.train.noise_stream.draw`; the driver writes :math:`\tilde W =
+   \mathrm{fma}(n, \sigma, W)` (:func:`rnnbench.train.fused_noise.noisy`);
 2. :math:`\xi = \tilde W_{ih} x + b_{ih}` by the sparse gather, the recurrent forward kernel,
    the Bernoulli head's NLL and gradient (:func:`rnnbench.nn.kernels.bernoulli.head_pass`,
    with :math:`s_k = 1/N_k` or 1), the recurrent backward kernel and the gather's transpose,
@@ -47,7 +47,7 @@ import torch
 
 from rnnbench.nn import sparse_input
 from rnnbench.nn.kernels import glue
-from rnnbench.train import fused, manual_step
+from rnnbench.train import fused, manual_step, noise_stream
 from rnnbench.train.authors import AuthorsRMSProp, gradient_clip, is_authors
 from rnnbench.train.protocol import PopulationRMSProp, clip_member_grad_norms, finite_members
 
@@ -210,13 +210,7 @@ class CompiledUpdate:
         idle = not all(live)
         fast = self.noise._fused(self.weights) if self.noise.sigma else None
         if fast is not None:  # the draws of WeightNoise._fused_applied, in its order
-            with torch.no_grad():
-                for k, g in enumerate(self.noise.generators):
-                    if not idle or live[k]:
-                        for part in fast["draws"][k]:
-                            part.normal_(generator=g)
-                    else:
-                        fast["rows"][k].zero_()
+            noise_stream.draw(self.noise.generators, fast, live if idle else None)
         m = mask.numpy()
         n_np = (m > 0).sum((1, 2)).astype(np.float32) if m.ndim == 3 else int((m > 0).sum())
         if m.ndim == 3 and not batch.shared:  # an idle member's loss is 0 over no steps

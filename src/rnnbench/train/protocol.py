@@ -306,15 +306,9 @@ class WeightNoise:
     def _fused_applied(self, fast: dict, members: Sequence[bool] | None) -> Iterator[None]:
         """:meth:`applied` on the fused path: the same draws, one kernel for the noisy weights,
         which the parameters point at until the block ends (then at their clean tensors)."""
-        from rnnbench.train import fused_noise
+        from rnnbench.train import fused_noise, noise_stream
 
-        with torch.no_grad():
-            for k, g in enumerate(self.generators):
-                if members is None or members[k]:
-                    for part in fast["draws"][k]:
-                        part.normal_(generator=g)
-                else:
-                    fast["rows"][k].zero_()
+        noise_stream.draw(self.generators, fast, members)  # torch's normal_ numbers
         fused_noise.noisy(
             fast["weights"], fast["noise"], fast["offsets"], self.sigma, fast["noisy"]
         )

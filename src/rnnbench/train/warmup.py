@@ -78,9 +78,10 @@ def _warm_update(model, cfg) -> None:
     from rnnbench.train.authors import gradient_clip, is_authors
 
     if cfg.weight_noise and hasattr(model, "weight_matrices"):  # the noise's kernel, on copies
-        from rnnbench.train import fused_noise
+        from rnnbench.train import fused_noise, noise_stream
 
         fused_noise.warm_up(model.weight_matrices(output=cfg.noise_output))
+        noise_stream.warm_up()
     params = [p for _, p in model.named_parameters()]
     if not params or any(p.grad is None for p in params):
         return
