@@ -58,6 +58,7 @@ _inline = numba.njit(inline="always", error_model="numpy")
 STATE_BYTES = 5056  # sizeof(CPUGeneratorImplState)
 N, M = 624, 397  # mt19937's state size and shift
 _U = np.uint32
+_I = np.int32
 _F = np.float32
 
 
@@ -168,8 +169,8 @@ def _log(x):
     least = _float(_U(0x00800000))  # the smallest normal float
     x = x if x > least else least
     xi = _bits(x)
-    e = _F(np.int32(xi >> _U(23)) - np.int32(0x7F)) + _ONE
-    x = _float((xi & _U(0x807FFFFF)) | _bits(_HALF))
+    e = _F(_I(_I(_U(xi >> _U(23))) - _I(0x7F))) + _ONE
+    x = _float(_U(_U(xi & _U(0x807FFFFF)) | _bits(_HALF)))
     small = x < _SQRTHF
     tmp = x if small else _ZERO
     x = x - _ONE
@@ -194,18 +195,18 @@ def _log(x):
 @_inline
 def _sincos(x):
     """``sincos256_ps`` for one lane: ``(sin x, cos x)``."""
-    sign_sin = _bits(x) & _U(0x80000000)
-    x = _float(_bits(x) & _U(0x7FFFFFFF))
-    j = np.int32(x * _FOPI)
-    j = (j + np.int32(1)) & np.int32(-2)
+    sign_sin = _U(_bits(x) & _U(0x80000000))
+    x = _float(_U(_bits(x) & _U(0x7FFFFFFF)))
+    j = _I(x * _FOPI)
+    j = _I(_I(j + _I(1)) & _I(-2))
     y = _F(j)
-    swap = _U(j & np.int32(4)) << _U(29)
-    first = (j & np.int32(2)) == 0  # the sine's polynomial is the second one
+    swap = _U(_U(_I(j & _I(4))) << _U(29))
+    first = _I(j & _I(2)) == _I(0)  # the sine's polynomial is the second one
     x = _fma(y, _DP1, x)
     x = _fma(y, _DP2, x)
     x = _fma(y, _DP3, x)
-    sign_cos = _U(~(j - np.int32(2)) & np.int32(4)) << _U(29)
-    sign_sin = sign_sin ^ swap
+    sign_cos = _U(_U(_I(_I(~_I(j - _I(2))) & _I(4))) << _U(29))
+    sign_sin = _U(sign_sin ^ swap)
     z = x * x
     y = _fma(_CP0, z, _CP1)
     y = _fma(y, z, _CP2)
@@ -220,8 +221,8 @@ def _sincos(x):
     ysin1 = _float(_U(0)) if first else y
     y2 = y2 - ysin2
     y = y - ysin1
-    s = _float(_bits(ysin1 + ysin2) ^ sign_sin)
-    c = _float(_bits(y + y2) ^ sign_cos)
+    s = _float(_U(_bits(ysin1 + ysin2) ^ sign_sin))
+    c = _float(_U(_bits(y + y2) ^ sign_cos))
     return s, c
 
 
