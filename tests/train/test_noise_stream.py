@@ -6,6 +6,7 @@ idle, states loaded in between (checkpoints), and whole populations trained and 
 
 from __future__ import annotations
 
+import importlib.util
 import json
 
 import numpy as np
@@ -18,7 +19,14 @@ from rnnbench.train.config import RunConfig
 from rnnbench.train.population import train_population
 from rnnbench.train.protocol import WeightNoise
 
+from ..conftest import REPO
 from .test_seed_population import many_short
+
+spec = importlib.util.spec_from_file_location(
+    "normal_exhaustive", REPO / "scripts" / "normal_exhaustive.py"
+)
+normal_exhaustive = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(normal_exhaustive)
 
 pytestmark = pytest.mark.skipif(
     torch.backends.cpu.get_cpu_capability() not in ("AVX2", "AVX512"),
@@ -85,6 +93,19 @@ def test_a_population_draws_as_its_members_would():
         assert np.array_equal(_bits(fast["noise"]), _bits(ref["noise"]))
         for g, r in zip(gens, refs, strict=True):
             assert torch.equal(g.get_state(), r.get_state())
+
+
+def test_chosen_uniforms_give_torchs_normals():
+    """Uniforms chosen through the generator's state (scripts/normal_exhaustive.py, which sweeps
+    all 2^24): the ends of [0, 1), the quarter turns where the sine's polynomial changes, and a
+    random sample, in both places of a pair."""
+    top = 1 << 24
+    quarters = [(q * top) // 8 + d for q in range(8) for d in (-2, -1, 0, 1, 2)]
+    special = np.array([0, 1, 2, top // 2, top - 2, top - 1] + quarters, np.int64) % top
+    rng = np.random.default_rng(0)
+    k = np.concatenate([special, rng.integers(0, top, 4096)]).astype(np.uint32)
+    assert normal_exhaustive.mismatches(k, k[::-1].copy()) == 0
+    assert normal_exhaustive.mismatches(k, np.zeros_like(k)) == 0  # the radius alone
 
 
 def test_runs_under_16_numbers_take_torchs_own_calls():
