@@ -235,32 +235,35 @@ def _pair(a, b):
 
 
 @_jit
-def _box_muller(a, b, c, s):
+def _box_muller(a, b):
+    """``(a_i, b_i) ← _pair(a_i, b_i)`` in place (``a``, ``b`` apart in memory)."""
     for i in range(a.shape[0]):
-        c[i], s[i] = _pair(a[i], b[i])
+        z1, z2 = _pair(a[i], b[i])
+        a[i] = z1
+        b[i] = z2
 
 
 @_jit
 def _fill(mt, pos, out, scratch):
     """``out.normal_(generator=g)`` with ``g``'s state ``(mt, pos)``, advanced in place
-    (``out`` at least 16 numbers; ``scratch (4, ≥ len(out) / 2)``)."""
+    (``out`` at least 16 numbers; ``scratch (2, ≥ len(out) / 2)``)."""
     _uniforms(mt, pos, out)
     n = out.shape[0]
     blocks = n // 16
     m = 8 * blocks
-    a, b, c, s = scratch[0, :m], scratch[1, :m], scratch[2, :m], scratch[3, :m]
+    a, b = scratch[0, :m], scratch[1, :m]
     # the blocks' halves apart (pairs of floats as uint64: vectorised copies), then back
     o = out[: 2 * m].view(np.uint64)
-    a_, b_, c_, s_ = a.view(np.uint64), b.view(np.uint64), c.view(np.uint64), s.view(np.uint64)
+    a_, b_ = a.view(np.uint64), b.view(np.uint64)
     for k in range(blocks):
         for j in range(4):
             a_[4 * k + j] = o[8 * k + j]
             b_[4 * k + j] = o[8 * k + 4 + j]
-    _box_muller(a, b, c, s)
+    _box_muller(a, b)
     for k in range(blocks):
         for j in range(4):
-            o[8 * k + j] = c_[4 * k + j]
-            o[8 * k + 4 + j] = s_[4 * k + j]
+            o[8 * k + j] = a_[4 * k + j]
+            o[8 * k + 4 + j] = b_[4 * k + j]
     if n % 16:
         tail = out[n - 16 :]
         _uniforms(mt, pos, tail)
@@ -303,7 +306,7 @@ class _Plan:
         self.words = self.states.view(np.uint64)
         self.tensors = [torch.from_numpy(row) for row in self.states]
         longest = max(b - a for a, b in spans)
-        self.scratch = np.empty((4, longest // 2 + 8), np.float32)
+        self.scratch = np.empty((2, longest // 2 + 8), np.float32)
         self.mt = np.empty(N, np.uint32)
         self.pos = np.zeros(2, np.int64)
         self.members = np.ones(k, np.bool_)
