@@ -5,7 +5,8 @@ Every tensor here has a leading ``K`` dimension: slice ``k`` belongs to populati
 as the same member trained alone. One minibatch step of :func:`rnnbench.train.population`:
 
 1. :class:`WeightNoise` adds fresh Gaussian noise (σ = 0.075) to the weight matrices, drawn
-   per member from the member's own generator (Graves 2011);
+   per member from the member's own generator (Graves 2011; ``normal_``'s numbers, computed
+   in numba by :mod:`rnnbench.train.noise_stream` where they match torch's);
 2. forward and backward at the noisy weights; the noise-free weights are then put back
    exactly (a saved copy, not a subtraction; for float32 CPU weights the parameters point
    at separate noisy tensors meanwhile, :mod:`rnnbench.train.fused_noise`), so the update
