@@ -304,6 +304,9 @@ class _Plan:
         self.spans = np.asarray(spans, np.int64).reshape(-1, 2)
         self.states = np.zeros((k, STATE_BYTES), np.uint8)
         self.words = self.states.view(np.uint64)
+        self.stacked = torch.from_numpy(self.states)
+        # one tensor per row, each at storage offset 0: torch 2.13's set_state on a view at
+        # an offset (a row of ``stacked``) crashes the process
         self.tensors = [torch.from_numpy(row) for row in self.states]
         longest = max(b - a for a, b in spans)
         self.scratch = np.empty((2, longest // 2 + 8), np.float32)
@@ -367,14 +370,11 @@ def draw(generators: Sequence[torch.Generator], fast: dict, members=None) -> Non
         return
     drawn = plan.members
     drawn[:] = True if members is None else members
-    states = plan.states
-    for k, g in enumerate(generators):
-        if drawn[k]:
-            states[k] = g.get_state().numpy()
+    torch.stack([g.get_state() for g in generators], out=plan.stacked)  # read, not drawn from
     _draw(plan.words, plan.noise, plan.spans, drawn, plan.mt, plan.pos, plan.scratch)
-    for k, g in enumerate(generators):
-        if drawn[k]:
-            g.set_state(plan.tensors[k])
+    for g, state, d in zip(generators, plan.tensors, drawn.tolist(), strict=True):
+        if d:
+            g.set_state(state)
 
 
 _CHECKED: bool | None = None
