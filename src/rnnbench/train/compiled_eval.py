@@ -347,11 +347,7 @@ def sums(model, seqs, *, device="cpu", batch_size: int) -> tuple | None:
     D = m.weight_out.shape[1]
     n = len(split.steps)
     T, B = split.steps, split.rows
-    gather = split.density_ok & (K * T * B * GH * I >= sparse_input.MIN_WORK)
-    if not sparse_input._ON.get():
-        gather[:] = False
-    if gather.any() and not sparse_input._finite(w_ih.numpy()):
-        gather[:] = False
+    gather = _gathers(split, w_ih)
     # the dense product of the batches that do not gather, as project_input runs it
     doff = np.full(n, -1, np.int64)
     parts, at = [], 0
@@ -395,6 +391,17 @@ def sums(model, seqs, *, device="cpu", batch_size: int) -> tuple | None:
         _run(t_cell, cell[0], i, j, *cell[1], *tail)
         i = j
     return _reduce(split, rows_out, roff, K)
+
+
+def _gathers(split: _Split, w_ih: torch.Tensor) -> np.ndarray:
+    """Per batch, whether :func:`rnnbench.nn.sparse_input.plan` would gather its input
+    (enabled, the density, ``MIN_WORK``, finite weights), else the dense product runs."""
+    K, GH, I = w_ih.shape
+    work = K * split.steps * split.rows * GH * I
+    gather = split.density_ok & (work >= sparse_input.MIN_WORK) & sparse_input._ON.get()
+    if gather.any() and not sparse_input._finite(w_ih.numpy()):
+        gather[:] = False
+    return gather
 
 
 def _run(threads: int, driver, *args) -> None:

@@ -35,6 +35,7 @@ def warm_up(model, dataset, cfg, device, update=None) -> None:
     """Compile (or load) every kernel the epochs will call, outside any timed region (and
     ``update``'s driver, a :class:`rnnbench.train.compiled_update.CompiledUpdate`, on copies)."""
     from rnnbench.data.batching import iterate_batches
+    from rnnbench.train import compiled_eval
     from rnnbench.train.metrics import split_nll
 
     seqs = [
@@ -56,7 +57,8 @@ def warm_up(model, dataset, cfg, device, update=None) -> None:
         (nll_sum / n).sum().backward()
         _warm_update(model, cfg)
         model.eval()
-        split_nll(model, seqs, device=dev)
+        split_nll(model, seqs, device=dev)  # compiles the compiled evaluation's driver too
+        compiled_eval.warm_up(model)
         if update is not None:
             update.warm_up()
     finally:
