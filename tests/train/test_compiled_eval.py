@@ -146,9 +146,7 @@ def test_a_batch_whose_products_take_different_thread_counts_runs_the_old_path(
     monkeypatch.setattr(glue, "_threads", lambda work: 1 if work < 200_000 else 2)
     calls = []
     real = SequenceModel.step_nll
-    monkeypatch.setattr(
-        SequenceModel, "step_nll", lambda *a, **k: calls.append(1) or real(*a, **k)
-    )
+    monkeypatch.setattr(SequenceModel, "step_nll", lambda *a, **k: calls.append(1) or real(*a, **k))
     with sparse_input.enabled():
         new = split_scores(model, valid)
         assert 0 < len(calls) < 7  # the long batches, not all seven
@@ -195,8 +193,9 @@ def test_a_population_trains_and_scores_the_same(tiny, tmp_path, monkeypatch):
 
     monkeypatch.setattr(sparse_input, "MIN_WORK", 0)  # the tiny set's batches gather too
     configs = [
-        RunConfig(dataset="jsb", unit="lstm", hidden=6, batch_size=2, max_epochs=3, lr=lr,
-                  seed=s)  # fmt: skip
+        RunConfig(
+            dataset="jsb", unit="lstm", hidden=6, batch_size=2, max_epochs=3, lr=lr, seed=s
+        )  # fmt: skip
         for lr, s in ((1e-3, 1), (1e40, 2))  # the second diverges
     ]
     found, ran = {}, []

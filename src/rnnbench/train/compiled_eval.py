@@ -40,8 +40,10 @@ a tracer or transform watching.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 from collections import OrderedDict
+from collections.abc import Iterator
 from pathlib import Path
 
 import numba
@@ -87,7 +89,7 @@ from rnnbench.nn.kernels.gru import gru_forward  # noqa: E402
 from rnnbench.nn.kernels.lstm import lstm_forward  # noqa: E402
 from rnnbench.nn.kernels.tanh import tanh_forward  # noqa: E402
 
-__all__ = ["gru_eval", "lstm_eval", "sums", "tanh_eval", "warm_up"]
+__all__ = ["gru_eval", "lstm_eval", "off", "sums", "tanh_eval", "usable", "warm_up"]
 
 _ENABLED = True  # private switch: tests turn it off to compare with the old path
 
@@ -310,13 +312,14 @@ def _split(seqs, batch_size: int) -> _Split:
 
 def usable(model, device) -> bool:
     """Whether :func:`sums` may run ``model`` (module docstring): the conditions under which
-    ``step_nll`` without gradients runs the fused head and the numba kernels eagerly."""
+    ``step_nll`` without gradients runs the fused head and the numba kernels eagerly (and
+    :func:`sums` checks that no gradient is wanted)."""
     from rnnbench import head_loss
     from rnnbench.heads import BernoulliHead
     from rnnbench.models import SequenceModel
     from rnnbench.nn import functional, ops
 
-    if not _ENABLED or torch.is_grad_enabled() or torch.device(device).type != "cpu":
+    if not _ENABLED or torch.device(device).type != "cpu":
         return False
     if type(model) is not SequenceModel or model.unit not in CELLS or model.variant:
         return False
@@ -335,10 +338,10 @@ def usable(model, device) -> bool:
 def sums(model, seqs, *, device="cpu", batch_size: int) -> tuple | None:
     """``split_scores``'s sums over ``seqs``: ``(frame sum (K,), per-sequence sum (K,),
     steps, sequences)`` (float64 tensors, ints), or None where the old path runs."""
-    if not seqs or not usable(model, device):
+    if not seqs or torch.is_grad_enabled() or not usable(model, device):
         return None
     split = _split(seqs, batch_size)
-    if not split.ok or split.I != model.in_dim or split.D != model.head.out_dim:
+    if not split.ok or (model.in_dim, model.head.out_dim) != (split.I, split.D):
         return None
     m = model
     w_ih = m.weight_ih_l0.detach()
@@ -430,8 +433,20 @@ def _reduce(split: _Split, rows_out: np.ndarray, roff: np.ndarray, K: int) -> tu
     return total, per_seq, split.step_count, split.sequences
 
 
+@contextlib.contextmanager
+def off() -> Iterator[None]:
+    """Inside the block ``split_scores`` takes the old path (the warm-up's second pass)."""
+    global _ENABLED
+    was, _ENABLED = _ENABLED, False
+    try:
+        yield
+    finally:
+        _ENABLED = was
+
+
 def warm_up(model) -> None:
-    """Load what :func:`sums` calls besides its driver (the gather's finite check) outside
-    an epoch; the driver itself compiles in the warm-up's ``split_nll``."""
+    """Load the gather's finite check, which :func:`sums` calls outside its driver (the
+    warm-up's ``split_nll`` compiles the driver, and under :func:`off` the old path's
+    kernels, which batches left to it and the training pass call with the same types)."""
     if usable(model, "cpu"):
         sparse_input._finite(model.weight_ih_l0.detach().numpy())

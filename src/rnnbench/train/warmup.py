@@ -57,8 +57,11 @@ def warm_up(model, dataset, cfg, device, update=None) -> None:
         (nll_sum / n).sum().backward()
         _warm_update(model, cfg)
         model.eval()
-        split_nll(model, seqs, device=dev)  # compiles the compiled evaluation's driver too
-        compiled_eval.warm_up(model)
+        split_nll(model, seqs, device=dev)  # the compiled evaluation's driver, where it runs
+        if compiled_eval.usable(model, dev):  # and the old path's kernels it bypasses
+            with compiled_eval.off():
+                split_nll(model, seqs, device=dev)
+            compiled_eval.warm_up(model)
         if update is not None:
             update.warm_up()
     finally:
