@@ -5,8 +5,10 @@ r"""The evaluation pass of a music population in one numba call per split: :func
 (:func:`rnnbench.nn.sparse_input.project`, its plan and its gather, or the dense product),
 the recurrent kernel behind :func:`rnnbench.nn.functional.run_unit` and the Bernoulli head's
 kernel (:func:`rnnbench.head_loss.step_nll`), with the checks, conversions and torch
-operations between them. On the paper's small models that glue cost three to four times the
-kernels (a JSB validation pass of one LSTM: about 18 ms per epoch, 4 ms of it in kernels).
+operations between them. On the paper's small models that glue cost about as much as the
+kernels or more: a JSB validation pass took 8.9 CPU ms for one LSTM of 36 units, of which the
+kernels about 2.4, and 34 ms for a population of 10, of which the kernels about 23
+(``benchmarks/eval_pass.py``; compiled: 3.2 and 25 ms).
 
 Here the split's batches are made once and kept (:class:`_Split`: the same batches as
 :func:`rnnbench.data.batching.iterate_batches` gives ``split_scores``, stored as the keys that
