@@ -9,8 +9,9 @@ dispatch for the first time too. All of that used to land in epoch 1, so whichev
 chosen as "best" carried it in Figure 2 or not.
 
 :func:`warm_up` runs the population's model once forward and backward (the training path) and
-once forward without gradients (the evaluation path) on the first steps of two training
-sequences, before the first timed epoch, and the update's kernels (clipping, RMSProp, the
+once forward without gradients (the evaluation path: the compiled one of
+:mod:`rnnbench.train.compiled_eval` where it runs, and the old one) on the first steps of two
+training sequences, before the first timed epoch, and the update's kernels (clipping, RMSProp, the
 weight noise's sum) once on copies of the parameters and their gradients. With ``t_e`` the
 time epoch ``e`` takes, the recorded cumulative time after epoch ``n`` is
 ``seconds_n = sum_{e <= n} t_e``, with no start-up term.
