@@ -108,7 +108,7 @@ _NO_TARGET = torch.zeros(0)  # head_loss.usable's target argument (it reads requ
 @_jit
 def _front(i, w_ih, b_ih, batches, dense, doff):
     """Batch ``i``'s ``xi (K, T, B, GH)`` (the gather, or the dense product torch made), its
-    ``(K, T, B)`` mask, zero ``h0 (K, B, H)``, its targets ``(1, R, D)`` and real steps."""
+    ``(K, T, B)`` mask, its targets ``(1, R, D)`` and its real steps ``(1, R)``."""
     gather, steps, rows, foff, xkeys, xkoff, xends, ykeys, ykoff, yends, mask, D = batches
     K, GH, _ = w_ih.shape
     T, B = steps[i], rows[i]
