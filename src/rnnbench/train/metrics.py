@@ -100,9 +100,14 @@ def split_scores(
     and the mean over sequences of each sequence's NLL per step. NaN when ``seqs`` is empty
     (a sequence with no predicted step is left out of the per-sequence mean)."""
     from rnnbench.data.batching import iterate_batches
+    from rnnbench.train import compiled_eval
 
     if batch_size is None:
         batch_size = eval_batch_size(seqs, device)
+    fast = compiled_eval.sums(model, seqs, device=device, batch_size=batch_size)
+    if fast is not None:  # the same sums from one numba call (rnnbench.train.compiled_eval)
+        total, per_seq, steps, sequences = fast
+        return {"frame": average_nll(total, steps), "sequence": average_nll(per_seq, sequences)}
     total = None
     per_seq = None
     steps = 0

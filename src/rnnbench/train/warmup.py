@@ -9,8 +9,9 @@ dispatch for the first time too. All of that used to land in epoch 1, so whichev
 chosen as "best" carried it in Figure 2 or not.
 
 :func:`warm_up` runs the population's model once forward and backward (the training path) and
-once forward without gradients (the evaluation path) on the first steps of two training
-sequences, before the first timed epoch, and the update's kernels (clipping, RMSProp, the
+once forward without gradients (the evaluation path: the compiled one of
+:mod:`rnnbench.train.compiled_eval` where it runs, and the old one) on the first steps of two
+training sequences, before the first timed epoch, and the update's kernels (clipping, RMSProp, the
 weight noise's sum) once on copies of the parameters and their gradients. With ``t_e`` the
 time epoch ``e`` takes, the recorded cumulative time after epoch ``n`` is
 ``seconds_n = sum_{e <= n} t_e``, with no start-up term.
@@ -35,6 +36,7 @@ def warm_up(model, dataset, cfg, device, update=None) -> None:
     """Compile (or load) every kernel the epochs will call, outside any timed region (and
     ``update``'s driver, a :class:`rnnbench.train.compiled_update.CompiledUpdate`, on copies)."""
     from rnnbench.data.batching import iterate_batches
+    from rnnbench.train import compiled_eval
     from rnnbench.train.metrics import split_nll
 
     seqs = [
@@ -56,7 +58,11 @@ def warm_up(model, dataset, cfg, device, update=None) -> None:
         (nll_sum / n).sum().backward()
         _warm_update(model, cfg)
         model.eval()
-        split_nll(model, seqs, device=dev)
+        split_nll(model, seqs, device=dev)  # the compiled evaluation's driver, where it runs
+        if compiled_eval.usable(model, dev):  # and the old path's kernels it bypasses
+            with compiled_eval.off():
+                split_nll(model, seqs, device=dev)
+            compiled_eval.warm_up(model)
         if update is not None:
             update.warm_up()
     finally:
