@@ -33,7 +33,16 @@ import numpy as np
 import torch
 from torch import Tensor
 
-__all__ = ["enabled", "gather", "plan", "project", "scatter", "scatter_with_bias"]
+__all__ = [
+    "enabled",
+    "gather",
+    "is_enabled",
+    "plan",
+    "plan_arrays",
+    "project",
+    "scatter",
+    "scatter_with_bias",
+]
 
 _ON = contextvars.ContextVar("rnnbench_sparse_input", default=False)
 MAX_DENSITY = 0.25
@@ -54,6 +63,11 @@ def enabled(on: bool = True) -> Iterator[None]:
         yield
     finally:
         _ON.reset(token)
+
+
+def is_enabled() -> bool:
+    """Whether the calling code runs inside :func:`enabled`."""
+    return _ON.get()
 
 
 def project(x: Tensor, w_ih: Tensor, b_ih: Tensor | None) -> Tensor | None:
@@ -85,15 +99,26 @@ def plan(x: Tensor, w_ih: Tensor) -> tuple[Tensor, Tensor] | None:
         return None
     if x.dtype != w_ih.dtype or w_ih.dtype not in (torch.float32, torch.float64):
         return None
-    K, GH, I = w_ih.shape
+    found = plan_arrays(x.detach().contiguous().numpy(), w_ih.detach().contiguous().numpy())
+    if found is None:
+        return None
+    return torch.from_numpy(found[0]), torch.from_numpy(found[1])
+
+
+def plan_arrays(x: np.ndarray, w: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    """:func:`plan` on contiguous numpy arrays already on CPU, of one float dtype, outside
+    autograd, with the gather enabled (the caller's checks): ``x (T, B, I)`` or ``(M, T, B,
+    I)``, ``w (K, G*H, I)``; ``(keys, ends (M, T*B))`` or None (the conditions on the
+    shapes, the work, the values and the weights of the module docstring)."""
+    K, GH, I = w.shape
     T, B = x.shape[-3:-1]
-    M = 1 if x.dim() == 3 else x.shape[0]  # inputs: one shared, or one per member
+    M = 1 if x.ndim == 3 else x.shape[0]  # inputs: one shared, or one per member
     if M not in (1, K) or K * T * B * GH * I < MIN_WORK:
         return None
-    found = _keys(x.detach().reshape(M * T * B, I).contiguous().numpy(), MAX_DENSITY)
-    if found is None or not _finite(w_ih.detach().contiguous().numpy()):
+    found = _keys(x.reshape(M * T * B, I), MAX_DENSITY)
+    if found is None or not _finite(w):
         return None
-    return torch.from_numpy(found[0]), torch.from_numpy(found[1]).view(M, T * B)
+    return found[0], found[1].reshape(M, T * B)
 
 
 def gather(w_ih: Tensor, keys: Tensor, ends: Tensor, b_ih: Tensor | None = None) -> Tensor:

@@ -90,11 +90,16 @@ def select(model, cfg, optimizer, noise, forward_backward, train=None) -> Compil
     return CompiledUpdate(model, cfg, optimizer, noise, forward_backward)
 
 
-def _keys(x: torch.Tensor, w_ih: torch.Tensor):
+def _keys(x: torch.Tensor, w_ih: np.ndarray):
     """:func:`rnnbench.nn.sparse_input.plan`'s keys as numpy arrays (its conditions, its
-    finite check on the clean weights; the driver checks the noisy ones), or None."""
-    found = sparse_input.plan(x, w_ih)
-    return None if found is None else (found[0].numpy(), found[1].numpy())
+    finite check on the clean weights ``w_ih``, their numpy view; the driver checks the noisy
+    ones), or None: :func:`~rnnbench.nn.sparse_input.plan_arrays` after ``plan``'s checks of
+    the tensor (the model's are :func:`select`'s: float32 on CPU)."""
+    if not sparse_input.is_enabled() or x.dim() not in (3, 4) or x.device.type != "cpu":
+        return None
+    if x.requires_grad or x.dtype != torch.float32:
+        return None
+    return sparse_input.plan_arrays(np.ascontiguousarray(x.numpy()), w_ih)
 
 
 class CompiledUpdate:
@@ -184,31 +189,38 @@ class CompiledUpdate:
             "scratch": tuple(np.empty_like(a) for a in slots(clean)),
             "scratch2": tuple(np.empty_like(a) for a in slots(clean)),
             "H": H,
+            "K": K,
+            "fast": fast,
+            "w_ih": clean["weight_ih_l0"],  # the clean weights the plan checks
+            "ones": np.ones(K, np.float32),
+            "sigma": np.float32(self.noise.sigma),
+            "work": m.weight_ih_l0.shape[1] * H,  # per batch row
         }
         self._bundle = (key, bundle)
         return bundle
 
     # -- one update
 
-    def __call__(self, batch, x, y, mask, state, may_step: torch.Tensor):
+    def __call__(self, batch, x, y, mask, state, may_step: np.ndarray):
         """Run the update of ``batch`` (``x``, ``y``, ``mask`` its tensors, ``state`` the
-        carried state or None; ``may_step (K,)``: the members active and with a window).
-        Returns ``(nll_sum, n, loss, state, ok)`` as the old path has them after its step, or
-        None, before drawing anything, where the old path must run the whole update."""
+        carried state or None; ``may_step (K,)`` numpy bool: the members active and with a
+        window). Returns ``(nll_sum, n, loss, state, ok)`` as the old path has them after its
+        step, ``nll_sum``, ``loss`` and ``ok`` as numpy arrays (``n`` an int or a float32
+        array), or None, before drawing anything, where the old path must run the whole
+        update."""
         model = self.model
-        w_ih = model.weight_ih_l0
         if x.shape[-1] != model.in_dim or y.shape[-1] != model.head.out_dim:
             return None  # the old pass says which, in one sentence
-        keys = _keys(x, w_ih)
+        a = self._arrays()
+        keys = _keys(x, a["w_ih"])
         if keys is None:
             return None
-        a = self._arrays()
-        K = w_ih.shape[0]
+        K = a["K"]
         T, B = x.shape[-3:-1]
         R = T * B
         live = batch.live.tolist()
         idle = not all(live)
-        fast = self.noise._fused(self.weights) if self.noise.sigma else None
+        fast = a["fast"]
         if fast is not None:  # the draws of WeightNoise._fused_applied, in its order
             with torch.no_grad():
                 for k, g in enumerate(self.noise.generators):
@@ -218,48 +230,46 @@ class CompiledUpdate:
                     else:
                         fast["rows"][k].zero_()
         m = mask.numpy()
-        n_np = (m > 0).sum((1, 2)).astype(np.float32) if m.ndim == 3 else int((m > 0).sum())
+        on = m > 0
+        n_np = on.sum((1, 2)).astype(np.float32) if m.ndim == 3 else int(on.sum())
         if m.ndim == 3 and not batch.shared:  # an idle member's loss is 0 over no steps
             n_np = np.maximum(n_np, np.float32(1))
         if self.authors:
-            scale = np.ones(K, np.float32)
+            scale = a["ones"]
         else:
-            scale = (np.float32(1) / np.asarray(n_np, np.float32)) * np.ones(K, np.float32)
+            scale = (np.float32(1) / np.asarray(n_np, np.float32)) * a["ones"]
         kmask = np.empty((K, T, B), np.float32)  # a writable copy: one driver signature
         kmask[:] = m
-        real = (m > 0).reshape(-1, R)
-        yy = np.ascontiguousarray(y.reshape(-1, R, y.shape[-1]).numpy(), np.float32)
+        real = on.reshape(-1, R)
+        yy = np.ascontiguousarray(y.numpy().reshape(-1, R, y.shape[-1]), np.float32)
         H = a["H"]
         h0, c0 = (None, None) if state is None else state
         h0 = np.zeros((K, B, H), np.float32) if h0 is None else np.ascontiguousarray(h0.numpy())
         c0 = np.zeros((K, B, H), np.float32) if c0 is None else np.ascontiguousarray(c0.numpy())
-        opt = self.optimizer
-        lr = opt.lr.numpy()
-        steps = may_step.numpy().astype(np.bool_)
-        sigma = np.float32(self.noise.sigma)
+        lr = self.optimizer.lr.numpy()
+        steps = np.asarray(may_step, np.bool_)
         # numba's BLAS on the threads the kernels' glue picks for these per-step products
-        work = B * w_ih.shape[1] * H
         out = glue._call(
-            work,
+            B * a["work"],
             self.driver,
-            fast is not None, sigma, *a["noise"], *a["weights"], keys[0], keys[1], kmask,
+            fast is not None, a["sigma"], *a["noise"], *a["weights"], keys[0], keys[1], kmask,
             self.before, self.peephole, h0, c0, yy, real, scale, a["params"],
             a["square_avg"], a["momentum_buffer"], a["scratch"], a["scratch2"], lr, steps,
             *self.scalars, self.authors, self.clip, self.update_clip,
         )  # fmt: skip
         ok_w, rows, h_n, c_n, norms, total, stepped, grads = out
-        n = torch.from_numpy(n_np) if isinstance(n_np, np.ndarray) else n_np
         if not ok_w:  # a noisy W_ih that is not finite: the old pass on these noisy weights
-            return self._old_pass(fast, x, y, mask, state, batch.shared, may_step)
-        nll_sum = torch.from_numpy(rows).sum(1)
-        loss = nll_sum if self.authors else nll_sum / n
+            n = torch.from_numpy(n_np) if isinstance(n_np, np.ndarray) else n_np
+            return self._old_pass(fast, x, y, mask, state, batch.shared, steps, n)
+        nll_sum = torch.from_numpy(rows).sum(1).numpy()  # torch's float32 sum, as before
+        loss = nll_sum if self.authors else nll_sum / n_np
         if stepped:
-            ok = torch.from_numpy(np.isfinite(total) & np.isfinite(norms))
+            ok = np.isfinite(total) & np.isfinite(norms)
         else:  # a sum near float32's largest value: torch's own sum decides, as before
-            ok = finite_members(loss, torch.from_numpy(norms))
-            self._step(grads, a, lr, (may_step & ok).numpy())
+            ok = finite_members(torch.from_numpy(loss), torch.from_numpy(norms)).numpy()
+            self._step(grads, a, lr, steps & ok)
         new_state = (torch.from_numpy(h_n), torch.from_numpy(c_n) if self.cell == "lstm" else None)
-        return nll_sum, n, loss, new_state, ok
+        return nll_sum, n_np, loss, new_state, ok
 
     def _step(self, grads, a, lr, active) -> None:
         from rnnbench.train import compiled_driver
@@ -271,9 +281,11 @@ class CompiledUpdate:
             a["scratch2"], lr, active, *self.scalars, self.authors, self.update_clip,
         )  # fmt: skip
 
-    def _old_pass(self, fast, x, y, mask, state, shared, may_step):
+    def _old_pass(self, fast, x, y, mask, state, shared, may_step, n_steps):
         """The rest of the old update after the noise's draws and sum (the driver wrote the
-        noisy weights): the pass at those weights, clipping, the finite check, the step."""
+        noisy weights): the pass at those weights, clipping, the finite check, the step;
+        returned as :meth:`__call__` returns its results (``n_steps``, the driver's count,
+        unused: the pass counts them)."""
         self.optimizer.zero_grad()
         swap = fast["swap"] if fast is not None else []
         try:
@@ -284,9 +296,11 @@ class CompiledUpdate:
             for w, clean, _ in swap:
                 w.data = clean
         norms = clip_member_grad_norms(self.params, self.clip)
-        ok = finite_members(loss, norms)
-        self.optimizer.step(may_step & ok)
-        return nll_sum, n, loss, state, ok
+        ok = finite_members(loss, norms).numpy()
+        self.optimizer.step(torch.from_numpy(may_step & ok))
+        n = n.detach().numpy() if torch.is_tensor(n) else n
+        state = self.model.detach_state(state)
+        return nll_sum.detach().numpy(), n, loss.detach().numpy(), state, ok
 
     def warm_up(self) -> None:
         """Compile (or load) the driver with this population's argument types, on copies of
