@@ -192,7 +192,7 @@ def test_nan_input_weights_take_the_old_pass(where, tiny, tmp_path, monkeypatch)
     )
     if where == "noisy":  # the plan without its finite check: the driver's own check stops
 
-        def keys(x, w_ih):
+        def keys(x, w_ih, *_):
             steps = x.shape[-3] * x.shape[-2]
             found = sparse_input._keys(x.reshape(-1, x.shape[-1]).numpy(), 0.25)
             return None if found is None else (found[0], found[1].reshape(-1, steps))

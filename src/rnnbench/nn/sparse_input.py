@@ -37,6 +37,8 @@ __all__ = [
     "enabled",
     "gather",
     "is_enabled",
+    "KeyTable",
+    "plan_window",
     "plan",
     "plan_arrays",
     "project",
@@ -176,6 +178,99 @@ def _keys(x, max_density):
                 n += 1
         ends[f] = n
     return keys, ends
+
+
+class KeyTable:
+    """The keys that sound in each frame of a list of sequences, found once: a batch's
+    :func:`plan_arrays` keys without scanning its dense padded input (:meth:`window`).
+
+    ``seqs``: the sequences (anything with an ``inputs`` array ``(T_s, I)``, as
+    :class:`rnnbench.data.dataset.Sequence`), held so that :meth:`window` reads only the very
+    sequence objects it was built from. A sequence with a value other than 0 or 1 has no keys
+    here; a window that reads it is scanned as before.
+    """
+
+    def __init__(self, seqs) -> None:
+        self.seqs = list(seqs)
+        inputs = [s.inputs for s in self.seqs]
+        self.lengths = np.array([a.shape[0] for a in inputs], np.int64)
+        self.first = np.zeros(len(inputs) + 1, np.int64)  # each sequence's first frame
+        np.cumsum(self.lengths, out=self.first[1:])
+        self.binary = np.zeros(len(inputs), np.bool_)
+        keys, ends, total = [], [], 0
+        for s, a in enumerate(inputs):
+            x = np.ascontiguousarray(a, np.float32)  # as the batches hold it
+            found = _keys(x.reshape(x.shape[0], -1), 1.0)  # any density
+            if found is None:
+                ends.append(np.full(a.shape[0], total, np.int64))
+                continue
+            self.binary[s] = True
+            keys.append(found[0])
+            ends.append(found[1] + total)
+            total += found[0].shape[0]
+        self.keys = np.concatenate(keys) if keys else np.zeros(0, np.int64)
+        self.ends = np.concatenate(ends) if ends else np.zeros(0, np.int64)  # over all frames
+
+    def window(self, seqs, rows: np.ndarray, start: int, T: int, B: int):
+        """``(keys, ends (1, T*B), count)`` of the padded window of steps ``start..start+T``
+        of the sequences ``seqs[i]``, ``i`` in ``rows`` (batch row ``b`` = ``rows[b]``,
+        padding past a row's length and for ``b >= len(rows)``) as :func:`_keys` finds them on
+        that dense window; None when a row's sequence is not the table's or has a value other
+        than 0 or 1."""
+        rows = np.asarray(rows, np.int64)
+        mine = self.seqs
+        if len(seqs) != len(mine) or any(seqs[i] is not mine[i] for i in rows.tolist()):
+            return None
+        if not self.binary[rows].all():
+            return None
+        keys, ends = _window_keys(
+            self.keys, self.ends, self.first, self.lengths, rows, int(start), T, B
+        )
+        return keys, ends.reshape(1, T * B), keys.shape[0]
+
+
+def plan_window(table: KeyTable, window, x: np.ndarray, w: np.ndarray):
+    """:func:`plan_arrays` of a shared ``x (T, B, I)`` that is the padded window ``(seqs, rows,
+    start)`` (:class:`rnnbench.train.minibatches.PopulationBatch`), from ``table``'s keys when
+    it holds those sequences (no scan of ``x``), else by :func:`plan_arrays`: the same ``(keys,
+    ends)`` or None, under the same conditions."""
+    K, GH, I = w.shape
+    T, B, _ = x.shape
+    if K * T * B * GH * I < MIN_WORK:
+        return None
+    found = table.window(*window[:2], window[2], T, B)
+    if found is None:
+        return plan_arrays(x, w)
+    keys, ends, count = found
+    if count > MAX_DENSITY * (T * B) * I or not _finite(w):
+        return None
+    return keys, ends
+
+
+@numba.njit(cache=True, nogil=True, error_model="numpy")
+def _window_keys(keys, ends, first, lengths, rows, start, T, B):
+    """:meth:`KeyTable.window`'s keys: step ``t`` of batch row ``b`` (frame ``f = t B + b``)
+    reads frame ``start + t`` of sequence ``rows[b]`` while it has one, else nothing."""
+    F = T * B
+    out_ends = np.empty(F, np.int64)
+    n = 0
+    for pass_ in range(2):
+        if pass_ == 1:
+            out = np.empty(n, np.int64)
+            n = 0
+        else:
+            out = np.empty(0, np.int64)
+        for t in range(T):
+            for b in range(B):
+                if b < rows.shape[0] and start + t < lengths[rows[b]]:
+                    g = first[rows[b]] + start + t
+                    lo = ends[g - 1] if g > 0 else 0
+                    if pass_ == 1:
+                        for e in range(lo, ends[g]):
+                            out[n + e - lo] = keys[e]
+                    n += ends[g] - lo
+                out_ends[t * B + b] = n
+    return out, out_ends
 
 
 # reassociated (vectorised) sum: NaN and inf still propagate (no fast-math NaN assumptions)

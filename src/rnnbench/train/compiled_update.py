@@ -90,16 +90,21 @@ def select(model, cfg, optimizer, noise, forward_backward, train=None) -> Compil
     return CompiledUpdate(model, cfg, optimizer, noise, forward_backward)
 
 
-def _keys(x: torch.Tensor, w_ih: np.ndarray):
+def _keys(x: torch.Tensor, w_ih: np.ndarray, window=None, table=None):
     """:func:`rnnbench.nn.sparse_input.plan`'s keys as numpy arrays (its conditions, its
     finite check on the clean weights ``w_ih``, their numpy view; the driver checks the noisy
     ones), or None: :func:`~rnnbench.nn.sparse_input.plan_arrays` after ``plan``'s checks of
-    the tensor (the model's are :func:`select`'s: float32 on CPU)."""
+    the tensor (the model's are :func:`select`'s: float32 on CPU); for a shared batch's
+    ``window`` (``PopulationBatch.window``) from the sequences' keys in ``table``
+    (:func:`~rnnbench.nn.sparse_input.plan_window`, the same keys)."""
     if not sparse_input.is_enabled() or x.dim() not in (3, 4) or x.device.type != "cpu":
         return None
     if x.requires_grad or x.dtype != torch.float32:
         return None
-    return sparse_input.plan_arrays(np.ascontiguousarray(x.numpy()), w_ih)
+    x = np.ascontiguousarray(x.numpy())
+    if window is not None and table is not None and x.ndim == 3:
+        return sparse_input.plan_window(table, window, x, w_ih)
+    return sparse_input.plan_arrays(x, w_ih)
 
 
 class CompiledUpdate:
@@ -126,6 +131,7 @@ class CompiledUpdate:
             dt(optimizer.eps),
         )  # fmt: skip
         self._bundle = None
+        self._keys_of, self._seqs = None, None  # _table's
 
     # -- the arrays the driver reads and writes, made once (checked per update)
 
@@ -199,6 +205,13 @@ class CompiledUpdate:
         self._bundle = (key, bundle)
         return bundle
 
+    def _table(self, seqs) -> sparse_input.KeyTable:
+        """The keys of ``seqs`` (the training sequences), found once per list (the table
+        checks each window's sequence objects: a list changed in place is scanned)."""
+        if self._seqs is not seqs:
+            self._keys_of, self._seqs = sparse_input.KeyTable(seqs), seqs
+        return self._keys_of
+
     # -- one update
 
     def __call__(self, batch, x, y, mask, state, may_step: np.ndarray):
@@ -212,7 +225,8 @@ class CompiledUpdate:
         if x.shape[-1] != model.in_dim or y.shape[-1] != model.head.out_dim:
             return None  # the old pass says which, in one sentence
         a = self._arrays()
-        keys = _keys(x, a["w_ih"])
+        window = getattr(batch, "window", None)
+        keys = _keys(x, a["w_ih"], window, window and self._table(window[0]))
         if keys is None:
             return None
         K = a["K"]
