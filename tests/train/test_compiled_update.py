@@ -288,3 +288,35 @@ def test_the_separate_step_is_the_fused_optimizers_step(authors):
     for got, exp in zip((params, v, b), want, strict=True):
         for x, y in zip(got, exp, strict=True):
             assert torch.equal(x, y)
+
+
+@pytest.mark.parametrize("authors", [False, True])
+@pytest.mark.parametrize(("members", "K"), [(1, 3), (3, 3), (1, 1)])
+@pytest.mark.parametrize("shared", [True, False])
+def test_the_masks_in_one_call_are_the_numpy_ones(authors, members, K, shared):
+    """``_masks``: the counts, the loss's scale, the driver's mask and the real steps of a
+    shared ``(T, B)`` mask and of per-member ones with an idle member (no step at all)."""
+    import numpy as np
+
+    if shared and members > 1:
+        pytest.skip("a shared mask has one member dimension")
+    T, B = 5, 2
+    rng = np.random.default_rng(0)
+    m = (rng.random((members, T, B)) < 0.7).astype(np.float32)
+    if not shared:
+        m[members // 2] = 0  # idle
+    count, n, scale, kmask, real = compiled_update._masks(m, K, shared, authors)
+    on = m > 0
+    if shared:
+        want_n = int(on.sum())
+        assert count == want_n
+        want_scale = (np.float32(1) / np.asarray(want_n, np.float32)) * np.ones(K, np.float32)
+    else:
+        want_n = np.maximum(on.sum((1, 2)).astype(np.float32), np.float32(1))
+        assert n.dtype == np.float32 and (n == want_n).all() and n[members // 2] == 1
+        want_scale = (np.float32(1) / want_n) * np.ones(K, np.float32)
+    if authors:
+        want_scale = np.ones(K, np.float32)
+    assert scale.dtype == np.float32 and (scale == want_scale).all()
+    assert kmask.shape == (K, T, B) and (kmask == np.broadcast_to(m, (K, T, B))).all()
+    assert real.dtype == np.bool_ and (real == on.reshape(-1, T * B)).all()

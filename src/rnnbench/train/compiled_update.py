@@ -42,6 +42,7 @@ the Bernoulli head, the paper's or the authors' optimiser with the fused kernels
 
 from __future__ import annotations
 
+import numba
 import numpy as np
 import torch
 
@@ -87,7 +88,10 @@ def select(model, cfg, optimizer, noise, forward_backward, train=None) -> Compil
     weights = model.weight_matrices(output=cfg.noise_output)
     if noise.sigma and noise._fused(weights) is None:
         return None
-    return CompiledUpdate(model, cfg, optimizer, noise, forward_backward)
+    update = CompiledUpdate(model, cfg, optimizer, noise, forward_backward)
+    if isinstance(train, list):  # the batches' keys from the sequences' (found here, once)
+        update._table(train)
+    return update
 
 
 def _keys(x: torch.Tensor, w_ih: np.ndarray, window=None, table=None):
@@ -105,6 +109,38 @@ def _keys(x: torch.Tensor, w_ih: np.ndarray, window=None, table=None):
     if window is not None and table is not None and x.ndim == 3:
         return sparse_input.plan_window(table, window, x, w_ih)
     return sparse_input.plan_arrays(x, w_ih)
+
+
+@numba.njit(cache=True, nogil=True, error_model="numpy")
+def _masks(m, K, shared, authors):
+    """From the mask ``m (M, T, B)`` (``shared``: ``M`` = 1, one ``(T, B)`` mask for all
+    members; else ``M`` = ``K``): the real steps' count (of member 0), each member's count as
+    float32 at least 1 (an idle member's loss is 0 over no steps), the loss's scale
+    :math:`1/N_k` (1 for the authors'; ``N`` the shared count when ``shared``), the driver's
+    ``(K, T, B)`` mask and the real steps ``(M, T*B)``."""
+    M, T, B = m.shape
+    kmask = np.empty((K, T, B), np.float32)
+    real = np.empty((M, T * B), np.bool_)
+    counts = np.zeros(M, np.int64)
+    for i in range(M):
+        for t in range(T):
+            for b in range(B):
+                on = m[i, t, b] > 0
+                real[i, t * B + b] = on
+                counts[i] += on
+    n = np.empty(M, np.float32)
+    for i in range(M):
+        n[i] = max(np.float32(counts[i]), np.float32(1))
+    scale = np.empty(K, np.float32)
+    for k in range(K):
+        for t in range(T):
+            for b in range(B):
+                kmask[k, t, b] = m[0 if M == 1 else k, t, b]
+        if authors:
+            scale[k] = np.float32(1)
+        else:
+            scale[k] = np.float32(1) / (np.float32(counts[0]) if shared else n[k])
+    return counts[0], n, scale, kmask, real
 
 
 class CompiledUpdate:
@@ -244,17 +280,11 @@ class CompiledUpdate:
                     else:
                         fast["rows"][k].zero_()
         m = mask.numpy()
-        on = m > 0
-        n_np = on.sum((1, 2)).astype(np.float32) if m.ndim == 3 else int(on.sum())
-        if m.ndim == 3 and not batch.shared:  # an idle member's loss is 0 over no steps
-            n_np = np.maximum(n_np, np.float32(1))
-        if self.authors:
-            scale = a["ones"]
-        else:
-            scale = (np.float32(1) / np.asarray(n_np, np.float32)) * a["ones"]
-        kmask = np.empty((K, T, B), np.float32)  # a writable copy: one driver signature
-        kmask[:] = m
-        real = on.reshape(-1, R)
+        # the steps counted, the loss's scale 1/N_k, the driver's (K, T, B) mask (a writable
+        # copy: one driver signature) and the real steps, in one call
+        count, n_np, scale, kmask, real = _masks(m.reshape(-1, T, B), K, m.ndim == 2, self.authors)
+        if m.ndim == 2:  # one count for all members; an idle member's loss is 0 over no steps
+            n_np = int(count)
         yy = np.ascontiguousarray(y.numpy().reshape(-1, R, y.shape[-1]), np.float32)
         H = a["H"]
         h0, c0 = (None, None) if state is None else state
@@ -335,6 +365,8 @@ class CompiledUpdate:
         I = w_ih.shape[2]
         sparse_input._keys(np.zeros((T * B, I), np.float32), sparse_input.MAX_DENSITY)
         sparse_input._finite(np.array(w_ih))
+        sparse_input._window_keys(*(np.zeros(1, np.int64),) * 5, 0, T, B)
+        _masks(np.ones((1, T, B), np.float32), K, True, self.authors)
         sparse_input._gather_bias(
             np.array(w_ih), np.zeros(1, np.int64), np.ones((1, T * B), np.int64), np.array(b_ih)
         )

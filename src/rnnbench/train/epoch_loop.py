@@ -66,7 +66,10 @@ def train_epoch(pop, epoch: int, bar) -> list[float | None]:
         live = batch.live.numpy()
         # each member's own truncated-BPTT carry, fitted to this update's rows
         if state is not None:
-            state = carry_state(state, batch.carry.to(dev), batch.x.shape[-2])
+            carry = batch.carry.numpy()
+            state = (
+                carry_state(state, batch.carry.to(dev), batch.x.shape[-2]) if carry.any() else None
+            )
         x, y, mask = batch.x, batch.y, batch.mask
         if not on_cpu:
             x, y, mask = (t.to(dev) for t in (x, y, mask))

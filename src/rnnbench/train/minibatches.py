@@ -76,13 +76,16 @@ def population_batches(seqs, configs: Sequence, epoch: int) -> Iterator[Populati
         return iterate_batches(seqs, cfg.batch_size, seed=seed, epoch=epoch, bptt=cfg.bptt)
 
     if len(orders) == 1:
+        # every update's live and carry flags are one of these (read only: shared by batches)
+        live = torch.ones(k, dtype=torch.bool)
+        carry = {c: torch.full((k,), c) for c in (False, True)}
         for batch in windows(orders[0]):
             yield PopulationBatch(
                 x=batch.x,
                 y=batch.y,
                 mask=batch.mask,
-                carry=torch.full((k,), batch.carry),
-                live=torch.ones(k, dtype=torch.bool),
+                carry=carry[batch.carry],
+                live=live,
                 steps=[batch.x.shape[0]] * k,
                 window=(given if isinstance(given, list) else seqs, batch.index, batch.start),
             )
