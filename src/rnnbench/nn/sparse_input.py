@@ -208,6 +208,7 @@ class KeyTable:
             keys.append(found[0])
             ends.append(found[1] + total)
             total += found[0].shape[0]
+        self._binary = self.binary.tolist()  # read per window: a list is faster to index
         self.keys = np.concatenate(keys) if keys else np.zeros(0, np.int64)
         self.ends = np.concatenate(ends) if ends else np.zeros(0, np.int64)  # over all frames
 
@@ -218,11 +219,12 @@ class KeyTable:
         that dense window; None when a row's sequence is not the table's or has a value other
         than 0 or 1."""
         rows = np.asarray(rows, np.int64)
-        mine = self.seqs
-        if len(seqs) != len(mine) or any(seqs[i] is not mine[i] for i in rows.tolist()):
+        mine, binary = self.seqs, self._binary
+        if len(seqs) != len(mine):
             return None
-        if not self.binary[rows].all():
-            return None
+        for i in rows.tolist():
+            if seqs[i] is not mine[i] or not binary[i]:
+                return None
         keys, ends = _window_keys(
             self.keys, self.ends, self.first, self.lengths, rows, int(start), T, B
         )

@@ -173,10 +173,14 @@ class CompiledUpdate:
 
     def _arrays(self):
         fast = self.noise._fused(self.weights) if self.noise.sigma else None
-        ptrs = [p.data_ptr() for p in self.params]
         opt = self.optimizer
-        state = [*opt.square_avg, *opt.momentum_buffer]
-        key = (id(fast), ptrs, [t.data_ptr() for t in state])
+        ptr = torch.Tensor.data_ptr
+        key = (
+            id(fast),
+            *map(ptr, self.params),
+            *map(ptr, opt.square_avg),
+            *map(ptr, opt.momentum_buffer),
+        )  # fmt: skip
         if self._bundle is not None and self._bundle[0] == key:
             return self._bundle[1]
         m = self.model
