@@ -107,18 +107,21 @@ def plan(x: Tensor, w_ih: Tensor) -> tuple[Tensor, Tensor] | None:
     return torch.from_numpy(found[0]), torch.from_numpy(found[1])
 
 
-def plan_arrays(x: np.ndarray, w: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+def plan_arrays(
+    x: np.ndarray, w: np.ndarray, finite: bool = True
+) -> tuple[np.ndarray, np.ndarray] | None:
     """:func:`plan` on contiguous numpy arrays already on CPU, of one float dtype, outside
     autograd, with the gather enabled (the caller's checks): ``x (T, B, I)`` or ``(M, T, B,
     I)``, ``w (K, G*H, I)``; ``(keys, ends (M, T*B))`` or None (the conditions on the
-    shapes, the work, the values and the weights of the module docstring)."""
+    shapes, the work, the values and the weights of the module docstring; ``finite=False``:
+    all but the weights', for a caller that checks them itself)."""
     K, GH, I = w.shape
     T, B = x.shape[-3:-1]
     M = 1 if x.ndim == 3 else x.shape[0]  # inputs: one shared, or one per member
     if M not in (1, K) or K * T * B * GH * I < MIN_WORK:
         return None
     found = _keys(x.reshape(M * T * B, I), MAX_DENSITY)
-    if found is None or not _finite(w):
+    if found is None or finite and not _finite(w):
         return None
     return found[0], found[1].reshape(M, T * B)
 
@@ -231,20 +234,20 @@ class KeyTable:
         return keys, ends.reshape(1, T * B), keys.shape[0]
 
 
-def plan_window(table: KeyTable, window, x: np.ndarray, w: np.ndarray):
+def plan_window(table: KeyTable, window, x: np.ndarray, w: np.ndarray, finite: bool = True):
     """:func:`plan_arrays` of a shared ``x (T, B, I)`` that is the padded window ``(seqs, rows,
     start)`` (:class:`rnnbench.train.minibatches.PopulationBatch`), from ``table``'s keys when
     it holds those sequences (no scan of ``x``), else by :func:`plan_arrays`: the same ``(keys,
-    ends)`` or None, under the same conditions."""
+    ends)`` or None, under the same conditions (``finite`` as there)."""
     K, GH, I = w.shape
     T, B, _ = x.shape
     if K * T * B * GH * I < MIN_WORK:
         return None
     found = table.window(*window[:2], window[2], T, B)
     if found is None:
-        return plan_arrays(x, w)
+        return plan_arrays(x, w, finite)
     keys, ends, count = found
-    if count > MAX_DENSITY * (T * B) * I or not _finite(w):
+    if count > MAX_DENSITY * (T * B) * I or finite and not _finite(w):
         return None
     return keys, ends
 

@@ -29,11 +29,17 @@ per-step NLLs (never negative) where it settles whether torch's float32 sum is f
 narrow band near float32's largest value where the order of the sum decides, the driver stops
 before the step and torch's sum decides, as before (:func:`compiled_driver._sums`).
 
-Where the gather cannot run (inputs not binary or dense, a small product, weights not
-finite: :func:`rnnbench.nn.sparse_input.plan`) the update takes the old path, drawing nothing
-here; where the noisy :math:`\tilde W_{ih}` is not finite the driver stops after writing it,
-and the rest of the update runs the old pass on those very noisy weights (its dense product
-spreads the NaN as before).
+Where the gather cannot run (inputs not binary or dense, a small product:
+:func:`rnnbench.nn.sparse_input.plan`'s conditions) the update takes the old path, drawing
+nothing here. Where the weights the gather reads are not finite (the noisy :math:`\tilde
+W_{ih}`, or the clean one without noise) the driver stops after writing the noisy weights,
+and the rest of the update runs the old pass on those very weights (its dense product spreads
+the NaN as before). ``plan``'s own check of the clean :math:`W_{ih}` is left to the driver: a
+clean :math:`W_{ih}` that is not finite gives a noisy one that is not finite (finite noise
+times a finite :math:`\sigma` added to it), and the old path there drew the same noise
+(``WeightNoise.applied``) and ran the same pass on the same noisy weights, clipping, finite
+check and step; so the update is the old path's either way
+(``tests/train/test_compiled_update.py``, a NaN in the input weights).
 
 :func:`select` chooses: float32 CPU, the numba backend, a built-in ``tanh``, ``lstm`` (with
 or without peepholes) or ``gru`` :class:`~rnnbench.models.SequenceModel` without a variant,
@@ -95,20 +101,20 @@ def select(model, cfg, optimizer, noise, forward_backward, train=None) -> Compil
 
 
 def _keys(x: torch.Tensor, w_ih: np.ndarray, window=None, table=None):
-    """:func:`rnnbench.nn.sparse_input.plan`'s keys as numpy arrays (its conditions, its
-    finite check on the clean weights ``w_ih``, their numpy view; the driver checks the noisy
-    ones), or None: :func:`~rnnbench.nn.sparse_input.plan_arrays` after ``plan``'s checks of
-    the tensor (the model's are :func:`select`'s: float32 on CPU); for a shared batch's
-    ``window`` (``PopulationBatch.window``) from the sequences' keys in ``table``
-    (:func:`~rnnbench.nn.sparse_input.plan_window`, the same keys)."""
+    """:func:`rnnbench.nn.sparse_input.plan`'s keys as numpy arrays (its conditions but the
+    finite check of the weights, the driver's: module docstring; ``w_ih`` the clean weights'
+    numpy view, for their shape), or None: :func:`~rnnbench.nn.sparse_input.plan_arrays` after
+    ``plan``'s checks of the tensor (the model's are :func:`select`'s: float32 on CPU); for a
+    shared batch's ``window`` (``PopulationBatch.window``) from the sequences' keys in
+    ``table`` (:func:`~rnnbench.nn.sparse_input.plan_window`, the same keys)."""
     if not sparse_input.is_enabled() or x.dim() not in (3, 4) or x.device.type != "cpu":
         return None
     if x.requires_grad or x.dtype != torch.float32:
         return None
     x = np.ascontiguousarray(x.numpy())
     if window is not None and table is not None and x.ndim == 3:
-        return sparse_input.plan_window(table, window, x, w_ih)
-    return sparse_input.plan_arrays(x, w_ih)
+        return sparse_input.plan_window(table, window, x, w_ih, finite=False)
+    return sparse_input.plan_arrays(x, w_ih, finite=False)
 
 
 @numba.njit(cache=True, nogil=True, error_model="numpy")
@@ -237,7 +243,7 @@ class CompiledUpdate:
             "H": H,
             "K": K,
             "fast": fast,
-            "w_ih": clean["weight_ih_l0"],  # the clean weights the plan checks
+            "w_ih": clean["weight_ih_l0"],  # the clean weights (the plan reads their shape)
             "ones": np.ones(K, np.float32),
             "sigma": np.float32(self.noise.sigma),
             "work": m.weight_ih_l0.shape[1] * H,  # per batch row
