@@ -260,8 +260,8 @@ def test_fresh_seeds_with_the_sparse_input_gather_equal_each_seed_alone(
     # the autograd pass (project), the manual one (plan) and the compiled update all ask it
     real = sparse_input.plan_arrays
 
-    def plan_arrays(x, w):
-        out = real(x, w)
+    def plan_arrays(x, w, finite=True):
+        out = real(x, w, finite)
         gathered.append(x.ndim if out is not None else None)
         return out
 
