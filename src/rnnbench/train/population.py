@@ -464,6 +464,8 @@ class _Population:
     # -- training
 
     def _train_epoch(self, epoch: int, bar) -> list[float | None]:
+        """One pass over the training batches (:func:`rnnbench.train.epoch_loop.train_epoch`);
+        each member's mean training NLL of the epoch, None where it took no step."""
         return epoch_loop.train_epoch(self, epoch, bar)
 
     def _old_update(self, batch, x, y, mask, state, weights, idle):
