@@ -8,7 +8,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from rnnbench.data import load_dataset
+from rnnbench.data import batching, load_dataset
 from rnnbench.data.batching import iterate_batches, padding_fraction, plan_batches
 from rnnbench.data.dataset import Sequence
 from rnnbench.errors import RnnbenchError
@@ -38,6 +38,20 @@ def test_batches_cover_every_sequence_once_with_masks():
             np.testing.assert_array_equal(b.x[:length, j].numpy(), seqs[i].inputs)
             np.testing.assert_array_equal(b.y[:length, j].numpy(), seqs[i].targets)
             assert not b.x[length:, j].any() and not b.y[length:, j].any()
+
+
+def test_a_batch_of_one_row_is_that_row_unpadded():
+    """Batch 1 (the authors' protocol) takes a shortcut: the same arrays as padding gives,
+    float64 rows cast as padding casts them, an empty row too."""
+    seqs = _seqs([5, 1, 0])
+    seqs.append(Sequence(inputs=np.linspace(0, 1, 12).reshape(4, 3), targets=np.ones((4, 2))))
+    for i, s in enumerate(seqs):
+        x, y, mask = batching._pad([s])
+        want = batching._pad([s, _seqs([0])[0]])  # the general path (a second, empty row)
+        for got, ref in zip((x, y, mask), want, strict=True):
+            assert got.dtype == torch.float32 and got.is_contiguous()
+            assert torch.equal(got, ref[:, :1]), i
+        assert mask.shape == (len(s), 1) and x.shape == (len(s), 1, 3) and y.shape[2] == 2
 
 
 def test_deterministic_for_seed_and_epoch():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
@@ -160,3 +161,76 @@ def test_the_keys_scan_refuses_any_value_but_0_and_1(value):
     want = [torch.nonzero(row).flatten().tolist() for row in x.reshape(-1, 88)]
     got = [keys[s:e].tolist() for s, e in zip([0, *ends[:-1]], ends, strict=True)]
     assert got == want
+
+
+def _plans(table, seqs, batches, w):
+    """(plan_arrays, plan_window) of every batch: (scanned, from the table)."""
+    for b in batches:
+        x = b.x.numpy()
+        yield (
+            sparse_input.plan_arrays(x, w),
+            sparse_input.plan_window(table, (seqs, b.index, b.start), x, w),
+        )
+
+
+@pytest.mark.parametrize(("batch_size", "bptt"), [(4, None), (1, None), (7, 9), (16, 40)])
+def test_the_key_table_plans_real_batches_as_the_scan_does(batch_size, bptt, data_root):
+    """On JSB's training batches (frames without a key, padded steps, and with ``bptt``
+    windows where a short row is all padding): the table's keys are the scan's."""
+    from rnnbench.data.batching import iterate_batches
+    from rnnbench.data.registry import load_dataset
+
+    seqs = load_dataset("jsb", data_root).split("train")
+    table = sparse_input.KeyTable(seqs)
+    w = weights(K=1, GH=400, I=88)[0].detach().numpy()
+    batches = list(iterate_batches(seqs, batch_size, seed=3, epoch=1, bptt=bptt))
+    seen = {"empty frame": False, "padding row": False, "planned": 0}
+    for (scanned, tabled), b in zip(_plans(table, seqs, batches, w), batches, strict=True):
+        assert (scanned is None) == (tabled is None)  # None: a product below MIN_WORK
+        if scanned is None:
+            continue
+        seen["planned"] += 1
+        for got, want in zip(tabled, scanned, strict=True):
+            assert got.dtype == want.dtype and got.shape == want.shape
+            assert (got == want).all()
+        frames = b.x.sum(-1)
+        seen["empty frame"] |= bool(((frames == 0) & (b.mask > 0)).any())
+        seen["padding row"] |= bool((b.mask.sum(0) == 0).any())
+    assert seen["planned"] > 0.9 * len(batches) and seen["empty frame"]
+    assert seen["padding row"] == (bptt is not None and batch_size > 1)
+
+
+def test_the_key_table_falls_back_to_the_scan_and_keeps_the_plans_refusals(data_root):
+    """A sequence with a value other than 0 or 1, another list of sequences: scanned (the
+    same answer); too dense a window, weights not finite, too small a product: None."""
+    from rnnbench.data.batching import iterate_batches
+    from rnnbench.data.dataset import Sequence
+    from rnnbench.data.registry import load_dataset
+
+    seqs = list(load_dataset("jsb", data_root).split("train")[:12])
+    odd = seqs[3].inputs.copy()
+    odd[1, 7] = 0.5
+    seqs[3] = Sequence(odd, seqs[3].targets)
+    table = sparse_input.KeyTable(seqs)
+    assert not table.binary[3] and table.binary[[0, 1, 2, 4]].all()
+    w = weights(K=1, GH=400, I=88)[0].detach().numpy()
+    batches = list(iterate_batches(seqs, 4, seed=0, epoch=0))
+    for scanned, tabled in _plans(table, seqs, batches, w):
+        assert (scanned is None) == (tabled is None)
+        if scanned is not None:
+            assert all((a == b).all() for a, b in zip(scanned, tabled, strict=True))
+    assert any(scanned is None for scanned, _ in _plans(table, seqs, batches, w))
+    other = [Sequence(s.inputs.copy(), s.targets) for s in seqs]  # not the table's objects
+    assert table.window(other, batches[0].index, 0, *batches[0].x.shape[:2]) is None
+    fine = [b for b in batches if 3 not in b.index.tolist()][0]
+    window = (seqs, fine.index, fine.start)
+    x = fine.x.numpy()
+    assert sparse_input.plan_window(table, window, x, w) is not None
+    bad = w.copy()
+    bad[0, 5, 80] = float("nan")
+    assert sparse_input.plan_window(table, window, x, bad) is None
+    assert sparse_input.plan_window(table, window, x, w[:, :2]) is None  # below MIN_WORK
+    dense = [Sequence(np.ones_like(s.inputs), s.targets) for s in seqs]
+    assert (
+        sparse_input.plan_window(sparse_input.KeyTable(dense), (dense, *window[1:]), x, w) is None
+    )

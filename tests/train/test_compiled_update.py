@@ -167,12 +167,14 @@ def test_a_diverging_member_stops_as_before(tiny, tmp_path, monkeypatch):
     assert res[1]["status"] == "diverged" and states[1]["why"]
 
 
-@pytest.mark.parametrize("where", ["clean", "noisy"])
-def test_nan_input_weights_take_the_old_pass(where, tiny, tmp_path, monkeypatch):
-    """A NaN in one member's input weights: the update runs the old pass (the gather's plan
-    refuses them, or, when only the noisy weights reach the driver's check, the old pass on
-    the same noisy weights); the dense product spreads the NaN as before."""
-    configs = _configs("lstm")
+@pytest.mark.parametrize("noise", [True, False])
+def test_nan_input_weights_take_the_old_pass(noise, tiny, tmp_path, monkeypatch):
+    """A NaN in one member's input weights: the driver's check of the weights the gather reads
+    (the noisy ones, or the clean ones without noise) stops it and the update runs the old
+    pass on those weights; the dense product spreads the NaN as before, and the population
+    trains bit for bit as the old path (whose plan refused the clean weights)."""
+    configs = _configs("lstm", **({} if noise else {"weight_noise": 0.0}))
+    assert bool(configs[0].weight_noise) == noise
     real = population_._Population.__init__
 
     def poisoned(self, *args, **kwargs):
@@ -190,16 +192,8 @@ def test_nan_input_weights_take_the_old_pass(where, tiny, tmp_path, monkeypatch)
         "_old_pass",
         lambda self, *a: old_passes.append(1) or real_old(self, *a),
     )
-    if where == "noisy":  # the plan without its finite check: the driver's own check stops
-
-        def keys(x, w_ih):
-            steps = x.shape[-3] * x.shape[-2]
-            found = sparse_input._keys(x.reshape(-1, x.shape[-1]).numpy(), 0.25)
-            return None if found is None else (found[0], found[1].reshape(-1, steps))
-
-        monkeypatch.setattr(compiled_update, "_keys", keys)
     res, states, _ = _assert_same(tiny, configs, tmp_path, monkeypatch)
-    assert bool(old_passes) == (where == "noisy")
+    assert old_passes
     assert res[1]["status"] == "diverged" and res[0]["status"] == "done"
 
 
@@ -288,3 +282,34 @@ def test_the_separate_step_is_the_fused_optimizers_step(authors):
     for got, exp in zip((params, v, b), want, strict=True):
         for x, y in zip(got, exp, strict=True):
             assert torch.equal(x, y)
+
+
+@pytest.mark.parametrize("authors", [False, True])
+@pytest.mark.parametrize(
+    ("shared", "members", "K"), [(True, 1, 3), (False, 3, 3), (True, 1, 1), (False, 1, 1)]
+)
+def test_the_masks_in_one_call_are_the_numpy_ones(authors, shared, members, K):
+    """``_masks``: the counts, the loss's scale, the driver's mask and the real steps of a
+    shared ``(T, B)`` mask and of per-member ones with an idle member (no step at all)."""
+    import numpy as np
+
+    T, B = 5, 2
+    rng = np.random.default_rng(0)
+    m = (rng.random((members, T, B)) < 0.7).astype(np.float32)
+    if not shared:
+        m[members // 2] = 0  # idle
+    count, n, scale, kmask, real = compiled_update._masks(m, K, shared, authors)
+    on = m > 0
+    if shared:
+        want_n = int(on.sum())
+        assert count == want_n
+        want_scale = (np.float32(1) / np.asarray(want_n, np.float32)) * np.ones(K, np.float32)
+    else:
+        want_n = np.maximum(on.sum((1, 2)).astype(np.float32), np.float32(1))
+        assert n.dtype == np.float32 and (n == want_n).all() and n[members // 2] == 1
+        want_scale = (np.float32(1) / want_n) * np.ones(K, np.float32)
+    if authors:
+        want_scale = np.ones(K, np.float32)
+    assert scale.dtype == np.float32 and (scale == want_scale).all()
+    assert kmask.shape == (K, T, B) and (kmask == np.broadcast_to(m, (K, T, B))).all()
+    assert real.dtype == np.bool_ and (real == on.reshape(-1, T * B)).all()

@@ -257,14 +257,15 @@ def test_fresh_seeds_with_the_sparse_input_gather_equal_each_seed_alone(
 
     monkeypatch.setattr(sparse_input, "MIN_WORK", 0)
     gathered = []
-    real = sparse_input.plan  # both the autograd pass (project) and the manual one ask it
+    # the autograd pass (project), the manual one (plan) and the compiled update all ask it
+    real = sparse_input.plan_arrays
 
-    def plan(x, w_ih):
-        out = real(x, w_ih)
-        gathered.append(x.dim() if out is not None else None)
+    def plan_arrays(x, w, finite=True):
+        out = real(x, w, finite)
+        gathered.append(x.ndim if out is not None else None)
         return out
 
-    monkeypatch.setattr(sparse_input, "plan", plan)
+    monkeypatch.setattr(sparse_input, "plan_arrays", plan_arrays)
     configs = members(unit="lstm", bptt=5)
     assert_each_member_is_its_run_alone(configs, tiny, tmp_path)
     assert 4 in gathered  # the members' own (K, T, B, I) windows were gathered

@@ -33,7 +33,18 @@ import numpy as np
 import torch
 from torch import Tensor
 
-__all__ = ["enabled", "gather", "plan", "project", "scatter", "scatter_with_bias"]
+__all__ = [
+    "enabled",
+    "gather",
+    "is_enabled",
+    "KeyTable",
+    "plan_window",
+    "plan",
+    "plan_arrays",
+    "project",
+    "scatter",
+    "scatter_with_bias",
+]
 
 _ON = contextvars.ContextVar("rnnbench_sparse_input", default=False)
 MAX_DENSITY = 0.25
@@ -54,6 +65,11 @@ def enabled(on: bool = True) -> Iterator[None]:
         yield
     finally:
         _ON.reset(token)
+
+
+def is_enabled() -> bool:
+    """Whether the calling code runs inside :func:`enabled`."""
+    return _ON.get()
 
 
 def project(x: Tensor, w_ih: Tensor, b_ih: Tensor | None) -> Tensor | None:
@@ -85,15 +101,29 @@ def plan(x: Tensor, w_ih: Tensor) -> tuple[Tensor, Tensor] | None:
         return None
     if x.dtype != w_ih.dtype or w_ih.dtype not in (torch.float32, torch.float64):
         return None
-    K, GH, I = w_ih.shape
+    found = plan_arrays(x.detach().contiguous().numpy(), w_ih.detach().contiguous().numpy())
+    if found is None:
+        return None
+    return torch.from_numpy(found[0]), torch.from_numpy(found[1])
+
+
+def plan_arrays(
+    x: np.ndarray, w: np.ndarray, finite: bool = True
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """:func:`plan` on contiguous numpy arrays already on CPU, of one float dtype, outside
+    autograd, with the gather enabled (the caller's checks): ``x (T, B, I)`` or ``(M, T, B,
+    I)``, ``w (K, G*H, I)``; ``(keys, ends (M, T*B))`` or None (the conditions on the
+    shapes, the work, the values and the weights of the module docstring; ``finite=False``:
+    all but the weights', for a caller that checks them itself)."""
+    K, GH, I = w.shape
     T, B = x.shape[-3:-1]
-    M = 1 if x.dim() == 3 else x.shape[0]  # inputs: one shared, or one per member
+    M = 1 if x.ndim == 3 else x.shape[0]  # inputs: one shared, or one per member
     if M not in (1, K) or K * T * B * GH * I < MIN_WORK:
         return None
-    found = _keys(x.detach().reshape(M * T * B, I).contiguous().numpy(), MAX_DENSITY)
-    if found is None or not _finite(w_ih.detach().contiguous().numpy()):
+    found = _keys(x.reshape(M * T * B, I), MAX_DENSITY)
+    if found is None or finite and not _finite(w):
         return None
-    return torch.from_numpy(found[0]), torch.from_numpy(found[1]).view(M, T * B)
+    return found[0], found[1].reshape(M, T * B)
 
 
 def gather(w_ih: Tensor, keys: Tensor, ends: Tensor, b_ih: Tensor | None = None) -> Tensor:
@@ -151,6 +181,101 @@ def _keys(x, max_density):
                 n += 1
         ends[f] = n
     return keys, ends
+
+
+class KeyTable:
+    """The keys that sound in each frame of a list of sequences, found once: a batch's
+    :func:`plan_arrays` keys without scanning its dense padded input (:meth:`window`).
+
+    ``seqs``: the sequences (anything with an ``inputs`` array ``(T_s, I)``, as
+    :class:`rnnbench.data.dataset.Sequence`), held so that :meth:`window` reads only the very
+    sequence objects it was built from. A sequence with a value other than 0 or 1 has no keys
+    here; a window that reads it is scanned as before.
+    """
+
+    def __init__(self, seqs) -> None:
+        self.seqs = list(seqs)
+        inputs = [s.inputs for s in self.seqs]
+        self.lengths = np.array([a.shape[0] for a in inputs], np.int64)
+        self.first = np.zeros(len(inputs) + 1, np.int64)  # each sequence's first frame
+        np.cumsum(self.lengths, out=self.first[1:])
+        self.binary = np.zeros(len(inputs), np.bool_)
+        keys, ends, total = [], [], 0
+        for s, a in enumerate(inputs):
+            x = np.ascontiguousarray(a, np.float32)  # as the batches hold it
+            found = _keys(x.reshape(x.shape[0], -1), 1.0)  # any density
+            if found is None:
+                ends.append(np.full(a.shape[0], total, np.int64))
+                continue
+            self.binary[s] = True
+            keys.append(found[0])
+            ends.append(found[1] + total)
+            total += found[0].shape[0]
+        self._binary = self.binary.tolist()  # read per window: a list is faster to index
+        self.keys = np.concatenate(keys) if keys else np.zeros(0, np.int64)
+        self.ends = np.concatenate(ends) if ends else np.zeros(0, np.int64)  # over all frames
+
+    def window(self, seqs, rows: np.ndarray, start: int, T: int, B: int):
+        """``(keys, ends (1, T*B), count)`` of the padded window of steps ``start..start+T``
+        of the sequences ``seqs[i]``, ``i`` in ``rows`` (batch row ``b`` = ``rows[b]``,
+        padding past a row's length and for ``b >= len(rows)``) as :func:`_keys` finds them on
+        that dense window; None when a row's sequence is not the table's or has a value other
+        than 0 or 1."""
+        rows = np.asarray(rows, np.int64)
+        mine, binary = self.seqs, self._binary
+        if len(seqs) != len(mine):
+            return None
+        for i in rows.tolist():
+            if seqs[i] is not mine[i] or not binary[i]:
+                return None
+        keys, ends = _window_keys(
+            self.keys, self.ends, self.first, self.lengths, rows, int(start), T, B
+        )
+        return keys, ends.reshape(1, T * B), keys.shape[0]
+
+
+def plan_window(table: KeyTable, window, x: np.ndarray, w: np.ndarray, finite: bool = True):
+    """:func:`plan_arrays` of a shared ``x (T, B, I)`` that is the padded window ``(seqs, rows,
+    start)`` (:class:`rnnbench.train.minibatches.PopulationBatch`), from ``table``'s keys when
+    it holds those sequences (no scan of ``x``), else by :func:`plan_arrays`: the same ``(keys,
+    ends)`` or None, under the same conditions (``finite`` as there)."""
+    K, GH, I = w.shape
+    T, B, _ = x.shape
+    if K * T * B * GH * I < MIN_WORK:
+        return None
+    found = table.window(*window[:2], window[2], T, B)
+    if found is None:
+        return plan_arrays(x, w, finite)
+    keys, ends, count = found
+    if count > MAX_DENSITY * (T * B) * I or finite and not _finite(w):
+        return None
+    return keys, ends
+
+
+@numba.njit(cache=True, nogil=True, error_model="numpy")
+def _window_keys(keys, ends, first, lengths, rows, start, T, B):
+    """:meth:`KeyTable.window`'s keys: step ``t`` of batch row ``b`` (frame ``f = t B + b``)
+    reads frame ``start + t`` of sequence ``rows[b]`` while it has one, else nothing."""
+    F = T * B
+    out_ends = np.empty(F, np.int64)
+    n = 0
+    for pass_ in range(2):
+        if pass_ == 1:
+            out = np.empty(n, np.int64)
+            n = 0
+        else:
+            out = np.empty(0, np.int64)
+        for t in range(T):
+            for b in range(B):
+                if b < rows.shape[0] and start + t < lengths[rows[b]]:
+                    g = first[rows[b]] + start + t
+                    lo = ends[g - 1] if g > 0 else 0
+                    if pass_ == 1:
+                        for e in range(lo, ends[g]):
+                            out[n + e - lo] = keys[e]
+                    n += ends[g] - lo
+                out_ends[t * B + b] = n
+    return out, out_ends
 
 
 # reassociated (vectorised) sum: NaN and inf still propagate (no fast-math NaN assumptions)

@@ -29,11 +29,17 @@ per-step NLLs (never negative) where it settles whether torch's float32 sum is f
 narrow band near float32's largest value where the order of the sum decides, the driver stops
 before the step and torch's sum decides, as before (:func:`compiled_driver._sums`).
 
-Where the gather cannot run (inputs not binary or dense, a small product, weights not
-finite: :func:`rnnbench.nn.sparse_input.plan`) the update takes the old path, drawing nothing
-here; where the noisy :math:`\tilde W_{ih}` is not finite the driver stops after writing it,
-and the rest of the update runs the old pass on those very noisy weights (its dense product
-spreads the NaN as before).
+Where the gather cannot run (inputs not binary or dense, a small product:
+:func:`rnnbench.nn.sparse_input.plan`'s conditions) the update takes the old path, drawing
+nothing here. Where the weights the gather reads are not finite (the noisy :math:`\tilde
+W_{ih}`, or the clean one without noise) the driver stops after writing the noisy weights,
+and the rest of the update runs the old pass on those very weights (its dense product spreads
+the NaN as before). ``plan``'s own check of the clean :math:`W_{ih}` is left to the driver: a
+clean :math:`W_{ih}` that is not finite gives a noisy one that is not finite (finite noise
+times a finite :math:`\sigma` added to it), and the old path there drew the same noise
+(``WeightNoise.applied``) and ran the same pass on the same noisy weights, clipping, finite
+check and step; so the update is the old path's either way
+(``tests/train/test_compiled_update.py``, a NaN in the input weights).
 
 :func:`select` chooses: float32 CPU, the numba backend, a built-in ``tanh``, ``lstm`` (with
 or without peepholes) or ``gru`` :class:`~rnnbench.models.SequenceModel` without a variant,
@@ -42,6 +48,7 @@ the Bernoulli head, the paper's or the authors' optimiser with the fused kernels
 
 from __future__ import annotations
 
+import numba
 import numpy as np
 import torch
 
@@ -87,14 +94,59 @@ def select(model, cfg, optimizer, noise, forward_backward, train=None) -> Compil
     weights = model.weight_matrices(output=cfg.noise_output)
     if noise.sigma and noise._fused(weights) is None:
         return None
-    return CompiledUpdate(model, cfg, optimizer, noise, forward_backward)
+    update = CompiledUpdate(model, cfg, optimizer, noise, forward_backward)
+    if isinstance(train, list):  # the batches' keys from the sequences' (found here, once)
+        update._table(train)
+    return update
 
 
-def _keys(x: torch.Tensor, w_ih: torch.Tensor):
-    """:func:`rnnbench.nn.sparse_input.plan`'s keys as numpy arrays (its conditions, its
-    finite check on the clean weights; the driver checks the noisy ones), or None."""
-    found = sparse_input.plan(x, w_ih)
-    return None if found is None else (found[0].numpy(), found[1].numpy())
+def _keys(x: torch.Tensor, w_ih: np.ndarray, window=None, table=None):
+    """:func:`rnnbench.nn.sparse_input.plan`'s keys as numpy arrays (its conditions but the
+    finite check of the weights, the driver's: module docstring; ``w_ih`` the clean weights'
+    numpy view, for their shape), or None: :func:`~rnnbench.nn.sparse_input.plan_arrays` after
+    ``plan``'s checks of the tensor (the model's are :func:`select`'s: float32 on CPU); for a
+    shared batch's ``window`` (``PopulationBatch.window``) from the sequences' keys in
+    ``table`` (:func:`~rnnbench.nn.sparse_input.plan_window`, the same keys)."""
+    if not sparse_input.is_enabled() or x.dim() not in (3, 4) or x.device.type != "cpu":
+        return None
+    if x.requires_grad or x.dtype != torch.float32:
+        return None
+    x = np.ascontiguousarray(x.numpy())
+    if window is not None and table is not None and x.ndim == 3:
+        return sparse_input.plan_window(table, window, x, w_ih, finite=False)
+    return sparse_input.plan_arrays(x, w_ih, finite=False)
+
+
+@numba.njit(cache=True, nogil=True, error_model="numpy")
+def _masks(m, K, shared, authors):
+    """From the mask ``m (M, T, B)`` (``shared``: ``M`` = 1, one ``(T, B)`` mask for all
+    members; else ``M`` = ``K``): the real steps' count (of member 0), each member's count as
+    float32 at least 1 (an idle member's loss is 0 over no steps), the loss's scale
+    :math:`1/N_k` (1 for the authors'; ``N`` the shared count when ``shared``), the driver's
+    ``(K, T, B)`` mask and the real steps ``(M, T*B)``."""
+    M, T, B = m.shape
+    kmask = np.empty((K, T, B), np.float32)
+    real = np.empty((M, T * B), np.bool_)
+    counts = np.zeros(M, np.int64)
+    for i in range(M):
+        for t in range(T):
+            for b in range(B):
+                on = m[i, t, b] > 0
+                real[i, t * B + b] = on
+                counts[i] += on
+    n = np.empty(M, np.float32)
+    for i in range(M):
+        n[i] = max(np.float32(counts[i]), np.float32(1))
+    scale = np.empty(K, np.float32)
+    for k in range(K):
+        for t in range(T):
+            for b in range(B):
+                kmask[k, t, b] = m[0 if M == 1 else k, t, b]
+        if authors:
+            scale[k] = np.float32(1)
+        else:
+            scale[k] = np.float32(1) / (np.float32(counts[0]) if shared else n[k])
+    return counts[0], n, scale, kmask, real
 
 
 class CompiledUpdate:
@@ -121,15 +173,20 @@ class CompiledUpdate:
             dt(optimizer.eps),
         )  # fmt: skip
         self._bundle = None
+        self._keys_of, self._seqs = None, None  # _table's
 
     # -- the arrays the driver reads and writes, made once (checked per update)
 
     def _arrays(self):
         fast = self.noise._fused(self.weights) if self.noise.sigma else None
-        ptrs = [p.data_ptr() for p in self.params]
         opt = self.optimizer
-        state = [*opt.square_avg, *opt.momentum_buffer]
-        key = (id(fast), ptrs, [t.data_ptr() for t in state])
+        ptr = torch.Tensor.data_ptr
+        key = (
+            id(fast),
+            *map(ptr, self.params),
+            *map(ptr, opt.square_avg),
+            *map(ptr, opt.momentum_buffer),
+        )  # fmt: skip
         if self._bundle is not None and self._bundle[0] == key:
             return self._bundle[1]
         m = self.model
@@ -184,76 +241,83 @@ class CompiledUpdate:
             "scratch": tuple(np.empty_like(a) for a in slots(clean)),
             "scratch2": tuple(np.empty_like(a) for a in slots(clean)),
             "H": H,
+            "K": K,
+            "fast": fast,
+            "w_ih": clean["weight_ih_l0"],  # the clean weights (the plan reads their shape)
+            "ones": np.ones(K, np.float32),
+            "sigma": np.float32(self.noise.sigma),
+            "work": m.weight_ih_l0.shape[1] * H,  # per batch row
         }
         self._bundle = (key, bundle)
         return bundle
 
+    def _table(self, seqs) -> sparse_input.KeyTable:
+        """The keys of ``seqs`` (the training sequences), found once per list (the table
+        checks each window's sequence objects: a list changed in place is scanned)."""
+        if self._seqs is not seqs:
+            self._keys_of, self._seqs = sparse_input.KeyTable(seqs), seqs
+        return self._keys_of
+
     # -- one update
 
-    def __call__(self, batch, x, y, mask, state, may_step: torch.Tensor):
+    def __call__(self, batch, x, y, mask, state, may_step: np.ndarray):
         """Run the update of ``batch`` (``x``, ``y``, ``mask`` its tensors, ``state`` the
-        carried state or None; ``may_step (K,)``: the members active and with a window).
-        Returns ``(nll_sum, n, loss, state, ok)`` as the old path has them after its step, or
-        None, before drawing anything, where the old path must run the whole update."""
+        carried state or None; ``may_step (K,)`` numpy bool: the members active and with a
+        window). Returns ``(nll_sum, n, loss, state, ok)`` as the old path has them after its
+        step, ``nll_sum``, ``loss`` and ``ok`` as numpy arrays (``n`` an int or a float32
+        array), or None, before drawing anything, where the old path must run the whole
+        update."""
         model = self.model
-        w_ih = model.weight_ih_l0
         if x.shape[-1] != model.in_dim or y.shape[-1] != model.head.out_dim:
             return None  # the old pass says which, in one sentence
-        keys = _keys(x, w_ih)
+        a = self._arrays()
+        window = getattr(batch, "window", None)
+        keys = _keys(x, a["w_ih"], window, window and self._table(window[0]))
         if keys is None:
             return None
-        a = self._arrays()
-        K = w_ih.shape[0]
+        K = a["K"]
         T, B = x.shape[-3:-1]
         R = T * B
         live = batch.live.tolist()
         idle = not all(live)
-        fast = self.noise._fused(self.weights) if self.noise.sigma else None
+        fast = a["fast"]
         if fast is not None:  # the draws of WeightNoise._fused_applied, in its order
             noise_stream.draw(self.noise.generators, fast, live if idle else None)
         m = mask.numpy()
-        n_np = (m > 0).sum((1, 2)).astype(np.float32) if m.ndim == 3 else int((m > 0).sum())
-        if m.ndim == 3 and not batch.shared:  # an idle member's loss is 0 over no steps
-            n_np = np.maximum(n_np, np.float32(1))
-        if self.authors:
-            scale = np.ones(K, np.float32)
-        else:
-            scale = (np.float32(1) / np.asarray(n_np, np.float32)) * np.ones(K, np.float32)
-        kmask = np.empty((K, T, B), np.float32)  # a writable copy: one driver signature
-        kmask[:] = m
-        real = (m > 0).reshape(-1, R)
-        yy = np.ascontiguousarray(y.reshape(-1, R, y.shape[-1]).numpy(), np.float32)
+        # the steps counted, the loss's scale 1/N_k, the driver's (K, T, B) mask (a writable
+        # copy: one driver signature) and the real steps, in one call
+        count, n_np, scale, kmask, real = _masks(m.reshape(-1, T, B), K, m.ndim == 2, self.authors)
+        if m.ndim == 2:  # one count for all members; an idle member's loss is 0 over no steps
+            n_np = int(count)
+        yy = np.ascontiguousarray(y.numpy().reshape(-1, R, y.shape[-1]), np.float32)
         H = a["H"]
         h0, c0 = (None, None) if state is None else state
         h0 = np.zeros((K, B, H), np.float32) if h0 is None else np.ascontiguousarray(h0.numpy())
         c0 = np.zeros((K, B, H), np.float32) if c0 is None else np.ascontiguousarray(c0.numpy())
-        opt = self.optimizer
-        lr = opt.lr.numpy()
-        steps = may_step.numpy().astype(np.bool_)
-        sigma = np.float32(self.noise.sigma)
+        lr = self.optimizer.lr.numpy()
+        steps = np.asarray(may_step, np.bool_)
         # numba's BLAS on the threads the kernels' glue picks for these per-step products
-        work = B * w_ih.shape[1] * H
         out = glue._call(
-            work,
+            B * a["work"],
             self.driver,
-            fast is not None, sigma, *a["noise"], *a["weights"], keys[0], keys[1], kmask,
+            fast is not None, a["sigma"], *a["noise"], *a["weights"], keys[0], keys[1], kmask,
             self.before, self.peephole, h0, c0, yy, real, scale, a["params"],
             a["square_avg"], a["momentum_buffer"], a["scratch"], a["scratch2"], lr, steps,
             *self.scalars, self.authors, self.clip, self.update_clip,
         )  # fmt: skip
         ok_w, rows, h_n, c_n, norms, total, stepped, grads = out
-        n = torch.from_numpy(n_np) if isinstance(n_np, np.ndarray) else n_np
         if not ok_w:  # a noisy W_ih that is not finite: the old pass on these noisy weights
-            return self._old_pass(fast, x, y, mask, state, batch.shared, may_step)
-        nll_sum = torch.from_numpy(rows).sum(1)
-        loss = nll_sum if self.authors else nll_sum / n
+            n = torch.from_numpy(n_np) if isinstance(n_np, np.ndarray) else n_np
+            return self._old_pass(fast, x, y, mask, state, batch.shared, steps, n)
+        nll_sum = torch.from_numpy(rows).sum(1).numpy()  # torch's float32 sum, as before
+        loss = nll_sum if self.authors else nll_sum / n_np
         if stepped:
-            ok = torch.from_numpy(np.isfinite(total) & np.isfinite(norms))
+            ok = np.isfinite(total) & np.isfinite(norms)
         else:  # a sum near float32's largest value: torch's own sum decides, as before
-            ok = finite_members(loss, torch.from_numpy(norms))
-            self._step(grads, a, lr, (may_step & ok).numpy())
+            ok = finite_members(torch.from_numpy(loss), torch.from_numpy(norms)).numpy()
+            self._step(grads, a, lr, steps & ok)
         new_state = (torch.from_numpy(h_n), torch.from_numpy(c_n) if self.cell == "lstm" else None)
-        return nll_sum, n, loss, new_state, ok
+        return nll_sum, n_np, loss, new_state, ok
 
     def _step(self, grads, a, lr, active) -> None:
         from rnnbench.train import compiled_driver
@@ -265,9 +329,11 @@ class CompiledUpdate:
             a["scratch2"], lr, active, *self.scalars, self.authors, self.update_clip,
         )  # fmt: skip
 
-    def _old_pass(self, fast, x, y, mask, state, shared, may_step):
+    def _old_pass(self, fast, x, y, mask, state, shared, may_step, n_steps):
         """The rest of the old update after the noise's draws and sum (the driver wrote the
-        noisy weights): the pass at those weights, clipping, the finite check, the step."""
+        noisy weights): the pass at those weights, clipping, the finite check, the step;
+        returned as :meth:`__call__` returns its results (``n_steps``, the driver's count,
+        unused: the pass counts them)."""
         self.optimizer.zero_grad()
         swap = fast["swap"] if fast is not None else []
         try:
@@ -278,9 +344,11 @@ class CompiledUpdate:
             for w, clean, _ in swap:
                 w.data = clean
         norms = clip_member_grad_norms(self.params, self.clip)
-        ok = finite_members(loss, norms)
-        self.optimizer.step(may_step & ok)
-        return nll_sum, n, loss, state, ok
+        ok = finite_members(loss, norms).numpy()
+        self.optimizer.step(torch.from_numpy(may_step & ok))
+        n = n.detach().numpy() if torch.is_tensor(n) else n
+        state = self.model.detach_state(state)
+        return nll_sum.detach().numpy(), n, loss.detach().numpy(), state, ok
 
     def warm_up(self) -> None:
         """Compile (or load) the driver with this population's argument types, on copies of
@@ -301,6 +369,8 @@ class CompiledUpdate:
         I = w_ih.shape[2]
         sparse_input._keys(np.zeros((T * B, I), np.float32), sparse_input.MAX_DENSITY)
         sparse_input._finite(np.array(w_ih))
+        sparse_input._window_keys(*(np.zeros(1, np.int64),) * 5, 0, T, B)
+        _masks(np.ones((1, T, B), np.float32), K, True, self.authors)
         sparse_input._gather_bias(
             np.array(w_ih), np.zeros(1, np.int64), np.ones((1, T * B), np.int64), np.array(b_ih)
         )

@@ -45,7 +45,10 @@ class PopulationBatch:
     I)``, ``(K, T, B, O)``, ``(K, T, B)`` with each member's own window; ``carry (K,)`` bool:
     member ``k`` continues its previous window's rows (truncated BPTT); ``live (K,)`` bool:
     member ``k`` has a window at this update (False: idle, see the module docstring);
-    ``steps``: each member's window length in steps (0 when idle).
+    ``steps``: each member's window length in steps (0 when idle); ``window``: for a shared
+    batch, ``(seqs, rows, start)``: ``x`` is the padded window from step ``start`` of the
+    sequences ``seqs[i]`` for ``i`` in ``rows`` (the compiled update finds its keys from them,
+    :class:`rnnbench.nn.sparse_input.KeyTable`), else None.
     """
 
     x: Tensor
@@ -54,6 +57,7 @@ class PopulationBatch:
     carry: Tensor
     live: Tensor
     steps: list[int]
+    window: tuple | None = None
 
     @property
     def shared(self) -> bool:
@@ -63,7 +67,7 @@ class PopulationBatch:
 
 def population_batches(seqs, configs: Sequence, epoch: int) -> Iterator[PopulationBatch]:
     """Yield the updates of ``epoch`` for members ``configs`` (one ``group_key``) on ``seqs``."""
-    seqs = list(seqs)
+    given, seqs = seqs, list(seqs)  # the list given: the compiled update keys its table on it
     cfg = configs[0]
     orders = list(dict.fromkeys(c.data_seed for c in configs))
     k = len(configs)
@@ -72,14 +76,18 @@ def population_batches(seqs, configs: Sequence, epoch: int) -> Iterator[Populati
         return iterate_batches(seqs, cfg.batch_size, seed=seed, epoch=epoch, bptt=cfg.bptt)
 
     if len(orders) == 1:
+        # every update's live and carry flags are one of these (read only: shared by batches)
+        live = torch.ones(k, dtype=torch.bool)
+        carry = {c: torch.full((k,), c) for c in (False, True)}
         for batch in windows(orders[0]):
             yield PopulationBatch(
                 x=batch.x,
                 y=batch.y,
                 mask=batch.mask,
-                carry=torch.full((k,), batch.carry),
-                live=torch.ones(k, dtype=torch.bool),
+                carry=carry[batch.carry],
+                live=live,
                 steps=[batch.x.shape[0]] * k,
+                window=(given if isinstance(given, list) else seqs, batch.index, batch.start),
             )
         return
     which = [orders.index(c.data_seed) for c in configs]

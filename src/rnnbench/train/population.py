@@ -41,11 +41,11 @@ import torch
 from rnnbench import locks as locks_
 from rnnbench.errors import RnnbenchError
 from rnnbench.nn import sparse_input
-from rnnbench.train import authors, compiled_update, halving, manual_step
+from rnnbench.train import authors, compiled_update, epoch_loop, halving, manual_step
 from rnnbench.train import checkpoint as ckpt
 from rnnbench.train.config import RunConfig
+from rnnbench.train.epoch_loop import divergence_reason  # noqa: F401  (tests import it here)
 from rnnbench.train.metrics import split_nll, split_scores
-from rnnbench.train.minibatches import carry_state, population_batches
 from rnnbench.train.protocol import (  # PopulationRMSProp: tests patch its step here
     EarlyStopping,
     PopulationRMSProp,  # noqa: F401
@@ -335,23 +335,6 @@ def diverged_after_best(epoch: int, best_epoch: int | None, why: str | None) -> 
     return f"{text}: {why}" if why else text
 
 
-def divergence_reason(loss: float, epoch: int, batch: int, steps: int) -> str:
-    """One sentence on why a member stopped at training ``batch`` of ``epoch``.
-
-    A finite loss with a non-finite gradient is float32 overflow in the backward pass: the
-    gradient grew through ``steps`` time steps faster than clipping (applied after the backward
-    pass) can help; a non-finite loss is the forward pass itself blowing up.
-    """
-    where = f"at epoch {epoch}, batch {batch}"
-    if not math.isfinite(loss):
-        return f"its training loss was not finite {where}"
-    return (
-        f"its gradient overflowed {where} while its loss ({loss:.3f}) was finite: backpropagation "
-        f"through {steps} time steps exploded past float32, so clipping after the backward pass "
-        "could not help; truncate it (--bptt) or lower the weight noise"
-    )
-
-
 def _host(t: torch.Tensor) -> np.ndarray:
     """A small per-member tensor as numpy (a view on CPU)."""
     return t.detach().cpu().numpy()
@@ -481,62 +464,24 @@ class _Population:
     # -- training
 
     def _train_epoch(self, epoch: int, bar) -> list[float | None]:
-        cfg, dev = self.cfg, self.device
-        active = torch.tensor([s == "running" for s in self.status], device=dev)
-        sums = np.zeros(self.k, np.float64)
-        steps = np.zeros(self.k, np.float64)
-        weights = self.model.weight_matrices(output=cfg.noise_output)
-        self.optimizer.scale_lr(authors.schedule(cfg, epoch))
-        state = None
-        last_shown = 0.0
-        batches = population_batches(self.dataset.split("train"), self.configs, epoch)
-        for number, batch in enumerate(batches, 1):
-            # each member's own truncated-BPTT carry, fitted to this update's rows
-            state = carry_state(state, batch.carry.to(dev), batch.x.shape[-2])
-            x, y, mask = (t.to(dev) for t in (batch.x, batch.y, batch.mask))
-            live = batch.live.to(dev)
-            idle = not bool(batch.live.all())  # a member without a window draws no noise
-            # the whole update in one numba call where it runs (rnnbench.train.compiled_update:
-            # the same numbers, its step already taken), else the pieces below
-            done = self.compiled and self.compiled(batch, x, y, mask, state, active & live)
-            if done is not None:
-                nll_sum, n, loss, state, ok = done
-            else:
-                self.optimizer.zero_grad()
-                with (
-                    self.noise.applied(weights, batch.live.tolist())
-                    if idle
-                    else self.noise.applied(weights)
-                ):  # forward and backward: manual_step (without autograd) or autograd
-                    nll_sum, n, loss, state = self.forward_backward(x, y, mask, state, batch.shared)
-                norms = clip_member_grad_norms(self.params, authors.gradient_clip(cfg))
-                ok = finite_members(loss, norms).to(dev)
-            state = self.model.detach_state(state)
-            bad = active & live & ~ok
-            if bad.any():
-                for k in torch.nonzero(bad).flatten().tolist():
-                    self.status[k] = "diverged"
-                    self.why[k] = divergence_reason(
-                        float(loss[k].detach()), epoch, number, batch.steps[k]
-                    )
-            active = active & ok
-            stepping = active & live
-            if done is None:
-                self.optimizer.step(stepping)
-            # the epoch's running NLL in float64 numpy (a few small torch ops less per update)
-            took = _host(stepping)
-            for k in took.nonzero()[0].tolist():
-                self.updates[k] += 1
-            sums += np.where(took, _host(nll_sum).astype(np.float64), 0.0)
-            steps += took * (_host(n).astype(np.float64) if torch.is_tensor(n) else float(n))
-            if bar is not None and time.monotonic() - last_shown > 0.5:
-                last_shown = time.monotonic()
-                live_nll = (sums / np.maximum(steps, 1))[steps > 0]
-                if live_nll.size:
-                    bar.set_postfix_str(f"epoch {epoch} train {live_nll.min():.3f}")
-            if not took.any() and not bool(active.any()):
-                break
-        return [_clean(float(sums[k] / steps[k])) if steps[k] > 0 else None for k in range(self.k)]
+        """One pass over the training batches (:func:`rnnbench.train.epoch_loop.train_epoch`);
+        each member's mean training NLL of the epoch, None where it took no step."""
+        return epoch_loop.train_epoch(self, epoch, bar)
+
+    def _old_update(self, batch, x, y, mask, state, weights, idle):
+        """An update's pieces before the step where the compiled update does not run: the
+        weight noise around the pass, clipping, the finite check: ``(nll_sum, n, loss,
+        state, ok)`` (``ok`` a numpy bool array; :mod:`rnnbench.train.epoch_loop` steps)."""
+        self.optimizer.zero_grad()
+        with (
+            self.noise.applied(weights, batch.live.tolist())
+            if idle
+            else self.noise.applied(weights)
+        ):  # forward and backward: manual_step (without autograd) or autograd
+            nll_sum, n, loss, state = self.forward_backward(x, y, mask, state, batch.shared)
+        norms = clip_member_grad_norms(self.params, authors.gradient_clip(self.cfg))
+        ok = _host(finite_members(loss, norms)).astype(np.bool_)
+        return nll_sum, n, loss, self.model.detach_state(state), ok
 
     def run(self, on_epoch: OnEpoch | None, bar, ids: list[int]) -> list[dict]:
         """Train epochs until a member stops training; return every member's saved state."""
