@@ -77,15 +77,28 @@ _jit = numba.njit(cache=True, nogil=True, error_model="numpy")
 
 
 @_jit
-def _front(noise_on, sigma, clean, noise, offsets, noisy, w_ih, b_ih, keys, ends, T, B):
-    """The noisy weights, then ``xi (K, T, B, GH)`` by the gather; ``ok`` False (and nothing
-    gathered) when the weights the gather reads are not finite."""
+def _front(noise_on, sigma, clean, noise, offsets, noisy, w_ih):
+    """The noisy weights; False when the weights the gather reads are not finite (then
+    nothing is gathered and the caller runs the old pass)."""
     if noise_on:
         fused_noise._noisy(clean, noise, offsets, sigma, noisy)
-    if not sparse_input._finite(w_ih):
-        return False, np.empty((0, 0, 0, 0), np.float32)
-    xw = sparse_input._gather_bias(w_ih, keys, ends, b_ih)
-    return True, xw.reshape(xw.shape[0], T, B, xw.shape[2])
+    return sparse_input._finite(w_ih)
+
+
+@_jit
+def _member_keys(keys, ends, k):
+    """Member ``k``'s part of the gather's plan, as a one-member plan: ``ends (1, F)`` or
+    ``(K, F)`` (each member its own keys, one after another in ``keys``)."""
+    if ends.shape[0] == 1:
+        return keys, ends
+    start = 0 if k == 0 else ends[k - 1, ends.shape[1] - 1]
+    return keys[start:], (ends[k] - start).reshape(1, ends.shape[1])
+
+
+@_jit
+def _one(a, k):
+    """Member ``k`` of a per-member array, or the shared one (first dimension 1)."""
+    return a[0 if a.shape[0] == 1 else k].reshape((1,) + a.shape[1:])
 
 
 @_jit
@@ -191,6 +204,55 @@ def _stopped(params):
 
 
 @_jit
+def _gather(w_ih, b_ih, keys, ends, k, T, B):
+    """Member ``k``'s ``xi (1, T, B, GH)`` by the gather, and its part of the plan."""
+    kk, ee = _member_keys(keys, ends, k)
+    xw = sparse_input._gather_bias(_one(w_ih, k), kk, ee, _one(b_ih, k))
+    return xw.reshape(1, T, B, xw.shape[2]), kk, ee
+
+
+@_jit
+def _scale(scale, k):
+    """``s_k`` as a one-member array."""
+    s = np.empty(1, np.float32)
+    s[0] = scale[k]
+    return s
+
+
+@_jit
+def _store(k, d_xw, kk, ee, I, d_w_hh, d_b_hh, d_w_out, d_b_out, g_ih, g_hh, g_bih, g_bhh,
+           g_out, g_bout):  # fmt: skip
+    """Member ``k``'s gradients, the gather's transpose first, into the members' arrays."""
+    T, B, GH = d_xw.shape[1], d_xw.shape[2], d_xw.shape[3]
+    d_w_ih, d_b_ih = sparse_input._scatter_bias(d_xw.reshape(1, T * B, GH), kk, ee, I)
+    g_ih[k] = d_w_ih.reshape(-1)
+    g_hh[k] = d_w_hh.reshape(-1)
+    g_bih[k] = d_b_ih[0]
+    g_bhh[k] = d_b_hh[0]
+    g_out[k] = d_w_out.reshape(-1)
+    g_bout[k] = d_b_out[0]
+
+
+@_jit
+def _gradients(K, w_ih, w_hh, w_out):
+    """Empty arrays for the members' gradients of ``W_ih, W_hh, b_ih, b_hh, W_out, b_out``."""
+    GH, I = w_ih.shape[1], w_ih.shape[2]
+    G, H = w_hh.shape[1], w_hh.shape[2]
+    D = w_out.shape[1]
+    f = np.float32
+    return (np.empty((K, GH * I), f), np.empty((K, G * H), f), np.empty((K, GH), f),
+            np.empty((K, G), f), np.empty((K, D * H), f), np.empty((K, D), f))  # fmt: skip
+
+
+# The drivers run the passes member by member: a member's gather, forward kernel, head,
+# backward kernel and the gather's transpose, then the next member's. Each kernel computes
+# every member alone, so this is the arithmetic of one call over all members, in another
+# order of the members; a member's arrays (about 0.6 MB at JSB's sizes against 6 MB for a
+# population of 10) stay in cache from its forward to its backward
+# (`benchmarks/member_step.py`).
+
+
+@_jit
 def lstm_update(noise_on, sigma, clean, noise, offsets, noisy, w_ih, b_ih, w_hh, b_hh, w_ch,
                 w_out, b_out, keys, ends, mask, before, peephole, h0, c0, y, real, scale, params,
                 square_avg, momentum_buffer, new_v, new_u, lr, steps, decay, rest, mu, eps,
@@ -199,23 +261,32 @@ def lstm_update(noise_on, sigma, clean, noise, offsets, noisy, w_ih, b_ih, w_hh,
     grads)``; ``ok`` False: the gather's weights were not finite, nothing ran after the
     noise; ``stepped`` False: the finite check is the caller's, and then :func:`step`."""
     K, T, B = mask.shape
-    I = w_ih.shape[2]
-    ok, xw = _front(noise_on, sigma, clean, noise, offsets, noisy, w_ih, b_ih, keys, ends, T, B)
-    if not ok:
+    I, H = w_ih.shape[2], w_hh.shape[2]
+    if not _front(noise_on, sigma, clean, noise, offsets, noisy, w_ih):
         return _stopped(params)
-    out, h_n, c_n, hs, cs, acts = lstm_forward(xw, w_hh, b_hh, w_ch, peephole, mask, h0, c0)
-    rows, d_out, d_w_out, d_b_out = _head(out, w_out, b_out, y, real, scale)
-    zero = np.zeros(h0.shape, np.float32)
-    d_xw, d_w_hh, d_b_hh, _, _, d_v = lstm_backward(
-        d_out, zero, zero, w_hh, w_ch, peephole, mask, hs, cs, acts
-    )
-    GH = d_xw.shape[3]
-    d_w_ih, d_b_ih = sparse_input._scatter_bias(d_xw.reshape(K, T * B, GH), keys, ends, I)
-    d_ch = d_v.reshape(K, -1) if peephole else np.zeros((K, 0), np.float32)
-    grads = (
-        d_w_ih.reshape(K, -1), d_w_hh.reshape(K, -1), d_b_ih, d_b_hh, d_ch,
-        d_w_out.reshape(K, -1), d_b_out,
-    )  # fmt: skip
+    rows = np.empty((K, T * B), np.float32)
+    h_n = np.empty((K, B, H), np.float32)
+    c_n = np.empty((K, B, H), np.float32)
+    g_ih, g_hh, g_bih, g_bhh, g_out, g_bout = _gradients(K, w_ih, w_hh, w_out)
+    d_ch = np.zeros((K, 3 * H if peephole else 0), np.float32)
+    zero = np.zeros((1, B, H), np.float32)
+    for k in range(K):
+        xw, kk, ee = _gather(w_ih, b_ih, keys, ends, k, T, B)
+        w_k, b_k, v_k, m_k = _one(w_hh, k), _one(b_hh, k), _one(w_ch, k), _one(mask, k)
+        out, hn, cn, hs, cs, acts = lstm_forward(xw, w_k, b_k, v_k, peephole, m_k, _one(h0, k),
+                                                 _one(c0, k))  # fmt: skip
+        r, d_out, d_w_out, d_b_out = _head(out, _one(w_out, k), _one(b_out, k), _one(y, k),
+                                           _one(real, k), _scale(scale, k))  # fmt: skip
+        d_xw, d_w_hh, d_b_hh, _, _, d_v = lstm_backward(d_out, zero, zero, w_k, v_k, peephole,
+                                                        m_k, hs, cs, acts)  # fmt: skip
+        rows[k] = r[0]
+        h_n[k] = hn[0]
+        c_n[k] = cn[0]
+        if peephole:
+            d_ch[k] = d_v.reshape(-1)
+        _store(k, d_xw, kk, ee, I, d_w_hh, d_b_hh, d_w_out, d_b_out, g_ih, g_hh, g_bih, g_bhh,
+               g_out, g_bout)  # fmt: skip
+    grads = (g_ih, g_hh, g_bih, g_bhh, d_ch, g_out, g_bout)
     norms, total, stepped = _finish(grads, rows, params, square_avg, momentum_buffer, new_v,
                                     new_u, lr, steps, decay, rest, mu, eps, authors, grad_clip,
                                     update_clip)  # fmt: skip
@@ -223,18 +294,10 @@ def lstm_update(noise_on, sigma, clean, noise, offsets, noisy, w_ih, b_ih, w_hh,
 
 
 @_jit
-def _tail(d_xw, d_w_hh, d_b_hh, d_w_out, d_b_out, keys, ends, I, rows, h_n, params, square_avg,
-          momentum_buffer, new_v, new_u, lr, steps, decay, rest, mu, eps, authors, grad_clip,
-          update_clip):  # fmt: skip
-    """The GRU's and the tanh RNN's update after their backward kernel: the gather's
-    transpose, the norms, clipping, finite check and step (:func:`_finish`), the driver's
-    return value (no cell state)."""
-    K, T, B, GH = d_xw.shape
-    d_w_ih, d_b_ih = sparse_input._scatter_bias(d_xw.reshape(K, T * B, GH), keys, ends, I)
-    grads = (
-        d_w_ih.reshape(K, -1), d_w_hh.reshape(K, -1), d_b_ih, d_b_hh,
-        d_w_out.reshape(K, -1), d_b_out,
-    )  # fmt: skip
+def _tail(rows, h_n, grads, params, square_avg, momentum_buffer, new_v, new_u, lr, steps,
+          decay, rest, mu, eps, authors, grad_clip, update_clip):  # fmt: skip
+    """The GRU's and the tanh RNN's update after their passes: the norms, clipping, finite
+    check and step (:func:`_finish`), the driver's return value (no cell state)."""
     norms, total, stepped = _finish(grads, rows, params, square_avg, momentum_buffer, new_v,
                                     new_u, lr, steps, decay, rest, mu, eps, authors, grad_clip,
                                     update_clip)  # fmt: skip
@@ -249,17 +312,27 @@ def gru_update(noise_on, sigma, clean, noise, offsets, noisy, w_ih, b_ih, w_hh, 
     """The GRU's update (:func:`lstm_update`'s arguments; ``w_ch``, ``peephole``, ``c0``
     unused)."""
     K, T, B = mask.shape
-    I = w_ih.shape[2]
-    ok, xw = _front(noise_on, sigma, clean, noise, offsets, noisy, w_ih, b_ih, keys, ends, T, B)
-    if not ok:
+    I, H = w_ih.shape[2], w_hh.shape[2]
+    if not _front(noise_on, sigma, clean, noise, offsets, noisy, w_ih):
         return _stopped(params)
-    out, h_n, hs, acts, aux = gru_forward(xw, w_hh, b_hh, before, mask, h0)
-    rows, d_out, d_w_out, d_b_out = _head(out, w_out, b_out, y, real, scale)
-    zero = np.zeros(h0.shape, np.float32)
-    d_xw, d_w_hh, d_b_hh, _ = gru_backward(d_out, zero, w_hh, before, mask, hs, acts, aux)
-    return _tail(d_xw, d_w_hh, d_b_hh, d_w_out, d_b_out, keys, ends, I, rows, h_n, params,
-                 square_avg, momentum_buffer, new_v, new_u, lr, steps, decay, rest, mu, eps,
-                 authors, grad_clip, update_clip)  # fmt: skip
+    rows = np.empty((K, T * B), np.float32)
+    h_n = np.empty((K, B, H), np.float32)
+    g_ih, g_hh, g_bih, g_bhh, g_out, g_bout = _gradients(K, w_ih, w_hh, w_out)
+    zero = np.zeros((1, B, H), np.float32)
+    for k in range(K):
+        xw, kk, ee = _gather(w_ih, b_ih, keys, ends, k, T, B)
+        w_k, b_k, m_k = _one(w_hh, k), _one(b_hh, k), _one(mask, k)
+        out, hn, hs, acts, aux = gru_forward(xw, w_k, b_k, before, m_k, _one(h0, k))
+        r, d_out, d_w_out, d_b_out = _head(out, _one(w_out, k), _one(b_out, k), _one(y, k),
+                                           _one(real, k), _scale(scale, k))  # fmt: skip
+        d_xw, d_w_hh, d_b_hh, _ = gru_backward(d_out, zero, w_k, before, m_k, hs, acts, aux)
+        rows[k] = r[0]
+        h_n[k] = hn[0]
+        _store(k, d_xw, kk, ee, I, d_w_hh, d_b_hh, d_w_out, d_b_out, g_ih, g_hh, g_bih, g_bhh,
+               g_out, g_bout)  # fmt: skip
+    return _tail(rows, h_n, (g_ih, g_hh, g_bih, g_bhh, g_out, g_bout), params, square_avg,
+                 momentum_buffer, new_v, new_u, lr, steps, decay, rest, mu, eps, authors,
+                 grad_clip, update_clip)  # fmt: skip
 
 
 @_jit
@@ -269,17 +342,27 @@ def tanh_update(noise_on, sigma, clean, noise, offsets, noisy, w_ih, b_ih, w_hh,
                 authors, grad_clip, update_clip):  # fmt: skip
     """The tanh RNN's update (:func:`gru_update`'s arguments; ``before`` unused too)."""
     K, T, B = mask.shape
-    I = w_ih.shape[2]
-    ok, xw = _front(noise_on, sigma, clean, noise, offsets, noisy, w_ih, b_ih, keys, ends, T, B)
-    if not ok:
+    I, H = w_ih.shape[2], w_hh.shape[2]
+    if not _front(noise_on, sigma, clean, noise, offsets, noisy, w_ih):
         return _stopped(params)
-    out, h_n, hs = tanh_forward(xw, w_hh, b_hh, mask, h0)
-    rows, d_out, d_w_out, d_b_out = _head(out, w_out, b_out, y, real, scale)
-    zero = np.zeros(h0.shape, np.float32)
-    d_xw, d_w_hh, d_b_hh, _ = tanh_backward(d_out, zero, w_hh, mask, out, hs)
-    return _tail(d_xw, d_w_hh, d_b_hh, d_w_out, d_b_out, keys, ends, I, rows, h_n, params,
-                 square_avg, momentum_buffer, new_v, new_u, lr, steps, decay, rest, mu, eps,
-                 authors, grad_clip, update_clip)  # fmt: skip
+    rows = np.empty((K, T * B), np.float32)
+    h_n = np.empty((K, B, H), np.float32)
+    g_ih, g_hh, g_bih, g_bhh, g_out, g_bout = _gradients(K, w_ih, w_hh, w_out)
+    zero = np.zeros((1, B, H), np.float32)
+    for k in range(K):
+        xw, kk, ee = _gather(w_ih, b_ih, keys, ends, k, T, B)
+        w_k, b_k, m_k = _one(w_hh, k), _one(b_hh, k), _one(mask, k)
+        out, hn, hs = tanh_forward(xw, w_k, b_k, m_k, _one(h0, k))
+        r, d_out, d_w_out, d_b_out = _head(out, _one(w_out, k), _one(b_out, k), _one(y, k),
+                                           _one(real, k), _scale(scale, k))  # fmt: skip
+        d_xw, d_w_hh, d_b_hh, _ = tanh_backward(d_out, zero, w_k, m_k, out, hs)
+        rows[k] = r[0]
+        h_n[k] = hn[0]
+        _store(k, d_xw, kk, ee, I, d_w_hh, d_b_hh, d_w_out, d_b_out, g_ih, g_hh, g_bih, g_bhh,
+               g_out, g_bout)  # fmt: skip
+    return _tail(rows, h_n, (g_ih, g_hh, g_bih, g_bhh, g_out, g_bout), params, square_avg,
+                 momentum_buffer, new_v, new_u, lr, steps, decay, rest, mu, eps, authors,
+                 grad_clip, update_clip)  # fmt: skip
 
 
 DRIVERS = {"lstm": lstm_update, "gru": gru_update, "tanh": tanh_update}
