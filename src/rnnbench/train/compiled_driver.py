@@ -1,7 +1,8 @@
 r"""The numba drivers of :mod:`rnnbench.train.compiled_update`: one ``@njit`` call per update.
 
 Each driver (:func:`lstm_update`, :func:`gru_update`, :func:`tanh_update`) calls the existing
-kernels in the old path's order, with the old path's arguments:
+kernels with the old path's arguments, the passes member by member (each kernel on one member:
+the same arithmetic as one call over all members):
 
 .. math::
     \tilde W = \mathrm{fma}(n, \sigma, W), \quad

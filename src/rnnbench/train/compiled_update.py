@@ -5,7 +5,7 @@ The population trainer (:mod:`rnnbench.train.population`) runs an update as the 
 (:class:`~rnnbench.train.manual_step.ManualPass`), the per-member clipping, the finite check
 and the optimiser's step: about ten numba kernels with Python and torch between them, which
 on the paper's small models cost about as much as the kernels. For the models where all of
-it is numba already, :class:`CompiledUpdate` runs the same kernels, in the same order, from
+it is numba already, :class:`CompiledUpdate` runs the same kernels, on the same numbers, from
 one ``@njit`` driver per cell (:mod:`rnnbench.train.compiled_driver`):
 
 1. the weight noise's draws, the numbers of ``normal_(generator=g_k)`` per member as
@@ -15,7 +15,8 @@ one ``@njit`` driver per cell (:mod:`rnnbench.train.compiled_driver`):
 2. :math:`\xi = \tilde W_{ih} x + b_{ih}` by the sparse gather, the recurrent forward kernel,
    the Bernoulli head's NLL and gradient (:func:`rnnbench.nn.kernels.bernoulli.head_pass`,
    with :math:`s_k = 1/N_k` or 1), the recurrent backward kernel and the gather's transpose,
-   as :class:`ManualPass` runs them, at the noisy weights;
+   as :class:`ManualPass` runs them, at the noisy weights, member by member (a member's
+   arrays stay in cache from its forward to its backward);
 3. the member's gradient norm :math:`\lVert g_k \rVert` (float64), its rescaling to the
    clip, the finite check of :math:`S_k = \sum_r \mathrm{nll}_r` and of the norm, and the
    optimiser's step (:func:`rnnbench.train.fused.rmsprop_step` or ``authors_step``) on the
