@@ -4,7 +4,7 @@ numba alone would keep an LSTM kernel compiled against an old common.py."""
 from pathlib import Path
 
 import rnnbench.nn.kernels.common as common
-from rnnbench.nn.kernels.cache import STAMP, drop_stale, source_digest
+from rnnbench.nn.kernels.cache import STAMP, drop_stale, drop_stale_module, source_digest
 
 
 def _cached(folder: Path) -> list[str]:
@@ -45,3 +45,46 @@ def test_the_installed_kernels_are_stamped_with_their_sources():
     folder = Path(common.__file__).parent
     stamp = folder / "__pycache__" / STAMP
     assert stamp.read_text().strip() == source_digest(folder)
+
+
+def test_a_driver_module_drops_only_its_own_cache_when_a_source_it_inlines_changes(tmp_path):
+    """``drop_stale_module`` (the training drivers): a change in any listed source, another
+    folder's included, drops that module's cached functions and no other module's."""
+    kernels = tmp_path / "kernels"
+    kernels.mkdir()
+    (kernels / "lstm.py").write_text("def forward(): return 1\n")
+    (tmp_path / "driver.py").write_text("from kernels.lstm import forward\n")
+    cache_dir = tmp_path / "__pycache__"
+    cache_dir.mkdir()
+    sources = [kernels / "lstm.py", tmp_path / "driver.py"]
+
+    def fake():
+        for name in ("driver.update-10.py311.nbi", "driver.update-10.py311.1.nbc"):
+            (cache_dir / name).write_bytes(b"compiled")
+        (cache_dir / "other.step-3.py311.nbi").write_bytes(b"compiled")
+
+    fake()
+    drop_stale_module("driver", tmp_path, sources, "driver.sha256")  # no stamp yet
+    assert _cached(tmp_path) == ["other.step-3.py311.nbi"]
+    fake()
+    drop_stale_module("driver", tmp_path, sources, "driver.sha256")  # same sources
+    assert len(_cached(tmp_path)) == 3
+    (kernels / "lstm.py").write_text("def forward(): return 2\n")  # an inlined kernel
+    drop_stale_module("driver", tmp_path, sources, "driver.sha256")
+    assert _cached(tmp_path) == ["other.step-3.py311.nbi"]
+    cache_dir.rename(tmp_path / "moved")
+    (tmp_path / "__pycache__").write_text("not a folder")  # cannot be written: no error
+    drop_stale_module("driver", tmp_path, sources, "driver.sha256")
+
+
+def test_the_installed_drivers_are_stamped_with_their_sources():
+    import hashlib
+
+    from rnnbench.train import compiled_driver, compiled_eval
+
+    for module in (compiled_driver, compiled_eval):
+        h = hashlib.sha256()
+        for path in module._SOURCES:
+            h.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
+        stamp = Path(module.__file__).parent / "__pycache__" / module.STAMP
+        assert stamp.read_text().strip() == h.hexdigest()

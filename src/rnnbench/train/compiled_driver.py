@@ -25,11 +25,12 @@ code: :func:`_drop_stale` deletes the drivers' cached files when any of those so
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 import numba
 import numpy as np
+
+from rnnbench.nn.kernels import cache
 
 _HERE = Path(__file__).parent
 _SOURCES = (
@@ -44,23 +45,7 @@ STAMP = "rnnbench-driver.sha256"
 
 def _drop_stale() -> None:
     """Delete this module's cached drivers when any source they compile in has changed."""
-    cache = _HERE / "__pycache__"
-    try:
-        h = hashlib.sha256()
-        for path in _SOURCES:
-            h.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
-        digest = h.hexdigest()
-        stamp = cache / STAMP
-        if stamp.is_file() and stamp.read_text().strip() == digest:
-            return
-        for path in [*cache.glob(f"{__name__.rsplit('.', 1)[-1]}.*.nb[ic]")]:
-            path.unlink(missing_ok=True)
-        cache.mkdir(exist_ok=True)
-        tmp = cache / f".{STAMP}.{id(h)}.tmp"
-        tmp.write_text(digest + "\n")
-        tmp.replace(stamp)
-    except OSError:  # a read-only install: numba's own check remains
-        return
+    cache.drop_stale_module(__name__.rsplit(".", 1)[-1], _HERE, _SOURCES, STAMP)
 
 
 _drop_stale()

@@ -43,7 +43,6 @@ a tracer or transform watching.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 from collections import OrderedDict
 from collections.abc import Iterator
 from pathlib import Path
@@ -51,6 +50,8 @@ from pathlib import Path
 import numba
 import numpy as np
 import torch
+
+from rnnbench.nn.kernels import cache
 
 _HERE = Path(__file__).parent
 _SOURCES = (
@@ -64,23 +65,7 @@ STAMP = "rnnbench-eval.sha256"
 def _drop_stale() -> None:
     """Delete this module's cached drivers when a source they compile in has changed (numba
     keys a cached function on its own file only; as ``compiled_driver`` does)."""
-    cache = _HERE / "__pycache__"
-    try:
-        h = hashlib.sha256()
-        for path in _SOURCES:
-            h.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
-        digest = h.hexdigest()
-        stamp = cache / STAMP
-        if stamp.is_file() and stamp.read_text().strip() == digest:
-            return
-        for path in cache.glob(f"{__name__.rsplit('.', 1)[-1]}.*.nb[ic]"):
-            path.unlink(missing_ok=True)
-        cache.mkdir(exist_ok=True)
-        tmp = cache / f".{STAMP}.{id(h)}.tmp"
-        tmp.write_text(digest + "\n")
-        tmp.replace(stamp)
-    except OSError:  # a read-only install: numba's own check remains
-        return
+    cache.drop_stale_module(__name__.rsplit(".", 1)[-1], _HERE, _SOURCES, STAMP)
 
 
 _drop_stale()

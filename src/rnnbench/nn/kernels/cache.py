@@ -18,7 +18,7 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
-__all__ = ["STAMP", "drop_stale", "source_digest"]
+__all__ = ["STAMP", "drop_stale", "drop_stale_module", "source_digest"]
 
 STAMP = "rnnbench-kernels.sha256"
 
@@ -50,3 +50,28 @@ def drop_stale(folder: Path) -> bool:
         return bool(stale)
     except OSError:  # read-only install or a race with another process: numba's check remains
         return False
+
+
+def drop_stale_module(module: str, folder: Path, sources, stamp: str) -> None:
+    """:func:`drop_stale` for one module whose cached functions inline code of other files
+    (the training drivers, ``rnnbench.train.compiled_driver`` and ``compiled_eval``): hash
+    ``sources`` (names and contents, in the order given) and, when the digest differs from
+    ``folder/__pycache__/stamp``, delete that module's cached functions (``module.*.nbi``,
+    ``module.*.nbc``, ``module`` the module's last name) and stamp the digest."""
+    cache = Path(folder) / "__pycache__"
+    try:
+        h = hashlib.sha256()
+        for path in sources:
+            h.update(Path(path).name.encode() + b"\0" + Path(path).read_bytes() + b"\0")
+        digest = h.hexdigest()
+        mark = cache / stamp
+        if mark.is_file() and mark.read_text().strip() == digest:
+            return
+        for path in [*cache.glob(f"{module}.*.nb[ic]")]:
+            path.unlink(missing_ok=True)
+        cache.mkdir(exist_ok=True)
+        tmp = cache / f".{stamp}.{id(h)}.tmp"
+        tmp.write_text(digest + "\n")
+        tmp.replace(mark)
+    except OSError:  # a read-only install: numba's own check remains
+        return
