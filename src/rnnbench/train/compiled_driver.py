@@ -230,6 +230,21 @@ def _gradients(K, w_ih, w_hh, w_out):
             np.empty((K, G), f), np.empty((K, D * H), f), np.empty((K, D), f))  # fmt: skip
 
 
+@_jit
+def _member_head(out, w_out, b_out, y, real, scale, k):
+    """Member ``k``'s head (:func:`_head` on its slices)."""
+    return _head(out, _one(w_out, k), _one(b_out, k), _one(y, k), _one(real, k), _scale(scale, k))
+
+
+@_jit
+def _outputs(K, T, B, w_ih, w_hh, w_out):
+    """The members' per-step NLLs, last states, gradients and a zero state, made empty."""
+    H = w_hh.shape[2]
+    rows = np.empty((K, T * B), np.float32)
+    h_n = np.empty((K, B, H), np.float32)
+    return rows, h_n, _gradients(K, w_ih, w_hh, w_out), np.zeros((1, B, H), np.float32)
+
+
 # The drivers run the passes member by member: a member's gather, forward kernel, head,
 # backward kernel and the gather's transpose, then the next member's. Each kernel computes
 # every member alone, so this is the arithmetic of one call over all members, in another
@@ -261,8 +276,7 @@ def lstm_update(noise_on, sigma, clean, noise, offsets, noisy, w_ih, b_ih, w_hh,
         w_k, b_k, v_k, m_k = _one(w_hh, k), _one(b_hh, k), _one(w_ch, k), _one(mask, k)
         out, hn, cn, hs, cs, acts = lstm_forward(xw, w_k, b_k, v_k, peephole, m_k, _one(h0, k),
                                                  _one(c0, k))  # fmt: skip
-        r, d_out, d_w_out, d_b_out = _head(out, _one(w_out, k), _one(b_out, k), _one(y, k),
-                                           _one(real, k), _scale(scale, k))  # fmt: skip
+        r, d_out, d_w_out, d_b_out = _member_head(out, w_out, b_out, y, real, scale, k)
         d_xw, d_w_hh, d_b_hh, _, _, d_v = lstm_backward(d_out, zero, zero, w_k, v_k, peephole,
                                                         m_k, hs, cs, acts)  # fmt: skip
         rows[k] = r[0]
@@ -298,27 +312,23 @@ def gru_update(noise_on, sigma, clean, noise, offsets, noisy, w_ih, b_ih, w_hh, 
     """The GRU's update (:func:`lstm_update`'s arguments; ``w_ch``, ``peephole``, ``c0``
     unused)."""
     K, T, B = mask.shape
-    I, H = w_ih.shape[2], w_hh.shape[2]
+    I = w_ih.shape[2]
     if not _front(noise_on, sigma, clean, noise, offsets, noisy, w_ih):
         return _stopped(params)
-    rows = np.empty((K, T * B), np.float32)
-    h_n = np.empty((K, B, H), np.float32)
-    g_ih, g_hh, g_bih, g_bhh, g_out, g_bout = _gradients(K, w_ih, w_hh, w_out)
-    zero = np.zeros((1, B, H), np.float32)
+    rows, h_n, grads, zero = _outputs(K, T, B, w_ih, w_hh, w_out)
+    g_ih, g_hh, g_bih, g_bhh, g_out, g_bout = grads
     for k in range(K):
         xw, kk, ee = _gather(w_ih, b_ih, keys, ends, k, T, B)
         w_k, b_k, m_k = _one(w_hh, k), _one(b_hh, k), _one(mask, k)
         out, hn, hs, acts, aux = gru_forward(xw, w_k, b_k, before, m_k, _one(h0, k))
-        r, d_out, d_w_out, d_b_out = _head(out, _one(w_out, k), _one(b_out, k), _one(y, k),
-                                           _one(real, k), _scale(scale, k))  # fmt: skip
+        r, d_out, d_w_out, d_b_out = _member_head(out, w_out, b_out, y, real, scale, k)
         d_xw, d_w_hh, d_b_hh, _ = gru_backward(d_out, zero, w_k, before, m_k, hs, acts, aux)
         rows[k] = r[0]
         h_n[k] = hn[0]
         _store(k, d_xw, kk, ee, I, d_w_hh, d_b_hh, d_w_out, d_b_out, g_ih, g_hh, g_bih, g_bhh,
                g_out, g_bout)  # fmt: skip
-    return _tail(rows, h_n, (g_ih, g_hh, g_bih, g_bhh, g_out, g_bout), params, square_avg,
-                 momentum_buffer, new_v, new_u, lr, steps, decay, rest, mu, eps, authors,
-                 grad_clip, update_clip)  # fmt: skip
+    return _tail(rows, h_n, grads, params, square_avg, momentum_buffer, new_v, new_u, lr, steps,
+                 decay, rest, mu, eps, authors, grad_clip, update_clip)  # fmt: skip
 
 
 @_jit
@@ -328,27 +338,23 @@ def tanh_update(noise_on, sigma, clean, noise, offsets, noisy, w_ih, b_ih, w_hh,
                 authors, grad_clip, update_clip):  # fmt: skip
     """The tanh RNN's update (:func:`gru_update`'s arguments; ``before`` unused too)."""
     K, T, B = mask.shape
-    I, H = w_ih.shape[2], w_hh.shape[2]
+    I = w_ih.shape[2]
     if not _front(noise_on, sigma, clean, noise, offsets, noisy, w_ih):
         return _stopped(params)
-    rows = np.empty((K, T * B), np.float32)
-    h_n = np.empty((K, B, H), np.float32)
-    g_ih, g_hh, g_bih, g_bhh, g_out, g_bout = _gradients(K, w_ih, w_hh, w_out)
-    zero = np.zeros((1, B, H), np.float32)
+    rows, h_n, grads, zero = _outputs(K, T, B, w_ih, w_hh, w_out)
+    g_ih, g_hh, g_bih, g_bhh, g_out, g_bout = grads
     for k in range(K):
         xw, kk, ee = _gather(w_ih, b_ih, keys, ends, k, T, B)
         w_k, b_k, m_k = _one(w_hh, k), _one(b_hh, k), _one(mask, k)
         out, hn, hs = tanh_forward(xw, w_k, b_k, m_k, _one(h0, k))
-        r, d_out, d_w_out, d_b_out = _head(out, _one(w_out, k), _one(b_out, k), _one(y, k),
-                                           _one(real, k), _scale(scale, k))  # fmt: skip
+        r, d_out, d_w_out, d_b_out = _member_head(out, w_out, b_out, y, real, scale, k)
         d_xw, d_w_hh, d_b_hh, _ = tanh_backward(d_out, zero, w_k, m_k, out, hs)
         rows[k] = r[0]
         h_n[k] = hn[0]
         _store(k, d_xw, kk, ee, I, d_w_hh, d_b_hh, d_w_out, d_b_out, g_ih, g_hh, g_bih, g_bhh,
                g_out, g_bout)  # fmt: skip
-    return _tail(rows, h_n, (g_ih, g_hh, g_bih, g_bhh, g_out, g_bout), params, square_avg,
-                 momentum_buffer, new_v, new_u, lr, steps, decay, rest, mu, eps, authors,
-                 grad_clip, update_clip)  # fmt: skip
+    return _tail(rows, h_n, grads, params, square_avg, momentum_buffer, new_v, new_u, lr, steps,
+                 decay, rest, mu, eps, authors, grad_clip, update_clip)  # fmt: skip
 
 
 DRIVERS = {"lstm": lstm_update, "gru": gru_update, "tanh": tanh_update}
