@@ -206,9 +206,11 @@ def _scale(scale, k):
 
 
 @_jit
-def _store(k, d_xw, kk, ee, I, d_w_hh, d_b_hh, d_w_out, d_b_out, g_ih, g_hh, g_bih, g_bhh,
-           g_out, g_bout):  # fmt: skip
-    """Member ``k``'s gradients, the gather's transpose first, into the members' arrays."""
+def _store(k, d_xw, kk, ee, I, d_w_hh, d_b_hh, d_w_out, d_b_out, grads, r, rows, hn, h_n):
+    """Member ``k``'s results into the members' arrays: its per-step NLLs ``r``, last state
+    ``hn`` and gradients (``grads``: :func:`_gradients`' arrays), the gather's transpose
+    first."""
+    g_ih, g_hh, g_bih, g_bhh, g_out, g_bout = grads
     T, B, GH = d_xw.shape[1], d_xw.shape[2], d_xw.shape[3]
     d_w_ih, d_b_ih = sparse_input._scatter_bias(d_xw.reshape(1, T * B, GH), kk, ee, I)
     g_ih[k] = d_w_ih.reshape(-1)
@@ -217,6 +219,8 @@ def _store(k, d_xw, kk, ee, I, d_w_hh, d_b_hh, d_w_out, d_b_out, g_ih, g_hh, g_b
     g_bhh[k] = d_b_hh[0]
     g_out[k] = d_w_out.reshape(-1)
     g_bout[k] = d_b_out[0]
+    rows[k] = r[0]
+    h_n[k] = hn[0]
 
 
 @_jit
@@ -265,12 +269,9 @@ def lstm_update(noise_on, sigma, clean, noise, offsets, noisy, w_ih, b_ih, w_hh,
     I, H = w_ih.shape[2], w_hh.shape[2]
     if not _front(noise_on, sigma, clean, noise, offsets, noisy, w_ih):
         return _stopped(params)
-    rows = np.empty((K, T * B), np.float32)
-    h_n = np.empty((K, B, H), np.float32)
+    rows, h_n, g6, zero = _outputs(K, T, B, w_ih, w_hh, w_out)
     c_n = np.empty((K, B, H), np.float32)
-    g_ih, g_hh, g_bih, g_bhh, g_out, g_bout = _gradients(K, w_ih, w_hh, w_out)
     d_ch = np.zeros((K, 3 * H if peephole else 0), np.float32)
-    zero = np.zeros((1, B, H), np.float32)
     for k in range(K):
         xw, kk, ee = _gather(w_ih, b_ih, keys, ends, k, T, B)
         w_k, b_k, v_k, m_k = _one(w_hh, k), _one(b_hh, k), _one(w_ch, k), _one(mask, k)
@@ -279,13 +280,11 @@ def lstm_update(noise_on, sigma, clean, noise, offsets, noisy, w_ih, b_ih, w_hh,
         r, d_out, d_w_out, d_b_out = _member_head(out, w_out, b_out, y, real, scale, k)
         d_xw, d_w_hh, d_b_hh, _, _, d_v = lstm_backward(d_out, zero, zero, w_k, v_k, peephole,
                                                         m_k, hs, cs, acts)  # fmt: skip
-        rows[k] = r[0]
-        h_n[k] = hn[0]
         c_n[k] = cn[0]
         if peephole:
             d_ch[k] = d_v.reshape(-1)
-        _store(k, d_xw, kk, ee, I, d_w_hh, d_b_hh, d_w_out, d_b_out, g_ih, g_hh, g_bih, g_bhh,
-               g_out, g_bout)  # fmt: skip
+        _store(k, d_xw, kk, ee, I, d_w_hh, d_b_hh, d_w_out, d_b_out, g6, r, rows, hn, h_n)
+    g_ih, g_hh, g_bih, g_bhh, g_out, g_bout = g6
     grads = (g_ih, g_hh, g_bih, g_bhh, d_ch, g_out, g_bout)
     norms, total, stepped = _finish(grads, rows, params, square_avg, momentum_buffer, new_v,
                                     new_u, lr, steps, decay, rest, mu, eps, authors, grad_clip,
@@ -316,17 +315,13 @@ def gru_update(noise_on, sigma, clean, noise, offsets, noisy, w_ih, b_ih, w_hh, 
     if not _front(noise_on, sigma, clean, noise, offsets, noisy, w_ih):
         return _stopped(params)
     rows, h_n, grads, zero = _outputs(K, T, B, w_ih, w_hh, w_out)
-    g_ih, g_hh, g_bih, g_bhh, g_out, g_bout = grads
     for k in range(K):
         xw, kk, ee = _gather(w_ih, b_ih, keys, ends, k, T, B)
         w_k, b_k, m_k = _one(w_hh, k), _one(b_hh, k), _one(mask, k)
         out, hn, hs, acts, aux = gru_forward(xw, w_k, b_k, before, m_k, _one(h0, k))
         r, d_out, d_w_out, d_b_out = _member_head(out, w_out, b_out, y, real, scale, k)
         d_xw, d_w_hh, d_b_hh, _ = gru_backward(d_out, zero, w_k, before, m_k, hs, acts, aux)
-        rows[k] = r[0]
-        h_n[k] = hn[0]
-        _store(k, d_xw, kk, ee, I, d_w_hh, d_b_hh, d_w_out, d_b_out, g_ih, g_hh, g_bih, g_bhh,
-               g_out, g_bout)  # fmt: skip
+        _store(k, d_xw, kk, ee, I, d_w_hh, d_b_hh, d_w_out, d_b_out, grads, r, rows, hn, h_n)
     return _tail(rows, h_n, grads, params, square_avg, momentum_buffer, new_v, new_u, lr, steps,
                  decay, rest, mu, eps, authors, grad_clip, update_clip)  # fmt: skip
 
@@ -342,17 +337,13 @@ def tanh_update(noise_on, sigma, clean, noise, offsets, noisy, w_ih, b_ih, w_hh,
     if not _front(noise_on, sigma, clean, noise, offsets, noisy, w_ih):
         return _stopped(params)
     rows, h_n, grads, zero = _outputs(K, T, B, w_ih, w_hh, w_out)
-    g_ih, g_hh, g_bih, g_bhh, g_out, g_bout = grads
     for k in range(K):
         xw, kk, ee = _gather(w_ih, b_ih, keys, ends, k, T, B)
         w_k, b_k, m_k = _one(w_hh, k), _one(b_hh, k), _one(mask, k)
         out, hn, hs = tanh_forward(xw, w_k, b_k, m_k, _one(h0, k))
         r, d_out, d_w_out, d_b_out = _member_head(out, w_out, b_out, y, real, scale, k)
         d_xw, d_w_hh, d_b_hh, _ = tanh_backward(d_out, zero, w_k, m_k, out, hs)
-        rows[k] = r[0]
-        h_n[k] = hn[0]
-        _store(k, d_xw, kk, ee, I, d_w_hh, d_b_hh, d_w_out, d_b_out, g_ih, g_hh, g_bih, g_bhh,
-               g_out, g_bout)  # fmt: skip
+        _store(k, d_xw, kk, ee, I, d_w_hh, d_b_hh, d_w_out, d_b_out, grads, r, rows, hn, h_n)
     return _tail(rows, h_n, grads, params, square_avg, momentum_buffer, new_v, new_u, lr, steps,
                  decay, rest, mu, eps, authors, grad_clip, update_clip)  # fmt: skip
 

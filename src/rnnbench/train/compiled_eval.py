@@ -241,26 +241,22 @@ class _Split:
 
     def dense_x(self, i: int) -> torch.Tensor:
         """Batch ``i``'s padded inputs ``(T, B, I)``, as ``iterate_batches`` made them."""
-        T, B = int(self.steps[i]), int(self.rows[i])
-        x = np.zeros((T * B, self.I), np.float32)
-        f0 = int(self.foff[i])
-        keys = self.xkeys[self.xkoff[i] : self.xkoff[i + 1]]
-        ends = self.xends[f0 : f0 + T * B]
-        starts = np.concatenate([[0], ends[:-1]])
-        frame = np.repeat(np.arange(T * B), ends - starts)
-        x[frame, keys] = 1.0
-        return torch.from_numpy(x).view(T, B, self.I)
+        return self._dense(i, self.xkeys, self.xkoff, self.xends, self.I)
 
     def dense_y(self, i: int) -> torch.Tensor:
         """Batch ``i``'s padded targets ``(T, B, D)``."""
+        return self._dense(i, self.ykeys, self.ykoff, self.yends, self.D)
+
+    def _dense(self, i: int, all_keys, koff, all_ends, width: int) -> torch.Tensor:
+        """Batch ``i``'s 0/1 frames ``(T, B, width)`` from its sounding keys."""
         T, B = int(self.steps[i]), int(self.rows[i])
-        y = np.zeros((T * B, self.D), np.float32)
+        out = np.zeros((T * B, width), np.float32)
         f0 = int(self.foff[i])
-        keys = self.ykeys[self.ykoff[i] : self.ykoff[i + 1]]
-        ends = self.yends[f0 : f0 + T * B]
+        keys = all_keys[koff[i] : koff[i + 1]]
+        ends = all_ends[f0 : f0 + T * B]
         starts = np.concatenate([[0], ends[:-1]])
-        y[np.repeat(np.arange(T * B), ends - starts), keys] = 1.0
-        return torch.from_numpy(y).view(T, B, self.D)
+        out[np.repeat(np.arange(T * B), ends - starts), keys] = 1.0
+        return torch.from_numpy(out).view(T, B, width)
 
     def mask_of(self, i: int) -> torch.Tensor:
         T, B = int(self.steps[i]), int(self.rows[i])
