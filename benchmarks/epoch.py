@@ -104,6 +104,16 @@ for _set, _part in (("fsdd-a", 16), ("fsdd-b", 8)):
                 {"hidden": _hidden, PART: _part},
                 True,
             )
+# FSDD-B's tanh RNN trains only with backpropagation truncated to 200 steps (issue 23 section 5:
+# the gradient through 798 steps overflows float32 under the protocol's weight noise)
+for _k in (4, 1):
+    CONFIGS[f"fsdd-b-tanh-bptt200-paper-{_k}"] = (
+        "fsdd-b",
+        "tanh",
+        _k,
+        {"hidden": _PAPER["tanh"], "bptt": 200, PART: 8},
+        True,
+    )
 
 PARTS = ("kernels", "fwd rest", "bwd rest", "optimizer", "noise", "compiled", "eval", "I/O")
 
