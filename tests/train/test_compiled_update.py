@@ -313,3 +313,59 @@ def test_the_masks_in_one_call_are_the_numpy_ones(authors, shared, members, K):
     assert scale.dtype == np.float32 and (scale == want_scale).all()
     assert kmask.shape == (K, T, B) and (kmask == np.broadcast_to(m, (K, T, B))).all()
     assert real.dtype == np.bool_ and (real == on.reshape(-1, T * B)).all()
+
+
+@pytest.mark.parametrize("authors", [False, True])
+def test_each_member_settles_alone_as_the_whole_population_would(authors):
+    """``compiled_driver._settle`` member by member: the norms, clipping and step of
+    ``fused``'s kernels over all members, bit for bit; a member whose NLL sum lies in the band
+    torch's order decides is left unsettled and unstepped, a NaN member is settled unstepped."""
+    import numpy as np
+
+    from rnnbench.train import compiled_driver, fused
+
+    g = torch.Generator().manual_seed(0)
+    shapes = [(3, 4, 5), (3, 4), (3, 2, 6)]
+    params = [torch.randn(s, generator=g) for s in shapes]
+    size = torch.tensor([3.0, 0.1, 1.0])  # member 0 clipped, member 1 not
+    grads = [torch.randn(s, generator=g) * size.view(3, *[1] * (len(s) - 1)) for s in shapes]
+    v = [torch.rand(s, generator=g) for s in shapes]
+    b = [torch.randn(s, generator=g) for s in shapes]
+    lr = torch.tensor([1e-3, 2e-3, 3e-3])
+    big = np.float32(np.finfo(np.float32).max) / 4
+    rows = np.array([[1.0, 2.0, 3.0, 4.0], [big, big, big, big], [1.0, np.nan, 0.0, 0.0]])
+    rows = rows.astype(np.float32)
+    steps = np.array([True, True, True])
+    clip = 1.0
+    rms = {"decay": 0.95, "momentum": 0.9, "eps": 1e-2 if authors else 1e-6}
+    want_g = [t.clone() for t in grads]
+    want = [[t.clone() for t in ts] for ts in (params, v, b)]
+    want_norms = fused.member_grad_norms(want_g, clip).numpy()
+    active = torch.tensor([True, False, False])  # member 1 undecided, member 2 NaN
+    if authors:
+        fused.authors_step(want[0], want_g, want[1], want[2], lr, active, clip=1.0, **rms)
+    else:
+        fused.rmsprop_step(want[0], want_g, want[1], want[2], lr, active, **rms)
+
+    def flat(ts):
+        return tuple(t.numpy().reshape(3, -1) for t in ts)
+
+    scratch = tuple(np.empty_like(a) for a in flat(params))
+    scratch2 = tuple(np.empty_like(a) for a in flat(params))
+    norms, total = np.empty(3), np.empty(3)
+    settled = np.empty(3, np.bool_)
+    f32 = np.float32
+    for k in range(3):
+        compiled_driver._settle(
+            k, flat(grads), rows, flat(params), flat(v), flat(b), scratch, scratch2,
+            lr.numpy(), steps, f32(0.95), f32(1.0 - 0.95), f32(0.9), f32(rms["eps"]), authors,
+            clip, 1.0, norms, total, settled,
+        )  # fmt: skip
+    assert settled.tolist() == [True, False, True]
+    assert norms.tolist() == want_norms.tolist() and norms[0] > clip > norms[1]
+    assert total[0] == 10.0 and np.isnan(total[2])
+    for x, y in zip(grads, want_g, strict=True):
+        assert torch.equal(x, y)
+    for got, exp in zip((params, v, b), want, strict=True):
+        for x, y in zip(got, exp, strict=True):
+            assert torch.equal(x, y)
