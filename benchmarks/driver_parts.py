@@ -11,6 +11,8 @@ microseconds per update (``time.process_time``, the best of ``--repeats`` rounds
 updates, on copies of everything the driver writes):
 
 - ``driver``: the whole driver call (noise, passes, norms, clip, finite check, RMSProp);
+- ``gather``: the members' input projections by the gather (``compiled_driver._gather``);
+- ``scatter``: its transpose, ``sparse_input._scatter_bias``, per member (zero gradients);
 - ``noise``: the noisy weights and their finite check (``compiled_driver._front``);
 - ``sums``: the float64 NLL sums (``_sums``);
 - ``step``: the RMSProp step over all members at once (``step``, on the update's gradients).
@@ -87,6 +89,40 @@ def _time(fn, calls, repeats):
     return best / len(calls) * 1e6
 
 
+def _gathers():
+    """The gather of every member of an update, as the driver runs it (one jitted loop)."""
+    import numba
+
+    from rnnbench.train import compiled_driver as cd
+
+    @numba.njit
+    def gathers(w_ih, b_ih, keys, ends, K, T, B):
+        for k in range(K):
+            cd._gather(w_ih, b_ih, keys, ends, k, T, B)
+
+    return gathers
+
+
+def _scatters():
+    """The gather's transpose (``sparse_input._scatter_bias``) of every member of an update,
+    on zero gradients."""
+    import numba
+    import numpy as np
+
+    from rnnbench.nn import sparse_input
+    from rnnbench.train import compiled_driver as cd
+
+    @numba.njit
+    def scatters(w_ih, b_ih, keys, ends, K, T, B):
+        GH, I = w_ih.shape[1], w_ih.shape[2]
+        d = np.zeros((1, T * B, GH), np.float32)
+        for k in range(K):
+            kk, ee = cd._member_keys(keys, ends, k)
+            sparse_input._scatter_bias(d, kk, ee, I)
+
+    return scatters
+
+
 def run(name: str, updates: int, repeats: int, data_dir: str) -> dict:
     from rnnbench.nn import sparse_input
     from rnnbench.nn.kernels import glue
@@ -117,8 +153,11 @@ def run(name: str, updates: int, repeats: int, data_dir: str) -> dict:
         fronts = [a[:7] for a in calls]
         sums = [(o[1],) for o in outs]
         steps = [(o[7], *a[23:34], a[34], a[36]) for a, o in zip(calls, outs, strict=True)]
+        gathers = [(a[6], a[7], a[13], a[14], *a[15].shape) for a in calls]
         found = {
             "driver": _time(driver, calls, repeats),
+            "gather": _time(_gathers(), gathers, repeats),
+            "scatter": _time(_scatters(), gathers, repeats),
             "noise": _time(cd._front, fronts, repeats),
             "sums": _time(cd._sums, sums, repeats),
             "step": _time(cd.step, steps, repeats),
