@@ -21,7 +21,7 @@ The parts are timed alone, on arrays that are out of cache as they were when the
 them all after the passes; the driver's own figure is what counts. Each configuration runs in
 a worker process per tree, ``--rounds`` times; ``--baseline REV`` runs commit ``REV`` too
 (exported as ``benchmarks/epoch.py`` exports it), alternating the trees, and prints the
-medians and their ratio (the parts this tree no longer has are left out).
+medians and their ratio.
 """
 
 from __future__ import annotations

@@ -16,7 +16,8 @@ then the cell's backward kernel, :math:`\bar W_{ih} = \sum_r \bar\xi_r x_r^\top`
 and the protocol's RMSProp on the clean parameters of the members that may step.
 
 Kernels used as they are: :mod:`rnnbench.train.fused_noise` (``_noisy``),
-:mod:`rnnbench.nn.sparse_input` (``_finite``, ``_gather_bias``, ``_scatter_bias``),
+:mod:`rnnbench.nn.sparse_input` (``_finite``, ``_gather_bias``; ``_scatter_bias``'s sums
+by :func:`_scatter_into`, into the gradients' rows),
 :mod:`rnnbench.nn.kernels` (the cells' forward and backward, the Bernoulli ``head_pass``) and
 :mod:`rnnbench.train.fused` (``_sq_norms``, ``_scale``, ``_rmsprop``, ``_authors``). Numba's
 on-disk cache keys a driver on this file alone, yet the compiled driver holds those kernels'
@@ -110,37 +111,44 @@ _ULP = 2.0**-23
 
 
 @_jit
-def _sum_row(rows, k):
-    """Member ``k``'s NLL summed in float64, and whether that settles torch's float32 sum of
-    ``rows[k]`` being finite: ``(total, decided)``. The NLLs are never negative, so every
+def _sums(rows):
+    """Each member's NLL summed in float64, and whether that settles torch's float32 sum
+    ``rows.sum(1)`` being finite: ``(total, decided)``. The NLLs are never negative, so every
     float32 order of their sum stays below ``S (1 + R u)`` and above ``S (1 - R u)``: finite
     when the first is below float32's largest value, inf when the second is above it; in the
     band between, the order decides (``decided`` False: the trainer asks torch)."""
-    R = rows.shape[1]
-    s = 0.0
-    low = True
-    for r in range(R):
-        x = np.float64(rows[k, r])
-        s += x
-        low = low and x >= 0
-    if np.isfinite(s) and s * (1.0 + R * _ULP) >= _FLT_MAX:
-        if low and s * (1.0 - R * _ULP) > _FLT_MAX:
-            return np.inf, True  # every order overflows
-        return s, False
-    return s, True
-
-
-@_jit
-def _sums(rows):
-    """:func:`_sum_row` of every member: ``(total, decided)``, ``decided`` True when every
-    member's is."""
-    K = rows.shape[0]
+    K, R = rows.shape
     total = np.zeros(K, np.float64)
     decided = True
     for k in range(K):
-        total[k], one = _sum_row(rows, k)
-        decided = decided and one
+        s = 0.0
+        low = True
+        for r in range(R):
+            x = np.float64(rows[k, r])
+            s += x
+            low = low and x >= 0
+        if np.isfinite(s) and s * (1.0 + R * _ULP) >= _FLT_MAX:
+            if low and s * (1.0 - R * _ULP) > _FLT_MAX:
+                s = np.inf  # every order overflows
+            else:
+                decided = False
+        total[k] = s
     return total, decided
+
+
+@_jit
+def _clip(grads, K, grad_clip):
+    """:func:`rnnbench.train.fused.member_grad_norms`: the norms before clipping (returned)
+    and each member's gradient rescaled to ``grad_clip`` when its finite norm is larger."""
+    norms = np.sqrt(fused._sq_norms(grads, K))
+    if grad_clip:
+        scale = np.empty(K, np.float32)
+        for k in range(K):
+            n = norms[k]
+            clip = np.isfinite(n) and n > grad_clip
+            scale[k] = np.float32(grad_clip / n) if clip else np.float32(1.0)
+        fused._scale(grads, scale)
+    return norms
 
 
 @_jit
@@ -156,30 +164,22 @@ def step(grads, params, square_avg, momentum_buffer, new_v, new_u, lr, active, d
 
 
 @_jit
-def _settle(k, grads, rows, params, square_avg, momentum_buffer, new_v, new_u, lr, steps, decay,
-            rest, mu, eps, authors, grad_clip, update_clip, norms, total, settled):  # fmt: skip
-    r"""Member ``k``'s norm, clip, finite check and step, right after its passes (its
-    gradients still in cache), as the old path takes them for every member: the float64 norm
-    :math:`\lVert g_k \rVert` (:func:`rnnbench.train.fused.member_grad_norms`' sums) into
-    ``norms[k]``, the gradient rescaled to ``grad_clip`` when its finite norm is larger, the
-    NLL sum into ``total[k]``, and the step when the member may step and both are finite;
-    ``settled[k]`` False (no step) where :func:`_sum_row` leaves the finite check to torch
-    (the caller then steps that member with :func:`step`)."""
-    n = np.sqrt(fused._sq_norm(grads, k))
-    norms[k] = n
-    if grad_clip and np.isfinite(n) and n > grad_clip:
-        fused._scale_member(grads, k, np.float32(grad_clip / n))
-    s, decided = _sum_row(rows, k)
-    total[k] = s
-    settled[k] = decided
-    if not (decided and steps[k] and np.isfinite(s) and np.isfinite(n)):
-        return
-    if authors:
-        fused._authors_member(params, grads, square_avg, momentum_buffer, new_v, new_u, k, lr[k],
-                              decay, rest, mu, eps, update_clip)  # fmt: skip
-    else:
-        fused._rmsprop_member(params, grads, square_avg, momentum_buffer, k, lr[k], decay, rest,
-                              mu, eps, mu != 0)  # fmt: skip
+def _finish(grads, rows, params, square_avg, momentum_buffer, new_v, new_u, lr, steps, decay,
+            rest, mu, eps, authors, grad_clip, update_clip):  # fmt: skip
+    """Norms, clipping, the finite check and the step, in the old order: ``(norms, total,
+    stepped)``; ``stepped`` False (nothing stepped) where :func:`_sums` leaves the finite
+    check to torch."""
+    K = lr.shape[0]
+    norms = _clip(grads, K, grad_clip)
+    total, decided = _sums(rows)
+    if not decided:
+        return norms, total, False
+    active = np.empty(K, np.bool_)
+    for k in range(K):
+        active[k] = steps[k] and np.isfinite(total[k]) and np.isfinite(norms[k])
+    step(grads, params, square_avg, momentum_buffer, new_v, new_u, lr, active, decay, rest, mu,
+         eps, authors, update_clip)  # fmt: skip
+    return norms, total, True
 
 
 @_jit
@@ -187,7 +187,7 @@ def _stopped(params):
     e2 = np.empty((0, 0), np.float32)
     e3 = np.empty((0, 0, 0), np.float32)
     e = np.empty(0, np.float64)
-    return False, e2, e3, e3, e, e, np.empty(0, np.bool_), params
+    return False, e2, e3, e3, e, e, False, params
 
 
 @_jit
@@ -265,23 +265,19 @@ def _member_head(out, w_out, b_out, y, real, scale, k):
 
 @_jit
 def _outputs(K, T, B, w_ih, w_hh, w_out):
-    """The members' per-step NLLs, last states, gradients, a zero state, and their norms, NLL
-    sums and whether those settled their step (:func:`_settle`), made empty."""
+    """The members' per-step NLLs, last states, gradients and a zero state, made empty."""
     H = w_hh.shape[2]
     rows = np.empty((K, T * B), np.float32)
     h_n = np.empty((K, B, H), np.float32)
-    zero = np.zeros((1, B, H), np.float32)
-    settled = (np.empty(K, np.float64), np.empty(K, np.float64), np.empty(K, np.bool_))
-    return rows, h_n, _gradients(K, w_ih, w_hh, w_out), zero, settled
+    return rows, h_n, _gradients(K, w_ih, w_hh, w_out), np.zeros((1, B, H), np.float32)
 
 
 # The drivers run the passes member by member: a member's gather, forward kernel, head,
-# backward kernel and the gather's transpose, then its norm, clip, finite check and step
-# (:func:`_settle`), then the next member's. Each kernel computes every member alone, so this
-# is the arithmetic of one call over all members, in another order of the members; a member's
-# arrays (about 0.6 MB at JSB's sizes against 6 MB for a population of 10) stay in cache from
-# its forward to its backward and its step (`benchmarks/member_step.py`,
-# `benchmarks/driver_parts.py`).
+# backward kernel and the gather's transpose, then the next member's. Each kernel computes
+# every member alone, so this is the arithmetic of one call over all members, in another
+# order of the members; a member's arrays (about 0.6 MB at JSB's sizes against 6 MB for a
+# population of 10) stay in cache from its forward to its backward
+# (`benchmarks/member_step.py`).
 
 
 @_jit
@@ -289,19 +285,16 @@ def lstm_update(noise_on, sigma, clean, noise, offsets, noisy, w_ih, b_ih, w_hh,
                 w_out, b_out, keys, ends, mask, before, peephole, h0, c0, y, real, scale, params,
                 square_avg, momentum_buffer, new_v, new_u, lr, steps, decay, rest, mu, eps,
                 authors, grad_clip, update_clip):  # fmt: skip
-    """The LSTM's update (module docstring): ``(ok, rows, h_n, c_n, norms, total, settled,
+    """The LSTM's update (module docstring): ``(ok, rows, h_n, c_n, norms, total, stepped,
     grads)``; ``ok`` False: the gather's weights were not finite, nothing ran after the
-    noise; ``settled[k]`` False: member ``k``'s finite check is the caller's, and then its
-    step (:func:`step`)."""
+    noise; ``stepped`` False: the finite check is the caller's, and then :func:`step`."""
     K, T, B = mask.shape
     I, H = w_ih.shape[2], w_hh.shape[2]
     if not _front(noise_on, sigma, clean, noise, offsets, noisy, w_ih):
         return _stopped(params)
-    rows, h_n, g6, zero, (norms, total, settled) = _outputs(K, T, B, w_ih, w_hh, w_out)
+    rows, h_n, g6, zero = _outputs(K, T, B, w_ih, w_hh, w_out)
     c_n = np.empty((K, B, H), np.float32)
     d_ch = np.zeros((K, 3 * H if peephole else 0), np.float32)
-    g_ih, g_hh, g_bih, g_bhh, g_out, g_bout = g6
-    grads = (g_ih, g_hh, g_bih, g_bhh, d_ch, g_out, g_bout)
     for k in range(K):
         xw, kk, ee = _gather(w_ih, b_ih, keys, ends, k, T, B)
         w_k, b_k, v_k, m_k = _one(w_hh, k), _one(b_hh, k), _one(w_ch, k), _one(mask, k)
@@ -314,10 +307,23 @@ def lstm_update(noise_on, sigma, clean, noise, offsets, noisy, w_ih, b_ih, w_hh,
         if peephole:
             d_ch[k] = d_v.reshape(-1)
         _store(k, d_xw, kk, ee, I, d_w_hh, d_b_hh, d_w_out, d_b_out, g6, r, rows, hn, h_n)
-        _settle(k, grads, rows, params, square_avg, momentum_buffer, new_v, new_u, lr, steps,
-                decay, rest, mu, eps, authors, grad_clip, update_clip, norms, total,
-                settled)  # fmt: skip
-    return True, rows, h_n, c_n, norms, total, settled, grads
+    g_ih, g_hh, g_bih, g_bhh, g_out, g_bout = g6
+    grads = (g_ih, g_hh, g_bih, g_bhh, d_ch, g_out, g_bout)
+    norms, total, stepped = _finish(grads, rows, params, square_avg, momentum_buffer, new_v,
+                                    new_u, lr, steps, decay, rest, mu, eps, authors, grad_clip,
+                                    update_clip)  # fmt: skip
+    return True, rows, h_n, c_n, norms, total, stepped, grads
+
+
+@_jit
+def _tail(rows, h_n, grads, params, square_avg, momentum_buffer, new_v, new_u, lr, steps,
+          decay, rest, mu, eps, authors, grad_clip, update_clip):  # fmt: skip
+    """The GRU's and the tanh RNN's update after their passes: the norms, clipping, finite
+    check and step (:func:`_finish`), the driver's return value (no cell state)."""
+    norms, total, stepped = _finish(grads, rows, params, square_avg, momentum_buffer, new_v,
+                                    new_u, lr, steps, decay, rest, mu, eps, authors, grad_clip,
+                                    update_clip)  # fmt: skip
+    return True, rows, h_n, np.empty((0, 0, 0), np.float32), norms, total, stepped, grads
 
 
 @_jit
@@ -325,13 +331,13 @@ def gru_update(noise_on, sigma, clean, noise, offsets, noisy, w_ih, b_ih, w_hh, 
                w_out, b_out, keys, ends, mask, before, peephole, h0, c0, y, real, scale, params,
                square_avg, momentum_buffer, new_v, new_u, lr, steps, decay, rest, mu, eps,
                authors, grad_clip, update_clip):  # fmt: skip
-    """The GRU's update (:func:`lstm_update`'s arguments and results; ``w_ch``, ``peephole``,
-    ``c0`` unused, no cell state)."""
+    """The GRU's update (:func:`lstm_update`'s arguments; ``w_ch``, ``peephole``, ``c0``
+    unused)."""
     K, T, B = mask.shape
     I = w_ih.shape[2]
     if not _front(noise_on, sigma, clean, noise, offsets, noisy, w_ih):
         return _stopped(params)
-    rows, h_n, grads, zero, (norms, total, settled) = _outputs(K, T, B, w_ih, w_hh, w_out)
+    rows, h_n, grads, zero = _outputs(K, T, B, w_ih, w_hh, w_out)
     for k in range(K):
         xw, kk, ee = _gather(w_ih, b_ih, keys, ends, k, T, B)
         w_k, b_k, m_k = _one(w_hh, k), _one(b_hh, k), _one(mask, k)
@@ -339,10 +345,8 @@ def gru_update(noise_on, sigma, clean, noise, offsets, noisy, w_ih, b_ih, w_hh, 
         r, d_out, d_w_out, d_b_out = _member_head(out, w_out, b_out, y, real, scale, k)
         d_xw, d_w_hh, d_b_hh, _ = gru_backward(d_out, zero, w_k, before, m_k, hs, acts, aux)
         _store(k, d_xw, kk, ee, I, d_w_hh, d_b_hh, d_w_out, d_b_out, grads, r, rows, hn, h_n)
-        _settle(k, grads, rows, params, square_avg, momentum_buffer, new_v, new_u, lr, steps,
-                decay, rest, mu, eps, authors, grad_clip, update_clip, norms, total,
-                settled)  # fmt: skip
-    return True, rows, h_n, np.empty((0, 0, 0), np.float32), norms, total, settled, grads
+    return _tail(rows, h_n, grads, params, square_avg, momentum_buffer, new_v, new_u, lr, steps,
+                 decay, rest, mu, eps, authors, grad_clip, update_clip)  # fmt: skip
 
 
 @_jit
@@ -355,7 +359,7 @@ def tanh_update(noise_on, sigma, clean, noise, offsets, noisy, w_ih, b_ih, w_hh,
     I = w_ih.shape[2]
     if not _front(noise_on, sigma, clean, noise, offsets, noisy, w_ih):
         return _stopped(params)
-    rows, h_n, grads, zero, (norms, total, settled) = _outputs(K, T, B, w_ih, w_hh, w_out)
+    rows, h_n, grads, zero = _outputs(K, T, B, w_ih, w_hh, w_out)
     for k in range(K):
         xw, kk, ee = _gather(w_ih, b_ih, keys, ends, k, T, B)
         w_k, b_k, m_k = _one(w_hh, k), _one(b_hh, k), _one(mask, k)
@@ -363,10 +367,8 @@ def tanh_update(noise_on, sigma, clean, noise, offsets, noisy, w_ih, b_ih, w_hh,
         r, d_out, d_w_out, d_b_out = _member_head(out, w_out, b_out, y, real, scale, k)
         d_xw, d_w_hh, d_b_hh, _ = tanh_backward(d_out, zero, w_k, m_k, out, hs)
         _store(k, d_xw, kk, ee, I, d_w_hh, d_b_hh, d_w_out, d_b_out, grads, r, rows, hn, h_n)
-        _settle(k, grads, rows, params, square_avg, momentum_buffer, new_v, new_u, lr, steps,
-                decay, rest, mu, eps, authors, grad_clip, update_clip, norms, total,
-                settled)  # fmt: skip
-    return True, rows, h_n, np.empty((0, 0, 0), np.float32), norms, total, settled, grads
+    return _tail(rows, h_n, grads, params, square_avg, momentum_buffer, new_v, new_u, lr, steps,
+                 decay, rest, mu, eps, authors, grad_clip, update_clip)  # fmt: skip
 
 
 DRIVERS = {"lstm": lstm_update, "gru": gru_update, "tanh": tanh_update}

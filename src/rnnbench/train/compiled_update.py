@@ -306,17 +306,17 @@ class CompiledUpdate:
             a["square_avg"], a["momentum_buffer"], a["scratch"], a["scratch2"], lr, steps,
             *self.scalars, self.authors, self.clip, self.update_clip,
         )  # fmt: skip
-        ok_w, rows, h_n, c_n, norms, total, settled, grads = out
+        ok_w, rows, h_n, c_n, norms, total, stepped, grads = out
         if not ok_w:  # a noisy W_ih that is not finite: the old pass on these noisy weights
             n = torch.from_numpy(n_np) if isinstance(n_np, np.ndarray) else n_np
             return self._old_pass(fast, x, y, mask, state, batch.shared, steps, n)
         nll_sum = torch.from_numpy(rows).sum(1).numpy()  # torch's float32 sum, as before
         loss = nll_sum if self.authors else nll_sum / n_np
-        ok = np.isfinite(total) & np.isfinite(norms)
-        if not settled.all():  # a sum near float32's largest value: torch's own sum decides
-            torch_ok = finite_members(torch.from_numpy(loss), torch.from_numpy(norms)).numpy()
-            ok = np.where(settled, ok, torch_ok)
-            self._step(grads, a, lr, steps & ok & ~settled)  # the members left unsettled
+        if stepped:
+            ok = np.isfinite(total) & np.isfinite(norms)
+        else:  # a sum near float32's largest value: torch's own sum decides, as before
+            ok = finite_members(torch.from_numpy(loss), torch.from_numpy(norms)).numpy()
+            self._step(grads, a, lr, steps & ok)
         new_state = (torch.from_numpy(h_n), torch.from_numpy(c_n) if self.cell == "lstm" else None)
         return nll_sum, n_np, loss, new_state, ok
 

@@ -128,32 +128,6 @@ def _sq_norms(grads, K):
     return sq
 
 
-@_jit_sum
-def _sq_norm(grads, k):
-    """Member ``k``'s squared norm: :func:`_sq_norms`' sums for one member (the same loops,
-    so the same float64 result)."""
-    sq = 0.0
-    for i in range(len(grads)):
-        g = grads[i]
-        n = g.shape[1]
-        s = 0.0
-        for j in range(n):
-            x = np.float64(g[k, j])
-            s += x * x
-        sq += s
-    return sq
-
-
-@_jit
-def _scale_member(grads, k, s):
-    """Member ``k``'s gradient times ``s`` (:func:`_scale` for one member)."""
-    if s != 1:
-        for i in range(len(grads)):
-            g = grads[i]
-            for j in range(g.shape[1]):
-                g[k, j] = g[k, j] * s
-
-
 @_jit
 def _scale(grads, scale):
     for i in range(len(grads)):
@@ -181,25 +155,7 @@ def member_grad_norms(grads: Sequence[Tensor], max_norm: float) -> Tensor:
 
 
 @_jit
-def _rmsprop_member(params, grads, square_avg, momentum_buffer, k, rate, decay, rest, mu, eps,
-                    use_mu):  # fmt: skip
-    """Member ``k``'s step (:func:`_rmsprop` for one member, at its rate)."""
-    for i in range(len(params)):
-        p, g, v, b = params[i], grads[i], square_avg[i], momentum_buffer[i]
-        for j in range(p.shape[1]):
-            gj = g[k, j]
-            new_v = v[k, j] * decay + rest * gj * gj
-            avg = np.sqrt(new_v) + eps
-            new_b = b[k, j] * mu + gj / avg if use_mu else gj / avg
-            v[k, j] = new_v
-            b[k, j] = new_b
-            p[k, j] = p[k, j] - rate * new_b
-
-
-@_jit
 def _rmsprop(params, grads, square_avg, momentum_buffer, lr, active, decay, rest, mu, eps, use_mu):
-    # tensor by tensor, its members one after another: long streams through memory (faster,
-    # out of cache, than member by member); each element as in _rmsprop_member
     for i in range(len(params)):
         p, g, v, b = params[i], grads[i], square_avg[i], momentum_buffer[i]
         n = p.shape[1]
@@ -273,32 +229,6 @@ def _authors_apply(params, square_avg, momentum_buffer, new_v, new_u, scale, act
                 v[k, j] = nv[k, j]
                 u[k, j] = nu[k, j]
                 p[k, j] = p[k, j] + s * nu[k, j]
-
-
-@_jit
-def _authors_member(params, grads, square_avg, momentum_buffer, new_v, new_u, k, rate, decay,
-                    rest, mu, eps, clip):  # fmt: skip
-    """Member ``k``'s step as :func:`_authors` takes it (an active member), alone: the same
-    float operations on its elements, its norm summed by :func:`_sq_norm`."""
-    for i in range(len(grads)):
-        g, v, u, nv, nu = grads[i], square_avg[i], momentum_buffer[i], new_v[i], new_u[i]
-        for j in range(g.shape[1]):
-            gj = g[k, j]
-            x = v[k, j] * decay + rest * gj * gj
-            r = np.sqrt(x)
-            r = eps if r < eps else r  # torch.clamp(min=eps): NaN stays NaN
-            nv[k, j] = x
-            nu[k, j] = u[k, j] * mu - rate * (gj / r)
-    norm = np.sqrt(_sq_norm(new_u, k))
-    scale = np.empty(1, params[0].dtype)  # rounded to the tensors' dtype, as _authors does
-    scale[0] = clip / (clip if norm < clip else norm) if clip else 1
-    s = scale[0]
-    for i in range(len(params)):
-        p, v, u, nv, nu = params[i], square_avg[i], momentum_buffer[i], new_v[i], new_u[i]
-        for j in range(p.shape[1]):
-            v[k, j] = nv[k, j]
-            u[k, j] = nu[k, j]
-            p[k, j] = p[k, j] + s * nu[k, j]
 
 
 @_jit
