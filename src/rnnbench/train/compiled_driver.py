@@ -16,8 +16,7 @@ then the cell's backward kernel, :math:`\bar W_{ih} = \sum_r \bar\xi_r x_r^\top`
 and the protocol's RMSProp on the clean parameters of the members that may step.
 
 Kernels used as they are: :mod:`rnnbench.train.fused_noise` (``_noisy``),
-:mod:`rnnbench.nn.sparse_input` (``_finite``, ``_gather_bias``; ``_scatter_bias``'s sums
-by :func:`_scatter_into`, into the gradients' rows),
+:mod:`rnnbench.nn.sparse_input` (``_finite``, ``_gather_bias``, ``_scatter_bias``),
 :mod:`rnnbench.nn.kernels` (the cells' forward and backward, the Bernoulli ``head_pass``) and
 :mod:`rnnbench.train.fused` (``_sq_norms``, ``_scale``, ``_rmsprop``, ``_authors``). Numba's
 on-disk cache keys a driver on this file alone, yet the compiled driver holds those kernels'
@@ -207,38 +206,16 @@ def _scale(scale, k):
 
 
 @_jit
-def _scatter_into(d_out, keys, ends, I, d_w, d_b):
-    """``sparse_input._scatter_bias`` of one member (a one-member plan ``ends (1, F)``), the
-    same sums in the same order, written straight into the member's gradient rows: ``d_w``
-    (``W_ih``'s layout ``(GH, I)``, flat) and ``d_b`` (summed in float64, then rounded)."""
-    F, GH = d_out.shape
-    d_table = np.zeros((I, GH), d_out.dtype)
-    d_bias = np.zeros(GH, np.float64)
-    start = 0
-    for f in range(F):
-        for j in range(GH):
-            d_bias[j] += d_out[f, j]
-        for e in range(start, ends[0, f]):
-            i = keys[e]
-            for j in range(GH):
-                d_table[i, j] += d_out[f, j]
-        start = ends[0, f]
-    for j in range(GH):
-        for i in range(I):
-            d_w[j * I + i] = d_table[i, j]
-    for j in range(GH):
-        d_b[j] = d_bias[j]
-
-
-@_jit
 def _store(k, d_xw, kk, ee, I, d_w_hh, d_b_hh, d_w_out, d_b_out, grads, r, rows, hn, h_n):
     """Member ``k``'s results into the members' arrays: its per-step NLLs ``r``, last state
     ``hn`` and gradients (``grads``: :func:`_gradients`' arrays), the gather's transpose
     first."""
     g_ih, g_hh, g_bih, g_bhh, g_out, g_bout = grads
     T, B, GH = d_xw.shape[1], d_xw.shape[2], d_xw.shape[3]
-    _scatter_into(d_xw.reshape(T * B, GH), kk, ee, I, g_ih[k], g_bih[k])
+    d_w_ih, d_b_ih = sparse_input._scatter_bias(d_xw.reshape(1, T * B, GH), kk, ee, I)
+    g_ih[k] = d_w_ih.reshape(-1)
     g_hh[k] = d_w_hh.reshape(-1)
+    g_bih[k] = d_b_ih[0]
     g_bhh[k] = d_b_hh[0]
     g_out[k] = d_w_out.reshape(-1)
     g_bout[k] = d_b_out[0]
