@@ -121,8 +121,19 @@ def _row_sums(lin, e):
 
 
 @_jit
+def _real_rows(rk, idx):
+    """The indices of the real steps of ``rk`` into ``idx``, in order; their count."""
+    n = 0
+    for r in range(rk.shape[0]):
+        if rk[r]:
+            idx[n] = r
+            n += 1
+    return n
+
+
+@_jit
 def head_pass(out, w, b, y, real, scale, grad, rows, d_out, d_w, d_b):
-    """The module docstring's pass for all ``K`` members.
+    """The module docstring's pass for all ``K`` members, over each member's real steps.
 
     Args:
         out: hidden states ``(K, R, H)``, float32, contiguous (as every array here).
@@ -138,32 +149,45 @@ def head_pass(out, w, b, y, real, scale, grad, rows, d_out, d_w, d_b):
     D = w.shape[1]
     one_y = y.shape[0] == 1
     one_m = real.shape[0] == 1
-    a = np.empty((R, D), np.float32)
-    hm = np.empty((R, H) if grad else (0, H), np.float32)
+    a = np.empty((R, D), np.float32)  # the first n rows: the logits, then G
+    hc = np.empty((R, H), np.float32)  # the real steps' hidden states, compacted
+    idx = np.empty(R, np.int64)  # the real steps, in order
     lin = np.empty(D, np.float32)
     e = np.empty(D, np.float32)
     acc = np.empty(D, np.float64)
+    n = 0
     for k in range(K):
         yk = y[0 if one_y else k]
         rk = real[0 if one_m else k]
+        if k == 0 or not one_m:
+            n = _real_rows(rk, idx)
         bk = b[k]
         hk = out[k]
         s = scale[k]
-        np.dot(hk, w[k].T, a)
-        acc[:] = 0.0
         for r in range(R):
             if not rk[r]:
                 rows[k, r] = 0.0
-                if grad:
-                    for d in range(D):
-                        a[r, d] = 0.0
-                    for j in range(H):
-                        hm[r, j] = 0.0
-                continue
+        if n == 0:  # an idle member: no product (BLAS's leading dimensions must be >= 1)
+            if grad:
+                d_out[k] = 0.0
+                d_w[k] = 0.0
+                d_b[k] = 0.0
+            continue
+        if n < R:  # the real steps' hidden states, compacted; a padded one is never read
+            for i in range(n):
+                r = idx[i]
+                for j in range(H):
+                    hc[i, j] = hk[r, j]
+        hr = hk if n == R else hc[:n]
+        ar = a[:n]
+        np.dot(hr, w[k].T, ar)
+        acc[:] = 0.0
+        for i in range(n):
+            r = idx[i]
             # the logits, their NLL terms and exp(-|a|)
             for d in range(D):
-                x = a[r, d] + bk[d]
-                a[r, d] = x
+                x = ar[i, d] + bk[d]
+                ar[i, d] = x
                 lin[d] = (_ONE - yk[r, d]) * x - min(x, _ZERO)
                 e[d] = _exp_neg(-abs(x))
             total, prod = _row_sums(lin, e)
@@ -176,17 +200,29 @@ def head_pass(out, w, b, y, real, scale, grad, rows, d_out, d_w, d_b):
             if grad:  # G = s (sigmoid(a) - y), over a
                 for d in range(D):
                     inv = _ONE / (_ONE + e[d])
-                    sig = inv if a[r, d] >= _ZERO else e[d] * inv
+                    sig = inv if ar[i, d] >= _ZERO else e[d] * inv
                     g = s * (sig - yk[r, d])
-                    a[r, d] = g
+                    ar[i, d] = g
                     acc[d] += g
+        if not grad:
+            continue
+        np.dot(ar.T, hr, d_w[k])
+        for d in range(D):
+            d_b[k, d] = acc[d]
+        dk = d_out[k]
+        np.dot(ar, w[k], dk[:n])
+        # each real step's row to its place, from the last (idx[i] >= i: a row is moved before
+        # it is overwritten; the rows before the first padded step stay), the padded rows 0
+        i = n - 1
+        while i >= 0 and idx[i] != i:
+            r = idx[i]
+            for j in range(H):
+                dk[r, j] = dk[i, j]
+            i -= 1
+        i = 0
+        for r in range(R):
+            if i < n and idx[i] == r:
+                i += 1
+            else:
                 for j in range(H):
-                    hm[r, j] = hk[r, j]
-        if grad:
-            np.dot(a, w[k], d_out[k])
-            np.dot(a.T, hm, d_w[k])
-            for r in range(R):  # 0, also where W holds inf or NaN (BLAS: 0 * inf = NaN)
-                if not rk[r]:
-                    d_out[k, r] = 0.0
-            for d in range(D):
-                d_b[k, d] = acc[d]
+                    dk[r, j] = 0.0
