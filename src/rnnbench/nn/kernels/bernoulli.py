@@ -22,9 +22,18 @@ with :math:`\sigma(a) = 1 / (1 + e^{-|a|})` for :math:`a \ge 0` and
 :math:`e^{-|a|} / (1 + e^{-|a|})` below. Torch ran this as about fifteen tensor operations,
 each a pass over ``(K, R, D)`` in memory, and ``binary_cross_entropy_with_logits`` alone took
 most of a millisecond per update of a JSB population of 10. Here, for one member at a time, one
-BLAS product (``np.dot``, scipy's OpenBLAS) gives the logits of all steps into a block that
-stays in cache; one loop over the steps turns each row into its NLL and, over the same
+BLAS product (``np.dot``, scipy's OpenBLAS) gives the logits of its real steps into a block
+that stays in cache; one loop over those steps turns each row into its NLL and, over the same
 memory, its gradient; two more products give :math:`\bar h` and :math:`\bar W_{out}`.
+
+The products run over the real steps only: where a member has padded steps, the hidden
+states of its real ones are first copied, in order, into a compact ``(R_real, H)`` block, and
+the rows of :math:`\bar h` are put back in their places afterwards. A population whose
+members read their own batch orders pads each member's window to the longest of the update
+(a JSB population of fresh seeds: about 35% padded steps), so the head's work follows the
+real steps. The terms left out were 0, so the results are those of the full products
+within float32 rounding (OpenBLAS may block a product of another shape differently; bit for
+bit where no step is padded).
 
 The loop vectorises: :math:`e^{-|a|}` comes from :func:`_exp_neg` (Cephes' ``expf``: a
 Cody-Waite reduction and a degree-6 polynomial, the power of two made from its bits; within
@@ -36,11 +45,12 @@ compiled with reassociation, which vectorises sums and keeps NaN and inf); the N
 once. So the NLL is a little closer to the exact value than float32 autograd's, and the
 gradients agree with autograd's within float32 rounding.
 
-A padded step (:math:`m_r = 0`) is never read: its NLL, gradient row and :math:`\bar h_r` are
-0 and its hidden state enters :math:`\bar W_{out}` as 0 (garbage, NaN included, never reaches
-a sum). NaN and inf in the weights, biases or real hidden states propagate to the member's NLL
-and gradients as through autograd, so divergence detection sees them (no fast-math
-assumptions about NaN or inf anywhere).
+A padded step (:math:`m_r = 0`) is never read: its NLL and :math:`\bar h_r` are 0 and its
+hidden state and target enter no product and no sum (garbage, NaN included, never reaches
+one); a member without a real step has an NLL and gradients of 0. NaN and inf in the
+weights, biases or real hidden states propagate to the member's NLL and gradients as through
+autograd, so divergence detection sees them (no fast-math assumptions about NaN or inf
+anywhere).
 """
 
 from __future__ import annotations
