@@ -26,6 +26,7 @@ import argparse
 import importlib.util
 import os
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -51,6 +52,7 @@ def _baseline(rev: str):
         path.write_bytes(source)
     spec = importlib.util.spec_from_file_location("bernoulli_baseline", path)
     module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # numba's cache finds the module of what it loads by name
     spec.loader.exec_module(module)
     return module
 

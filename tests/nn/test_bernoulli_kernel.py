@@ -258,3 +258,17 @@ def test_nan_in_a_padded_members_weights_reaches_its_nll_and_gradients(where):
     assert torch.isnan(
         head_loss.bernoulli_pass(out, weight, bias, y, mask)[0][[0, 1, 4]].sum(1)
     ).all()
+
+
+def test_the_evaluation_with_few_padded_steps_reads_none_of_them():
+    """One padded step in 40 (the evaluation then runs its product over every step): NaN and
+    1e30 in its hidden state reach nothing; the NLL is autograd's and that of zeros there."""
+    out, weight, bias, y, mask, scale = ragged(2, 20, 2, 9, 88, [[20, 19], [19, 20]], seed=9)
+    clean = out.clone()
+    clean[mask == 0] = 0.0
+    (got,) = head_loss.bernoulli_pass(out, weight, bias, y, mask)
+    assert torch.isfinite(got).all() and (got[mask.reshape(2, -1) == 0] == 0).all()
+    assert torch.equal(got, head_loss.bernoulli_pass(clean, weight, bias, y, mask)[0])
+    assert_close(got, reference(clean, weight, bias, torch.nan_to_num(y), mask, scale)[0], 1e-6)
+    with_grad = head_loss.bernoulli_pass(out, weight, bias, y, mask, scale)
+    assert_close(with_grad[0], got, 1e-6)
