@@ -168,3 +168,107 @@ def test_step_nll_runs_the_kernel_and_matches_the_torch_head(monkeypatch):
     assert len(called) == 1
     torch.testing.assert_close(got, want, rtol=1e-6, atol=1e-5)
     assert not head_loss.bernoulli_kernel(head, out.double())
+
+
+# ---- the products over the real steps only ----------------------------------------------------
+
+
+def ragged(k, t, b, h, d, lengths, *, seed=7):
+    """Member ``k``'s rows of lengths ``lengths[k]`` (padded at their ends, as the batches
+    are), hidden states of 1e30 and NaN on every padded step (garbage that must reach
+    nothing), targets NaN there."""
+    out, weight, bias, y, _, scale = inputs(k, t, b, h, d, seed=seed, per_member=True)
+    mask = torch.zeros(k, t, b)
+    for m, row in enumerate(lengths):
+        for j, n in enumerate(row):
+            mask[m, :n, j] = 1.0
+    pad = mask == 0
+    out[pad] = torch.where(torch.arange(h) % 2 == 0, float("nan"), 1e30)
+    y = torch.nan_to_num(y, nan=0.0)  # inputs() put NaN where these rows are real
+    y[pad] = float("nan")
+    return out, weight, bias, y, mask, scale
+
+
+# rows from 0 steps to all of them; a member with one real step; one with none; one unpadded;
+# one whose first row has none (a piece without a predicted step)
+LENGTHS = [[12, 1, 5], [1, 0, 0], [0, 0, 0], [12, 12, 12], [0, 12, 7]]
+
+
+def test_rows_of_very_different_lengths_equal_autograds():
+    """Each member's own padding (the windows of a population of fresh seeds), garbage on the
+    padded steps: the NLL and gradients are autograd's on the clean input, the padded steps'
+    rows 0, and bit for bit those of the same input with zeros on the padded steps."""
+    out, weight, bias, y, mask, scale = ragged(5, 12, 3, 9, 88, LENGTHS)
+    pad = mask == 0
+    clean = out.clone()
+    clean[pad] = 0.0
+    got = head_loss.bernoulli_pass(out, weight, bias, y, mask, scale)
+    assert all(torch.isfinite(g).all() for g in got)
+    want = reference(clean, weight, bias, torch.nan_to_num(y), mask, scale)
+    assert_close(got[0], want[0], 1e-6)
+    for g, ref in zip(got[1:], want[1:], strict=True):
+        assert_close(g, ref, 2e-5)
+    assert (got[0][pad.reshape(5, -1)] == 0).all() and (got[1][pad] == 0).all()
+    assert (got[2][2] == 0).all() and (got[3][2] == 0).all()  # the member without a step
+    zeroed = head_loss.bernoulli_pass(clean, weight, bias, y, mask, scale)
+    for g, z in zip(got, zeroed, strict=True):
+        assert torch.equal(g, z)
+    assert torch.equal(head_loss.bernoulli_pass(out, weight, bias, y, mask)[0], got[0])
+
+
+def test_a_member_reads_the_same_with_more_padding_around_it():
+    """A member's window padded to a longer and wider update (a population of fresh seeds)
+    gives bit for bit its NLL and gradients alone: the same real steps, in the same order."""
+    both = ragged(2, 7, 2, 6, 88, [[7, 3], [7, 3]], seed=8)
+    out, weight, bias, y, mask, scale = (v[:1].contiguous() for v in both)
+    alone = head_loss.bernoulli_pass(out, weight, bias, y, mask, scale)
+    big_out = torch.full((1, 15, 4, 6), float("nan"))
+    big_out[:, :7, :2] = out
+    big_y = torch.zeros(1, 15, 4, 88)
+    big_y[:, :7, :2] = y
+    big_mask = torch.zeros(1, 15, 4)
+    big_mask[:, :7, :2] = mask
+    wide = head_loss.bernoulli_pass(big_out, weight, bias, big_y, big_mask, scale)
+    assert torch.equal(wide[0].view(1, 15, 4)[:, :7, :2], alone[0].view(1, 7, 2))
+    assert torch.equal(wide[1][:, :7, :2], alone[1])
+    assert (wide[1][:, 7:] == 0).all() and (wide[1][:, :, 2:] == 0).all()
+    assert torch.equal(wide[2], alone[2]) and torch.equal(wide[3], alone[3])
+
+
+@pytest.mark.parametrize("where", ["weight", "bias"])
+def test_nan_in_a_padded_members_weights_reaches_its_nll_and_gradients(where):
+    """NaN in the weights of members with padded steps reaches their NLL and every gradient
+    (d_out on their real steps); the padded steps' rows stay 0; the others are untouched."""
+    out, weight, bias, y, mask, scale = ragged(5, 12, 3, 9, 88, LENGTHS)
+    clean = head_loss.bernoulli_pass(out, weight, bias, y, mask, scale)
+    for k in (0, 1, 4):
+        if where == "weight":
+            weight[k, 5, 2] = float("nan")
+        else:
+            bias[k, 5] = float("nan")
+    rows, d_out, d_w, d_b = head_loss.bernoulli_pass(out, weight, bias, y, mask, scale)
+    real = mask > 0
+    for k in (0, 1, 4):
+        assert rows[k].sum().isnan() and d_w[k].isnan().any() and d_b[k].isnan().any()
+        assert d_out[k][real[k]].isnan().any() and (d_out[k][~real[k]] == 0).all()
+        assert (rows[k][~real[k].reshape(-1)] == 0).all()
+    for k in (2, 3):  # no real step, and no padding
+        for got, want in zip((rows, d_out, d_w, d_b), clean, strict=True):
+            assert torch.equal(got[k], want[k])
+    assert torch.isnan(
+        head_loss.bernoulli_pass(out, weight, bias, y, mask)[0][[0, 1, 4]].sum(1)
+    ).all()
+
+
+def test_the_evaluation_with_few_padded_steps_reads_none_of_them():
+    """One padded step in 40 (the evaluation then runs its product over every step): NaN and
+    1e30 in its hidden state reach nothing; the NLL is autograd's and that of zeros there."""
+    out, weight, bias, y, mask, scale = ragged(2, 20, 2, 9, 88, [[20, 19], [19, 20]], seed=9)
+    clean = out.clone()
+    clean[mask == 0] = 0.0
+    (got,) = head_loss.bernoulli_pass(out, weight, bias, y, mask)
+    assert torch.isfinite(got).all() and (got[mask.reshape(2, -1) == 0] == 0).all()
+    assert torch.equal(got, head_loss.bernoulli_pass(clean, weight, bias, y, mask)[0])
+    assert_close(got, reference(clean, weight, bias, torch.nan_to_num(y), mask, scale)[0], 1e-6)
+    with_grad = head_loss.bernoulli_pass(out, weight, bias, y, mask, scale)
+    assert_close(with_grad[0], got, 1e-6)

@@ -22,9 +22,21 @@ with :math:`\sigma(a) = 1 / (1 + e^{-|a|})` for :math:`a \ge 0` and
 :math:`e^{-|a|} / (1 + e^{-|a|})` below. Torch ran this as about fifteen tensor operations,
 each a pass over ``(K, R, D)`` in memory, and ``binary_cross_entropy_with_logits`` alone took
 most of a millisecond per update of a JSB population of 10. Here, for one member at a time, one
-BLAS product (``np.dot``, scipy's OpenBLAS) gives the logits of all steps into a block that
-stays in cache; one loop over the steps turns each row into its NLL and, over the same
+BLAS product (``np.dot``, scipy's OpenBLAS) gives the logits of its real steps into a block
+that stays in cache; one loop over those steps turns each row into its NLL and, over the same
 memory, its gradient; two more products give :math:`\bar h` and :math:`\bar W_{out}`.
+
+The products run over the real steps only: where a member has padded steps, the hidden
+states of its real ones are first copied, in order, into a compact ``(R_real, H)`` block, and
+the rows of :math:`\bar h` are put back in their places afterwards. A population whose
+members read their own batch orders pads each member's window to the longest of the update
+(a JSB population of fresh seeds: about 35% padded steps), so the head's work follows the
+real steps. The terms left out were 0, so the results are those of the full products
+within float32 rounding (OpenBLAS may block a product of another shape differently; bit for
+bit where no step is padded). The evaluation (no gradient) keeps its one product over all
+``R`` steps where fewer than ``R / 16`` are padded (the validation batches, sorted by length:
+about 3%), where the copy costs more than it saves; a row of logits comes from its own
+hidden state alone, and a padded step's is never read.
 
 The loop vectorises: :math:`e^{-|a|}` comes from :func:`_exp_neg` (Cephes' ``expf``: a
 Cody-Waite reduction and a degree-6 polynomial, the power of two made from its bits; within
@@ -36,11 +48,12 @@ compiled with reassociation, which vectorises sums and keeps NaN and inf); the N
 once. So the NLL is a little closer to the exact value than float32 autograd's, and the
 gradients agree with autograd's within float32 rounding.
 
-A padded step (:math:`m_r = 0`) is never read: its NLL, gradient row and :math:`\bar h_r` are
-0 and its hidden state enters :math:`\bar W_{out}` as 0 (garbage, NaN included, never reaches
-a sum). NaN and inf in the weights, biases or real hidden states propagate to the member's NLL
-and gradients as through autograd, so divergence detection sees them (no fast-math
-assumptions about NaN or inf anywhere).
+A padded step (:math:`m_r = 0`) is never read: its NLL and :math:`\bar h_r` are 0 and its
+hidden state and target enter no product and no sum (garbage, NaN included, never reaches
+one); a member without a real step has an NLL and gradients of 0. NaN and inf in the
+weights, biases or real hidden states propagate to the member's NLL and gradients as through
+autograd, so divergence detection sees them (no fast-math assumptions about NaN or inf
+anywhere).
 """
 
 from __future__ import annotations
@@ -66,6 +79,7 @@ _P0, _P1, _P2, _P3, _P4, _P5 = (
 _LOWEST = np.float32(-104.0)  # exp(-104) rounds to 0 in float32
 _ONE, _HALF, _ZERO = np.float32(1.0), np.float32(0.5), np.float32(0.0)
 _TWO_M64 = np.float32(2.0**-64)
+_FEW = 16  # below R / _FEW padded steps the evaluation runs its product over all R steps
 
 
 @intrinsic
@@ -121,8 +135,19 @@ def _row_sums(lin, e):
 
 
 @_jit
+def _real_rows(rk, idx):
+    """The indices of the real steps of ``rk`` into ``idx``, in order; their count."""
+    n = 0
+    for r in range(rk.shape[0]):
+        if rk[r]:
+            idx[n] = r
+            n += 1
+    return n
+
+
+@_jit
 def head_pass(out, w, b, y, real, scale, grad, rows, d_out, d_w, d_b):
-    """The module docstring's pass for all ``K`` members.
+    """The module docstring's pass for all ``K`` members, over each member's real steps.
 
     Args:
         out: hidden states ``(K, R, H)``, float32, contiguous (as every array here).
@@ -138,32 +163,49 @@ def head_pass(out, w, b, y, real, scale, grad, rows, d_out, d_w, d_b):
     D = w.shape[1]
     one_y = y.shape[0] == 1
     one_m = real.shape[0] == 1
-    a = np.empty((R, D), np.float32)
-    hm = np.empty((R, H) if grad else (0, H), np.float32)
+    a = np.empty((R, D), np.float32)  # the first n rows: the logits, then G
+    hc = np.empty((R, H), np.float32)  # the real steps' hidden states, compacted
+    idx = np.empty(R, np.int64)  # the real steps, in order
     lin = np.empty(D, np.float32)
     e = np.empty(D, np.float32)
     acc = np.empty(D, np.float64)
+    n = 0
     for k in range(K):
         yk = y[0 if one_y else k]
         rk = real[0 if one_m else k]
+        if k == 0 or not one_m:
+            n = _real_rows(rk, idx)
         bk = b[k]
         hk = out[k]
         s = scale[k]
-        np.dot(hk, w[k].T, a)
-        acc[:] = 0.0
         for r in range(R):
             if not rk[r]:
                 rows[k, r] = 0.0
-                if grad:
-                    for d in range(D):
-                        a[r, d] = 0.0
-                    for j in range(H):
-                        hm[r, j] = 0.0
-                continue
+        if n == 0:  # an idle member: no product (BLAS's leading dimensions must be >= 1)
+            if grad:
+                d_out[k] = 0.0
+                d_w[k] = 0.0
+                d_b[k] = 0.0
+            continue
+        # the evaluation's logits over all steps where few are padded (a padded row's logits
+        # come from its hidden state alone and are never read): the copy would cost more
+        full = n == R or (not grad and (R - n) * _FEW < R)
+        if not full:  # the real steps' hidden states, compacted; a padded one is never read
+            for i in range(n):
+                r = idx[i]
+                for j in range(H):
+                    hc[i, j] = hk[r, j]
+        hr = hk if full else hc[:n]
+        ar = a if full else a[:n]
+        np.dot(hr, w[k].T, ar)
+        acc[:] = 0.0
+        for q in range(n):
+            r = idx[q]
+            i = r if full else q  # the step's row of ar
             # the logits, their NLL terms and exp(-|a|)
             for d in range(D):
-                x = a[r, d] + bk[d]
-                a[r, d] = x
+                x = ar[i, d] + bk[d]
+                ar[i, d] = x
                 lin[d] = (_ONE - yk[r, d]) * x - min(x, _ZERO)
                 e[d] = _exp_neg(-abs(x))
             total, prod = _row_sums(lin, e)
@@ -176,17 +218,29 @@ def head_pass(out, w, b, y, real, scale, grad, rows, d_out, d_w, d_b):
             if grad:  # G = s (sigmoid(a) - y), over a
                 for d in range(D):
                     inv = _ONE / (_ONE + e[d])
-                    sig = inv if a[r, d] >= _ZERO else e[d] * inv
+                    sig = inv if ar[i, d] >= _ZERO else e[d] * inv
                     g = s * (sig - yk[r, d])
-                    a[r, d] = g
+                    ar[i, d] = g
                     acc[d] += g
+        if not grad:
+            continue
+        np.dot(ar.T, hr, d_w[k])
+        for d in range(D):
+            d_b[k, d] = acc[d]
+        dk = d_out[k]
+        np.dot(ar, w[k], dk[:n])
+        # each real step's row to its place, from the last (idx[i] >= i: a row is moved before
+        # it is overwritten; the rows before the first padded step stay), the padded rows 0
+        i = n - 1
+        while i >= 0 and idx[i] != i:
+            r = idx[i]
+            for j in range(H):
+                dk[r, j] = dk[i, j]
+            i -= 1
+        i = 0
+        for r in range(R):
+            if i < n and idx[i] == r:
+                i += 1
+            else:
                 for j in range(H):
-                    hm[r, j] = hk[r, j]
-        if grad:
-            np.dot(a, w[k], d_out[k])
-            np.dot(a.T, hm, d_w[k])
-            for r in range(R):  # 0, also where W holds inf or NaN (BLAS: 0 * inf = NaN)
-                if not rk[r]:
-                    d_out[k, r] = 0.0
-            for d in range(D):
-                d_b[k, d] = acc[d]
+                    dk[r, j] = 0.0
