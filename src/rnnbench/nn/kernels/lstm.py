@@ -21,11 +21,13 @@ from rnnbench.nn.kernels.common import (
     _jit,
     _keep_cell,
     _live_steps,
+    _member_rows,
     _sigmoid,
     _step_rows,
     _tanh,
     _transposed,
     _weight_grads,
+    _weight_grads_rows,
 )
 
 # ---- LSTM, gate blocks i, f, g, o; peepholes v (K, 3, H) when peephole ------------------------
@@ -156,8 +158,8 @@ def lstm_backward(d_out, d_hn, d_cn, w_hh, w_ch, peephole, mask, hs, cs, acts):
     d_c = np.empty((B, H), acts.dtype)
     d_c_new = np.empty(H, acts.dtype)
     rec = np.empty((B, H), acts.dtype)
-    d_rows = np.empty((B, G), acts.dtype)
-    rows = np.empty(B, np.intp)
+    d_live = np.empty((T * B, G), acts.dtype)  # the computed rows' d_pre and h_prev,
+    h_live = np.empty((T * B, H), acts.dtype)  # compact (common._member_rows)
     for k in range(K):
         d_h[:] = d_hn[k]
         d_c[:] = d_cn[k]
@@ -169,12 +171,13 @@ def lstm_backward(d_out, d_hn, d_cn, w_hh, w_ch, peephole, mask, hs, cs, acts):
         w_t = _transposed(w_hh[k])
         L = _live_steps(mask[k])  # the padded tail passes d_h, d_c through, no gradient into it
         d_pre[k, L:] = 0
+        rows, count, first = _member_rows(mask[k], L)
         for t in range(L - 1, -1, -1):
             # the real rows only (common._step_rows; a padding row passes d_h and d_c
             # through with no gradient), the product on all rows as in lstm_forward
-            n = _step_rows(mask[k, t], rows)
+            n, r0 = count[t], first[t]
             for i in range(n):
-                b = rows[i]
+                b = rows[t, i]
                 m, keep = mask[k, t, b], one - mask[k, t, b]
                 a, dp, dout = acts[k, t, b], d_pre[k, t, b], d_out[k, t, b]
                 c, c_prev, dh, dc = cs[k, t + 1, b], cs[k, t, b], d_h[b], d_c[b]
@@ -200,6 +203,11 @@ def lstm_backward(d_out, d_hn, d_cn, w_hh, w_ch, peephole, mask, hs, cs, acts):
                         dc[j] += dp[j] * v_i[j] + dp[H + j] * v_f[j]
                         d_v_i[j] += dp[j] * c_prev[j]
                         d_v_f[j] += dp[H + j] * c_prev[j]
+                q = r0 + i
+                for j in range(G):
+                    d_live[q, j] = dp[j]
+                for j in range(H):
+                    h_live[q, j] = hs[k, t, b, j]
             if n == B:
                 step_dot(d_pre[k, t], w_t.T, rec)
                 d_h += rec
@@ -211,19 +219,19 @@ def lstm_backward(d_out, d_hn, d_cn, w_hh, w_ch, peephole, mask, hs, cs, acts):
             if 2 * n > B:
                 step_dot(d_pre[k, t], w_t.T, rec)
                 for i in range(n):
-                    b = rows[i]
+                    b = rows[t, i]
                     for j in range(H):
                         d_h[b, j] += rec[b, j]
             elif n > 0:
-                _gather_rows(d_pre[k, t], rows, n, d_rows)
-                step_dot(d_rows[:n], w_t.T, rec[:n])
+                step_dot(d_live[r0 : r0 + n], w_t.T, rec[:n])
                 for i in range(n):
-                    b = rows[i]
+                    b = rows[t, i]
                     for j in range(H):
                         d_h[b, j] += rec[i, j]
         d_h0[k] = d_h
         d_c0[k] = d_c
-        _weight_grads(d_pre[k, :L], hs[k, :L], d_w[k], d_b[k])
+        R = first[L]
+        _weight_grads_rows(d_live[:R], h_live[:R], d_w[k], d_b[k])
     return d_pre, d_w, d_b, d_h0, d_c0, d_w_ch
 
 
