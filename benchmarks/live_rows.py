@@ -64,18 +64,23 @@ def worker() -> dict:
             d_out = rng.standard_normal((K, T, B, H)).astype(np.float32) * mask[..., None]
             data.append((mask, xw, d_out))
 
-        def fwd(mask, xw):
-            if cell == "gru":
-                return gru.gru_forward(xw, w, bh, True, mask, h0)
-            return lstm.lstm_forward(xw, w, bh, wc, False, mask, h0, h0)
+        if cell == "gru":
 
-        def bwd(mask, d_out, o):
-            if cell == "gru":
+            def fwd(mask, xw, w=w, bh=bh, h0=h0):
+                return gru.gru_forward(xw, w, bh, True, mask, h0)
+
+            def bwd(mask, d_out, o, w=w, h0=h0):
                 return gru.gru_backward(d_out, h0, w, True, mask, o[2], o[3], o[4])
-            return lstm.lstm_backward(d_out, h0, h0, w, wc, False, mask, o[3], o[4], o[5])
+        else:
+
+            def fwd(mask, xw, w=w, bh=bh, wc=wc, h0=h0):
+                return lstm.lstm_forward(xw, w, bh, wc, False, mask, h0, h0)
+
+            def bwd(mask, d_out, o, w=w, wc=wc, h0=h0):
+                return lstm.lstm_backward(d_out, h0, h0, w, wc, False, mask, o[3], o[4], o[5])
 
         outs = [fwd(mask, xw) for mask, xw, _ in data]
-        grads = [bwd(mask, d, o) for (mask, _, d), o in zip(data, outs)]
+        grads = [bwd(mask, d, o) for (mask, _, d), o in zip(data, outs, strict=True)]
         best = {"forward": float("inf"), "backward": float("inf")}
         for _ in range(5):
             start = time.process_time()
@@ -83,7 +88,7 @@ def worker() -> dict:
                 fwd(mask, xw)
             best["forward"] = min(best["forward"], time.process_time() - start)
             start = time.process_time()
-            for (mask, _, d), o in zip(data, outs):
+            for (mask, _, d), o in zip(data, outs, strict=True):
                 bwd(mask, d, o)
             best["backward"] = min(best["backward"], time.process_time() - start)
         result[cell] = {part: v / BATCHES * 1e6 for part, v in best.items()}
@@ -131,12 +136,15 @@ def main() -> None:
             line = f"{cell:5s} {part:9s}"
             for name in trees:
                 vals = sorted(r[cell][part] for r in runs[name])
-                line += f"  {name}: median {vals[len(vals) // 2]:8.1f} ({vals[0]:.1f}-{vals[-1]:.1f})"
+                mid = vals[len(vals) // 2]
+                line += f"  {name}: median {mid:8.1f} ({vals[0]:.1f}-{vals[-1]:.1f})"
             if "base" in trees:
-                pairs = [b[cell][part] / t[cell][part] for t, b in zip(runs["this"], runs["base"])]
+                both = zip(runs["this"], runs["base"], strict=True)
+                pairs = [b[cell][part] / t[cell][part] for t, b in both]
                 line += "  ratios " + " ".join(f"{x:.2f}" for x in pairs)
             print(line)
-        print(f"{cell:5s} checksum  " + "  ".join(f"{n}: {runs[n][0][cell]['sum']:.6g}" for n in trees))
+        sums = "  ".join(f"{n}: {runs[n][0][cell]['sum']:.6g}" for n in trees)
+        print(f"{cell:5s} checksum  {sums}")
 
 
 if __name__ == "__main__":

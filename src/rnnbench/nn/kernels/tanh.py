@@ -99,7 +99,8 @@ def tanh_backward(d_out, d_hn, w_hh, mask, out, hs):
                 b, q = rows[t, i], r0 + i
                 m, keep = mask[k, t, b], one - mask[k, t, b]
                 for j in range(H):
-                    dp = m * (d_out[k, t, b, j] + d_h[b, j]) * (one - out[k, t, b, j] * out[k, t, b, j])
+                    h = out[k, t, b, j]
+                    dp = m * (d_out[k, t, b, j] + d_h[b, j]) * (one - h * h)
                     d_pre[k, t, b, j] = dp
                     d_live[q, j] = dp
                     d_h[b, j] = keep * d_h[b, j]
