@@ -48,10 +48,11 @@ def _gate_affine(H, dtype):
 @_jit
 def lstm_forward(xw, w_hh, b_hh, w_ch, peephole, mask, h0, c0):
     """Returns ``out``, ``h_n``, ``c_n``, ``hs``, ``cs`` and ``acts (K, T, B, 4H)``: i, f, g, o
-    after their non-linearities. ``w_hh (K, 4H, H)`` as the module stores it. The gate
-    non-linearities run as one loop over the row's 4H columns (3H with peepholes, where o
-    waits for c): in float32 the same arithmetic as one loop per block, without a remainder
-    per block (about 30% faster at H = 36)."""
+    after their non-linearities (0 on a padding row, which keeps its state with out 0).
+    ``w_hh (K, 4H, H)`` as the module stores it. The gate non-linearities run as one loop
+    over the row's 4H columns (3H with peepholes, where o waits for c): in float32 the same
+    arithmetic as one loop per block, without a remainder per block (about 30% faster at H =
+    36)."""
     K, T, B, G = xw.shape
     H = G // 4
     hs = np.empty((K, T + 1, B, H), xw.dtype)
@@ -144,7 +145,8 @@ def lstm_forward(xw, w_hh, b_hh, w_ch, peephole, mask, h0, c0):
 @_jit
 def lstm_backward(d_out, d_hn, d_cn, w_hh, w_ch, peephole, mask, hs, cs, acts):
     """Returns ``d_pre (K, T, B, 4H)`` (= d xw), ``d_w_hh``, ``d_b_hh``, ``d_h0``, ``d_c0`` and
-    ``d_w_ch``."""
+    ``d_w_ch``. A padding row inside the live steps passes ``d_h`` and ``d_c`` through with
+    ``d_pre`` 0 and adds nothing to the weights' gradients."""
     K, T, B, G = acts.shape
     H = G // 4
     one = np.ones(1, acts.dtype)[0]
