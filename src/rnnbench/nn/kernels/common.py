@@ -209,14 +209,6 @@ def _gather_rows(src, rows, n, dst):
             dst[i, j] = src[b, j]
 
 
-@_jit
-def _pad_row(prev, new, out, b):
-    """A padding row ``b`` of one step: ``out[b] = 0``, the state ``new[b] = prev[b]``."""
-    for j in range(prev.shape[1]):
-        out[b, j] = 0
-        new[b, j] = prev[b, j]
-
-
 # ---- the recurrent weights' gradients, inside the backward kernels ----------------------------
 # One member's gradient is one product of (T*B, G)^T by (T*B, H). OpenBLAS (scipy's, the one
 # numba calls) runs products up to a few hundred thousand multiply-adds on its small-matrix
