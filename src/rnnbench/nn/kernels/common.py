@@ -156,6 +156,59 @@ def _hold_tail(states, L):
         states[t] = states[L]
 
 
+# ---- a member's padded rows inside its live steps -------------------------------------------
+# A batch's sequences are padded at their end to the longest, so inside the live steps some
+# rows are padding (about 26% of JSB's (step, row) slots at batch 4). Where every mask value at
+# a step is 0 or 1, the kernels compute the real rows only (their states gathered into a
+# compact buffer for the product) and write what a padding row gives for finite values: out
+# 0, the state kept, no gradient into the step, the state's gradient passed through. The
+# per-row arithmetic of the real rows is unchanged (a product's row does not depend on the
+# other rows). A step with any other mask value runs all its rows as before.
+
+
+@_jit
+def _step_rows(mask_kt, rows):
+    """The rows to compute at one step, into ``rows``; returns their count: the real rows
+    (mask 1) where every mask value is 0 or 1, else all rows."""
+    B = mask_kt.shape[0]
+    n = 0
+    for b in range(B):
+        m = mask_kt[b]
+        if m == 1:
+            rows[n] = b
+            n += 1
+        elif m != 0:
+            for c in range(B):
+                rows[c] = c
+            return B
+    return n
+
+
+@_jit
+def _member_rows(mask_k, L):
+    """:func:`_step_rows` for the steps ``t < L`` of one member: ``rows (L, B)``, ``count
+    (L)`` and ``first (L + 1)``, the offset of each step's rows in a compact array of the
+    computed (step, row) slots in order (``first[L]`` of them)."""
+    B = mask_k.shape[1]
+    rows = np.empty((max(L, 1), B), np.intp)
+    count = np.empty(max(L, 1), np.intp)
+    first = np.empty(L + 1, np.intp)
+    first[0] = 0
+    for t in range(L):
+        count[t] = _step_rows(mask_k[t], rows[t])
+        first[t + 1] = first[t] + count[t]
+    return rows, count, first
+
+
+@_jit
+def _gather_rows(src, rows, n, dst):
+    """``dst[i] = src[rows[i]]`` for ``i < n``."""
+    for i in range(n):
+        b = rows[i]
+        for j in range(src.shape[1]):
+            dst[i, j] = src[b, j]
+
+
 # ---- the recurrent weights' gradients, inside the backward kernels ----------------------------
 # One member's gradient is one product of (T*B, G)^T by (T*B, H). OpenBLAS (scipy's, the one
 # numba calls) runs products up to a few hundred thousand multiply-adds on its small-matrix
@@ -176,18 +229,25 @@ WEIGHT_GRAD_MIN_ROWS = 24
 @_jit
 def _weight_grads(d, inputs, d_w, d_b):
     """One member's ``d_w = sum_t,b d[t, b]^T inputs[t, b]`` and ``d_b = sum_t,b d[t, b]``;
-    ``d (T, B, G)`` and ``inputs (T, B, H)`` contiguous. The product runs in chunks of rows
-    of at most :data:`WEIGHT_GRAD_CHUNK` multiply-adds each, or whole where such chunks
-    would have fewer than :data:`WEIGHT_GRAD_MIN_ROWS` rows (see above)."""
+    ``d (T, B, G)`` and ``inputs (T, B, H)`` contiguous: :func:`_weight_grads_rows` on their
+    ``T B`` rows."""
     T, B, G = d.shape
     H = inputs.shape[2]
-    rows = T * B
+    _weight_grads_rows(d.reshape(T * B, G), inputs.reshape(T * B, H), d_w, d_b)
+
+
+@_jit
+def _weight_grads_rows(flat, flat_in, d_w, d_b):
+    """``d_w = flat^T flat_in`` and ``d_b = sum_r flat[r]``; ``flat (R, G)`` and ``flat_in
+    (R, H)`` contiguous. The product runs in chunks of rows of at most
+    :data:`WEIGHT_GRAD_CHUNK` multiply-adds each, or whole where such chunks would have
+    fewer than :data:`WEIGHT_GRAD_MIN_ROWS` rows (see above)."""
+    rows, G = flat.shape
+    H = flat_in.shape[1]
     d_b[:] = 0
     if rows == 0:
         d_w[:] = 0
         return
-    flat = d.reshape(rows, G)
-    flat_in = inputs.reshape(rows, H)
     chunks = max(1, -(-rows * G * H // WEIGHT_GRAD_CHUNK))
     step = -(-rows // chunks)
     if step < WEIGHT_GRAD_MIN_ROWS:

@@ -16,14 +16,18 @@ from rnnbench.nn.kernels.common import (
     _HALF,
     _finish_step,
     _gate,
+    _gather_rows,
     _hold_tail,
     _jit,
     _keep_cell,
     _live_steps,
+    _member_rows,
     _sigmoid,
+    _step_rows,
     _tanh,
     _transposed,
     _weight_grads,
+    _weight_grads_rows,
 )
 
 # ---- LSTM, gate blocks i, f, g, o; peepholes v (K, 3, H) when peephole ------------------------
@@ -44,10 +48,11 @@ def _gate_affine(H, dtype):
 @_jit
 def lstm_forward(xw, w_hh, b_hh, w_ch, peephole, mask, h0, c0):
     """Returns ``out``, ``h_n``, ``c_n``, ``hs``, ``cs`` and ``acts (K, T, B, 4H)``: i, f, g, o
-    after their non-linearities. ``w_hh (K, 4H, H)`` as the module stores it. The gate
-    non-linearities run as one loop over the row's 4H columns (3H with peepholes, where o
-    waits for c): in float32 the same arithmetic as one loop per block, without a remainder
-    per block (about 30% faster at H = 36)."""
+    after their non-linearities (0 on a padding row, which keeps its state with out 0).
+    ``w_hh (K, 4H, H)`` as the module stores it. The gate non-linearities run as one loop
+    over the row's 4H columns (3H with peepholes, where o waits for c): in float32 the same
+    arithmetic as one loop per block, without a remainder per block (about 30% faster at H =
+    36)."""
     K, T, B, G = xw.shape
     H = G // 4
     hs = np.empty((K, T + 1, B, H), xw.dtype)
@@ -57,6 +62,8 @@ def lstm_forward(xw, w_hh, b_hh, w_ch, peephole, mask, h0, c0):
     h_n = np.empty((K, B, H), xw.dtype)
     c_n = np.empty((K, B, H), xw.dtype)
     rec = np.empty((B, G), xw.dtype)
+    h_rows = np.empty((B, H), xw.dtype)
+    rows = np.empty(B, np.intp)
     scale, shift = _gate_affine(H, xw.dtype)
     for k in range(K):
         hs[k, 0] = h0[k]
@@ -64,13 +71,24 @@ def lstm_forward(xw, w_hh, b_hh, w_ch, peephole, mask, h0, c0):
         w_t = _transposed(w_hh[k])
         L = _live_steps(mask[k])  # the steps after L are all padding: kept state, out 0
         for t in range(L):
-            step_dot(hs[k, t], w_t, rec)
+            # the real rows only (common._step_rows); the product on all B rows where more
+            # than half are real (OpenBLAS's small kernel costs about as much on 3 rows as
+            # on 4), else on the real rows' states gathered
+            n = _step_rows(mask[k, t], rows)
+            whole = 2 * n > B
+            if whole:
+                step_dot(hs[k, t], w_t, rec)
+            elif n > 0:
+                _gather_rows(hs[k, t], rows, n, h_rows)
+                step_dot(h_rows[:n], w_t, rec[:n])
             # rows indexed, not taken as views (a view per row and step costs an atomic
             # reference count; as in the GRU kernels)
-            for b in range(B):
+            for i in range(n):
+                b = rows[i]
+                ri = b if whole else i
                 if peephole:
                     for j in range(G):
-                        acts[k, t, b, j] = xw[k, t, b, j] + rec[b, j] + b_hh[k, j]
+                        acts[k, t, b, j] = xw[k, t, b, j] + rec[ri, j] + b_hh[k, j]
                     for j in range(H):
                         acts[k, t, b, j] += w_ch[k, 0, j] * cs[k, t, b, j]
                         acts[k, t, b, H + j] += w_ch[k, 1, j] * cs[k, t, b, j]
@@ -88,7 +106,7 @@ def lstm_forward(xw, w_hh, b_hh, w_ch, peephole, mask, h0, c0):
                 else:
                     for j in range(G):
                         acts[k, t, b, j] = _gate(
-                            xw[k, t, b, j] + rec[b, j] + b_hh[k, j], scale[j], shift[j]
+                            xw[k, t, b, j] + rec[ri, j] + b_hh[k, j], scale[j], shift[j]
                         )
                     for j in range(H):  # c and h in one pass: one scalar remainder, not two
                         c = (
@@ -106,6 +124,15 @@ def lstm_forward(xw, w_hh, b_hh, w_ch, peephole, mask, h0, c0):
                 else:
                     for j in range(H):
                         out[k, t, b, j] = hs[k, t + 1, b, j]
+            if n < B:  # the padding rows (mask 0): out 0, the state kept, acts 0
+                for b in range(B):
+                    if mask[k, t, b] == 0:
+                        for j in range(H):
+                            out[k, t, b, j] = 0
+                            hs[k, t + 1, b, j] = hs[k, t, b, j]
+                            cs[k, t + 1, b, j] = cs[k, t, b, j]
+                        for j in range(G):
+                            acts[k, t, b, j] = 0
         _hold_tail(hs[k], L)
         _hold_tail(cs[k], L)
         out[k, L:] = 0
@@ -118,7 +145,8 @@ def lstm_forward(xw, w_hh, b_hh, w_ch, peephole, mask, h0, c0):
 @_jit
 def lstm_backward(d_out, d_hn, d_cn, w_hh, w_ch, peephole, mask, hs, cs, acts):
     """Returns ``d_pre (K, T, B, 4H)`` (= d xw), ``d_w_hh``, ``d_b_hh``, ``d_h0``, ``d_c0`` and
-    ``d_w_ch``."""
+    ``d_w_ch``. A padding row inside the live steps passes ``d_h`` and ``d_c`` through with
+    ``d_pre`` 0 and adds nothing to the weights' gradients."""
     K, T, B, G = acts.shape
     H = G // 4
     one = np.ones(1, acts.dtype)[0]
@@ -132,6 +160,8 @@ def lstm_backward(d_out, d_hn, d_cn, w_hh, w_ch, peephole, mask, hs, cs, acts):
     d_c = np.empty((B, H), acts.dtype)
     d_c_new = np.empty(H, acts.dtype)
     rec = np.empty((B, H), acts.dtype)
+    d_live = np.empty((T * B, G), acts.dtype)  # the computed rows' d_pre and h_prev,
+    h_live = np.empty((T * B, H), acts.dtype)  # compact (common._member_rows)
     for k in range(K):
         d_h[:] = d_hn[k]
         d_c[:] = d_cn[k]
@@ -143,8 +173,13 @@ def lstm_backward(d_out, d_hn, d_cn, w_hh, w_ch, peephole, mask, hs, cs, acts):
         w_t = _transposed(w_hh[k])
         L = _live_steps(mask[k])  # the padded tail passes d_h, d_c through, no gradient into it
         d_pre[k, L:] = 0
+        rows, count, first = _member_rows(mask[k], L)
         for t in range(L - 1, -1, -1):
-            for b in range(B):
+            # the real rows only (common._step_rows; a padding row passes d_h and d_c
+            # through with no gradient), the product on all rows as in lstm_forward
+            n, r0 = count[t], first[t]
+            for i in range(n):
+                b = rows[t, i]
                 m, keep = mask[k, t, b], one - mask[k, t, b]
                 a, dp, dout = acts[k, t, b], d_pre[k, t, b], d_out[k, t, b]
                 c, c_prev, dh, dc = cs[k, t + 1, b], cs[k, t, b], d_h[b], d_c[b]
@@ -160,21 +195,45 @@ def lstm_backward(d_out, d_hn, d_cn, w_hh, w_ch, peephole, mask, hs, cs, acts):
                         d_c_new[j] += dp[3 * H + j] * v_o[j]
                         d_v_o[j] += dp[3 * H + j] * c[j]
                 for j in range(H):
-                    i, f, g = a[j], a[H + j], a[2 * H + j]
-                    dp[j] = d_c_new[j] * g * (i - i * i)
+                    ig, f, g = a[j], a[H + j], a[2 * H + j]
+                    dp[j] = d_c_new[j] * g * (ig - ig * ig)
                     dp[H + j] = d_c_new[j] * c_prev[j] * (f - f * f)
-                    dp[2 * H + j] = d_c_new[j] * i * (one - g * g)
+                    dp[2 * H + j] = d_c_new[j] * ig * (one - g * g)
                     dc[j] = d_c_new[j] * f + keep * dc[j]
                 if peephole:
                     for j in range(H):
                         dc[j] += dp[j] * v_i[j] + dp[H + j] * v_f[j]
                         d_v_i[j] += dp[j] * c_prev[j]
                         d_v_f[j] += dp[H + j] * c_prev[j]
-            step_dot(d_pre[k, t], w_t.T, rec)
-            d_h += rec
+                q = r0 + i
+                for j in range(G):
+                    d_live[q, j] = dp[j]
+                for j in range(H):
+                    h_live[q, j] = hs[k, t, b, j]
+            if n == B:
+                step_dot(d_pre[k, t], w_t.T, rec)
+                d_h += rec
+                continue
+            for b in range(B):
+                if mask[k, t, b] == 0:
+                    for j in range(G):
+                        d_pre[k, t, b, j] = 0
+            if 2 * n > B:
+                step_dot(d_pre[k, t], w_t.T, rec)
+                for i in range(n):
+                    b = rows[t, i]
+                    for j in range(H):
+                        d_h[b, j] += rec[b, j]
+            elif n > 0:
+                step_dot(d_live[r0 : r0 + n], w_t.T, rec[:n])
+                for i in range(n):
+                    b = rows[t, i]
+                    for j in range(H):
+                        d_h[b, j] += rec[i, j]
         d_h0[k] = d_h
         d_c0[k] = d_c
-        _weight_grads(d_pre[k, :L], hs[k, :L], d_w[k], d_b[k])
+        R = first[L]
+        _weight_grads_rows(d_live[:R], h_live[:R], d_w[k], d_b[k])
     return d_pre, d_w, d_b, d_h0, d_c0, d_w_ch
 
 

@@ -7,13 +7,15 @@ import numpy as np
 
 from rnnbench.nn.kernels.blas import step_dot
 from rnnbench.nn.kernels.common import (
-    _finish_step,
+    _gather_rows,
     _hold_tail,
     _jit,
     _live_steps,
+    _member_rows,
+    _step_rows,
     _tanh,
     _transposed,
-    _weight_grads,
+    _weight_grads_rows,
 )
 
 # ---- tanh: h = tanh(xw + W_hh h_prev + b_hh) -------------------------------------------------
@@ -21,24 +23,50 @@ from rnnbench.nn.kernels.common import (
 
 @_jit
 def tanh_forward(xw, w_hh, b_hh, mask, h0):
-    """Returns ``out``, ``h_n`` and ``hs``; ``w_hh (K, H, H)`` as the module stores it."""
+    """Returns ``out``, ``h_n`` and ``hs``; ``w_hh (K, H, H)`` as the module stores it. A
+    padding row inside the live steps (common, :func:`_step_rows`) is not computed: out 0,
+    the state kept."""
     K, T, B, H = xw.shape
     hs = np.empty((K, T + 1, B, H), xw.dtype)
     out = np.empty((K, T, B, H), xw.dtype)
     h_n = np.empty((K, B, H), xw.dtype)
     rec = np.empty((B, H), xw.dtype)
+    h_rows = np.empty((B, H), xw.dtype)
+    rows = np.empty(B, np.intp)
     for k in range(K):
         hs[k, 0] = h0[k]
         bias = b_hh[k]
         w_t = _transposed(w_hh[k])
         L = _live_steps(mask[k])  # the steps after L are all padding: kept state, out 0
         for t in range(L):
-            step_dot(hs[k, t], w_t, rec)
-            for b in range(B):
-                x, r, h = xw[k, t, b], rec[b], hs[k, t + 1, b]
+            # the real rows only; the product on all rows where more than half are real
+            # (as in lstm_forward), else on the real rows' states gathered
+            n = _step_rows(mask[k, t], rows)
+            whole = 2 * n > B
+            if whole:
+                step_dot(hs[k, t], w_t, rec)
+            elif n > 0:
+                _gather_rows(hs[k, t], rows, n, h_rows)
+                step_dot(h_rows[:n], w_t, rec[:n])
+            for i in range(n):
+                b = rows[i]
+                ri = b if whole else i
                 for j in range(H):
-                    h[j] = _tanh(x[j] + r[j] + bias[j])
-                _finish_step(mask[k, t, b], h, hs[k, t, b], out[k, t, b])
+                    hs[k, t + 1, b, j] = _tanh(xw[k, t, b, j] + rec[ri, j] + bias[j])
+                m = mask[k, t, b]
+                if m == 1:  # _finish_step's arithmetic, indexed
+                    for j in range(H):
+                        out[k, t, b, j] = hs[k, t + 1, b, j]
+                else:
+                    for j in range(H):
+                        out[k, t, b, j] = m * hs[k, t + 1, b, j]
+                        hs[k, t + 1, b, j] = out[k, t, b, j] + (1 - m) * hs[k, t, b, j]
+            if n < B:  # the padding rows (mask 0): out 0, the state kept
+                for b in range(B):
+                    if mask[k, t, b] == 0:
+                        for j in range(H):
+                            out[k, t, b, j] = 0
+                            hs[k, t + 1, b, j] = hs[k, t, b, j]
         _hold_tail(hs[k], L)
         out[k, L:] = 0
         h_n[k] = hs[k, T]
@@ -48,7 +76,8 @@ def tanh_forward(xw, w_hh, b_hh, mask, h0):
 @_jit
 def tanh_backward(d_out, d_hn, w_hh, mask, out, hs):
     """Returns ``d_pre (K, T, B, H)`` (= d xw), ``d_w_hh``, ``d_b_hh`` and ``d_h0``. ``out``
-    holds h_t on real steps, ``hs`` the states (``hs[:, t]`` multiplies ``w_hh`` at step t)."""
+    holds h_t on real steps, ``hs`` the states (``hs[:, t]`` multiplies ``w_hh`` at step t).
+    A padding row inside the live steps passes ``d_h`` through with no gradient."""
     K, T, B, H = out.shape
     one = np.ones(1, out.dtype)[0]
     d_pre = np.empty((K, T, B, H), out.dtype)
@@ -57,20 +86,38 @@ def tanh_backward(d_out, d_hn, w_hh, mask, out, hs):
     d_h0 = np.empty((K, B, H), out.dtype)
     d_h = np.empty((B, H), out.dtype)
     rec = np.empty((B, H), out.dtype)
+    d_live = np.empty((T * B, H), out.dtype)  # the computed rows' d_pre and h_prev,
+    h_live = np.empty((T * B, H), out.dtype)  # compact (common._member_rows)
     for k in range(K):
         d_h[:] = d_hn[k]
         L = _live_steps(mask[k])  # the padded tail passes d_h through, no gradient into it
         d_pre[k, L:] = 0
+        rows, count, first = _member_rows(mask[k], L)
         for t in range(L - 1, -1, -1):
-            for b in range(B):
+            n, r0 = count[t], first[t]
+            for i in range(n):
+                b, q = rows[t, i], r0 + i
                 m, keep = mask[k, t, b], one - mask[k, t, b]
-                h, dp, dout, dh = out[k, t, b], d_pre[k, t, b], d_out[k, t, b], d_h[b]
                 for j in range(H):
-                    dp[j] = m * (dout[j] + dh[j]) * (one - h[j] * h[j])
-                    dh[j] = keep * dh[j]
-            step_dot(d_pre[k, t], w_hh[k], rec)
-            d_h += rec
+                    h = out[k, t, b, j]
+                    dp = m * (d_out[k, t, b, j] + d_h[b, j]) * (one - h * h)
+                    d_pre[k, t, b, j] = dp
+                    d_live[q, j] = dp
+                    d_h[b, j] = keep * d_h[b, j]
+                    h_live[q, j] = hs[k, t, b, j]
+            if n > 0:
+                step_dot(d_live[r0 : r0 + n], w_hh[k], rec[:n])
+                for i in range(n):
+                    b = rows[t, i]
+                    for j in range(H):
+                        d_h[b, j] += rec[i, j]
+            if n < B:
+                for b in range(B):
+                    if mask[k, t, b] == 0:
+                        for j in range(H):
+                            d_pre[k, t, b, j] = 0
         d_h0[k] = d_h
         # the recurrent weights' gradients, in chunks of rows (common.WEIGHT_GRAD_CHUNK)
-        _weight_grads(d_pre[k, :L], hs[k, :L], d_w[k], d_b[k])
+        R = first[L]
+        _weight_grads_rows(d_live[:R], h_live[:R], d_w[k], d_b[k])
     return d_pre, d_w, d_b, d_h0
