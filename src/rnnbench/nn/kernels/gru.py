@@ -9,10 +9,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from rnnbench.nn.kernels.blas import step_dot
+from rnnbench.nn.kernels.blas import real_rows_dot, step_dot
 from rnnbench.nn.kernels.common import (
     _finish_step,
-    _gather_rows,
     _hold_tail,
     _jit,
     _live_steps,
@@ -54,13 +53,8 @@ def gru_forward(xw, w_hh, b_hh, before, mask, h0):
         w_rz_t, w_n_t = _transposed(w_hh[k, : 2 * H]), _transposed(w_hh[k, 2 * H :])
         L = _live_steps(mask[k])  # the steps after L are all padding: kept state, out 0
         for t in range(L):
-            n = _step_rows(mask[k, t], rows)
-            whole = 2 * n > B  # the product on all B rows, result row b, else on the n
-            if whole:
-                step_dot(hs[k, t], w_rz_t, rec_rz)
-            elif n > 0:
-                _gather_rows(hs[k, t], rows, n, h_rows)
-                step_dot(h_rows[:n], w_rz_t, rec_rz[:n])
+            n = _step_rows(mask[k, t], rows)  # the real rows (the product: real_rows_dot)
+            whole = real_rows_dot(hs[k, t], w_rz_t, rec_rz, rows, n, h_rows)
             # the rows are indexed, not taken as views (a view per row and step costs an
             # atomic reference count: about a fifth of this kernel's time at JSB's sizes)
             for i in range(n):

@@ -11,12 +11,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from rnnbench.nn.kernels.blas import step_dot
+from rnnbench.nn.kernels.blas import real_rows_dot, step_dot
 from rnnbench.nn.kernels.common import (
     _HALF,
     _finish_step,
     _gate,
-    _gather_rows,
     _hold_tail,
     _jit,
     _keep_cell,
@@ -71,16 +70,9 @@ def lstm_forward(xw, w_hh, b_hh, w_ch, peephole, mask, h0, c0):
         w_t = _transposed(w_hh[k])
         L = _live_steps(mask[k])  # the steps after L are all padding: kept state, out 0
         for t in range(L):
-            # the real rows only (common._step_rows); the product on all B rows where more
-            # than half are real (OpenBLAS's small kernel costs about as much on 3 rows as
-            # on 4), else on the real rows' states gathered
+            # the real rows only (common._step_rows; the product: blas.real_rows_dot)
             n = _step_rows(mask[k, t], rows)
-            whole = 2 * n > B
-            if whole:
-                step_dot(hs[k, t], w_t, rec)
-            elif n > 0:
-                _gather_rows(hs[k, t], rows, n, h_rows)
-                step_dot(h_rows[:n], w_t, rec[:n])
+            whole = real_rows_dot(hs[k, t], w_t, rec, rows, n, h_rows)
             # rows indexed, not taken as views (a view per row and step costs an atomic
             # reference count; as in the GRU kernels)
             for i in range(n):

@@ -5,9 +5,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from rnnbench.nn.kernels.blas import step_dot
+from rnnbench.nn.kernels.blas import real_rows_dot, step_dot
 from rnnbench.nn.kernels.common import (
-    _gather_rows,
     _hold_tail,
     _jit,
     _live_steps,
@@ -39,15 +38,9 @@ def tanh_forward(xw, w_hh, b_hh, mask, h0):
         w_t = _transposed(w_hh[k])
         L = _live_steps(mask[k])  # the steps after L are all padding: kept state, out 0
         for t in range(L):
-            # the real rows only; the product on all rows where more than half are real
-            # (as in lstm_forward), else on the real rows' states gathered
+            # the real rows only (common._step_rows; the product: blas.real_rows_dot)
             n = _step_rows(mask[k, t], rows)
-            whole = 2 * n > B
-            if whole:
-                step_dot(hs[k, t], w_t, rec)
-            elif n > 0:
-                _gather_rows(hs[k, t], rows, n, h_rows)
-                step_dot(h_rows[:n], w_t, rec[:n])
+            whole = real_rows_dot(hs[k, t], w_t, rec, rows, n, h_rows)
             for i in range(n):
                 b = rows[i]
                 ri = b if whole else i
